@@ -1,0 +1,9 @@
+"""CLI for ingestion."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``autopersona ingest``."""
