@@ -63,16 +63,23 @@ def _construct(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        own = [_scalar(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        seen: set[Any] = set()
+        for k in own:
+            if k in seen:
+                dup = next(kn for kn, _ in reversed(node.value) if _scalar(kn) == k)
+                raise CatalogError(
+                    [CatalogIssue("", dup.start_mark.line + 1, _fmt((*loc, k)), "duplicate key")]
+                )
+            seen.add(k)
+        # Merge keys (<<: *anchor): merged entries first, the mapping's own keys override.
+        yaml.constructor.SafeConstructor().flatten_mapping(node)
         for key_node, value_node in node.value:
             key = _scalar(key_node)
-            if key in out:
-                raise CatalogError(
-                    [
-                        CatalogIssue(
-                            "", key_node.start_mark.line + 1, _fmt((*loc, key)), "duplicate key"
-                        )
-                    ]
-                )
+            if key in out and key in own:
+                out.pop(key)
+            elif key in out:
+                continue  # an earlier merge source wins over a later one
             lines[(*loc, key)] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, (*loc, key), lines)
             lines[(*loc, key)] = key_node.start_mark.line + 1

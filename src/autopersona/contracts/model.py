@@ -34,6 +34,8 @@ class Column(_Strict):
 
     ``missing`` says what ingestion does with a null: ``keep`` it, ``quarantine`` the row,
     ``fill`` it with ``default``, or ``ffill`` (carry the vehicle's previous value forward).
+    ``out_of_range: null`` sets a value outside ``min``/``max`` to null and logs the original in
+    the repairs table instead of quarantining the row (for secondary fields such as altitude).
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -46,6 +48,7 @@ class Column(_Strict):
     max: float | None = None
     missing: Literal["keep", "quarantine", "fill", "ffill"] | None = None
     default: str | int | float | bool | None = None
+    out_of_range: Literal["quarantine", "null"] = "quarantine"
     monotonic: Literal["increasing"] | None = None
     pii: bool = False
 

@@ -1,0 +1,30 @@
+"""Settings, from the environment (``AUTOPERSONA_*``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Where things live and how much they may use.
+
+    Examples
+    --------
+    >>> Settings(warehouse="x.duckdb").warehouse
+    PosixPath('x.duckdb')
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AUTOPERSONA_", env_file=".env", extra="ignore")
+
+    warehouse: Path = Path("autopersona.duckdb")
+    memory_limit: str | None = None
+    threads: int | None = None
+
+
+def get_settings() -> Settings:
+    """Current settings."""
+    return Settings()

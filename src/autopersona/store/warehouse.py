@@ -1,0 +1,176 @@
+"""The embedded warehouse: one DuckDB file with every canonical table, quarantine and run logs.
+
+Examples
+--------
+>>> from autopersona.store.warehouse import Warehouse
+>>> with Warehouse(":memory:") as wh:
+...     wh.count("motion")
+0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+
+from autopersona.contracts import Contract, load_contracts
+
+__all__ = ["QUARANTINE_TABLE", "REPAIRS_TABLE", "RUNS_TABLE", "Warehouse"]
+
+QUARANTINE_TABLE = "_quarantine"
+RUNS_TABLE = "_ingest_runs"
+REPAIRS_TABLE = "_repairs"
+
+_SYSTEM_DDL = [
+    f"""CREATE TABLE IF NOT EXISTS {QUARANTINE_TABLE} (
+        run_id VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        source_sha256 VARCHAR NOT NULL,
+        target_table VARCHAR NOT NULL,
+        row_number BIGINT,
+        field VARCHAR,
+        reason VARCHAR NOT NULL,
+        raw VARCHAR,
+        quarantined_at TIMESTAMPTZ NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {REPAIRS_TABLE} (
+        run_id VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        source_sha256 VARCHAR NOT NULL,
+        target_table VARCHAR NOT NULL,
+        row_number BIGINT,
+        repair VARCHAR NOT NULL,
+        repaired_at TIMESTAMPTZ NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+        run_id VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        source_sha256 VARCHAR NOT NULL,
+        mapping VARCHAR,
+        target_table VARCHAR NOT NULL,
+        "read" BIGINT NOT NULL,
+        loaded BIGINT NOT NULL,
+        duplicates BIGINT NOT NULL,
+        quarantined BIGINT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        seconds DOUBLE NOT NULL
+    )""",
+]
+
+
+class Warehouse:
+    """A DuckDB warehouse holding the canonical tables of every contract.
+
+    Parameters
+    ----------
+    path
+        DuckDB file (created if absent) or ``":memory:"``.
+    memory_limit
+        DuckDB memory limit, e.g. ``"2GB"``; work beyond it spills to ``temp_directory``.
+    threads
+        DuckDB worker threads (default: DuckDB's choice).
+    read_only
+        Open without creating or changing anything.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = "autopersona.duckdb",
+        *,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(self.path, read_only=read_only)
+        self.con.execute("SET TimeZone = 'UTC'")
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.contracts: dict[str, Contract] = load_contracts()
+        if not read_only:
+            self.create_tables()
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.con.close()
+
+    # ------------------------------------------------------------------ schema
+    def create_tables(self) -> None:
+        """Create every contract table, the system tables and the as-of alignment views."""
+        for c in self.contracts.values():
+            self.con.execute(c.ddl())
+        for ddl in _SYSTEM_DDL:
+            self.con.execute(ddl)
+        for c in self.contracts.values():
+            if c.align:
+                self.con.execute(self.aligned_view_sql(c))
+
+    def aligned_view_sql(self, contract: Contract) -> str:
+        """SQL for ``<table>_aligned``: the table with as-of joined columns of slower sources.
+
+        Each :class:`~autopersona.contracts.model.AlignSpec` attaches the latest value of its
+        columns at or before each row's time, for the same entity, if no older than the
+        tolerance.
+        """
+        ent, ts = contract.entity, contract.time_column
+        assert ent and ts, "alignment needs an entity and a time column"
+        select = ["l.*"]
+        joins = []
+        for i, spec in enumerate(contract.align):
+            other = self.contracts[spec.table]
+            alias = f"a{i}"
+            inner_cols = ", ".join(f'"{c}"' for c in spec.columns)
+            joins.append(
+                f"ASOF LEFT JOIN (SELECT \"{other.entity}\" AS _e, \"{other.time_column}\" AS _t, "
+                f"{inner_cols} FROM \"{other.table}\") {alias} "
+                f'ON l."{ent}" = {alias}._e AND l."{ts}" >= {alias}._t'
+            )
+            fresh = f"l.\"{ts}\" - {alias}._t <= INTERVAL '{spec.tolerance_s} seconds'"
+            for col in spec.columns:
+                name = col if col not in contract.column_names else f"{spec.table}_{col}"
+                select.append(f'CASE WHEN {fresh} THEN {alias}."{col}" END AS "{name}"')
+        return (
+            f'CREATE OR REPLACE VIEW "{contract.table}_aligned" AS SELECT {", ".join(select)} '
+            f'FROM "{contract.table}" l {" ".join(joins)}'
+        )
+
+    # ------------------------------------------------------------------ queries
+    def count(self, table: str) -> int:
+        """Number of rows in ``table``."""
+        row = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        return int(row[0]) if row else 0
+
+    def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query and fetch every row."""
+        return self.con.execute(query, params or []).fetchall()
+
+    def table_counts(self) -> dict[str, int]:
+        """Row counts of every contract table."""
+        return {name: self.count(name) for name in self.contracts}
+
+    def quarantine_summary(self) -> list[tuple[str, str, int]]:
+        """(table, reason kind, rows) over the quarantine, largest first."""
+        rows = self.sql(
+            f"""SELECT target_table, regexp_replace(reason, '[:(].*$', '') AS kind, count(*) n
+                FROM {QUARANTINE_TABLE} GROUP BY 1, 2 ORDER BY n DESC"""
+        )
+        return [(str(t), str(k).strip(), int(n)) for t, k, n in rows]
