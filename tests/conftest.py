@@ -1,0 +1,47 @@
+"""Shared fixtures: warehouses, the repo's test data and the team's real datasets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autopersona.store.warehouse import Warehouse
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS_DATA = REPO / "tests" / "data"
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("AUTOPERSONA_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real datasets folder (../shared/data); skips when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not present at {SHARED_DATA} (set AUTOPERSONA_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tests_data() -> Path:
+    return TESTS_DATA
+
+
+@pytest.fixture
+def wh() -> Iterator[Warehouse]:
+    with Warehouse(":memory:") as w:
+        yield w
+
+
+@pytest.fixture
+def wh_file(tmp_path: Path) -> Iterator[Warehouse]:
+    with Warehouse(tmp_path / "wh.duckdb") as w:
+        yield w
