@@ -838,7 +838,8 @@ def _plan(
     for c in columns:
         if c in ("vin", contract.time_column):
             raise ValueError(f"{c} cannot come from a CAN signal")
-        contract.column(c)  # raises KeyError for unknown columns
+        if c not in contract.column_names:
+            raise ValueError(f"{contract.table} has no column {c!r}")
     targets: dict[str, list[tuple[int, str, _Converter]]] = {}
     stale: list[int] = []
     for i, sm in enumerate(mapping):

@@ -39,18 +39,17 @@ def register(app: typer.Typer) -> None:
         from autopersona.settings import get_settings
         from autopersona.store.warehouse import Warehouse
 
-        err = Console(stderr=True)
         settings = get_settings()
         try:
             m = resolve_mapping(mapping) if mapping else None
         except (CatalogError, FileNotFoundError) as exc:
-            err.print(f"[red]error:[/] {exc}")
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         with Warehouse(warehouse or settings.warehouse, memory_limit=settings.memory_limit) as wh:
             try:
                 rep = ingest(paths, wh, mapping=m, table=table, vin=vin, progress=not as_json and sys.stderr.isatty(), keep_going=not strict)
             except (IngestError, KeyError) as exc:
-                err.print(f"[red]error:[/] {exc}")
+                typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
         if as_json:
             sys.stdout.write(report_json(rep) + "\n")
@@ -68,7 +67,7 @@ def register(app: typer.Typer) -> None:
                 for note in f.notes:
                     con.print(f"[yellow]note:[/] {f.path}: {note}")
         for e in rep.errors:
-            err.print(f"[red]error:[/] {e}")
+            typer.echo(f"error: {e}", err=True)
         if rep.errors:
             raise typer.Exit(1)
 

@@ -11,7 +11,7 @@ Distributions (per person)
 * **driving_style**: aggressive 25 % / moderate 50 % / cautious 25 %; a continuous
   ``aggressiveness`` is uniform in [0.67, 1], [0.34, 0.66], [0, 0.33] respectively and sets
   ``speed_factor = 0.88 + 0.32 a`` (cruise speed relative to the limit), mean acceleration
-  ``1.2 + 1.8 a`` m/s², mean braking ``1.3 + 1.9 a`` m/s², lateral acceleration accepted in
+  ``1.1 + 1.3 a`` m/s², mean braking ``1.2 + 1.4 a`` m/s², lateral acceleration accepted in
   corners ``2.0 + 2.6 a`` m/s² (0.4 g = 3.92), time headway ``2.8 - 1.9 a`` s.
 * **commute_pattern**: regular commuter 38 %, flexible commuter 24 %, frequent business
   16 %, weekend traveller 22 % (weekend travellers have no work place).
@@ -294,8 +294,8 @@ def sample_person(k: int, seed: int, start: date, rng: np.random.Generator) -> P
     lo, hi = ((0.67, 1.0), (0.34, 0.66), (0.0, 0.33))[style_i]
     a = float(rng.uniform(lo, hi))
     speed_factor = 0.88 + 0.32 * a + float(rng.normal(0, 0.015))
-    accel = 1.2 + 1.8 * a
-    brake = 1.3 + 1.9 * a
+    accel = 1.1 + 1.3 * a
+    brake = 1.2 + 1.4 * a
     corner = 2.0 + 2.6 * a
     headway = 2.8 - 1.9 * a
     lane_sd = 0.12 + 0.25 * a

@@ -56,7 +56,7 @@ def main() -> None:
             row[col] = conv(value)
         rows.append(row)
     doc = {
-        "about": "Synthetic: write_sample_candump(**params); expected rows from the simulator truth.",
+        "about": "Synthetic: write_sample_candump(**params); rows from the simulator truth.",
         "params": PARAMS,
         "vin": VIN,
         "lines": info.lines,
