@@ -50,10 +50,10 @@ def check_unit(unit: str) -> None:
     """Raise :class:`UnitError` unless ``unit`` is known.
 
     >>> check_unit("m/s")
-    >>> check_unit("furlongs per fortnight")
+    >>> check_unit("kmh")
     Traceback (most recent call last):
     ...
-    autopersona.units.UnitError: unknown unit 'furlongs per fortnight'
+    autopersona.units.UnitError: unknown unit 'kmh'
     """
     if unit in OPAQUE_UNITS:
         return
