@@ -1,4 +1,4 @@
-"""Line-aware loading of declarative catalogue files (contracts, mappings, tags, strategies).
+r"""Line-aware loading of declarative catalogue files (contracts, mappings, tags, strategies).
 
 Every catalogue in autopersona is a YAML file validated by a pydantic model with
 ``extra="forbid"``.  This module keeps the YAML line of every mapping key and list item so
@@ -13,7 +13,7 @@ Examples
 ...     model_config = pydantic.ConfigDict(extra="forbid")
 ...     name: str
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.yaml"
->>> _ = p.write_text("name: a\\ncolour: red\\n")
+>>> _ = p.write_text("name: a\ncolour: red\n")
 >>> try:
 ...     load_model(p, Item)
 ... except CatalogError as e:

@@ -126,14 +126,19 @@ def schema_show(
     if rules:
         console.print(f"cleaning: {json.dumps(rules)}")
     if c.align:
-        console.print("as-of alignment: " + "; ".join(f"{a.table}({', '.join(a.columns)}) within {a.tolerance_s:g}s" for a in c.align))
+        console.print(
+            "as-of alignment: "
+            + "; ".join(
+                f"{a.table}({', '.join(a.columns)}) within {a.tolerance_s:g}s" for a in c.align
+            )
+        )
 
 
 # Each stage keeps its commands in its own ``cli`` module with a ``register(app)`` function.
 # Heavy imports stay inside the command functions so that ``--help`` is instant.
-from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
-from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
 from autopersona.demo import register as _register_demo  # noqa: E402
+from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
+from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
 _register_ingest(app)

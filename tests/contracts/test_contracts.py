@@ -13,9 +13,22 @@ from autopersona.cli import app
 from autopersona.contracts import contract_names, get_contract, load_contract
 
 TABLES = {
-    "vehicles", "accounts", "vehicle_signals", "motion", "dtc_events", "cabin_events",
-    "v2x_context", "pois", "service_records", "warnings", "subscriptions", "commerce_events",
-    "orders", "reviews", "consents", "marketing_feedback",
+    "vehicles",
+    "accounts",
+    "vehicle_signals",
+    "motion",
+    "dtc_events",
+    "cabin_events",
+    "v2x_context",
+    "pois",
+    "service_records",
+    "warnings",
+    "subscriptions",
+    "commerce_events",
+    "orders",
+    "reviews",
+    "consents",
+    "marketing_feedback",
 }
 
 
@@ -32,7 +45,9 @@ def test_contract_is_complete(table: str) -> None:
     if c.time_column:
         assert c.column(c.time_column).type == "timestamp"
     for col in c.columns:
-        if col.type == "float64" and col.name.endswith(("_mps", "_km", "_pct", "_cny", "_kg", "_m", "_c")):
+        if col.type == "float64" and col.name.endswith(
+            ("_mps", "_km", "_pct", "_cny", "_kg", "_m", "_c")
+        ):
             assert col.unit, f"{table}.{col.name} needs a unit"
 
 
@@ -80,7 +95,9 @@ def test_duplicate_key_points_at_the_second_one(tmp_path: Path) -> None:
 
 
 def test_unknown_unit_and_bad_type(tmp_path: Path) -> None:
-    err = _bad(tmp_path, GOOD.replace("unit: m/s", "unit: kmh").replace("type: float64", "type: float65"))
+    err = _bad(
+        tmp_path, GOOD.replace("unit: m/s", "unit: kmh").replace("type: float64", "type: float65")
+    )
     got = {(e.line, e.path): e.message for e in err.errors}
     assert got[(7, "columns -> 1 -> type")].startswith("Input should be 'string', 'int64'")
     assert got[(7, "columns -> 1 -> unit")] == "Value error, unknown unit 'kmh'"

@@ -53,13 +53,18 @@ def _signals(soc: list[float | None], odo: list[float] | None = None) -> pd.Data
     )
 
 
-def test_can_signal_jump_is_quarantined_but_a_real_drop_is_kept(wh: Warehouse, tmp_path: Path) -> None:
+def test_can_signal_jump_is_quarantined_but_a_real_drop_is_kept(
+    wh: Warehouse, tmp_path: Path
+) -> None:
     p = tmp_path / "vehicle_signals.parquet"
     soc = [80.0, 79.9, 79.8, 30.0, 79.7, 79.6, 79.5]
     _signals(soc).to_parquet(p)
     rep = ingest([p], wh)
     assert rep.quarantined == 1
-    assert wh.sql("SELECT reason FROM _quarantine")[0][0] == "signal jump in soc_pct: 79.8 -> 30.0 -> 79.7"
+    assert (
+        wh.sql("SELECT reason FROM _quarantine")[0][0]
+        == "signal jump in soc_pct: 79.8 -> 30.0 -> 79.7"
+    )
 
 
 def test_odometer_going_backwards_is_quarantined(wh: Warehouse, tmp_path: Path) -> None:
@@ -67,7 +72,10 @@ def test_odometer_going_backwards_is_quarantined(wh: Warehouse, tmp_path: Path) 
     _signals([80.0] * 5, odo=[100.0, 100.5, 99.0, 101.0, 101.5]).to_parquet(p)
     rep = ingest([p], wh)
     assert rep.quarantined == 1
-    assert wh.sql("SELECT reason FROM _quarantine")[0][0] == "odometer_km went backwards: 99.0 after 100.5"
+    assert (
+        wh.sql("SELECT reason FROM _quarantine")[0][0]
+        == "odometer_km went backwards: 99.0 after 100.5"
+    )
 
 
 def test_ffill_carries_the_previous_value_within_a_vehicle(wh: Warehouse, tmp_path: Path) -> None:
@@ -76,14 +84,24 @@ def test_ffill_carries_the_previous_value_within_a_vehicle(wh: Warehouse, tmp_pa
     df.to_parquet(p)
     ingest([p], wh)
     got = wh.sql("SELECT vin, soc_pct FROM vehicle_signals ORDER BY vin, ts")
-    assert got == [("V1", 80.0), ("V1", 80.0), ("V1", 80.0), ("V1", 79.0), ("V2", None), ("V2", 50.0)]
+    assert got == [
+        ("V1", 80.0),
+        ("V1", 80.0),
+        ("V1", 80.0),
+        ("V1", 79.0),
+        ("V2", None),
+        ("V2", 50.0),
+    ]
 
 
 def test_fill_rule_uses_the_declared_default(wh: Warehouse, tmp_path: Path) -> None:
     p = tmp_path / "vehicles.csv"
     p.write_text("vin,energy_type,adas_equipped\nV1,BEV,\nV2,ICE,true\n")
     ingest([p], wh)
-    assert wh.sql("SELECT vin, adas_equipped FROM vehicles ORDER BY vin") == [("V1", False), ("V2", True)]
+    assert wh.sql("SELECT vin, adas_equipped FROM vehicles ORDER BY vin") == [
+        ("V1", False),
+        ("V2", True),
+    ]
 
 
 def test_asof_alignment_view(wh: Warehouse, tmp_path: Path) -> None:

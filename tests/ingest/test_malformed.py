@@ -61,7 +61,9 @@ def test_every_problem_of_a_row_is_reported(wh: Warehouse, tmp_path: Path) -> No
 def test_missing_required_column_is_a_clear_error(wh: Warehouse, tmp_path: Path) -> None:
     p = tmp_path / "motion.csv"
     p.write_text("vin,lat,lon\nV1,31.2,121.4\n")
-    with pytest.raises(IngestError, match=r"motion.csv: missing required column\(s\) ts for table motion"):
+    with pytest.raises(
+        IngestError, match=r"motion.csv: missing required column\(s\) ts for table motion"
+    ):
         ingest([p], wh, keep_going=False)
     assert wh.count("motion") == 0
 
@@ -95,7 +97,9 @@ def test_unparsable_and_implausible_timestamps(wh: Warehouse, tmp_path: Path) ->
     assert reasons[3] == "ts: missing value (required)"
 
 
-def test_backwards_timestamps_are_loaded_in_order_and_counted(wh: Warehouse, tmp_path: Path) -> None:
+def test_backwards_timestamps_are_loaded_in_order_and_counted(
+    wh: Warehouse, tmp_path: Path
+) -> None:
     p = tmp_path / "motion.csv"
     p.write_text(
         HEADER
@@ -110,7 +114,9 @@ def test_backwards_timestamps_are_loaded_in_order_and_counted(wh: Warehouse, tmp
     assert lats == [31.2, 31.2001, 31.2002]
 
 
-def test_duplicate_timestamps_with_other_values_are_a_key_conflict(wh: Warehouse, tmp_path: Path) -> None:
+def test_duplicate_timestamps_with_other_values_are_a_key_conflict(
+    wh: Warehouse, tmp_path: Path
+) -> None:
     p = tmp_path / "motion.csv"
     p.write_text(
         HEADER
@@ -122,11 +128,15 @@ def test_duplicate_timestamps_with_other_values_are_a_key_conflict(wh: Warehouse
     assert (rep.loaded, rep.duplicates, rep.quarantined) == (1, 1, 1)
     ((row, field, reason),) = _q(wh)
     assert row == 4 and field == "vin"
-    assert reason.startswith("duplicate key (vin=V1, ts=2026-01-05 08:00:00+00) with different values")
+    assert reason.startswith(
+        "duplicate key (vin=V1, ts=2026-01-05 08:00:00+00) with different values"
+    )
     assert reason.endswith("first at row 2")
 
 
-def test_truncated_csv_keeps_good_rows_and_quarantines_the_cut_line(wh: Warehouse, tmp_path: Path) -> None:
+def test_truncated_csv_keeps_good_rows_and_quarantines_the_cut_line(
+    wh: Warehouse, tmp_path: Path
+) -> None:
     p = tmp_path / "motion.csv"
     p.write_text(HEADER + "V1,2026-01-05T08:00:00Z,31.2,121.4,1\nV1,2026-01-05T08:00:01Z,31.2")
     rep = ingest([p], wh)
@@ -138,9 +148,20 @@ def test_truncated_csv_keeps_good_rows_and_quarantines_the_cut_line(wh: Warehous
     assert raw == "V1,2026-01-05T08:00:01Z,31.2"
 
 
-def test_truncated_parquet_is_a_clear_error_and_loads_nothing(wh: Warehouse, tmp_path: Path) -> None:
+def test_truncated_parquet_is_a_clear_error_and_loads_nothing(
+    wh: Warehouse, tmp_path: Path
+) -> None:
     p = tmp_path / "motion.parquet"
-    tbl = pa.table({"vin": ["V1"] * 100, "ts": pa.array([1_767_600_000_000_000 + i for i in range(100)], pa.timestamp("us", tz="UTC")), "lat": [31.0] * 100, "lon": [121.0] * 100})
+    tbl = pa.table(
+        {
+            "vin": ["V1"] * 100,
+            "ts": pa.array(
+                [1_767_600_000_000_000 + i for i in range(100)], pa.timestamp("us", tz="UTC")
+            ),
+            "lat": [31.0] * 100,
+            "lon": [121.0] * 100,
+        }
+    )
     pq.write_table(tbl, p)
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
@@ -205,7 +226,9 @@ def test_unknown_table_and_format(wh: Warehouse, tmp_path: Path) -> None:
 
 def test_reingest_adds_nothing(wh_file: Warehouse, tmp_path: Path) -> None:
     p = tmp_path / "motion.csv"
-    p.write_text(HEADER + "V1,2026-01-05T08:00:00Z,31.2,121.4,1\nV1,2026-01-05T08:00:01Z,x,121.4,1\n")
+    p.write_text(
+        HEADER + "V1,2026-01-05T08:00:00Z,31.2,121.4,1\nV1,2026-01-05T08:00:01Z,x,121.4,1\n"
+    )
     first = ingest([p], wh_file)
     assert (first.loaded, first.quarantined) == (1, 1)
     before = {t: wh_file.count(t) for t in ("motion", "_quarantine")}
@@ -240,7 +263,11 @@ def test_jsonl_errors_name_the_line(wh: Warehouse, tmp_path: Path) -> None:
     _adds_up(rep)
     assert (rep.read, rep.loaded, rep.quarantined) == (5, 2, 3)
     rows = [(r, m.split(":")[0]) for r, _, m in _q(wh)]
-    assert rows == [(3, "invalid JSON"), (4, "expected a JSON object, found list"), (5, "non-UTF-8 bytes at byte 26")]
+    assert rows == [
+        (3, "invalid JSON"),
+        (4, "expected a JSON object, found list"),
+        (5, "non-UTF-8 bytes at byte 26"),
+    ]
 
 
 def test_cli_json_counts_add_up(tmp_path: Path) -> None:
@@ -250,13 +277,20 @@ def test_cli_json_counts_add_up(tmp_path: Path) -> None:
 
     p = tmp_path / "motion.csv"
     p.write_text(HEADER + "V1,2026-01-05T08:00:00Z,31.2,121.4,1\nV1,bad,31.2,121.4,1\n")
-    res = CliRunner().invoke(app, ["ingest", str(p), "--warehouse", str(tmp_path / "w.duckdb"), "--json"])
+    res = CliRunner().invoke(
+        app, ["ingest", str(p), "--warehouse", str(tmp_path / "w.duckdb"), "--json"]
+    )
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert {k: d[k] for k in ("read", "loaded", "duplicates", "quarantined")} == {
-        "read": 2, "loaded": 1, "duplicates": 0, "quarantined": 1,
+        "read": 2,
+        "loaded": 1,
+        "duplicates": 0,
+        "quarantined": 1,
     }
-    res = CliRunner().invoke(app, ["quarantine", "--warehouse", str(tmp_path / "w.duckdb"), "--json"])
+    res = CliRunner().invoke(
+        app, ["quarantine", "--warehouse", str(tmp_path / "w.duckdb"), "--json"]
+    )
     assert json.loads(res.stdout)[0]["row"] == 3
 
 

@@ -42,7 +42,9 @@ def _expected_ok(r: tuple[str, str, str, str, str]) -> bool:
     return r[2] != "nonsense" and num(r[3], -90, 90) and num(r[4], -180, 180)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(row, max_size=25))
 def test_csv_every_row_is_accounted_for(rows: list[tuple[str, str, str, str, str]]) -> None:
     buf = io.StringIO()
@@ -72,8 +74,14 @@ def test_csv_every_row_is_accounted_for(rows: list[tuple[str, str, str, str, str
 
 
 @settings(max_examples=100, deadline=None)
-@given(lines=st.lists(st.sampled_from(["a,b", "", "   ", "\r", "x", "1,2,3"]), max_size=40), crlf=st.booleans(), final_newline=st.booleans())
-def test_blank_lines_matches_a_naive_scan(lines: list[str], crlf: bool, final_newline: bool) -> None:
+@given(
+    lines=st.lists(st.sampled_from(["a,b", "", "   ", "\r", "x", "1,2,3"]), max_size=40),
+    crlf=st.booleans(),
+    final_newline=st.booleans(),
+)
+def test_blank_lines_matches_a_naive_scan(
+    lines: list[str], crlf: bool, final_newline: bool
+) -> None:
     nl = "\r\n" if crlf else "\n"
     text = nl.join(lines) + (nl if final_newline and lines else "")
     with tempfile.TemporaryDirectory() as d:
@@ -87,7 +95,16 @@ def test_blank_lines_matches_a_naive_scan(lines: list[str], crlf: bool, final_ne
         assert blank_lines(p) == naive
 
 
-UNITS = [("km/h", "m/s"), ("mph", "m/s"), ("ft", "m"), ("lb", "kg"), ("degF", "degC"), ("g", "m/s^2"), ("mi", "km"), ("%", "%")]
+UNITS = [
+    ("km/h", "m/s"),
+    ("mph", "m/s"),
+    ("ft", "m"),
+    ("lb", "kg"),
+    ("degF", "degC"),
+    ("g", "m/s^2"),
+    ("mi", "km"),
+    ("%", "%"),
+]
 
 
 @given(pair=st.sampled_from(UNITS), x=st.floats(-1e6, 1e6, allow_nan=False))

@@ -133,7 +133,9 @@ def test_hillstrom(wh: Warehouse, shared_data: Path) -> None:
         )
     )
     assert arms == {"Mens E-Mail": 21307, "Womens E-Mail": 21387, "No E-Mail": 21306}
-    spend = wh.sql("SELECT round(sum(value), 2) FROM marketing_feedback WHERE event_type = 'converted'")
+    spend = wh.sql(
+        "SELECT round(sum(value), 2) FROM marketing_feedback WHERE event_type = 'converted'"
+    )
     assert spend[0][0] == pytest.approx(67258.13 - _spend_without_conversion(shared_data), abs=0.01)
 
 

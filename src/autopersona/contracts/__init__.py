@@ -18,7 +18,14 @@ from pathlib import Path
 from autopersona.catalog import CatalogError, load_model
 from autopersona.contracts.model import Column, Contract
 
-__all__ = ["Column", "Contract", "contract_names", "get_contract", "load_contract", "load_contracts"]
+__all__ = [
+    "Column",
+    "Contract",
+    "contract_names",
+    "get_contract",
+    "load_contract",
+    "load_contracts",
+]
 
 
 def _tables_dir() -> Path:

@@ -876,6 +876,16 @@ class CanCounts:
     ``lines = skipped + errors + frames``; ``errors = parse_errors + decode_errors``;
     ``frames = decoded + unknown_id + remote + error_frames``.  ``frames`` counts frames
     that were read *and* did not fail decoding; a frame cantools rejects is a decode error.
+    ``dropped_reported`` sums candump ``DROPCOUNT`` notices; ``rows`` is the output size.
+
+    Examples
+    --------
+    >>> c = CanCounts(lines=5, skipped=1, frames=3, decoded=2, unknown_id=1, remote=0,
+    ...               error_frames=0, parse_errors=1, decode_errors=0, dropped_reported=0,
+    ...               rows=1)
+    >>> c.errors
+    1
+    >>> c.check()
     """
 
     lines: int
@@ -956,13 +966,28 @@ def decode_frames(
 ) -> CanDecodeResult:
     """Decode parsed frames into ``vehicle_signals`` rows; see :func:`decode_candump`.
 
+    Use it to decode frames that do not come from a file (a live socket, another parser).
     ``stats`` supplies the line counts of the parse (blank lines are not items); without it
     ``lines`` counts the items only.  ``file`` names the source in decode errors.
+
+    Examples
+    --------
+    >>> data = load_dbc().encode_message("IC_Odometer", {"Odometer": 4321.5,
+    ...     "FuelLevel": 62.0, "OutsideTemp": 18.0, "IC_AliveCounter": 0})
+    >>> frames = [Frame(1_700_000_000_250_000, "can0", 0x520, False, data),
+    ...           Frame(1_700_000_000_300_000, "can0", 0x520, False, data[:4])]
+    >>> res = decode_frames(frames, vin="VIN1")
+    >>> float(res.signals.odometer_km.iloc[0]), res.counts.decoded, res.errors[0].field
+    (4321.5, 1, 'dlc')
     """
     if not vin:
         raise ValueError("vin must be a non-empty string")
     if not (period_s > 0 and math.isfinite(period_s)):
         raise ValueError("period_s must be a positive number of seconds")
+    if max_staleness_s is not None and not max_staleness_s >= 0:
+        raise ValueError("max_staleness_s must be >= 0")
+    if not staleness_cycles > 0:
+        raise ValueError("staleness_cycles must be > 0")
     period_us = max(round(period_s * 1_000_000), 1)
     database = dbc if isinstance(dbc, Database) else load_dbc(dbc)
     contract = get_contract("vehicle_signals")

@@ -11,7 +11,11 @@ import typer
 
 WarehouseOpt = Annotated[
     Path | None,
-    typer.Option("--warehouse", "-w", help="DuckDB file (default: $AUTOPERSONA_WAREHOUSE or autopersona.duckdb)."),
+    typer.Option(
+        "--warehouse",
+        "-w",
+        help="DuckDB file (default: $AUTOPERSONA_WAREHOUSE or autopersona.duckdb).",
+    ),
 ]
 
 
@@ -21,12 +25,32 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest_cmd(
         paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
-        table: Annotated[str | None, typer.Option("--table", "-t", help="Target table for files in contract shape.")] = None,
-        mapping: Annotated[str | None, typer.Option("--mapping", "-m", help="Mapping file, or a built-in mapping name (geolife, twizy, carobd, ved, online_retail, hillstrom).")] = None,
-        vin: Annotated[str | None, typer.Option("--vin", help="VIN for sources without one (CAN logs).")] = None,
+        table: Annotated[
+            str | None,
+            typer.Option("--table", "-t", help="Target table for files in contract shape."),
+        ] = None,
+        mapping: Annotated[
+            str | None,
+            typer.Option(
+                "--mapping",
+                "-m",
+                help="Mapping file, or a built-in mapping name (geolife, twizy, carobd, ved, online_retail, hillstrom).",
+            ),
+        ] = None,
+        vin: Annotated[
+            str | None, typer.Option("--vin", help="VIN for sources without one (CAN logs).")
+        ] = None,
         warehouse: WarehouseOpt = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (keys read, loaded, duplicates, quarantined).")] = False,
-        strict: Annotated[bool, typer.Option("--strict", help="Stop at the first file that cannot be ingested.")] = False,
+        as_json: Annotated[
+            bool,
+            typer.Option(
+                "--json",
+                help="Print the report as JSON (keys read, loaded, duplicates, quarantined).",
+            ),
+        ] = False,
+        strict: Annotated[
+            bool, typer.Option("--strict", help="Stop at the first file that cannot be ingested.")
+        ] = False,
     ) -> None:
         """Validate, clean and load files into the warehouse; nothing read is lost."""
         from rich.console import Console
@@ -47,7 +71,15 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         with Warehouse(warehouse or settings.warehouse, memory_limit=settings.memory_limit) as wh:
             try:
-                rep = ingest(paths, wh, mapping=m, table=table, vin=vin, progress=not as_json and sys.stderr.isatty(), keep_going=not strict)
+                rep = ingest(
+                    paths,
+                    wh,
+                    mapping=m,
+                    table=table,
+                    vin=vin,
+                    progress=not as_json and sys.stderr.isatty(),
+                    keep_going=not strict,
+                )
             except (IngestError, KeyError) as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
@@ -56,12 +88,38 @@ def register(app: typer.Typer) -> None:
         else:
             con = Console()
             t = Table(title=f"ingest run {rep.run_id}")
-            for col in ("table", "read", "loaded", "duplicates", "quarantined", "out of order", "top reasons"):
-                t.add_column(col, justify="right" if col not in ("table", "top reasons") else "left")
+            for col in (
+                "table",
+                "read",
+                "loaded",
+                "duplicates",
+                "quarantined",
+                "out of order",
+                "top reasons",
+            ):
+                t.add_column(
+                    col, justify="right" if col not in ("table", "top reasons") else "left"
+                )
             for name, tr in rep.by_table().items():
                 top = ", ".join(f"{k} ({v})" for k, v in list(tr.reasons.items())[:3])
-                t.add_row(name, f"{tr.read:,}", f"{tr.loaded:,}", f"{tr.duplicates:,}", f"{tr.quarantined:,}", f"{tr.out_of_order:,}", top)
-            t.add_row("[bold]total", f"{rep.read:,}", f"{rep.loaded:,}", f"{rep.duplicates:,}", f"{rep.quarantined:,}", "", "")
+                t.add_row(
+                    name,
+                    f"{tr.read:,}",
+                    f"{tr.loaded:,}",
+                    f"{tr.duplicates:,}",
+                    f"{tr.quarantined:,}",
+                    f"{tr.out_of_order:,}",
+                    top,
+                )
+            t.add_row(
+                "[bold]total",
+                f"{rep.read:,}",
+                f"{rep.loaded:,}",
+                f"{rep.duplicates:,}",
+                f"{rep.quarantined:,}",
+                "",
+                "",
+            )
             con.print(t)
             for f in rep.files:
                 for note in f.notes:
@@ -74,7 +132,9 @@ def register(app: typer.Typer) -> None:
     @app.command("quarantine")
     def quarantine_cmd(
         warehouse: WarehouseOpt = None,
-        table: Annotated[str | None, typer.Option("--table", "-t", help="Only this target table.")] = None,
+        table: Annotated[
+            str | None, typer.Option("--table", "-t", help="Only this target table.")
+        ] = None,
         limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
@@ -92,7 +152,16 @@ def register(app: typer.Typer) -> None:
                 [table] if table else [],
             )
         if as_json:
-            sys.stdout.write(json.dumps([dict(zip(["file", "row", "table", "field", "reason"], r, strict=True)) for r in rows], indent=2) + "\n")
+            sys.stdout.write(
+                json.dumps(
+                    [
+                        dict(zip(["file", "row", "table", "field", "reason"], r, strict=True))
+                        for r in rows
+                    ],
+                    indent=2,
+                )
+                + "\n"
+            )
             return
         t = Table(title="quarantine")
         for c in ("file", "row", "table", "field", "reason"):

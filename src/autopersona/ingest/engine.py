@@ -130,7 +130,14 @@ class IngestReport:
         for f in self.files:
             for t in f.targets:
                 agg = out.setdefault(t.table, TargetReport(t.table))
-                for k in ("read", "loaded", "duplicates", "quarantined", "out_of_order", "repaired"):
+                for k in (
+                    "read",
+                    "loaded",
+                    "duplicates",
+                    "quarantined",
+                    "out_of_order",
+                    "repaired",
+                ):
                     setattr(agg, k, getattr(agg, k) + getattr(t, k))
                 for r, n in t.reasons.items():
                     agg.reasons[r] = agg.reasons.get(r, 0) + n
@@ -344,19 +351,27 @@ class _Builder:
         ranges: list[tuple[str, str]] = []
         if col.min is not None:
             ranges.append(
-                (f"({typed}) < {col.min!r}", f"format('{col.name}: {{}} below minimum {col.min:g}', {typed})")
+                (
+                    f"({typed}) < {col.min!r}",
+                    f"format('{col.name}: {{}} below minimum {col.min:g}', {typed})",
+                )
             )
         if col.max is not None:
             ranges.append(
-                (f"({typed}) > {col.max!r}", f"format('{col.name}: {{}} above maximum {col.max:g}', {typed})")
+                (
+                    f"({typed}) > {col.max!r}",
+                    f"format('{col.name}: {{}} above maximum {col.max:g}', {typed})",
+                )
             )
         repair = "NULL"
         if col.out_of_range == "null" and ranges:
             bad = " OR ".join(f"({cond})" for cond, _ in ranges)
             value = f"CASE WHEN {bad} THEN NULL ELSE {value} END"
-            repair = "CASE " + " ".join(
-                f"WHEN {cond} THEN {msg} || ' (set to null)'" for cond, msg in ranges
-            ) + " END"
+            repair = (
+                "CASE "
+                + " ".join(f"WHEN {cond} THEN {msg} || ' (set to null)'" for cond, msg in ranges)
+                + " END"
+            )
         else:
             checks.extend(ranges)
         if col.allowed:
@@ -488,7 +503,9 @@ class _Run:
         types = {r[0]: r[1] for r in con.execute(f'DESCRIBE "{decoded}"').fetchall()}
         for cond_col in [target.when.column] if target.when else []:
             if cond_col not in types:
-                raise IngestError(f"condition column {cond_col!r} is not in the source", file=str(path))
+                raise IngestError(
+                    f"condition column {cond_col!r} is not in the source", file=str(path)
+                )
         b = _Builder(target, c, types, variables, staged.first_row)
         cols = [b.column(col, mapping.null_values) for col in c.columns]
         src_cols = [x for x in staged.columns if x in types]
@@ -506,7 +523,9 @@ class _Run:
             isinstance(sp.value, str) and ("{row}" in sp.value or "{index}" in sp.value)
             for sp in target.columns.values()
         )
-        dup = "FALSE" if positional else f"row_number() OVER (PARTITION BY {part} ORDER BY _row) > 1"
+        dup = (
+            "FALSE" if positional else f"row_number() OVER (PARTITION BY {part} ORDER BY _row) > 1"
+        )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _ap_sel AS
                 SELECT *, {dup} AS _dup FROM "{decoded}" WHERE {where}"""
@@ -519,7 +538,9 @@ class _Run:
         # 2. typed projection with per-row reasons
         value_sql = ", ".join(f"{x.value} AS {_q(x.name)}" for x in cols)
         reasons = ", ".join(x.reason for x in cols)
-        fields = ", ".join(f"CASE WHEN ({x.reason}) IS NOT NULL THEN {_lit(x.field)} END" for x in cols)
+        fields = ", ".join(
+            f"CASE WHEN ({x.reason}) IS NOT NULL THEN {_lit(x.field)} END" for x in cols
+        )
         utf8 = "_bad_utf8" if "_bad_utf8" in types else "CAST([] AS VARCHAR[])"
         repairs = ", ".join(x.repair for x in cols if x.repair != "NULL")
         con.execute(
@@ -552,7 +573,7 @@ class _Run:
         keyfmt = ", ".join(f"{k}={{}}" for k in c.primary_key)
         keyargs = ", ".join(_q(k) for k in c.primary_key)
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _ap_keyed AS
+            """CREATE OR REPLACE TEMP TABLE _ap_keyed AS
                 SELECT * EXCLUDE (_dup, _first), _row <> _first AS _conflict, _first
                 FROM _ap_valid WHERE NOT _dup"""
         )
@@ -584,7 +605,9 @@ class _Run:
             q_rows.append(
                 "SELECT _row, _cfield, _creason, NULL FROM _ap_clean WHERE _creason IS NOT NULL"
             )
-            ready_src = "(SELECT * EXCLUDE (_creason, _cfield) FROM _ap_clean WHERE _creason IS NULL)"
+            ready_src = (
+                "(SELECT * EXCLUDE (_creason, _cfield) FROM _ap_clean WHERE _creason IS NULL)"
+            )
         else:
             ready_src = "(SELECT * EXCLUDE (_conflict, _first) FROM _ap_keyed WHERE NOT _conflict)"
 
@@ -623,7 +646,7 @@ class _Run:
             f"WHERE _status = 0{order}"
         )
         rep.loaded = int(self.one("SELECT count(*) FROM _ap_final WHERE _status = 0"))
-        repaired_rows = f"""FROM _ap_typed t SEMI JOIN (SELECT _row FROM _ap_final WHERE _status = 0) f
+        repaired_rows = """FROM _ap_typed t SEMI JOIN (SELECT _row FROM _ap_final WHERE _status = 0) f
                 ON t._row = f._row WHERE len(t._repairs) > 0"""
         rep.repaired = int(self.one(f"SELECT count(*) {repaired_rows}"))
         if rep.repaired:
@@ -655,12 +678,20 @@ class _Run:
             [self.run_id, str(path), sha, c.table, sha, c.table],
         )
         for kind, n in con.execute(
-            """SELECT regexp_replace(reason, ':.*$|\\(.*$', '') AS k, count(*) FROM _ap_q
+            r"""SELECT regexp_replace(reason, ':.*$|\(.*$', '') AS k, count(*) FROM _ap_q
                GROUP BY 1 ORDER BY 2 DESC"""
         ).fetchall():
             rep.reasons[str(kind).strip()] = int(n)
-        for tmp in ("_ap_sel", "_ap_typed", "_ap_valid", "_ap_keyed", "_ap_clean", "_ap_ready",
-                    "_ap_final", "_ap_q"):
+        for tmp in (
+            "_ap_sel",
+            "_ap_typed",
+            "_ap_valid",
+            "_ap_keyed",
+            "_ap_clean",
+            "_ap_ready",
+            "_ap_final",
+            "_ap_q",
+        ):
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
         rep.check()
         return rep
@@ -678,8 +709,12 @@ class _Run:
         g = c.cleaning.gps_drift
         if g:
             la, lo = _q(g.lat), _q(g.lon)
-            d_in = _HAVERSINE.format(la1=f"lag({la}) OVER {w}", lo1=f"lag({lo}) OVER {w}", la2=la, lo2=lo)
-            d_out = _HAVERSINE.format(la1=la, lo1=lo, la2=f"lead({la}) OVER {w}", lo2=f"lead({lo}) OVER {w}")
+            d_in = _HAVERSINE.format(
+                la1=f"lag({la}) OVER {w}", lo1=f"lag({lo}) OVER {w}", la2=la, lo2=lo
+            )
+            d_out = _HAVERSINE.format(
+                la1=la, lo1=lo, la2=f"lead({la}) OVER {w}", lo2=f"lead({lo}) OVER {w}"
+            )
             v_in = f"({d_in}) / greatest({dt_prev}, 1e-3)"
             v_out = f"({d_out}) / greatest({dt_next}, 1e-3)"
             checks.append(
@@ -762,7 +797,9 @@ def ingest_file(
     path = Path(path)
     run_id = run_id or uuid.uuid4().hex[:12]
     if _is_truth(path):
-        raise IngestError("this is simulator ground truth; no pipeline step may read it", file=str(path))
+        raise IngestError(
+            "this is simulator ground truth; no pipeline step may read it", file=str(path)
+        )
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     fmt = (mapping.format if mapping else None) or detect_format(path)
@@ -775,7 +812,11 @@ def ingest_file(
         table = table or "vehicle_signals"
     else:
         staged = stage_file(
-            con, path, fmt, mapping.csv if mapping else _default_csv(), "_ap_stage",
+            con,
+            path,
+            fmt,
+            mapping.csv if mapping else _default_csv(),
+            "_ap_stage",
             sheet=mapping.sheet if mapping else None,
         )
     notes = list(staged.notes)
@@ -816,8 +857,19 @@ def ingest_file(
             reports.append(rep)
             con.execute(
                 f"INSERT INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, str(path), sha, mapping.origin or mapping.name, rep.table, rep.read,
-                 rep.loaded, rep.duplicates, rep.quarantined, started, time.perf_counter() - t1],
+                [
+                    run_id,
+                    str(path),
+                    sha,
+                    mapping.origin or mapping.name,
+                    rep.table,
+                    rep.read,
+                    rep.loaded,
+                    rep.duplicates,
+                    rep.quarantined,
+                    started,
+                    time.perf_counter() - t1,
+                ],
             )
         con.execute("COMMIT")
     except IngestError as exc:
@@ -832,8 +884,13 @@ def ingest_file(
         for tmp in (decoded, staged.errors_table):
             con.execute(f'DROP TABLE IF EXISTS "{tmp}"')
     return FileReport(
-        str(path), sha, mapping.origin or mapping.name, staged.rows, reports,
-        time.perf_counter() - t0, notes,
+        str(path),
+        sha,
+        mapping.origin or mapping.name,
+        staged.rows,
+        reports,
+        time.perf_counter() - t0,
+        notes,
     )
 
 
@@ -853,7 +910,7 @@ def ingest(
     progress: bool = False,
     keep_going: bool = True,
 ) -> IngestReport:
-    """Ingest files (or folders of files) into ``warehouse``.
+    r"""Ingest files (or folders of files) into ``warehouse``.
 
     Parameters
     ----------
@@ -883,10 +940,10 @@ def ingest(
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "pois.csv").write_text(
-    ...     "poi_id,name,category,lat,lon\\n"
-    ...     "p1,Cafe,restaurant,31.2,121.4\\n"
-    ...     "p2,Moon,restaurant,95.0,121.4\\n"
-    ...     "p1,Cafe,restaurant,31.2,121.4\\n")
+    ...     "poi_id,name,category,lat,lon\n"
+    ...     "p1,Cafe,restaurant,31.2,121.4\n"
+    ...     "p2,Moon,restaurant,95.0,121.4\n"
+    ...     "p1,Cafe,restaurant,31.2,121.4\n")
     >>> with Warehouse(":memory:") as wh:
     ...     r = ingest([d / "pois.csv"], wh)
     >>> r.read, r.loaded, r.duplicates, r.quarantined
@@ -897,11 +954,20 @@ def ingest(
     bar = None
     task = None
     if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         bar = Progress(
-            TextColumn("[bold]ingest[/]"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.description}"), TimeElapsedColumn(),
+            TextColumn("[bold]ingest[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
         )
         bar.start()
         task = bar.add_task("", total=len(files))
@@ -911,7 +977,9 @@ def ingest(
                 bar.update(task, description=f.name)
             try:
                 report.files.append(
-                    ingest_file(warehouse, f, mapping=mapping, table=table, run_id=report.run_id, vin=vin)
+                    ingest_file(
+                        warehouse, f, mapping=mapping, table=table, run_id=report.run_id, vin=vin
+                    )
                 )
             except IngestError as exc:
                 if not keep_going:

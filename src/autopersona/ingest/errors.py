@@ -19,7 +19,11 @@ class IngestError(Exception):
     """
 
     def __init__(
-        self, message: str, *, file: str | None = None, row: int | None = None,
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
         field: str | None = None,
     ) -> None:
         self.message = message

@@ -214,14 +214,23 @@ def semantic_issues(m: Mapping, file: str, lines: dict[Any, int]) -> list[Catalo
                         affine(spec.unit, col.unit)
                     except UnitError as exc:
                         issue(loc, str(exc))
-            if (spec.format or spec.timezone or spec.epoch or spec.elapsed_since) and col.type not in (
+            if (
+                spec.format or spec.timezone or spec.epoch or spec.elapsed_since
+            ) and col.type not in (
                 "timestamp",
                 "date",
             ):
                 issue(loc, "format/timezone/epoch/elapsed_since apply to timestamp columns")
             if isinstance(spec.value, str):
                 for var in _TEMPLATE_VARS.findall(spec.value):
-                    known = {"file_stem", "file_name", "file_parent", "file_grandparent", "row", "index"}
+                    known = {
+                        "file_stem",
+                        "file_name",
+                        "file_parent",
+                        "file_grandparent",
+                        "row",
+                        "index",
+                    }
                     known |= set(m.vars)
                     for fv in m.file_vars.values():
                         known |= set(fv)

@@ -9,8 +9,8 @@ a temp table of rows the reader itself could not parse (``_row``, ``field``, ``r
 from __future__ import annotations
 
 import csv as _csv
-import re
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,8 +112,11 @@ def stage_file(
     if fmt in ("csv", "plt"):
         if fmt == "plt" and csv_opts.column_names is None:
             csv_opts = csv_opts.model_copy(
-                update={"skip_rows": max(csv_opts.skip_rows, 6), "header": False,
-                        "column_names": PLT_COLUMNS}
+                update={
+                    "skip_rows": max(csv_opts.skip_rows, 6),
+                    "header": False,
+                    "column_names": PLT_COLUMNS,
+                }
             )
         return _stage_csv(con, path, csv_opts, name, errors)
     if fmt == "jsonl":
@@ -134,7 +137,9 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, name: str, errors
             [str(path)],
         )
     except duckdb.Error as exc:
-        raise IngestError(f"not a readable Parquet file: {_first_line(exc)}", file=str(path)) from None
+        raise IngestError(
+            f"not a readable Parquet file: {_first_line(exc)}", file=str(path)
+        ) from None
     cols = [c for c in _columns(con, name) if c != "_row"]
     rows = _count(con, name)
     return Staged(name, errors, cols, rows=rows)
@@ -184,13 +189,13 @@ _BLANK = re.compile(rb"(?m)^[ \t\r]*$")
 
 
 def blank_lines(path: Path, after: int = 0) -> list[int]:
-    """Line numbers (1-based) of blank lines after line ``after``, by a streaming byte scan.
+    r"""Line numbers (1-based) of blank lines after line ``after``, by a streaming byte scan.
 
     Examples
     --------
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.csv"
-    >>> _ = p.write_bytes(b"a\\n1\\n\\n2\\r\\n\\r\\n")
+    >>> _ = p.write_bytes(b"a\n1\n\n2\r\n\r\n")
     >>> blank_lines(p)
     [3, 5]
     """
@@ -280,7 +285,7 @@ def _stage_csv(
             # pyarrow numbers lines skipping the blank ones it ignored: count in that space
             skipped = sorted(b[0] for b in bad[consumed_bad:] if b[0] >= 0)
             consumed_bad = len(bad)
-            numbers = []
+            numbers: list[int] = []
             si = 0
             line = next_line
             while len(numbers) < n:
@@ -318,7 +323,12 @@ def _stage_csv(
         bad = [(int(n), *b[1:]) for n, b in zip(fixed, bad, strict=True)]
         con.executemany(f'INSERT INTO "{errors}" VALUES (?, ?, ?, ?)', bad)
     st = Staged(
-        name, errors, cols, binary=utf8, rows=rows + len(bad), reader_errors=len(bad),
+        name,
+        errors,
+        cols,
+        binary=utf8,
+        rows=rows + len(bad),
+        reader_errors=len(bad),
         first_row=lead + 1,
     )
     if blank:
@@ -353,7 +363,12 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | 
                 yield lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}", text[:500]
                 continue
             if not isinstance(obj, dict):
-                yield lineno, None, f"expected a JSON object, found {type(obj).__name__}", text[:500]
+                yield (
+                    lineno,
+                    None,
+                    f"expected a JSON object, found {type(obj).__name__}",
+                    text[:500],
+                )
                 continue
             yield lineno, obj, None, text
 
@@ -417,7 +432,9 @@ def _stage_xlsx(
     try:
         df = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype=str)
     except Exception as exc:
-        raise IngestError(f"not a readable Excel file: {_first_line(exc)}", file=str(path)) from None
+        raise IngestError(
+            f"not a readable Excel file: {_first_line(exc)}", file=str(path)
+        ) from None
     df = df.astype(object).where(df.notna(), None)
     df["_row"] = range(2, len(df) + 2)  # spreadsheet row numbers; the header is row 1
     tbl = pa.Table.from_pandas(df, preserve_index=False)
@@ -441,5 +458,3 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-

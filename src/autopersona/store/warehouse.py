@@ -132,7 +132,8 @@ class Warehouse:
         tolerance.
         """
         ent, ts = contract.entity, contract.time_column
-        assert ent and ts, "alignment needs an entity and a time column"
+        if not (ent and ts):
+            raise ValueError(f"{contract.table}: alignment needs an entity and a time column")
         select = ["l.*"]
         joins = []
         for i, spec in enumerate(contract.align):
@@ -140,8 +141,8 @@ class Warehouse:
             alias = f"a{i}"
             inner_cols = ", ".join(f'"{c}"' for c in spec.columns)
             joins.append(
-                f"ASOF LEFT JOIN (SELECT \"{other.entity}\" AS _e, \"{other.time_column}\" AS _t, "
-                f"{inner_cols} FROM \"{other.table}\") {alias} "
+                f'ASOF LEFT JOIN (SELECT "{other.entity}" AS _e, "{other.time_column}" AS _t, '
+                f'{inner_cols} FROM "{other.table}") {alias} '
                 f'ON l."{ent}" = {alias}._e AND l."{ts}" >= {alias}._t'
             )
             fresh = f"l.\"{ts}\" - {alias}._t <= INTERVAL '{spec.tolerance_s} seconds'"
