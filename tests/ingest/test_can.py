@@ -744,3 +744,29 @@ def test_docstring_examples() -> None:
     failed, tried = doctest.testmod(can_mod, optionflags=doctest.ELLIPSIS)
     assert tried > 10
     assert failed == 0
+
+
+# ------------------------------------------------------------------ ingestion of CAN logs
+def test_ingest_candump_into_the_warehouse(tmp_path: Path) -> None:
+    from autopersona.ingest.engine import ingest
+    from autopersona.ingest.errors import IngestError
+    from autopersona.store.warehouse import Warehouse
+
+    log = tmp_path / "drive.log"
+    write_sample_candump(log, seconds=120, seed=3, min_cycle_s=1.0)
+    with log.open("a") as fh:
+        fh.write("(1617181920.5) can0 0C9#ZZ\n")
+    with Warehouse(":memory:") as wh:
+        with pytest.raises(IngestError, match="pass --vin"):
+            ingest([log], wh, keep_going=False)
+        rep = ingest([log], wh, vin="LSVAU2180N2000001", keep_going=False)
+        t = rep.by_table()["vehicle_signals"]
+        assert t.read == t.loaded + t.duplicates + t.quarantined
+        assert t.quarantined >= 1
+        assert t.loaded >= 100
+        (row, field, reason) = wh.sql("SELECT row_number, field, reason FROM _quarantine")[0]
+        assert row == log.read_text().count("\n") and field == "data"
+        odo = [r[0] for r in wh.sql("SELECT odometer_km FROM vehicle_signals ORDER BY ts")]
+        assert odo == sorted(odo)
+        again = ingest([log], wh, vin="LSVAU2180N2000001")
+        assert again.loaded == 0
