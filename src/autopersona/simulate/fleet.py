@@ -235,10 +235,10 @@ def simulate_vehicle(
     tables["marketing_feedback"] = rows_to_arrow(get_contract("marketing_feedback"), [])
 
     # mess: fixed table order so the mess stream is consumed deterministically
-    mess_rows: list[dict[str, Any]] = []
+    mess_parts: list[pa.Table] = []
     for name in TABLES:
         tables[name], recs = inject(get_contract(name), tables[name], mess, r["mess"])
-        mess_rows += recs
+        mess_parts.append(recs)
 
     # truth
     km, hours, ha, hb, hc = _harsh(tl)
@@ -288,6 +288,7 @@ def simulate_vehicle(
             "power_kw": s.session.power_kw,
         } for s in tl.stays if s.session is not None],
         "service_plan": biz.warning_truth,
-        "mess": mess_rows,
     }
-    return VehicleResult(tables, {k_: _truth_table(k_, v) for k_, v in truth.items()}, city.name)
+    truth_tables = {k_: _truth_table(k_, v) for k_, v in truth.items()}
+    truth_tables["mess"] = pa.concat_tables(mess_parts)
+    return VehicleResult(tables, truth_tables, city.name)

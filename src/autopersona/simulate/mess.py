@@ -70,43 +70,55 @@ def _iso(us: int) -> str:
 
 
 class _Recorder:
-    """Collects fault records; keys are read from the untouched table on demand."""
+    """Collects fault records; keys are read from the untouched table in one batch."""
 
     def __init__(self, contract: Contract, table: pa.Table) -> None:
         self.c = contract
-        self.rows: list[dict[str, Any]] = []
         extra = [c for c in ("vin", contract.time_column) if c and c in table.column_names]
-        cols = list(dict.fromkeys([*contract.primary_key, *extra]))
-        self.table = table.select(cols)
-        self.tc = contract.time_column
-
-    def key(self, i: int) -> tuple[str, Any, Any]:
-        row = self.table.slice(i, 1).to_pylist()[0]
-        out: dict[str, Any] = {}
-        for k in self.c.primary_key:
-            v = row[k]
-            out[k] = _iso(_us(v)) if isinstance(v, datetime) else v
-        ts = row.get(self.tc) if self.tc else None
-        return json.dumps(out, sort_keys=True), row.get("vin"), ts
+        self.table = table.select(list(dict.fromkeys([*contract.primary_key, *extra])))
+        self.idx: list[int] = []
+        self.kind: list[str] = []
+        self.column: list[str | None] = []
+        self.original: list[float | None] = []
+        self.injected: list[float | None] = []
+        self.detail: list[str | None] = []
 
     def add(self, i: int, kind: str, column: str | None = None, original: float | None = None,
             injected: float | None = None, detail: dict[str, Any] | None = None) -> None:
-        key, vin, ts = self.key(i)
-        self.rows.append({
-            "table": self.c.table,
-            "kind": kind,
-            "key": key,
-            "vin": vin,
-            "ts": _us(ts) if isinstance(ts, datetime) else None,
-            "column": column,
-            "original": original,
-            "injected": injected,
-            "detail": json.dumps(detail, sort_keys=True) if detail else None,
-        })
+        self.idx.append(i)
+        self.kind.append(kind)
+        self.column.append(column)
+        self.original.append(original)
+        self.injected.append(injected)
+        self.detail.append(json.dumps(detail, sort_keys=True) if detail else None)
 
-
-def _us(v: datetime) -> int:
-    return round(v.timestamp() * 1e6)
+    def finish(self) -> pa.Table:
+        """The records as a :data:`MESS_SCHEMA` table."""
+        n = len(self.idx)
+        rows = self.table.take(pa.array(np.asarray(self.idx, dtype=np.int64))) if n else self.table.slice(0, 0)
+        keys: list[list[Any]] = []
+        for k in self.c.primary_key:
+            col = rows.column(k)
+            if pa.types.is_timestamp(col.type):
+                us = col.cast(pa.int64()).to_numpy()
+                keys.append([_iso(int(v)) for v in us])
+            else:
+                keys.append(col.to_pylist())
+        names = self.c.primary_key
+        key_json = [json.dumps(dict(zip(names, vals, strict=True)), sort_keys=True)
+                    for vals in zip(*keys, strict=True)] if n else []
+        tc = self.c.time_column
+        return pa.Table.from_arrays([
+            pa.array([self.c.table] * n, type=pa.string()),
+            pa.array(self.kind, type=pa.string()),
+            pa.array(key_json, type=pa.string()),
+            rows.column("vin").combine_chunks() if "vin" in rows.column_names else pa.nulls(n, pa.string()),
+            rows.column(tc).combine_chunks().cast(MESS_SCHEMA.field("ts").type) if tc else pa.nulls(n, MESS_SCHEMA.field("ts").type),
+            pa.array(self.column, type=pa.string()),
+            pa.array(self.original, type=pa.float64()),
+            pa.array(self.injected, type=pa.float64()),
+            pa.array(self.detail, type=pa.string()),
+        ], schema=MESS_SCHEMA)
 
 
 def _set(t: pa.Table, name: str, arr: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -194,11 +206,14 @@ def _missing(t: pa.Table, rec: _Recorder, cfg: MessConfig, rng: np.random.Genera
         idx = _pick(rng, valid, cfg.missing_rate)
         if len(idx) == 0:
             continue
-        vals = arr.take(pa.array(idx)).to_pylist()
-        for i, v in zip(idx, vals, strict=True):
-            num = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-            rec.add(int(i), "missing", c, num, None,
-                    None if num is not None else {"value": str(v)})
+        taken = arr.take(pa.array(idx))
+        if col.type in ("float64", "int64"):
+            nums = taken.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            for i, v in zip(idx, nums, strict=True):
+                rec.add(int(i), "missing", c, float(v))
+        else:
+            for i, v in zip(idx, taken.to_pylist(), strict=True):
+                rec.add(int(i), "missing", c, detail={"value": str(v)})
         mask = np.zeros(t.num_rows, dtype=bool)
         mask[idx] = True
         new = pc.if_else(pa.array(mask), pa.scalar(None, type=arr.type), arr)
@@ -237,10 +252,10 @@ def _reorder(t: pa.Table, rec: _Recorder, cfg: MessConfig, rng: np.random.Genera
 
 def inject(
     contract: Contract, table: pa.Table, cfg: MessConfig, rng: np.random.Generator
-) -> tuple[pa.Table, list[dict[str, Any]]]:
+) -> tuple[pa.Table, pa.Table]:
     """Apply every configured fault to one vehicle's ``table``; return it and the records."""
     if not cfg.enabled or table.num_rows == 0:
-        return table, []
+        return table, MESS_SCHEMA.empty_table()
     rec = _Recorder(contract, table)
     if contract.table == "motion":
         table = _gps_drift(table, rec, cfg, rng)
@@ -248,4 +263,4 @@ def inject(
         table = _can_jump(table, rec, cfg, rng)
     table = _missing(table, rec, cfg, rng)
     table = _reorder(table, rec, cfg, rng)
-    return table, rec.rows
+    return table, rec.finish()

@@ -1,6 +1,7 @@
 """Speed profiles and 1 Hz motion along a :class:`~autopersona.simulate.routes.Path`.
 
-The speed profile is built on a 2 m distance grid as the minimum of
+The speed profile is built on a distance grid (2 m on streets and tight arcs, 8 m on
+straight arterials, highways and rural roads) as the minimum of
 
 * a cruise cap: speed limit x the driver's speed factor x a congestion factor x a smooth
   random fluctuation,
@@ -46,7 +47,9 @@ from numpy.typing import NDArray
 
 from autopersona.simulate.routes import (
     ARTERIAL,
+    HIGHWAY,
     RESIDENTIAL,
+    RURAL,
     SPEED_LIMIT_MPS,
     URBAN,
     Path,
@@ -60,6 +63,7 @@ IntArray = NDArray[np.int64]
 #: Cruise speed factor by congestion level (0 free flow .. 3 jammed).
 CONGESTION_FACTOR = np.array([1.0, 0.78, 0.5, 0.28])
 _DS = 2.0
+_DS_COARSE = 8.0
 #: Acceleration / braking multipliers of the K envelope classes (deciles 10..90 % of a
 #: log-normal with sigma 0.25 around the driver's mean).
 _CLASS_MULT = np.exp(0.25 * np.array([-1.2816, -0.5244, 0.0, 0.5244, 1.2816]))
@@ -179,12 +183,19 @@ def drive(
         Random generator of the vehicle's drive stream.
     """
     L = path.total
-    n = max(int(math.ceil(L / _DS)), 2)
-    s = np.linspace(0.0, L, n + 1)
-    ds = np.diff(s)
     nseg = len(path.s0)
-    seg = np.searchsorted(path.s0, s, side="right") - 1
-    np.clip(seg, 0, nseg - 1, out=seg)
+    # grid: 2 m on streets and tight arcs, 8 m on straight arterials, highways, rural roads
+    coarse = (path.kappa == 0.0) & np.isin(path.road, (HIGHWAY, ARTERIAL, RURAL))
+    coarse |= (np.abs(path.kappa) < 1 / 300.0) & (path.kappa != 0.0)
+    step = np.where(coarse, _DS_COARSE, _DS)
+    cnt = np.maximum(np.ceil(path.length / step).astype(np.int64), 1)
+    seg_of = np.repeat(np.arange(nseg), cnt)
+    first = np.cumsum(cnt) - cnt
+    frac = (np.arange(int(cnt.sum())) - first[seg_of]) / cnt[seg_of]
+    s = np.append(path.s0[seg_of] + frac * path.length[seg_of], L)
+    n = len(s) - 1
+    ds = np.diff(s)
+    seg = np.append(seg_of, nseg - 1)
     road = path.road[seg]
     seg_cong = np.clip(congestion + rng.choice([-1, 0, 0, 1], size=nseg), 0, 3)
     seg_cong = np.where(path.road == RESIDENTIAL, np.minimum(seg_cong, 1), seg_cong)
@@ -204,7 +215,7 @@ def drive(
     v2 = cap * cap
 
     stop_pos, stop_dwell = _stops(path, seg_cong, rng)
-    stop_idx = np.round(np.asarray(stop_pos) / (L / n)).astype(np.int64)
+    stop_idx = np.searchsorted(s, np.asarray(stop_pos, dtype=float)).astype(np.int64)
     keep = (stop_idx >= 10) & (stop_idx <= n - 10)
     stop_idx, dwell = stop_idx[keep], np.asarray(stop_dwell)[keep]
     if len(stop_idx):

@@ -1,7 +1,7 @@
 """Points of interest: a shared pool per city plus each person's home and work.
 
 The pool of a city depends only on the seed (not on the fleet size): in-city POIs of every
-contract category, and *excursion clusters* 80–260 km out (scenic spot, hotel, restaurant,
+contract category, and *excursion clusters* 60–220 km out (scenic spot, hotel, restaurant,
 office, charging and gas stations) with a motorway service area half-way that has a
 charging and a gas station. Vehicles park a few tens of metres from the POI they visit.
 
@@ -206,7 +206,7 @@ def poi_pool(seed: int, city: City) -> PoiPool:
     span = (hi - lo) % 360 or 360.0
     for c in range(n_cl):
         bearing = math.radians(lo + span * (c + float(rng.uniform(0.1, 0.9))) / n_cl)
-        dist_m = float(rng.uniform(80_000, 260_000))
+        dist_m = float(rng.uniform(60_000, 220_000))
         cx, cy = dist_m * math.sin(bearing), dist_m * math.cos(bearing)
         label = f"Excursion {c + 1:02d}"
         for cat in ("scenic", "hotel", "restaurant", "office", "charging_station", "gas_station"):

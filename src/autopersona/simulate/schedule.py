@@ -12,8 +12,8 @@ Patterns
 * **flexible commuter**: commutes on 60–80 % of weekdays, departure spread 30–60 min and
   shorter, variable days; errands on home days.
 * **frequent business**: commuter plus Poisson(1.2–2.2) business trips a day from the office
-  to clients (office, hotel, restaurant, airport), and on 15–30 % of days an intercity
-  business trip (80–260 km) instead.
+  to clients (office, hotel, restaurant, airport), and on 8–18 % of days an intercity
+  business trip (60–220 km) instead.
 * **weekend traveller**: no work place; on 70–95 % of Saturdays a long excursion to a far
   scenic spot, staying overnight at a nearby hotel 60 % of the time; errands on some
   weekdays.

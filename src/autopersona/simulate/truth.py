@@ -11,7 +11,7 @@ Distributions (per person)
 * **driving_style**: aggressive 25 % / moderate 50 % / cautious 25 %; a continuous
   ``aggressiveness`` is uniform in [0.67, 1], [0.34, 0.66], [0, 0.33] respectively and sets
   ``speed_factor = 0.88 + 0.32 a`` (cruise speed relative to the limit), mean acceleration
-  ``1.1 + 1.3 a`` m/s², mean braking ``1.2 + 1.4 a`` m/s², lateral acceleration accepted in
+  ``1.1 + 1.3 a`` m/s², mean braking ``1.1 + 1.35 a`` m/s², lateral acceleration accepted in
   corners ``2.0 + 2.6 a`` m/s² (0.4 g = 3.92), time headway ``2.8 - 1.9 a`` s.
 * **commute_pattern**: regular commuter 38 %, flexible commuter 24 %, frequent business
   16 %, weekend traveller 22 % (weekend travellers have no work place).
@@ -295,7 +295,7 @@ def sample_person(k: int, seed: int, start: date, rng: np.random.Generator) -> P
     a = float(rng.uniform(lo, hi))
     speed_factor = 0.88 + 0.32 * a + float(rng.normal(0, 0.015))
     accel = 1.1 + 1.3 * a
-    brake = 1.2 + 1.4 * a
+    brake = 1.1 + 1.35 * a
     corner = 2.0 + 2.6 * a
     headway = 2.8 - 1.9 * a
     lane_sd = 0.12 + 0.25 * a
@@ -316,7 +316,7 @@ def sample_person(k: int, seed: int, start: date, rng: np.random.Generator) -> P
     else:
         dep, dep_sd, work_h, cprob = 9.0, 1.0, 0.0, 0.0
     biz_rate = float(rng.uniform(1.2, 2.2)) if pattern == "frequent_business" else 0.0
-    intercity = float(rng.uniform(0.15, 0.3)) if pattern == "frequent_business" else 0.0
+    intercity = float(rng.uniform(0.08, 0.18)) if pattern == "frequent_business" else 0.0
     weekend_trip = float(rng.uniform(0.7, 0.95)) if pattern == "weekend_traveller" else 0.05
     evening = {"business_elite": 0.2, "family": 0.25, "outdoor": 0.2, "trend_seeker": 0.4}[lifestyle]
     wk_mean = {"business_elite": 1.2, "family": 2.0, "outdoor": 1.5, "trend_seeker": 2.0}[lifestyle]
