@@ -137,12 +137,14 @@ def schema_show(
 # Each stage keeps its commands in its own ``cli`` module with a ``register(app)`` function.
 # Heavy imports stay inside the command functions so that ``--help`` is instant.
 from autopersona.demo import register as _register_demo  # noqa: E402
+from autopersona.features.cli import register as _register_features  # noqa: E402
 from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
 from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
 _register_ingest(app)
 _register_demo(app)
+_register_features(app)
 
 
 def main() -> None:
