@@ -49,7 +49,9 @@ def check_table(
         if col.allowed is not None:
             bad = set(valid.to_pylist()) - set(col.allowed)
             if bad:
-                errs.append(f"{name}.{col.name}: values outside {col.allowed}: {sorted(map(str, bad))[:5]}")
+                errs.append(
+                    f"{name}.{col.name}: values outside {col.allowed}: {sorted(map(str, bad))[:5]}"
+                )
         if col.type in ("int64", "float64"):
             vals = valid.to_numpy().astype(float)
             if not np.isfinite(vals).all():

@@ -56,10 +56,24 @@ US = 1_000_000
 DAY = 86400
 YEAR = 365.25 * DAY
 TIER_F = {"economy": 1.0, "mid": 2.0, "luxury": 4.5}
-EXTRAS = (("cabin air filter", 120), ("wiper blades", 90), ("wheel alignment", 260),
-          ("interior detailing", 380), ("AC cleaning", 180), ("ceramic coating", 1200))
-ACCESSORIES = ("floor mats", "dash cam", "window tint", "roof rack", "wireless charger pad",
-               "child seat installation", "mud flaps", "ambient lighting kit")
+EXTRAS = (
+    ("cabin air filter", 120),
+    ("wiper blades", 90),
+    ("wheel alignment", 260),
+    ("interior detailing", 380),
+    ("AC cleaning", 180),
+    ("ceramic coating", 1200),
+)
+ACCESSORIES = (
+    "floor mats",
+    "dash cam",
+    "window tint",
+    "roof rack",
+    "wireless charger pad",
+    "child seat installation",
+    "mud flaps",
+    "ambient lighting kit",
+)
 PRICES = {  # product -> (economy, mid, luxury) price in CNY
     "adas_pilot": (3800.0, 6800.0, 12800.0),
     "connectivity": (199.0, 299.0, 399.0),
@@ -116,14 +130,26 @@ class _Odo:
 
 
 def business_events(
-    person: Person, spec: VehicleSpec, tl: Timeline, dtcs: list[RaisedDtc], dealers: list[str],
-    account_id: str | None, t_start: int, t_end: int, seed: int, rng: np.random.Generator,
+    person: Person,
+    spec: VehicleSpec,
+    tl: Timeline,
+    dtcs: list[RaisedDtc],
+    dealers: list[str],
+    account_id: str | None,
+    t_start: int,
+    t_end: int,
+    seed: int,
+    rng: np.random.Generator,
 ) -> BusinessResult:
     """Warnings, service visits, subscriptions and DTC clearings of one vehicle."""
     p, vin = person, spec.vin
     odo = _Odo(spec, tl, t_start)
-    reg = datetime(spec.registration_date.year, spec.registration_date.month,
-                   spec.registration_date.day, tzinfo=UTC).timestamp()
+    reg = datetime(
+        spec.registration_date.year,
+        spec.registration_date.month,
+        spec.registration_date.day,
+        tzinfo=UTC,
+    ).timestamp()
     t_reg = int(reg) - utc_offset_s(p.timezone, spec.registration_date)
     tf = TIER_F[spec.tier]
     warnings: list[dict[str, Any]] = []
@@ -150,31 +176,43 @@ def business_events(
     def delay_s(factor: float = 1.0) -> float:
         return float(rng.lognormal(math.log(p.service_delay_days), 0.5)) * factor * DAY
 
-    def add_visit(t: float, visit_type: str, items: list[str], amount: float,
-                  warning_id: str | None) -> None:
+    def add_visit(
+        t: float, visit_type: str, items: list[str], amount: float, warning_id: str | None
+    ) -> None:
         if t > t_end - 1 or t < t_reg:
             return
-        if p.aftermarket_propensity > rng.random() and visit_type in ("maintenance", "repair", "tyres"):
+        if p.aftermarket_propensity > rng.random() and visit_type in (
+            "maintenance",
+            "repair",
+            "tyres",
+        ):
             for _ in range(int(rng.integers(1, 3))):
                 name, price = EXTRAS[int(rng.integers(len(EXTRAS)))]
                 if name not in items:
                     items.append(name)
                     amount += price * (0.7 + 0.3 * tf) * float(rng.lognormal(0, 0.15))
         counter["s"] += 1
-        services.append({
-            "service_id": make_id("SRV", seed, vin, counter["s"]),
-            "vin": vin,
-            "ts": int(t) * US,
-            "dealer_id": dealer(),
-            "visit_type": visit_type,
-            "items": ";".join(items),
-            "amount_cny": round(amount, 2),
-            "odometer_km": round(odo.at(t), 1),
-            "warning_id": warning_id,
-        })
+        services.append(
+            {
+                "service_id": make_id("SRV", seed, vin, counter["s"]),
+                "vin": vin,
+                "ts": int(t) * US,
+                "dealer_id": dealer(),
+                "visit_type": visit_type,
+                "items": ";".join(items),
+                "amount_cny": round(amount, 2),
+                "odometer_km": round(odo.at(t), 1),
+                "warning_id": warning_id,
+            }
+        )
 
-    def add_warning(t: float, wtype: str, visit: tuple[str, list[str], float] | None,
-                    factor: float = 1.0, ignore_p: float = 0.08) -> float | None:
+    def add_warning(
+        t: float,
+        wtype: str,
+        visit: tuple[str, list[str], float] | None,
+        factor: float = 1.0,
+        ignore_p: float = 0.08,
+    ) -> float | None:
         """Send a warning at ``t``; schedule the visit. Returns the visit time (or None)."""
         if t > t_end - 1 or t < t_reg:
             return None
@@ -183,24 +221,38 @@ def business_events(
             return None
         counter["w"] += 1
         wid = make_id("WRN", seed, vin, counter["w"])
-        warnings.append({"warning_id": wid, "vin": vin, "ts": int(t) * US,
-                         "warning_type": wtype, "channel": channel()})
+        warnings.append(
+            {
+                "warning_id": wid,
+                "vin": vin,
+                "ts": int(t) * US,
+                "warning_type": wtype,
+                "channel": channel(),
+            }
+        )
         visit_t: float | None = None
         if visit is not None and rng.random() >= ignore_p:
             visit_t = local_time(t + max(delay_s(factor), 3600.0), 9.0, 18.0)
             if visit_t <= t:
                 visit_t = local_time(t + DAY, 9.0, 18.0)
             add_visit(visit_t, visit[0], list(visit[1]), visit[2], wid)
-        wtruth.append({"warning_id": wid, "vin": vin, "warning_ts": int(t) * US,
-                       "planned_visit_ts": int(visit_t) * US if visit_t is not None else NAT,
-                       "visited": visit_t is not None and visit_t <= t_end - 1,
-                       "ignored": visit is not None and visit_t is None})
+        wtruth.append(
+            {
+                "warning_id": wid,
+                "vin": vin,
+                "warning_ts": int(t) * US,
+                "planned_visit_ts": int(visit_t) * US if visit_t is not None else NAT,
+                "visited": visit_t is not None and visit_t <= t_end - 1,
+                "ignored": visit is not None and visit_t is None,
+            }
+        )
         return visit_t
 
     # --- periodic maintenance
     fuel = spec.has_fuel
     km_int, d_int = (7500.0, 365.0) if fuel else (20000.0, 730.0)
     last_t, last_o, n_serv = float(t_reg), odo.at(t_reg), 0
+    vt: float
     while True:
         due = min(odo.time_of(last_o + km_int), last_t + d_int * DAY)
         if due > t_end + 90 * DAY:
@@ -213,10 +265,12 @@ def business_events(
             items += ["air filter", "brake check"] if fuel else ["coolant check", "tyre rotation"]
         amount = (450 if fuel else 300) * tf * (1.6 if big else 1.0) * float(rng.lognormal(0, 0.2))
         if rng.random() < 0.25:  # proactive owner, no warning
-            vt = local_time(due - rng.uniform(0, 10) * DAY, 9.0, 18.0)
+            vt = float(local_time(due - rng.uniform(0, 10) * DAY, 9.0, 18.0))
             add_visit(vt, "maintenance", items, amount, None)
         else:
-            vt_opt = add_warning(due - rng.uniform(0, 3) * DAY, wtype, ("maintenance", items, amount))
+            vt_opt = add_warning(
+                due - rng.uniform(0, 3) * DAY, wtype, ("maintenance", items, amount)
+            )
             vt = vt_opt if vt_opt is not None else due + 30 * DAY
         last_t, last_o = max(vt, last_t + DAY), odo.at(max(vt, last_t + DAY))
 
@@ -227,9 +281,17 @@ def business_events(
         t = odo.time_of(wear0 + life)
         if t > t_end:
             break
-        vt = add_warning(t, "brake_wear", ("repair", ["front brake pads", "brake fluid"],
-                                           600 * tf * float(rng.lognormal(0, 0.2))), ignore_p=0.03)
-        wear0 = odo.at(vt if vt is not None else t + 20 * DAY)
+        vt_b = add_warning(
+            t,
+            "brake_wear",
+            (
+                "repair",
+                ["front brake pads", "brake fluid"],
+                600 * tf * float(rng.lognormal(0, 0.2)),
+            ),
+            ignore_p=0.03,
+        )
+        wear0 = odo.at(vt_b if vt_b is not None else t + 20 * DAY)
 
     # --- random processes before and in the window
     def poisson_times(rate_per_year: float, t0: float) -> np.ndarray[Any, Any]:
@@ -239,44 +301,82 @@ def business_events(
         return np.sort(rng.uniform(t0, t_end, n))
 
     for t in poisson_times(0.7, t_reg):
-        visit = ("tyres", ["tyre pressure check", "puncture repair"], 150 * tf) if rng.random() < 0.4 else None
+        visit = (
+            ("tyres", ["tyre pressure check", "puncture repair"], 150 * tf)
+            if rng.random() < 0.4
+            else None
+        )
         add_warning(float(t), "tyre_pressure", visit)
     if spec.has_battery:
         for t in poisson_times(0.25, t_reg + 3 * YEAR):
-            add_warning(float(t), "battery_health", ("inspection", ["battery health check"], 200 * tf),
-                        ignore_p=0.3)
+            add_warning(
+                float(t),
+                "battery_health",
+                ("inspection", ["battery health check"], 200 * tf),
+                ignore_p=0.3,
+            )
     for t in poisson_times(0.3, t_reg):
         if t < t_start:
-            add_warning(float(t), "dtc_followup", ("repair", ["diagnostics", "sensor replacement"],
-                                                   800 * tf * float(rng.lognormal(0, 0.4))))
+            add_warning(
+                float(t),
+                "dtc_followup",
+                (
+                    "repair",
+                    ["diagnostics", "sensor replacement"],
+                    800 * tf * float(rng.lognormal(0, 0.4)),
+                ),
+            )
     for d in dtcs:
         if d.severity == "info":
             cleared.append((d.trip_end + int(rng.integers(1, 120)), d.code, d.severity, d.ecu))
             continue
         factor = 0.3 if d.severity == "critical" else 1.0
-        vt = add_warning(d.ts + int(rng.integers(60, 3600)), "dtc_followup",
-                         ("repair", ["diagnostics", f"fault {d.code}"],
-                          (1500 if d.severity == "critical" else 600) * tf), factor=factor, ignore_p=0.0)
-        if vt is not None and vt <= t_end - 1:
-            cleared.append((int(vt) + 1800, d.code, d.severity, d.ecu))
+        vt_d = add_warning(
+            d.ts + int(rng.integers(60, 3600)),
+            "dtc_followup",
+            (
+                "repair",
+                ["diagnostics", f"fault {d.code}"],
+                (1500 if d.severity == "critical" else 600) * tf,
+            ),
+            factor=factor,
+            ignore_p=0.0,
+        )
+        if vt_d is not None and vt_d <= t_end - 1:
+            cleared.append((int(vt_d) + 1800, d.code, d.severity, d.ecu))
     for t in poisson_times(0.2 + 1.5 * p.aftermarket_propensity, t_reg):
         k = int(rng.integers(1, 3))
         items = list(rng.choice(ACCESSORIES, size=k, replace=False))
-        add_visit(local_time(float(t), 9.0, 18.0), "accessory", [str(i) for i in items],
-                  float(k * 450 * (0.6 + 0.4 * tf) * rng.lognormal(0, 0.5)), None)
+        add_visit(
+            local_time(float(t), 9.0, 18.0),
+            "accessory",
+            [str(i) for i in items],
+            float(k * 450 * (0.6 + 0.4 * tf) * rng.lognormal(0, 0.5)),
+            None,
+        )
     tyre_km = 45000 * float(rng.lognormal(0, 0.1))
     k = 1
     while True:
         t = odo.time_of(odo.at(t_reg) + k * tyre_km)
         if t > t_end:
             break
-        add_visit(local_time(t, 9.0, 18.0), "tyres", ["tyre replacement x4", "wheel balancing"],
-                  1200 * tf * float(rng.lognormal(0, 0.15)), None)
+        add_visit(
+            local_time(t, 9.0, 18.0),
+            "tyres",
+            ["tyre replacement x4", "wheel balancing"],
+            1200 * tf * float(rng.lognormal(0, 0.15)),
+            None,
+        )
         k += 1
     t = t_reg + 6 * YEAR
     while t < t_end:
-        add_visit(local_time(t + rng.uniform(-30, 30) * DAY, 9.0, 18.0), "inspection",
-                  ["annual inspection"], float(rng.uniform(200, 400)), None)
+        add_visit(
+            local_time(t + rng.uniform(-30, 30) * DAY, 9.0, 18.0),
+            "inspection",
+            ["annual inspection"],
+            float(rng.uniform(200, 400)),
+            None,
+        )
         t += 2 * YEAR
 
     subs = _subscriptions(p, spec, account_id, t_reg, t_start, t_end, seed, rng)
@@ -287,8 +387,14 @@ def business_events(
 
 
 def _subscriptions(
-    p: Person, spec: VehicleSpec, account_id: str | None, t_reg: int, t_start: int, t_end: int,
-    seed: int, rng: np.random.Generator,
+    p: Person,
+    spec: VehicleSpec,
+    account_id: str | None,
+    t_reg: int,
+    t_start: int,
+    t_end: int,
+    seed: int,
+    rng: np.random.Generator,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     tier_i = ("economy", "mid", "luxury").index(spec.tier)
@@ -296,21 +402,23 @@ def _subscriptions(
     def add(product: str, event: str, t: float, ends: float | None, price: float | None) -> None:
         if t > t_end - 1:
             return
-        rows.append({
-            "event_id": make_id("SUB", seed, spec.vin, len(rows)),
-            "vin": spec.vin,
-            "account_id": account_id if rng.random() < 0.9 else None,
-            "product": product,
-            "event": event,
-            "ts": int(t) * US,
-            "ends_at": int(ends) * US if ends is not None else NAT,
-            "price_cny": round(price, 2) if price is not None else math.nan,
-        })
+        rows.append(
+            {
+                "event_id": make_id("SUB", seed, spec.vin, len(rows)),
+                "vin": spec.vin,
+                "account_id": account_id if rng.random() < 0.9 else None,
+                "product": product,
+                "event": event,
+                "ts": int(t) * US,
+                "ends_at": int(ends) * US if ends is not None else NAT,
+                "price_cny": round(price, 2) if price is not None else math.nan,
+            }
+        )
 
     def price(product: str) -> float:
         return PRICES[product][tier_i]
 
-    buy_p = 0.03 + 0.65 * p.vas_sensitivity ** 2
+    buy_p = 0.03 + 0.65 * p.vas_sensitivity**2
     if spec.adas_equipped:
         if t_start - t_reg < 2 * YEAR:
             ts = t_reg + rng.uniform(0, 14) * DAY
@@ -324,10 +432,15 @@ def _subscriptions(
             tb = te + rng.uniform(-3, 10) * DAY
             add("adas_pilot", "purchase", tb, tb + 365 * DAY, price("adas_pilot"))
             if tb + 365 * DAY < t_end:
-                add("adas_pilot", "renew" if rng.random() < 0.7 else "cancel", tb + 365 * DAY,
-                    tb + 730 * DAY, price("adas_pilot"))
+                add(
+                    "adas_pilot",
+                    "renew" if rng.random() < 0.7 else "cancel",
+                    tb + 365 * DAY,
+                    tb + 730 * DAY,
+                    price("adas_pilot"),
+                )
         if rng.random() < 0.3:
-            tr = t_reg + rng.uniform(0, max(t_end - t_reg, DAY)) 
+            tr = t_reg + rng.uniform(0, max(t_end - t_reg, DAY))
             add("remote_parking", "trial_start", tr, tr + 30 * DAY, None)
             add("remote_parking", "trial_end", tr + 30 * DAY, tr + 30 * DAY, None)
             if rng.random() < buy_p:
@@ -354,8 +467,13 @@ def _subscriptions(
             t += 30 * DAY
     if spec.energy_type == "BEV":
         if spec.tier != "economy" and rng.random() < 0.35 * p.vas_sensitivity:
-            add("ota_performance", "purchase", t_reg + rng.uniform(0.1, 1.0) * (t_end - t_reg),
-                None, price("ota_performance"))
+            add(
+                "ota_performance",
+                "purchase",
+                t_reg + rng.uniform(0.1, 1.0) * (t_end - t_reg),
+                None,
+                price("ota_performance"),
+            )
         if t_end - t_reg > 2 * YEAR and rng.random() < 0.15 + 0.3 * p.range_anxiety:
             t = t_reg + 2 * YEAR + rng.uniform(0, 1) * (t_end - t_reg - 2 * YEAR)
             add("battery_care", "purchase", t, t + YEAR, price("battery_care"))

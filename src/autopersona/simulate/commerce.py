@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from autopersona.simulate.ids import make_id, shared_rng
 from autopersona.simulate.identity import Account
+from autopersona.simulate.ids import make_id, shared_rng
 from autopersona.simulate.truth import Person, VehicleSpec
 
 __all__ = ["CATEGORIES", "Catalogue", "catalogue", "commerce_rows"]
@@ -42,72 +42,156 @@ DAY = 86400
 
 #: category -> (brands, (min, max) price in CNY, product nouns, car-related)
 CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[float, float], tuple[str, ...], bool]] = {
-    "car_accessories": (("Autonix", "DriveMate", "Carlife"), (40, 900),
-                        ("phone holder", "seat cover", "floor mats", "dash cam", "sunshade",
-                         "trunk organiser"), True),
-    "tyres": (("RoadMaster", "Grippa", "Tornado"), (450, 1800),
-              ("all-season tyre 225/45 R18", "winter tyre 205/55 R16", "performance tyre 245/40 R19",
-               "SUV tyre 235/60 R18"), True),
-    "charging_equipment": (("Voltix", "ChargePro", "Ampera"), (300, 4500),
-                           ("7 kW wall box", "portable charger 3.5 kW", "Type 2 cable",
-                            "charging adapter"), True),
-    "camping_gear": (("TrailPeak", "NorthCamp", "Wildway"), (80, 3000),
-                     ("roof tent", "camping chair", "portable fridge", "car awning",
-                      "camping lantern"), False),
-    "child_seats": (("SafeNest", "KiddoRide", "Guardian"), (600, 3500),
-                    ("ISOFIX child seat", "booster seat", "infant carrier"), False),
-    "audio": (("SonicWave", "Bassline", "Clarity"), (200, 6000),
-              ("speaker upgrade kit", "subwoofer", "amplifier", "DSP processor"), True),
-    "cleaning": (("ShineUp", "CleanPro", "Aquaclear"), (25, 300),
-                 ("car shampoo", "ceramic spray", "interior cleaner", "microfiber towels",
-                  "glass cleaner"), True),
-    "performance_parts": (("Brembix", "TrackLine", "Apex"), (400, 8000),
-                          ("performance brake pads", "brake discs", "sport air filter",
-                           "coilover kit"), True),
-    "maintenance_parts": (("OEMPlus", "FilterMax", "LubeTech"), (50, 800),
-                          ("engine oil 4L", "cabin air filter", "wiper blades", "coolant"), True),
-    "electronics": (("Navix", "ViewMax", "SmartDash"), (150, 2500),
-                    ("head-up display", "tyre pressure sensor", "wireless CarPlay adapter",
-                     "rear camera"), True),
+    "car_accessories": (
+        ("Autonix", "DriveMate", "Carlife"),
+        (40, 900),
+        ("phone holder", "seat cover", "floor mats", "dash cam", "sunshade", "trunk organiser"),
+        True,
+    ),
+    "tyres": (
+        ("RoadMaster", "Grippa", "Tornado"),
+        (450, 1800),
+        (
+            "all-season tyre 225/45 R18",
+            "winter tyre 205/55 R16",
+            "performance tyre 245/40 R19",
+            "SUV tyre 235/60 R18",
+        ),
+        True,
+    ),
+    "charging_equipment": (
+        ("Voltix", "ChargePro", "Ampera"),
+        (300, 4500),
+        ("7 kW wall box", "portable charger 3.5 kW", "Type 2 cable", "charging adapter"),
+        True,
+    ),
+    "camping_gear": (
+        ("TrailPeak", "NorthCamp", "Wildway"),
+        (80, 3000),
+        ("roof tent", "camping chair", "portable fridge", "car awning", "camping lantern"),
+        False,
+    ),
+    "child_seats": (
+        ("SafeNest", "KiddoRide", "Guardian"),
+        (600, 3500),
+        ("ISOFIX child seat", "booster seat", "infant carrier"),
+        False,
+    ),
+    "audio": (
+        ("SonicWave", "Bassline", "Clarity"),
+        (200, 6000),
+        ("speaker upgrade kit", "subwoofer", "amplifier", "DSP processor"),
+        True,
+    ),
+    "cleaning": (
+        ("ShineUp", "CleanPro", "Aquaclear"),
+        (25, 300),
+        ("car shampoo", "ceramic spray", "interior cleaner", "microfiber towels", "glass cleaner"),
+        True,
+    ),
+    "performance_parts": (
+        ("Brembix", "TrackLine", "Apex"),
+        (400, 8000),
+        ("performance brake pads", "brake discs", "sport air filter", "coilover kit"),
+        True,
+    ),
+    "maintenance_parts": (
+        ("OEMPlus", "FilterMax", "LubeTech"),
+        (50, 800),
+        ("engine oil 4L", "cabin air filter", "wiper blades", "coolant"),
+        True,
+    ),
+    "electronics": (
+        ("Navix", "ViewMax", "SmartDash"),
+        (150, 2500),
+        ("head-up display", "tyre pressure sensor", "wireless CarPlay adapter", "rear camera"),
+        True,
+    ),
 }
 CAT_NAMES = tuple(CATEGORIES)
 PREFS: dict[str, dict[str, float]] = {
-    "business_elite": {"car_accessories": 0.2, "audio": 0.2, "electronics": 0.2, "cleaning": 0.15,
-                       "tyres": 0.1, "performance_parts": 0.1, "charging_equipment": 0.05},
-    "family": {"child_seats": 0.3, "car_accessories": 0.2, "cleaning": 0.2, "camping_gear": 0.1,
-               "maintenance_parts": 0.1, "tyres": 0.1},
-    "outdoor": {"camping_gear": 0.4, "car_accessories": 0.15, "tyres": 0.15,
-                "charging_equipment": 0.1, "electronics": 0.1, "cleaning": 0.1},
-    "trend_seeker": {"audio": 0.25, "electronics": 0.25, "car_accessories": 0.2,
-                     "performance_parts": 0.15, "cleaning": 0.15},
+    "business_elite": {
+        "car_accessories": 0.2,
+        "audio": 0.2,
+        "electronics": 0.2,
+        "cleaning": 0.15,
+        "tyres": 0.1,
+        "performance_parts": 0.1,
+        "charging_equipment": 0.05,
+    },
+    "family": {
+        "child_seats": 0.3,
+        "car_accessories": 0.2,
+        "cleaning": 0.2,
+        "camping_gear": 0.1,
+        "maintenance_parts": 0.1,
+        "tyres": 0.1,
+    },
+    "outdoor": {
+        "camping_gear": 0.4,
+        "car_accessories": 0.15,
+        "tyres": 0.15,
+        "charging_equipment": 0.1,
+        "electronics": 0.1,
+        "cleaning": 0.1,
+    },
+    "trend_seeker": {
+        "audio": 0.25,
+        "electronics": 0.25,
+        "car_accessories": 0.2,
+        "performance_parts": 0.15,
+        "cleaning": 0.15,
+    },
 }
 REMOVE_REASONS = ("price_too_high", "found_cheaper_elsewhere", "changed_mind", "shipping_too_slow")
-CANCEL_REASONS = ("ordered_by_mistake", "found_cheaper_elsewhere", "delivery_too_slow",
-                  "changed_mind", "price_too_high")
+CANCEL_REASONS = (
+    "ordered_by_mistake",
+    "found_cheaper_elsewhere",
+    "delivery_too_slow",
+    "changed_mind",
+    "price_too_high",
+)
 REVIEW_TEXT = {
-    1: ("Terrible quality, it broke after two days. Very disappointed.",
+    1: (
+        "Terrible quality, it broke after two days. Very disappointed.",
         "Does not fit my car at all and support was useless. Awful.",
-        "Complete waste of money, would not recommend to anyone."),
-    2: ("Poor quality for the price, not happy with it.",
+        "Complete waste of money, would not recommend to anyone.",
+    ),
+    2: (
+        "Poor quality for the price, not happy with it.",
         "Arrived late and looks cheap. Disappointed.",
-        "Works sometimes but feels flimsy. Not great."),
-    3: ("It is okay, does the job but nothing special.",
+        "Works sometimes but feels flimsy. Not great.",
+    ),
+    3: (
+        "It is okay, does the job but nothing special.",
         "Average product, delivery was fine.",
-        "Acceptable for the price, some minor issues."),
-    4: ("Good quality and easy to install, happy with it.",
+        "Acceptable for the price, some minor issues.",
+    ),
+    4: (
+        "Good quality and easy to install, happy with it.",
         "Works well in my car, fast delivery.",
-        "Nice product, good value for money."),
-    5: ("Excellent! Perfect fit and great quality, highly recommend.",
+        "Nice product, good value for money.",
+    ),
+    5: (
+        "Excellent! Perfect fit and great quality, highly recommend.",
         "Love it, works perfectly and arrived quickly. Five stars!",
-        "Fantastic product, exactly as described. Will buy again."),
+        "Fantastic product, exactly as described. Will buy again.",
+    ),
 }
 CHAT_TEXT = {
-    "cancel": ("Hi, I want to cancel my order please, {reason}.",
-               "Please cancel this order, {reason}. Thanks."),
-    "complaint": ("The item I received is not working properly, what can I do?",
-                  "I am unhappy with this purchase, can I get a refund?"),
-    "question": ("Does this fit a {model}?", "When will this be back in stock?",
-                 "Is there a discount if I buy two?"),
+    "cancel": (
+        "Hi, I want to cancel my order please, {reason}.",
+        "Please cancel this order, {reason}. Thanks.",
+    ),
+    "complaint": (
+        "The item I received is not working properly, what can I do?",
+        "I am unhappy with this purchase, can I get a refund?",
+    ),
+    "question": (
+        "Does this fit a {model}?",
+        "When will this be back in stock?",
+        "Is there a discount if I buy two?",
+    ),
 }
 
 
@@ -154,8 +238,14 @@ def _prefs(p: Person, spec: VehicleSpec) -> np.ndarray[Any, np.dtype[np.float64]
 
 
 def commerce_rows(
-    p: Person, spec: VehicleSpec, accounts: list[Account], seed: int, t_hist: int, t_end: int,
-    tz_offset_s: int, rng: np.random.Generator,
+    p: Person,
+    spec: VehicleSpec,
+    accounts: list[Account],
+    seed: int,
+    t_hist: int,
+    t_end: int,
+    tz_offset_s: int,
+    rng: np.random.Generator,
 ) -> dict[str, list[dict[str, Any]]]:
     """Rows of ``commerce_events``, ``orders`` and ``reviews`` for the person's e-commerce accounts."""
     cat = catalogue(seed)
@@ -184,24 +274,35 @@ def commerce_rows(
             sid = make_id("SES", seed, acc.account_id, n_ev)
             focus = int(rng.choice(len(CAT_NAMES), p=prefs))
 
-            def ev(kind: str, t_ev: int, prod: int | None = None, query: str | None = None,
-                   reason: str | None = None) -> None:
+            def ev(
+                kind: str,
+                t_ev: int,
+                prod: int | None = None,
+                query: str | None = None,
+                reason: str | None = None,
+                cust: str = acc.account_id,
+                sid: str = sid,
+                focus: int = focus,
+            ) -> None:
                 nonlocal n_ev
                 n_ev += 1
-                events.append({
-                    "event_id": make_id("EVT", seed, acc.account_id, n_ev, size=8),
-                    "customer_id": acc.account_id,
-                    "session_id": sid,
-                    "ts": t_ev * US,
-                    "event_type": kind,
-                    "product_id": cat.product_id[prod] if prod is not None else None,
-                    "category": cat.category[prod] if prod is not None else (
-                        CAT_NAMES[focus] if kind == "search" else None),
-                    "brand": cat.brand[prod] if prod is not None else None,
-                    "price_cny": float(cat.price[prod]) if prod is not None else math.nan,
-                    "query": query,
-                    "cancel_reason": reason,
-                })
+                events.append(
+                    {
+                        "event_id": make_id("EVT", seed, cust, n_ev, size=8),
+                        "customer_id": cust,
+                        "session_id": sid,
+                        "ts": t_ev * US,
+                        "event_type": kind,
+                        "product_id": cat.product_id[prod] if prod is not None else None,
+                        "category": cat.category[prod]
+                        if prod is not None
+                        else (CAT_NAMES[focus] if kind == "search" else None),
+                        "brand": cat.brand[prod] if prod is not None else None,
+                        "price_cny": float(cat.price[prod]) if prod is not None else math.nan,
+                        "query": query,
+                        "cancel_reason": reason,
+                    }
+                )
 
             in_cat = np.flatnonzero(cat.cat_index == focus)
             if rng.random() < 0.5:
@@ -215,8 +316,8 @@ def commerce_rows(
             cart: list[int] = []
             for _ in range(n_views):
                 if rng.random() < 0.8:
-                    same = [i for i in in_cat if cat.brand[i] == fav_brand[CAT_NAMES[focus]]]
-                    pool = same if (same and rng.random() < 0.6) else list(in_cat)
+                    same = [int(i) for i in in_cat if cat.brand[i] == fav_brand[CAT_NAMES[focus]]]
+                    pool = same if (same and rng.random() < 0.6) else [int(i) for i in in_cat]
                 else:
                     pool = list(range(len(cat.product_id)))
                 prod = int(pool[int(rng.integers(len(pool)))])
@@ -237,13 +338,36 @@ def commerce_rows(
                 n_msg += 1
                 model = f"{spec.brand} {spec.model}"
                 txt = CHAT_TEXT["question"][int(rng.integers(3))].format(model=model)
-                reviews.append(_msg(seed, acc.account_id, n_msg, t, "chat", None, None, txt,
-                                    "app" if rng.random() < 0.6 else "web"))
+                reviews.append(
+                    _msg(
+                        seed,
+                        acc.account_id,
+                        n_msg,
+                        t,
+                        "chat",
+                        None,
+                        None,
+                        txt,
+                        "app" if rng.random() < 0.6 else "web",
+                    )
+                )
             bought: list[int] = []
             for prod in cart:
                 if rng.random() < 0.2 + 0.3 * p.price_sensitivity:
-                    w = np.array([0.35 + 0.5 * p.price_sensitivity, 0.25 * (1 + p.price_sensitivity), 0.3, 0.1])
-                    ev("remove_cart", t, prod, reason=REMOVE_REASONS[int(rng.choice(4, p=w / w.sum()))])
+                    w = np.array(
+                        [
+                            0.35 + 0.5 * p.price_sensitivity,
+                            0.25 * (1 + p.price_sensitivity),
+                            0.3,
+                            0.1,
+                        ]
+                    )
+                    ev(
+                        "remove_cart",
+                        t,
+                        prod,
+                        reason=REMOVE_REASONS[int(rng.choice(4, p=w / w.sum()))],
+                    )
                     t += int(rng.integers(5, 60))
                 else:
                     bought.append(prod)
@@ -251,60 +375,128 @@ def commerce_rows(
                 continue
             n_ord += 1
             oid = make_id("ORD", seed, acc.account_id, n_ord, size=5)
-            disc = float(rng.choice([0.05, 0.1, 0.2])) if rng.random() < 0.15 + 0.5 * p.price_sensitivity else 0.0
+            disc = (
+                float(rng.choice([0.05, 0.1, 0.2]))
+                if rng.random() < 0.15 + 0.5 * p.price_sensitivity
+                else 0.0
+            )
             lines = []
             for ln, prod in enumerate(bought, start=1):
                 c = cat.category[prod]
-                qty = int(rng.choice([2, 4])) if c == "tyres" else (
-                    int(rng.integers(1, 4)) if c in ("cleaning", "maintenance_parts") else 1)
+                qty = (
+                    int(rng.choice([2, 4]))
+                    if c == "tyres"
+                    else (int(rng.integers(1, 4)) if c in ("cleaning", "maintenance_parts") else 1)
+                )
                 unit = round(float(cat.price[prod]) * (1 - disc), 2)
                 ev("purchase", t, prod)
                 lines.append((ln, prod, qty, unit))
-                orders.append({
-                    "order_id": oid, "line_no": ln, "customer_id": acc.account_id, "ts": t * US,
-                    "product_id": cat.product_id[prod], "description": cat.description[prod],
-                    "category": c, "brand": cat.brand[prod], "quantity": qty, "unit_price": unit,
-                    "currency": "CNY", "is_cancellation": False, "country": country,
-                    "vin": spec.vin if CATEGORIES[c][3] and rng.random() < 0.4 else None,
-                })
+                orders.append(
+                    {
+                        "order_id": oid,
+                        "line_no": ln,
+                        "customer_id": acc.account_id,
+                        "ts": t * US,
+                        "product_id": cat.product_id[prod],
+                        "description": cat.description[prod],
+                        "category": c,
+                        "brand": cat.brand[prod],
+                        "quantity": qty,
+                        "unit_price": unit,
+                        "currency": "CNY",
+                        "is_cancellation": False,
+                        "country": country,
+                        "vin": spec.vin if CATEGORIES[c][3] and rng.random() < 0.4 else None,
+                    }
+                )
             if rng.random() < 0.04 + 0.1 * p.price_sensitivity:
                 tc = t + int(rng.uniform(0.5, 48) * 3600)
                 if tc < t_end:
                     reason = CANCEL_REASONS[int(rng.integers(len(CANCEL_REASONS)))]
                     for ln, prod, qty, unit in lines:
                         ev("cancel", tc, prod, reason=reason)
-                        orders.append({
-                            "order_id": "C" + oid, "line_no": ln, "customer_id": acc.account_id,
-                            "ts": tc * US, "product_id": cat.product_id[prod],
-                            "description": cat.description[prod], "category": cat.category[prod],
-                            "brand": cat.brand[prod], "quantity": -qty, "unit_price": unit,
-                            "currency": "CNY", "is_cancellation": True, "country": country,
-                            "vin": None,
-                        })
+                        orders.append(
+                            {
+                                "order_id": "C" + oid,
+                                "line_no": ln,
+                                "customer_id": acc.account_id,
+                                "ts": tc * US,
+                                "product_id": cat.product_id[prod],
+                                "description": cat.description[prod],
+                                "category": cat.category[prod],
+                                "brand": cat.brand[prod],
+                                "quantity": -qty,
+                                "unit_price": unit,
+                                "currency": "CNY",
+                                "is_cancellation": True,
+                                "country": country,
+                                "vin": None,
+                            }
+                        )
                     if rng.random() < 0.5:
                         n_msg += 1
-                        txt = CHAT_TEXT["cancel"][int(rng.integers(2))].format(reason=reason.replace("_", " "))
-                        reviews.append(_msg(seed, acc.account_id, n_msg, tc + 60, "chat",
-                                            cat.product_id[lines[0][1]], None, txt, "app"))
+                        txt = CHAT_TEXT["cancel"][int(rng.integers(2))].format(
+                            reason=reason.replace("_", " ")
+                        )
+                        reviews.append(
+                            _msg(
+                                seed,
+                                acc.account_id,
+                                n_msg,
+                                tc + 60,
+                                "chat",
+                                cat.product_id[lines[0][1]],
+                                None,
+                                txt,
+                                "app",
+                            )
+                        )
                 continue
             for _, prod, _, _ in lines:
                 if rng.random() < 0.2 + 0.2 * abs(p.satisfaction):
                     tr = t + int(rng.uniform(3, 14) * DAY)
                     if tr >= t_end:
                         continue
-                    rating = int(np.clip(round(3.6 + 1.6 * p.satisfaction + cat.quality[prod]
-                                               + rng.normal(0, 0.6)), 1, 5))
+                    rating = int(
+                        np.clip(
+                            round(
+                                3.6 + 1.6 * p.satisfaction + cat.quality[prod] + rng.normal(0, 0.6)
+                            ),
+                            1,
+                            5,
+                        )
+                    )
                     n_msg += 1
                     txt = REVIEW_TEXT[rating][int(rng.integers(3))]
-                    reviews.append(_msg(seed, acc.account_id, n_msg, tr, "review",
-                                        cat.product_id[prod], rating, txt,
-                                        "app" if rng.random() < 0.7 else "web"))
+                    reviews.append(
+                        _msg(
+                            seed,
+                            acc.account_id,
+                            n_msg,
+                            tr,
+                            "review",
+                            cat.product_id[prod],
+                            rating,
+                            txt,
+                            "app" if rng.random() < 0.7 else "web",
+                        )
+                    )
                     if rating <= 2 and rng.random() < 0.5:
                         n_msg += 1
                         txt = CHAT_TEXT["complaint"][int(rng.integers(2))]
-                        reviews.append(_msg(seed, acc.account_id, n_msg, tr + 3600, "chat",
-                                            cat.product_id[prod], None, txt,
-                                            "phone" if rng.random() < 0.3 else "app"))
+                        reviews.append(
+                            _msg(
+                                seed,
+                                acc.account_id,
+                                n_msg,
+                                tr + 3600,
+                                "chat",
+                                cat.product_id[prod],
+                                None,
+                                txt,
+                                "phone" if rng.random() < 0.3 else "app",
+                            )
+                        )
     events.sort(key=lambda r: (r["ts"], r["event_id"]))
     orders.sort(key=lambda r: (r["ts"], r["order_id"], r["line_no"]))
     reviews = [r for r in reviews if r["ts"] < t_end * US]
@@ -312,8 +504,24 @@ def commerce_rows(
     return {"commerce_events": events, "orders": orders, "reviews": reviews}
 
 
-def _msg(seed: int, cust: str, n: int, t: int, kind: str, product: str | None,
-         rating: int | None, text: str, channel: str) -> dict[str, Any]:
-    return {"message_id": make_id("MSG", seed, cust, n, size=8), "customer_id": cust,
-            "ts": int(t) * US, "kind": kind, "product_id": product, "rating": rating,
-            "text": text, "channel": channel}
+def _msg(
+    seed: int,
+    cust: str,
+    n: int,
+    t: int,
+    kind: str,
+    product: str | None,
+    rating: int | None,
+    text: str,
+    channel: str,
+) -> dict[str, Any]:
+    return {
+        "message_id": make_id("MSG", seed, cust, n, size=8),
+        "customer_id": cust,
+        "ts": int(t) * US,
+        "kind": kind,
+        "product_id": product,
+        "rating": rating,
+        "text": text,
+        "channel": channel,
+    }

@@ -37,10 +37,16 @@ _MARKER_TEXT = (
     "Ground truth of a simulated fleet (autopersona simulate).\n"
     "Never ingest or read this folder from a pipeline step: it is for scoring only.\n"
 )
-_PRODUCTS_SCHEMA = pa.schema([
-    ("product_id", pa.string()), ("category", pa.string()), ("brand", pa.string()),
-    ("description", pa.string()), ("list_price_cny", pa.float64()), ("quality", pa.float64()),
-])
+_PRODUCTS_SCHEMA = pa.schema(
+    [
+        ("product_id", pa.string()),
+        ("category", pa.string()),
+        ("brand", pa.string()),
+        ("description", pa.string()),
+        ("list_price_cny", pa.float64()),
+        ("quality", pa.float64()),
+    ]
+)
 
 ChunkOut = tuple[dict[str, pa.Table], dict[str, pa.Table], list[str]]
 
@@ -56,15 +62,11 @@ def _run_chunk(args: tuple[int, list[int], date, int, dict[str, Any]]) -> ChunkO
         )
         for name in TABLES
     }
-    truth = {
-        name: pa.concat_tables([r.truth[name] for r in results]) for name in TRUTH_SCHEMAS
-    }
+    truth = {name: pa.concat_tables([r.truth[name] for r in results]) for name in TRUTH_SCHEMAS}
     return tables, truth, [r.city for r in results]
 
 
-def _ordered(
-    fn: Callable[[Any], ChunkOut], tasks: list[Any], workers: int
-) -> Iterator[ChunkOut]:
+def _ordered(fn: Callable[[Any], ChunkOut], tasks: list[Any], workers: int) -> Iterator[ChunkOut]:
     """Results of ``fn`` over ``tasks`` in task order, at most ``workers + 1`` in flight."""
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
@@ -149,19 +151,27 @@ def simulate(
     chunks = [list(range(i, min(i + CHUNK, vehicles))) for i in range(0, vehicles, CHUNK)]
     tasks = [(seed, ks, start, days, mess.model_dump()) for ks in chunks]
 
-    sinks = {n: ParquetSink(tables_dir / f"{n}.parquet", arrow_schema(get_contract(n))) for n in TABLES}
+    sinks = {
+        n: ParquetSink(tables_dir / f"{n}.parquet", arrow_schema(get_contract(n))) for n in TABLES
+    }
     tsinks = {n: ParquetSink(truth_dir / f"{n}.parquet", s) for n, s in TRUTH_SCHEMAS.items()}
     cities: set[str] = set()
     bar: Any = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        bar = Progress("[progress.description]{task.description}", BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn())
+        bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         bar.start()
         task = bar.add_task(f"simulating {vehicles} vehicles x {days} days", total=vehicles)
     try:
-        for (tables, truth, cs), ks in zip(_ordered(_run_chunk, tasks, workers), chunks, strict=True):
+        for (tables, truth, cs), ks in zip(
+            _ordered(_run_chunk, tasks, workers), chunks, strict=True
+        ):
             for n, t in tables.items():
                 sinks[n].write(t)
             for n, t in truth.items():
@@ -174,8 +184,13 @@ def simulate(
             if c.name not in cities:
                 continue
             pool = poi_pool(seed, c)
-            cols = {"poi_id": pool.poi_id, "name": pool.name, "category": pool.category,
-                    "lat": pool.lat, "lon": pool.lon}
+            cols = {
+                "poi_id": pool.poi_id,
+                "name": pool.name,
+                "category": pool.category,
+                "lat": pool.lat,
+                "lon": pool.lon,
+            }
             sinks["pois"].write(to_arrow(get_contract("pois"), cols, len(pool.poi_id)))
     finally:
         if bar is not None:
@@ -183,9 +198,17 @@ def simulate(
         for s in [*sinks.values(), *tsinks.values()]:
             s.close()
     cat = catalogue(seed)
-    prod = pa.table({"product_id": cat.product_id, "category": cat.category, "brand": cat.brand,
-                     "description": cat.description, "list_price_cny": cat.price,
-                     "quality": cat.quality}, schema=_PRODUCTS_SCHEMA)
+    prod = pa.table(
+        {
+            "product_id": cat.product_id,
+            "category": cat.category,
+            "brand": cat.brand,
+            "description": cat.description,
+            "list_price_cny": cat.price,
+            "quality": cat.quality,
+        },
+        schema=_PRODUCTS_SCHEMA,
+    )
     psink = ParquetSink(truth_dir / "products.parquet", _PRODUCTS_SCHEMA)
     psink.write(prod)
     psink.close()
@@ -209,5 +232,13 @@ def simulate(
         "mess_injected": mess_counts,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return SimulationSummary(out=out, vehicles=vehicles, days=days, seed=seed, start=start,
-                             rows=rows, truth_rows=truth_rows, mess=mess_counts)
+    return SimulationSummary(
+        out=out,
+        vehicles=vehicles,
+        days=days,
+        seed=seed,
+        start=start,
+        rows=rows,
+        truth_rows=truth_rows,
+        mess=mess_counts,
+    )

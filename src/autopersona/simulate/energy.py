@@ -100,20 +100,27 @@ def relax(x0: float, target: float, tau_s: float, dt: FloatArray) -> FloatArray:
     return np.asarray(target + (x0 - target) * np.exp(-np.asarray(dt) / tau_s))
 
 
-def nominal_kwh_per_km(spec: VehicleSpec, temp_c: float) -> float:
-    """Planning estimate of battery consumption (urban-mixed driving at about 12 m/s)."""
+def nominal_kwh_per_km(spec: VehicleSpec, temp_c: float, v_mps: float = 12.0) -> float:
+    """Planning estimate of battery kWh per km when cruising at about ``v_mps``.
+
+    Urban driving (12 m/s) gets a 35 % stop-and-go overhead, faster driving 10 %.
+    """
     m = spec.curb_weight_kg + 120
-    v = 12.0
-    f = m * G * CRR + 0.5 * RHO * spec.cda_m2 * v * v
-    wheel = f * 1000 / 3.6e6 * 1.35  # stop-and-go overhead
-    return wheel / EV_EFF + aux_kw(temp_c) / (v * 3.6)
+    f = m * G * CRR + 0.5 * RHO * spec.cda_m2 * v_mps * v_mps
+    overhead = 1.35 if v_mps < 20 else 1.10
+    wheel = f * 1000 / 3.6e6 * overhead
+    return wheel / EV_EFF + aux_kw(temp_c) / (v_mps * 3.6)
 
 
-def nominal_l_per_km(spec: VehicleSpec) -> float:
-    """Planning estimate of fuel consumption."""
+def nominal_l_per_km(spec: VehicleSpec, v_mps: float = 12.0) -> float:
+    """Planning estimate of litres per km (engine-driven) at about ``v_mps``."""
     m = spec.curb_weight_kg + 120
-    f = m * G * CRR + 0.5 * RHO * spec.cda_m2 * 144
-    return f * 1000 * 1.35 / ICE_EFF / (FUEL_KWH_PER_L * 3.6e6) + IDLE_L_PER_S * 300 / 1000 * 3
+    f = m * G * CRR + 0.5 * RHO * spec.cda_m2 * v_mps * v_mps
+    overhead = 1.35 if v_mps < 20 else 1.10
+    wheel_kwh = f * 1000 / 3.6e6 * overhead
+    if spec.energy_type == "ICE":
+        return wheel_kwh / (ICE_EFF * FUEL_KWH_PER_L) + IDLE_L_PER_S * 1000 / v_mps
+    return wheel_kwh / EV_EFF / (GEN_EFF * FUEL_KWH_PER_L)
 
 
 def trip_energy(
@@ -158,7 +165,9 @@ def trip_energy(
     if spec.has_fuel:
         fuel = np.maximum(fuel, 0.01)
     batt = (
-        relax(st.batt_temp_c, ambient_c + 14.0, 2400.0, dt) if spec.has_battery else np.full(n, np.nan)
+        relax(st.batt_temp_c, ambient_c + 14.0, 2400.0, dt)
+        if spec.has_battery
+        else np.full(n, np.nan)
     )
     if spec.has_fuel:
         first_on = int(np.argmax(engine_on)) if engine_on.any() else n
@@ -197,17 +206,20 @@ def ac_duration_s(soc0: float, target: float, battery_kwh: float, power_kw: floa
 
 
 def dc_soc(soc0: float, battery_kwh: float, power_kw: float, t: FloatArray) -> FloatArray:
-    """SOC after ``t`` seconds of DC charging (constant power to 80 %, then a linear taper)."""
+    """SOC after ``t`` seconds of DC charging (constant power to 80 %, then a linear taper).
+
+    The taper would reach zero power just above 100 %; the SOC is capped at 1.
+    """
     rate = power_kw * DC_EFF / battery_kwh / 3600.0  # SOC per second at full power
     t = np.asarray(t, dtype=float)
     if soc0 < 0.8:
         t1 = (0.8 - soc0) / rate
         lin = soc0 + rate * t
         tail = 0.8 + (1 - np.exp(-TAPER_K * rate * np.maximum(t - t1, 0))) / TAPER_K
-        return np.asarray(np.where(t <= t1, lin, tail))
+        return np.asarray(np.minimum(np.where(t <= t1, lin, tail), 1.0))
     # already in the taper: shift time so the closed form passes through soc0
     t0 = -math.log(1 - TAPER_K * (soc0 - 0.8)) / (TAPER_K * rate)
-    return np.asarray(0.8 + (1 - np.exp(-TAPER_K * rate * (t + t0))) / TAPER_K)
+    return np.asarray(np.minimum(0.8 + (1 - np.exp(-TAPER_K * rate * (t + t0))) / TAPER_K, 1.0))
 
 
 def dc_duration_s(soc0: float, target: float, battery_kwh: float, power_kw: float) -> float:

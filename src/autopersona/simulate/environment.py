@@ -91,8 +91,12 @@ def city_weather(seed: int, city: City, start: date, days: int) -> Weather:
     cls = np.where((cls == 2) & (temp < 1.0), 3, cls)
     wet = np.isin(cls, [2, 3, 4, 5])
     hum = np.clip(
-        city.humidity_pct + 15 * wet - 8 * np.cos(2 * np.pi * (local_h - 3) / 24)
-        + rng.normal(0, 4, hours), 12, 100,
+        city.humidity_pct
+        + 15 * wet
+        - 8 * np.cos(2 * np.pi * (local_h - 3) / 24)
+        + rng.normal(0, 4, hours),
+        12,
+        100,
     )
     wind = np.clip(rng.lognormal(math.log(3.0), 0.4, hours) * np.where(cls == 5, 3.5, 1.0), 0, 35)
     return Weather(

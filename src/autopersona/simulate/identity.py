@@ -39,35 +39,113 @@ from autopersona.simulate.truth import Person, VehicleSpec
 __all__ = ["Account", "TrueIdentity", "accounts_for", "consent_rows", "true_identity"]
 
 US = 1_000_000
-CN_FAMILY = ("Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou", "Xu",
-             "Sun", "Ma", "Zhu", "Hu", "Guo", "He", "Lin", "Gao", "Luo")
-CN_GIVEN = ("Wei", "Fang", "Na", "Min", "Jing", "Lei", "Jun", "Yang", "Yong", "Yan", "Jie", "Tao",
-            "Ming", "Chao", "Xiuying", "Haoran", "Zihan", "Yuxuan", "Xinyi", "Jiahao", "Ruoxi",
-            "Zhiwei", "Lihua", "Qiang")
+CN_FAMILY = (
+    "Wang",
+    "Li",
+    "Zhang",
+    "Liu",
+    "Chen",
+    "Yang",
+    "Huang",
+    "Zhao",
+    "Wu",
+    "Zhou",
+    "Xu",
+    "Sun",
+    "Ma",
+    "Zhu",
+    "Hu",
+    "Guo",
+    "He",
+    "Lin",
+    "Gao",
+    "Luo",
+)
+CN_GIVEN = (
+    "Wei",
+    "Fang",
+    "Na",
+    "Min",
+    "Jing",
+    "Lei",
+    "Jun",
+    "Yang",
+    "Yong",
+    "Yan",
+    "Jie",
+    "Tao",
+    "Ming",
+    "Chao",
+    "Xiuying",
+    "Haoran",
+    "Zihan",
+    "Yuxuan",
+    "Xinyi",
+    "Jiahao",
+    "Ruoxi",
+    "Zhiwei",
+    "Lihua",
+    "Qiang",
+)
 EN_GIVEN_FOR_CN = ("Kevin", "Jason", "Vivian", "Grace", "Eric", "Cindy", "Tony", "Amy")
 JP_FAMILY = ("Sato", "Suzuki", "Takahashi", "Tanaka", "Watanabe", "Ito", "Yamamoto", "Nakamura")
 JP_GIVEN = ("Haruto", "Yui", "Sota", "Hina", "Ren", "Aoi", "Yuto", "Sakura")
-W_FAMILY = ("Smith", "Mueller", "Johnson", "Schmidt", "Garcia", "Schneider", "Brown", "Fischer",
-            "Miller", "Weber")
-W_GIVEN = ("John", "Anna", "Michael", "Laura", "David", "Julia", "Thomas", "Sarah", "Daniel", "Emma")
+W_FAMILY = (
+    "Smith",
+    "Mueller",
+    "Johnson",
+    "Schmidt",
+    "Garcia",
+    "Schneider",
+    "Brown",
+    "Fischer",
+    "Miller",
+    "Weber",
+)
+W_GIVEN = (
+    "John",
+    "Anna",
+    "Michael",
+    "Laura",
+    "David",
+    "Julia",
+    "Thomas",
+    "Sarah",
+    "Daniel",
+    "Emma",
+)
 W_MIDDLE = "ABCDEFGHJKLMRST"
 DOMAINS = {
     "cn": ("qq.com", "163.com", "126.com", "gmail.com", "outlook.com", "sina.com"),
     "jp": ("gmail.com", "yahoo.co.jp", "docomo.ne.jp"),
     "west": ("gmail.com", "outlook.com", "yahoo.com", "web.de"),
 }
-DOMAIN_TYPOS = {"gmail.com": "gmial.com", "163.com": "163.con", "qq.com": "qq.co",
-                "outlook.com": "outlok.com", "yahoo.com": "yaho.com", "126.com": "126.cm",
-                "sina.com": "sina.cn", "web.de": "web.d", "yahoo.co.jp": "yahoo.co.pj",
-                "docomo.ne.jp": "docomo.ne.pj"}
-CITY_VARIANTS = {"Shanghai": ("Shanghai", "shanghai", "SHANGHAI", "Shanghai Shi", "上海"),
-                 "Urumqi": ("Urumqi", "Ürümqi", "URUMQI", "乌鲁木齐"),
-                 "Hong Kong": ("Hong Kong", "HongKong", "HK", "香港"),
-                 "Tokyo": ("Tokyo", "TOKYO", "Tokyo-to"),
-                 "Berlin": ("Berlin", "BERLIN", "berlin"),
-                 "Los Angeles": ("Los Angeles", "LA", "Los Angeles, CA")}
-SOURCES = (("owner", "OWN", 0.95), ("app", "APP", 0.8), ("ecommerce", "EC", 0.75),
-           ("dealer_crm", "CRM", 0.85))
+DOMAIN_TYPOS = {
+    "gmail.com": "gmial.com",
+    "163.com": "163.con",
+    "qq.com": "qq.co",
+    "outlook.com": "outlok.com",
+    "yahoo.com": "yaho.com",
+    "126.com": "126.cm",
+    "sina.com": "sina.cn",
+    "web.de": "web.d",
+    "yahoo.co.jp": "yahoo.co.pj",
+    "docomo.ne.jp": "docomo.ne.pj",
+}
+CITY_VARIANTS = {
+    "Shanghai": ("Shanghai", "shanghai", "SHANGHAI", "Shanghai Shi", "上海"),
+    "Urumqi": ("Urumqi", "Ürümqi", "URUMQI", "乌鲁木齐"),
+    "Hong Kong": ("Hong Kong", "HongKong", "HK", "香港"),
+    "Tokyo": ("Tokyo", "TOKYO", "Tokyo-to"),
+    "Berlin": ("Berlin", "BERLIN", "berlin"),
+    "Los Angeles": ("Los Angeles", "LA", "Los Angeles, CA"),
+}
+SOURCES = (
+    ("owner", "OWN", 0.95),
+    ("app", "APP", 0.8),
+    ("ecommerce", "EC", 0.75),
+    ("dealer_crm", "CRM", 0.85),
+)
 
 
 @dataclass(frozen=True)
@@ -105,12 +183,23 @@ def true_identity(person: Person, city: City, rng: np.random.Generator) -> TrueI
     """Draw the person's true name, phone and e-mail."""
     style = city.name_style
     if style == "cn":
-        fam, giv = CN_FAMILY[int(rng.integers(len(CN_FAMILY)))], CN_GIVEN[int(rng.integers(len(CN_GIVEN)))]
+        fam, giv = (
+            CN_FAMILY[int(rng.integers(len(CN_FAMILY)))],
+            CN_GIVEN[int(rng.integers(len(CN_GIVEN)))],
+        )
     elif style == "jp":
-        fam, giv = JP_FAMILY[int(rng.integers(len(JP_FAMILY)))], JP_GIVEN[int(rng.integers(len(JP_GIVEN)))]
+        fam, giv = (
+            JP_FAMILY[int(rng.integers(len(JP_FAMILY)))],
+            JP_GIVEN[int(rng.integers(len(JP_GIVEN)))],
+        )
     else:
-        fam, giv = W_FAMILY[int(rng.integers(len(W_FAMILY)))], W_GIVEN[int(rng.integers(len(W_GIVEN)))]
-    middle = W_MIDDLE[int(rng.integers(len(W_MIDDLE)))] if style == "west" and rng.random() < 0.5 else ""
+        fam, giv = (
+            W_FAMILY[int(rng.integers(len(W_FAMILY)))],
+            W_GIVEN[int(rng.integers(len(W_GIVEN)))],
+        )
+    middle = (
+        W_MIDDLE[int(rng.integers(len(W_MIDDLE)))] if style == "west" and rng.random() < 0.5 else ""
+    )
     ps = city.phone_style
     d = rng.integers(0, 10, 12)
     if ps == "cn":
@@ -126,8 +215,12 @@ def true_identity(person: Person, city: City, rng: np.random.Generator) -> TrueI
     dom_style = "west" if style == "west" else style
     domain = DOMAINS[dom_style][int(rng.integers(len(DOMAINS[dom_style])))]
     form = int(rng.integers(4))
-    local = [f"{giv}.{fam}", f"{fam}{giv}{int(rng.integers(10, 99))}", f"{giv[0]}{fam}",
-             f"{fam}.{giv}"][form].lower()
+    local = [
+        f"{giv}.{fam}",
+        f"{fam}{giv}{int(rng.integers(10, 99))}",
+        f"{giv[0]}{fam}",
+        f"{fam}.{giv}",
+    ][form].lower()
     return TrueIdentity(fam, giv, style, middle, digits, ps, f"{local}@{domain}")
 
 
@@ -138,9 +231,9 @@ def _typo(s: str, rng: np.random.Generator) -> str:
     i = letters[int(rng.integers(1, len(letters) - 1))]
     kind = int(rng.integers(3))
     if kind == 0 and i + 1 < len(s) and s[i + 1].isalpha():
-        return s[:i] + s[i + 1] + s[i] + s[i + 2:]
+        return s[:i] + s[i + 1] + s[i] + s[i + 2 :]
     if kind == 1:
-        return s[:i] + s[i + 1:]
+        return s[:i] + s[i + 1 :]
     return s[:i] + s[i] + s[i:]
 
 
@@ -148,13 +241,27 @@ def name_variant(ti: TrueIdentity, rng: np.random.Generator, source: str) -> str
     """How a source spells the name."""
     f, g = ti.family, ti.given
     if ti.style == "west":
-        forms = [f"{g} {f}", f"{g} {ti.middle}. {f}" if ti.middle else f"{g} {f}", f"{f}, {g}",
-                 f"{g[0]}. {f}", f"{g} {f}".upper(), f"{g} {f}".lower()]
+        forms = [
+            f"{g} {f}",
+            f"{g} {ti.middle}. {f}" if ti.middle else f"{g} {f}",
+            f"{f}, {g}",
+            f"{g[0]}. {f}",
+            f"{g} {f}".upper(),
+            f"{g} {f}".lower(),
+        ]
         w = [0.35, 0.2, 0.15, 0.1, 0.1, 0.1]
     else:
         en = EN_GIVEN_FOR_CN[int(rng.integers(len(EN_GIVEN_FOR_CN)))]
-        forms = [f"{f} {g}", f"{g} {f}", f"{f} {g}".upper(), f"{f} {g}".lower(), f"{f.upper()} {g}",
-                 f"{f}, {g}", f"{f}{g}", f"{en} {f}" if ti.style == "cn" else f"{g} {f}"]
+        forms = [
+            f"{f} {g}",
+            f"{g} {f}",
+            f"{f} {g}".upper(),
+            f"{f} {g}".lower(),
+            f"{f.upper()} {g}",
+            f"{f}, {g}",
+            f"{f}{g}",
+            f"{en} {f}" if ti.style == "cn" else f"{g} {f}",
+        ]
         w = [0.35, 0.15, 0.1, 0.08, 0.12, 0.05, 0.07, 0.08 if source == "app" else 0.0]
     if source == "owner":
         w = [1.0] + [0.0] * (len(forms) - 1)
@@ -170,11 +277,17 @@ def phone_variant(ti: TrueIdentity, rng: np.random.Generator) -> str:
     d = ti.phone_digits
     if rng.random() < 0.03:  # a wrong digit
         i = int(rng.integers(3, len(d)))
-        d = d[:i] + str((int(d[i]) + 1 + int(rng.integers(8))) % 10) + d[i + 1:]
+        d = d[:i] + str((int(d[i]) + 1 + int(rng.integers(8))) % 10) + d[i + 1 :]
     ps = ti.phone_style
     if ps == "cn":
-        forms = [f"+86 {d[:3]} {d[3:7]} {d[7:]}", d, f"{d[:3]}-{d[3:7]}-{d[7:]}", f"+86{d}",
-                 f"0086 {d}", f"(+86) {d[:3]} {d[3:7]} {d[7:]}"]
+        forms = [
+            f"+86 {d[:3]} {d[3:7]} {d[7:]}",
+            d,
+            f"{d[:3]}-{d[3:7]}-{d[7:]}",
+            f"+86{d}",
+            f"0086 {d}",
+            f"(+86) {d[:3]} {d[3:7]} {d[7:]}",
+        ]
     elif ps == "jp":
         forms = [f"+81 {d[:2]}-{d[2:6]}-{d[6:]}", f"0{d[:2]}-{d[2:6]}-{d[6:]}", f"0{d}", f"+81{d}"]
     elif ps == "hk":
@@ -209,7 +322,7 @@ def _vin_typo(vin: str, rng: np.random.Generator) -> str:
     if not idx:
         return vin
     i = idx[int(rng.integers(len(idx)))]
-    return vin[:i] + swaps[vin[i]] + vin[i + 1:]
+    return vin[:i] + swaps[vin[i]] + vin[i + 1 :]
 
 
 def _ts_us(d: date, seconds: float) -> int:
@@ -217,8 +330,13 @@ def _ts_us(d: date, seconds: float) -> int:
 
 
 def accounts_for(
-    person: Person, spec: VehicleSpec, ti: TrueIdentity, seed: int, start: date,
-    dealer_id: str, rng: np.random.Generator,
+    person: Person,
+    spec: VehicleSpec,
+    ti: TrueIdentity,
+    seed: int,
+    start: date,
+    dealer_id: str,
+    rng: np.random.Generator,
 ) -> list[Account]:
     """The person's accounts (see the module doc)."""
     city = person.city_obj
@@ -237,7 +355,9 @@ def accounts_for(
         if src == "owner":
             created = reg + timedelta(days=int(rng.integers(0, 4)))
         elif src == "app":
-            created = min(reg + timedelta(days=int(rng.integers(0, 200))), start - timedelta(days=1))
+            created = min(
+                reg + timedelta(days=int(rng.integers(0, 200))), start - timedelta(days=1)
+            )
         elif src == "ecommerce":
             created = start - timedelta(days=int(rng.integers(200, 2000)))
         else:
@@ -247,7 +367,11 @@ def accounts_for(
         if src == "owner":
             vin: str | None = spec.vin
         elif src == "dealer_crm":
-            vin = (_vin_typo(spec.vin, rng) if rng.random() < 0.03 else spec.vin) if rng.random() < 0.95 else None
+            vin = (
+                (_vin_typo(spec.vin, rng) if rng.random() < 0.03 else spec.vin)
+                if rng.random() < 0.95
+                else None
+            )
         elif src == "app":
             vin = spec.vin if rng.random() < 0.7 else None
         else:
@@ -257,21 +381,30 @@ def accounts_for(
         cvar = CITY_VARIANTS[city.name]
         city_s = cvar[0] if rng.random() < 0.6 else cvar[int(rng.integers(len(cvar)))]
         if src == "owner":
-            attrs: dict[str, Any] = {"ownership": "company lease" if rng.random() < 0.1 else "private",
-                                     "purchase_channel": "online" if rng.random() < 0.25 else "dealer"}
+            attrs: dict[str, Any] = {
+                "ownership": "company lease" if rng.random() < 0.1 else "private",
+                "purchase_channel": "online" if rng.random() < 0.25 else "dealer",
+            }
         elif src == "app":
-            attrs = {"app_version": f"5.{int(rng.integers(0, 9))}.{int(rng.integers(0, 20))}",
-                     "os": "ios" if rng.random() < 0.45 else "android",
-                     "push_enabled": bool(rng.random() < 0.7)}
+            attrs = {
+                "app_version": f"5.{int(rng.integers(0, 9))}.{int(rng.integers(0, 20))}",
+                "os": "ios" if rng.random() < 0.45 else "android",
+                "push_enabled": bool(rng.random() < 0.7),
+            }
         elif src == "ecommerce":
-            attrs = {"member_level": str(rng.choice(["bronze", "silver", "gold", "platinum"],
-                                                    p=[0.45, 0.3, 0.18, 0.07])),
-                     "points": int(rng.integers(0, 20000))}
+            attrs = {
+                "member_level": str(
+                    rng.choice(["bronze", "silver", "gold", "platinum"], p=[0.45, 0.3, 0.18, 0.07])
+                ),
+                "points": int(rng.integers(0, 20000)),
+            }
         else:
-            attrs = {"dealer_id": dealer_id,
-                     "sales_consultant": make_id("SC", seed, dealer_id, int(rng.integers(12)), size=3),
-                     "lead_source": str(rng.choice(["walk_in", "online", "referral", "event"]))}
-        row = {
+            attrs = {
+                "dealer_id": dealer_id,
+                "sales_consultant": make_id("SC", seed, dealer_id, int(rng.integers(12)), size=3),
+                "lead_source": str(rng.choice(["walk_in", "online", "referral", "event"])),
+            }
+        row: dict[str, Any] = {
             "account_id": make_id(pre, seed, person.k, src, j),
             "source": src,
             "vin": vin,
@@ -283,31 +416,49 @@ def accounts_for(
             "city": city_s,
             "district": district if rng.random() < 0.85 else None,
             "occupation": person.occupation if (src != "owner" and rng.random() < 0.5) else None,
-            "timezone": person.timezone if rng.random() < {"owner": 0.95, "app": 0.9,
-                                                            "ecommerce": 0.5, "dealer_crm": 0.3}[src] else None,
-            "created_at": _ts_us(created, float(rng.uniform(8, 21) * 3600)),
+            "timezone": person.timezone
+            if rng.random() < {"owner": 0.95, "app": 0.9, "ecommerce": 0.5, "dealer_crm": 0.3}[src]
+            else None,
+            "created_at": None,
             "attributes": json.dumps(attrs, sort_keys=True),
         }
-        out.append(Account(str(row["account_id"]), src, int(row["created_at"]), row, j > 0))
+        created_us = _ts_us(created, 0.0) + int(float(rng.uniform(8, 21)) * 3600 * US)
+        row["created_at"] = created_us
+        out.append(Account(str(row["account_id"]), src, created_us, row, j > 0))
     return out
 
 
-_NATIVE = {"owner": ("head_unit",), "app": ("app",), "ecommerce": ("sms", "email"),
-           "dealer_crm": ("sms", "email")}
-_CAPTURE = {"owner": "head_unit_setup", "app": "app_onboarding", "ecommerce": "web_checkout",
-            "dealer_crm": "dealer_form"}
+_NATIVE = {
+    "owner": ("head_unit",),
+    "app": ("app",),
+    "ecommerce": ("sms", "email"),
+    "dealer_crm": ("sms", "email"),
+}
+_CAPTURE = {
+    "owner": "head_unit_setup",
+    "app": "app_onboarding",
+    "ecommerce": "web_checkout",
+    "dealer_crm": "dealer_form",
+}
 
 
 def consent_rows(
-    person: Person, accounts: list[Account], t_start_us: int, t_end_us: int,
+    person: Person,
+    accounts: list[Account],
+    t_start_us: int,
+    t_end_us: int,
     rng: np.random.Generator,
 ) -> list[dict[str, Any]]:
     """Consent history rows (given/refused at creation, some withdrawn in the window)."""
     rows: list[dict[str, Any]] = []
     for acc in accounts:
         items: list[tuple[str, str, float]] = []
-        resp = {"head_unit": person.resp_head_unit, "app": person.resp_app,
-                "sms": person.resp_sms, "email": person.resp_email}
+        resp = {
+            "head_unit": person.resp_head_unit,
+            "app": person.resp_app,
+            "sms": person.resp_sms,
+            "email": person.resp_email,
+        }
         for ch in _NATIVE[acc.source]:
             items.append(("marketing", ch, min(0.95, 0.55 + 2.0 * resp[ch])))
         items.append(("analytics", "any", 0.9))
@@ -317,10 +468,26 @@ def consent_rows(
         for purpose, ch, p in items:
             granted = bool(rng.random() < p)
             ts = acc.created_at_us + int(rng.integers(1, 600)) * US
-            rows.append({"account_id": acc.account_id, "purpose": purpose, "channel": ch,
-                         "granted": granted, "ts": ts, "source": _CAPTURE[acc.source]})
+            rows.append(
+                {
+                    "account_id": acc.account_id,
+                    "purpose": purpose,
+                    "channel": ch,
+                    "granted": granted,
+                    "ts": ts,
+                    "source": _CAPTURE[acc.source],
+                }
+            )
             if granted and rng.random() < 0.02:
                 wts = int(rng.integers(t_start_us, t_end_us)) // US * US
-                rows.append({"account_id": acc.account_id, "purpose": purpose, "channel": ch,
-                             "granted": False, "ts": wts, "source": "preference_centre"})
+                rows.append(
+                    {
+                        "account_id": acc.account_id,
+                        "purpose": purpose,
+                        "channel": ch,
+                        "granted": False,
+                        "ts": wts,
+                        "source": "preference_centre",
+                    }
+                )
     return rows

@@ -5,11 +5,12 @@ Faults (rates from :class:`~autopersona.simulate.config.MessConfig`):
 * ``gps_drift`` (``motion``): a fix inside a trip (both neighbours one second away) is
   moved ``gps_drift_min_m``..``gps_drift_max_m`` in a random direction; the next fix is
   back on track. Implied speeds to both neighbours exceed the contract's 90 m/s.
-* ``can_jump`` (``vehicle_signals``): while driving (neighbours within 15 s), the SOC or fuel
+* ``can_jump`` (``vehicle_signals``): while driving (neighbours within 10 s), the SOC or fuel
   level of one sample jumps by ``can_jump_min_pct``..``can_jump_max_pct`` points (towards the
   middle of the range) and the next sample is back.
 * ``missing`` (``MISSING_COLUMNS``): values nulled in nullable columns, including the
-  ``ffill`` signals ``soc_pct`` and ``fuel_level_pct``.
+  ``ffill`` signals ``soc_pct`` and ``fuel_level_pct`` (never a cell that
+  already jumped, nor its neighbours).
 * ``duplicate`` (``DUPLICATE_TABLES``): an exact copy of a row written 1–50 rows later.
 * ``out_of_order`` (``LATE_TABLES``): a row delivered late, moved 5–500 rows further down.
 
@@ -37,14 +38,28 @@ from autopersona.simulate.geo import EARTH_RADIUS_M
 __all__ = ["DUPLICATE_TABLES", "LATE_TABLES", "MESS_SCHEMA", "MISSING_COLUMNS", "inject"]
 
 DUPLICATE_TABLES = (
-    "motion", "vehicle_signals", "v2x_context", "cabin_events", "dtc_events", "commerce_events",
-    "orders", "reviews", "warnings", "service_records", "subscriptions",
+    "motion",
+    "vehicle_signals",
+    "v2x_context",
+    "cabin_events",
+    "dtc_events",
+    "commerce_events",
+    "orders",
+    "reviews",
+    "warnings",
+    "service_records",
+    "subscriptions",
 )
 LATE_TABLES = ("motion", "vehicle_signals", "v2x_context", "cabin_events", "commerce_events")
 MISSING_COLUMNS: dict[str, tuple[str, ...]] = {
     "motion": ("alt_m", "speed_mps", "heading_deg"),
-    "vehicle_signals": ("soc_pct", "fuel_level_pct", "battery_temp_c", "coolant_temp_c",
-                        "odometer_km"),
+    "vehicle_signals": (
+        "soc_pct",
+        "fuel_level_pct",
+        "battery_temp_c",
+        "coolant_temp_c",
+        "odometer_km",
+    ),
     "v2x_context": ("weather", "temperature_c", "humidity_pct", "congestion_level"),
     "cabin_events": ("sentiment", "duration_s"),
     "commerce_events": ("brand", "category", "price_cny", "session_id"),
@@ -52,17 +67,19 @@ MISSING_COLUMNS: dict[str, tuple[str, ...]] = {
     "service_records": ("amount_cny", "odometer_km", "items"),
     "accounts": ("birth_year", "district"),
 }
-MESS_SCHEMA = pa.schema([
-    pa.field("table", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("vin", pa.string()),
-    pa.field("ts", pa.timestamp("us", tz="UTC")),
-    pa.field("column", pa.string()),
-    pa.field("original", pa.float64()),
-    pa.field("injected", pa.float64()),
-    pa.field("detail", pa.string()),
-])
+MESS_SCHEMA = pa.schema(
+    [
+        pa.field("table", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("vin", pa.string()),
+        pa.field("ts", pa.timestamp("us", tz="UTC")),
+        pa.field("column", pa.string()),
+        pa.field("original", pa.float64()),
+        pa.field("injected", pa.float64()),
+        pa.field("detail", pa.string()),
+    ]
+)
 
 
 def _iso(us: int) -> str:
@@ -83,8 +100,15 @@ class _Recorder:
         self.injected: list[float | None] = []
         self.detail: list[str | None] = []
 
-    def add(self, i: int, kind: str, column: str | None = None, original: float | None = None,
-            injected: float | None = None, detail: dict[str, Any] | None = None) -> None:
+    def add(
+        self,
+        i: int,
+        kind: str,
+        column: str | None = None,
+        original: float | None = None,
+        injected: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         self.idx.append(i)
         self.kind.append(kind)
         self.column.append(column)
@@ -95,7 +119,11 @@ class _Recorder:
     def finish(self) -> pa.Table:
         """The records as a :data:`MESS_SCHEMA` table."""
         n = len(self.idx)
-        rows = self.table.take(pa.array(np.asarray(self.idx, dtype=np.int64))) if n else self.table.slice(0, 0)
+        rows = (
+            self.table.take(pa.array(np.asarray(self.idx, dtype=np.int64)))
+            if n
+            else self.table.slice(0, 0)
+        )
         keys: list[list[Any]] = []
         for k in self.c.primary_key:
             col = rows.column(k)
@@ -105,20 +133,33 @@ class _Recorder:
             else:
                 keys.append(col.to_pylist())
         names = self.c.primary_key
-        key_json = [json.dumps(dict(zip(names, vals, strict=True)), sort_keys=True)
-                    for vals in zip(*keys, strict=True)] if n else []
+        key_json = (
+            [
+                json.dumps(dict(zip(names, vals, strict=True)), sort_keys=True)
+                for vals in zip(*keys, strict=True)
+            ]
+            if n
+            else []
+        )
         tc = self.c.time_column
-        return pa.Table.from_arrays([
-            pa.array([self.c.table] * n, type=pa.string()),
-            pa.array(self.kind, type=pa.string()),
-            pa.array(key_json, type=pa.string()),
-            rows.column("vin").combine_chunks() if "vin" in rows.column_names else pa.nulls(n, pa.string()),
-            rows.column(tc).combine_chunks().cast(MESS_SCHEMA.field("ts").type) if tc else pa.nulls(n, MESS_SCHEMA.field("ts").type),
-            pa.array(self.column, type=pa.string()),
-            pa.array(self.original, type=pa.float64()),
-            pa.array(self.injected, type=pa.float64()),
-            pa.array(self.detail, type=pa.string()),
-        ], schema=MESS_SCHEMA)
+        return pa.Table.from_arrays(
+            [
+                pa.array([self.c.table] * n, type=pa.string()),
+                pa.array(self.kind, type=pa.string()),
+                pa.array(key_json, type=pa.string()),
+                rows.column("vin").combine_chunks()
+                if "vin" in rows.column_names
+                else pa.nulls(n, pa.string()),
+                rows.column(tc).combine_chunks().cast(MESS_SCHEMA.field("ts").type)
+                if tc
+                else pa.nulls(n, MESS_SCHEMA.field("ts").type),
+                pa.array(self.column, type=pa.string()),
+                pa.array(self.original, type=pa.float64()),
+                pa.array(self.injected, type=pa.float64()),
+                pa.array(self.detail, type=pa.string()),
+            ],
+            schema=MESS_SCHEMA,
+        )
 
 
 def _set(t: pa.Table, name: str, arr: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -127,11 +168,15 @@ def _set(t: pa.Table, name: str, arr: pa.Array | pa.ChunkedArray) -> pa.Table:
     return t.set_column(i, t.schema.field(i), arr)
 
 
-def _pick(rng: np.random.Generator, candidates: np.ndarray[Any, Any], rate: float) -> np.ndarray[Any, Any]:
+def _pick(
+    rng: np.random.Generator, candidates: np.ndarray[Any, Any], rate: float
+) -> np.ndarray[Any, Any]:
     if rate <= 0 or len(candidates) == 0:
         return np.zeros(0, dtype=np.int64)
     k = int(rng.binomial(len(candidates), rate))
-    return np.sort(rng.choice(candidates, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+    return (
+        np.sort(rng.choice(candidates, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+    )
 
 
 def _gps_drift(t: pa.Table, rec: _Recorder, cfg: MessConfig, rng: np.random.Generator) -> pa.Table:
@@ -154,9 +199,17 @@ def _gps_drift(t: pa.Table, rec: _Recorder, cfg: MessConfig, rng: np.random.Gene
         d = float(rng.uniform(cfg.gps_drift_min_m, cfg.gps_drift_max_m))
         b = float(rng.uniform(0, 2 * math.pi))
         nlat = lat[i] + math.degrees(d * math.cos(b) / EARTH_RADIUS_M)
-        nlon = lon[i] + math.degrees(d * math.sin(b) / (EARTH_RADIUS_M * math.cos(math.radians(lat[i]))))
-        rec.add(int(i), "gps_drift", "lat", float(lat[i]), round(nlat, 7),
-                {"lat": float(lat[i]), "lon": float(lon[i]), "offset_m": round(d, 1)})
+        nlon = lon[i] + math.degrees(
+            d * math.sin(b) / (EARTH_RADIUS_M * math.cos(math.radians(lat[i])))
+        )
+        rec.add(
+            int(i),
+            "gps_drift",
+            "lat",
+            float(lat[i]),
+            round(nlat, 7),
+            {"lat": float(lat[i]), "lon": float(lon[i]), "offset_m": round(d, 1)},
+        )
         lat[i], lon[i] = round(nlat, 7), round(nlon, 7)
     t = _set(t, "lat", pa.array(lat))
     return _set(t, "lon", pa.array(lon))
@@ -169,9 +222,11 @@ def _can_jump(t: pa.Table, rec: _Recorder, cfg: MessConfig, rng: np.random.Gener
     ts = t.column("ts").cast(pa.int64()).to_numpy()
     ign = t.column("ignition_on").to_numpy(zero_copy_only=False).astype(bool)
     mid = np.arange(1, n - 1)
-    ok = ign[mid] & (ts[mid] - ts[mid - 1] <= 15_000_000) & (ts[mid + 1] - ts[mid] <= 15_000_000)
-    cols = {c: t.column(c).to_numpy(zero_copy_only=False).astype(float).copy()
-            for c in ("soc_pct", "fuel_level_pct")}
+    ok = ign[mid] & (ts[mid] - ts[mid - 1] <= 10_000_000) & (ts[mid + 1] - ts[mid] <= 10_000_000)
+    cols = {
+        c: t.column(c).to_numpy(zero_copy_only=False).astype(float).copy()
+        for c in ("soc_pct", "fuel_level_pct")
+    }
     usable = [c for c, v in cols.items() if np.isfinite(v).any()]
     if not usable:
         return t
@@ -202,8 +257,14 @@ def _missing(t: pa.Table, rec: _Recorder, cfg: MessConfig, rng: np.random.Genera
         if not col.nullable or cfg.missing_rate <= 0:
             continue
         arr = t.column(c)
-        valid = np.flatnonzero(~arr.is_null().to_numpy(zero_copy_only=False))
-        idx = _pick(rng, valid, cfg.missing_rate)
+        valid = ~arr.is_null().to_numpy(zero_copy_only=False)
+        taken = np.array(
+            [i for i, col_ in zip(rec.idx, rec.column, strict=True) if col_ == c], dtype=np.int64
+        )
+        if len(taken):  # one fault per cell, and a jump keeps both neighbours
+            near = np.concatenate([taken - 1, taken, taken + 1])
+            valid[near[(near >= 0) & (near < len(valid))]] = False
+        idx = _pick(rng, np.flatnonzero(valid), cfg.missing_rate)
         if len(idx) == 0:
             continue
         taken = arr.take(pa.array(idx))

@@ -10,7 +10,8 @@ straight arterials, highways and rural roads) as the minimum of
 * braking envelopes ``sqrt(c^2 + 2 b (s_c - s))`` before, and acceleration envelopes
   ``sqrt(c^2 + 2 a (s - s_c))`` after, every point (stops have ``c = 0``), with ``a`` and
   ``b`` one of five levels around the driver's means (drawn per road segment and per
-  stop), computed as running minima so the whole profile is vectorised.
+  stop), computed as running minima so the whole profile is vectorised; a small share of
+  stops (``emergency_p``) are emergency stops braking at 4.2 m/s^2 for every style.
 
 Each grid cell is then a constant-acceleration piece, which gives the exact time at every
 grid point; stops get a dwell time. Resampling at whole seconds uses the exact kinematics
@@ -67,6 +68,8 @@ _DS_COARSE = 8.0
 #: Acceleration / braking multipliers of the K envelope classes (deciles 10..90 % of a
 #: log-normal with sigma 0.25 around the driver's mean).
 _CLASS_MULT = np.exp(0.25 * np.array([-1.2816, -0.5244, 0.0, 0.5244, 1.2816]))
+#: Braking (m/s^2) into the occasional emergency stop, whatever the driving style.
+_EMERGENCY_BRAKE = 4.2
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class DriverParams:
     brake_mean: float
     corner_lat: float
     speed_noise: float
+    emergency_p: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -231,11 +235,14 @@ def drive(
     cls = rng.integers(0, len(_CLASS_MULT), nseg)[seg]
     stop_cls_up = rng.integers(0, len(_CLASS_MULT), len(ends))
     stop_cls_dn = rng.integers(0, len(_CLASS_MULT), len(ends))
+    emergency = rng.random(len(ends)) < params.emergency_p
+    emergency[[0, -1]] = False
+    stop_cls_dn[emergency] = len(_CLASS_MULT)
     v2[ends] = 0.0
     env = v2.copy()
-    for k, mult in enumerate(_CLASS_MULT):
-        up = params.accel_mean * mult
-        dn = params.brake_mean * mult
+    for k, mult in enumerate([*_CLASS_MULT, 0.0]):
+        up = params.accel_mean * max(mult, 1.0)
+        dn = params.brake_mean * mult if mult > 0 else _EMERGENCY_BRAKE
         g = np.where(cls == k, v2, np.inf)
         g_up, g_dn = g.copy(), g.copy()
         g_up[ends] = np.where(stop_cls_up == k, 0.0, np.inf)
@@ -263,7 +270,7 @@ def drive(
     kt, ks, kv = kt[order], ks[order], kv[order]
 
     T = float(kt[-1])
-    m = int(math.ceil(T)) + 1
+    m = math.ceil(T) + 1
     tk = np.arange(m, dtype=float)
     c = np.clip(np.searchsorted(kt, tk, side="right") - 1, 0, len(kt) - 2)
     span = kt[c + 1] - kt[c]

@@ -69,13 +69,31 @@ NOUN = {
 }
 #: Leisure destination categories by lifestyle (probabilities).
 LEISURE_GIVEN_LIFESTYLE: dict[str, dict[str, float]] = {
-    "business_elite": {"restaurant": 0.3, "hotel": 0.15, "shopping": 0.15, "sports": 0.15,
-                       "entertainment": 0.1, "scenic": 0.05, "other": 0.1},
-    "family": {"school": 0.25, "shopping": 0.25, "park": 0.15, "hospital": 0.08,
-               "restaurant": 0.17, "entertainment": 0.1},
+    "business_elite": {
+        "restaurant": 0.3,
+        "hotel": 0.15,
+        "shopping": 0.15,
+        "sports": 0.15,
+        "entertainment": 0.1,
+        "scenic": 0.05,
+        "other": 0.1,
+    },
+    "family": {
+        "school": 0.25,
+        "shopping": 0.25,
+        "park": 0.15,
+        "hospital": 0.08,
+        "restaurant": 0.17,
+        "entertainment": 0.1,
+    },
     "outdoor": {"park": 0.3, "scenic": 0.25, "sports": 0.25, "restaurant": 0.1, "shopping": 0.1},
-    "trend_seeker": {"entertainment": 0.3, "shopping": 0.3, "restaurant": 0.3, "sports": 0.05,
-                     "scenic": 0.05},
+    "trend_seeker": {
+        "entertainment": 0.3,
+        "shopping": 0.3,
+        "restaurant": 0.3,
+        "sports": 0.05,
+        "scenic": 0.05,
+    },
 }
 _AIRPORTS = {"Shanghai": ((31.1443, 121.8083), (31.1979, 121.3363))}
 
@@ -113,8 +131,14 @@ class PoiPool:
     def place(self, i: int) -> Place:
         """The :class:`Place` of POI ``i``."""
         return Place(
-            self.poi_id[i], self.category[i], self.name[i], float(self.x[i]), float(self.y[i]),
-            float(self.lat[i]), float(self.lon[i]), bool(self.far[i]),
+            self.poi_id[i],
+            self.category[i],
+            self.name[i],
+            float(self.x[i]),
+            float(self.y[i]),
+            float(self.lat[i]),
+            float(self.lon[i]),
+            bool(self.far[i]),
         )
 
     def indices(self, category: str, far: bool = False) -> NDArray[np.int64]:
@@ -148,8 +172,16 @@ class PoiPool:
 
 
 def _row(
-    out: dict[str, list[object]], city: City, pid: str, name: str, cat: str, x: float, y: float,
-    park: tuple[float, float], far: bool, cluster: int,
+    out: dict[str, list[object]],
+    city: City,
+    pid: str,
+    name: str,
+    cat: str,
+    x: float,
+    y: float,
+    park: tuple[float, float],
+    far: bool,
+    cluster: int,
 ) -> None:
     (lat,), (lon,) = to_latlon(city, np.array([x]), np.array([y]))
     out["poi_id"].append(pid)
@@ -173,7 +205,6 @@ def poi_pool(seed: int, city: City) -> PoiPool:
     out: dict[str, list[object]] = {
         k: [] for k in ("poi_id", "name", "category", "lat", "lon", "x", "y", "far", "cluster")
     }
-    dnames = [d[0] for d in city.districts]
 
     def park() -> tuple[float, float]:
         r, a = float(rng.uniform(20, 120)), float(rng.uniform(0, 2 * math.pi))
@@ -181,14 +212,24 @@ def poi_pool(seed: int, city: City) -> PoiPool:
 
     n = 0
     for cat, cnt in POOL_COUNTS.items():
-        for _ in range(max(3, int(round(cnt * scale)))):
+        for _ in range(max(3, round(cnt * scale))):
             r = min(abs(float(rng.normal(0, R / 1.8))), 1.3 * R)
             a = float(rng.uniform(0, 2 * math.pi))
             x, y = r * math.cos(a), r * math.sin(a)
             (lat,), (lon,) = to_latlon(city, np.array([x]), np.array([y]))
             dist = district_of(city, float(lat), float(lon))
-            _row(out, city, make_id("POI", seed, ci, n), f"{dist} {NOUN[cat]} {n % 97 + 1}",
-                 cat, x, y, park(), False, -1)
+            _row(
+                out,
+                city,
+                make_id("POI", seed, ci, n),
+                f"{dist} {NOUN[cat]} {n % 97 + 1}",
+                cat,
+                x,
+                y,
+                park(),
+                False,
+                -1,
+            )
             n += 1
     airports = _AIRPORTS.get(city.name)
     if airports:
@@ -197,8 +238,18 @@ def poi_pool(seed: int, city: City) -> PoiPool:
         a = float(rng.uniform(0, 2 * math.pi))
         apts = [(0.9 * R * math.cos(a), 0.9 * R * math.sin(a))]
     for j, (x, y) in enumerate(apts):
-        _row(out, city, make_id("POI", seed, ci, n), f"{city.name} {NOUN['airport']} {j + 1}",
-             "airport", x, y, park(), False, -1)
+        _row(
+            out,
+            city,
+            make_id("POI", seed, ci, n),
+            f"{city.name} {NOUN['airport']} {j + 1}",
+            "airport",
+            x,
+            y,
+            park(),
+            False,
+            -1,
+        )
         n += 1
     # excursion clusters with a service area half-way
     n_cl = 12 if city.share > 0.5 else 6
@@ -212,13 +263,33 @@ def poi_pool(seed: int, city: City) -> PoiPool:
         for cat in ("scenic", "hotel", "restaurant", "office", "charging_station", "gas_station"):
             x = cx + float(rng.normal(0, 2500))
             y = cy + float(rng.normal(0, 2500))
-            _row(out, city, make_id("POI", seed, ci, n), f"{label} {NOUN[cat]}", cat, x, y,
-                 park(), True, c)
+            _row(
+                out,
+                city,
+                make_id("POI", seed, ci, n),
+                f"{label} {NOUN[cat]}",
+                cat,
+                x,
+                y,
+                park(),
+                True,
+                c,
+            )
             n += 1
         mx, my = cx * 0.5 + float(rng.normal(0, 3000)), cy * 0.5 + float(rng.normal(0, 3000))
         for cat in ("charging_station", "gas_station"):
-            _row(out, city, make_id("POI", seed, ci, n), f"{label} Service Area {NOUN[cat]}",
-                 cat, mx, my, park(), True, -2 - c)
+            _row(
+                out,
+                city,
+                make_id("POI", seed, ci, n),
+                f"{label} Service Area {NOUN[cat]}",
+                cat,
+                mx,
+                my,
+                park(),
+                True,
+                -2 - c,
+            )
             n += 1
     return PoiPool(
         city=city,
@@ -250,7 +321,10 @@ def personal_place(
     pid = make_id("POI", seed, kind, k)
     name = f"{district_of(city, float(plat), float(plon))} {NOUN[cat]} {int(rng.integers(1, 400))}"
     row: dict[str, object] = {
-        "poi_id": pid, "name": name, "category": cat, "lat": round(float(plat), 7),
+        "poi_id": pid,
+        "name": name,
+        "category": cat,
+        "lat": round(float(plat), 7),
         "lon": round(float(plon), 7),
     }
     return Place(pid, cat, name, x, y, float(lat), float(lon)), row

@@ -236,7 +236,7 @@ def _split_leg(
     i = 0 if first else len(points) - 2
     p, q = points[i], points[i + 1]
     L = float(np.hypot(*(q - p)))
-    if L <= at_m * 1.5:
+    if at_m * 1.5 >= L:
         roads[i] = outer
         return
     f = at_m / L if first else 1 - at_m / L
@@ -287,8 +287,7 @@ def build_route(
         st = _staircase(p0, p1, grid_angle, rng, 4 if D < 2500 else 5)
         pts += st
         roads = [
-            URBAN if float(np.hypot(*(st[i] - pts[i]))) < 1500 else ARTERIAL
-            for i in range(len(st))
+            URBAN if float(np.hypot(*(st[i] - pts[i]))) < 1500 else ARTERIAL for i in range(len(st))
         ]
         _split_leg(pts, roads, float(rng.uniform(150, 350)), True, RESIDENTIAL)
         _split_leg(pts, roads, float(rng.uniform(150, 350)), False, RESIDENTIAL)
@@ -325,7 +324,9 @@ def build_route(
         pts += sb
         roads += [RURAL if rural_end else URBAN] * len(sb)
         _split_leg(pts, roads, float(rng.uniform(150, 350)), True, RESIDENTIAL)
-        _split_leg(pts, roads, float(rng.uniform(150, 350)), False, RURAL if rural_end else RESIDENTIAL)
+        _split_leg(
+            pts, roads, float(rng.uniform(150, 350)), False, RURAL if rural_end else RESIDENTIAL
+        )
     _drop_short_legs(pts, roads, 5.0)
     radii = []
     for i in range(1, len(pts) - 1):

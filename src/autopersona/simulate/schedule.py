@@ -60,7 +60,11 @@ class Planner:
     """
 
     def __init__(
-        self, person: Person, home: Place, work: Place | None, pool: PoiPool,
+        self,
+        person: Person,
+        home: Place,
+        work: Place | None,
+        pool: PoiPool,
         rng: np.random.Generator,
     ) -> None:
         self.p = person
@@ -77,9 +81,7 @@ class Planner:
             c: sorted({pool.pick_near(home.x, home.y, c, 3000.0, rng) for _ in range(2)})
             for c in self.cats
         }
-        self.fav_clusters = sorted(
-            {int(rng.integers(pool.n_clusters)) for _ in range(3)}
-        )
+        self.fav_clusters = sorted({int(rng.integers(pool.n_clusters)) for _ in range(3)})
 
     # -------------------------------------------------------------- destinations
     def leisure(self, x: float, y: float) -> Place:
@@ -128,9 +130,7 @@ class Planner:
                 add(float(rng.uniform(10.5, 14.5)), self.home, "leisure", "long_trip_return")
                 continue
             weekend = wd >= 5
-            commuting = (
-                not weekend and self.work is not None and rng.random() < p.commute_prob
-            )
+            commuting = not weekend and self.work is not None and rng.random() < p.commute_prob
             end_h = 17.0
             if commuting:
                 assert self.work is not None
@@ -152,8 +152,12 @@ class Planner:
                         times = np.sort(rng.uniform(dep + 1.0, max(dep + 1.5, end_h - 1.5), k))
                         for t in times:
                             add(float(t), self.business(work.x, work.y), "business", "client_visit")
-                            add(float(t) + float(rng.uniform(0.6, 1.6)), work, "business",
-                                "back_to_office")
+                            add(
+                                float(t) + float(rng.uniform(0.6, 1.6)),
+                                work,
+                                "business",
+                                "back_to_office",
+                            )
                     elif rng.random() < 0.12:
                         lunch = self.pool.place(
                             self.pool.pick_near(work.x, work.y, "restaurant", 1500.0, rng)
@@ -171,8 +175,9 @@ class Planner:
                         add(float(rng.uniform(16.0, 18.0)), hotel, "leisure", "long_trip")
                         away_overnight = True
                     else:
-                        add(float(rng.uniform(15.5, 17.5)), self.home, "leisure",
-                            "long_trip_return")
+                        add(
+                            float(rng.uniform(15.5, 17.5)), self.home, "leisure", "long_trip_return"
+                        )
                     continue
                 mean = 0.8 if p.commute_pattern == "weekend_traveller" else p.weekend_leisure_mean
                 k = int(rng.poisson(mean))

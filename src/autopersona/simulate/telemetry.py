@@ -20,13 +20,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autopersona.simulate.environment import WEATHER_CLASSES, Weather
+from autopersona.simulate.geo import EARTH_RADIUS_M
 from autopersona.simulate.motion import smooth_noise
 from autopersona.simulate.routes import ROAD_TYPES, SPEED_LIMIT_MPS
 from autopersona.simulate.timeline import Timeline, Trip, stay_profile
 from autopersona.simulate.truth import Person, VehicleSpec
 from autopersona.simulate.writer import Cat, const
 
-__all__ = ["motion_columns", "signal_columns", "v2x_columns"]
+__all__ = ["compass_heading", "motion_columns", "signal_columns", "v2x_columns"]
 
 FloatArray = NDArray[np.float64]
 US = 1_000_000
@@ -43,8 +44,9 @@ def motion_columns(
     tl: Timeline, spec: VehicleSpec, person: Person, rng: np.random.Generator
 ) -> tuple[dict[str, Any], int]:
     """Columns of the ``motion`` table of one vehicle."""
-    parts: dict[str, list[FloatArray]] = {k: [] for k in (
-        "ts", "lat", "lon", "alt", "v", "hd", "al", "yaw", "fd", "lo", "trip")}
+    parts: dict[str, list[NDArray[Any]]] = {
+        k: [] for k in ("ts", "lat", "lon", "alt", "v", "hd", "al", "yaw", "fd", "lo", "trip")
+    }
     alt0 = person.city_obj.alt_m
     for i, t in enumerate(tl.trips):
         m = t.motion
@@ -55,12 +57,12 @@ def motion_columns(
         parts["lat"].append(np.round(t.lat, 7))
         parts["lon"].append(np.round(t.lon, 7))
         ph = rng.uniform(0, 2 * math.pi, 2)
-        alt = alt0 + 3 * np.sin(m.s / 1700 + ph[0]) + 0.6 * np.sin(m.s / 230 + ph[1])
+        alt: FloatArray = alt0 + 3 * np.sin(m.s / 1700 + ph[0]) + 0.6 * np.sin(m.s / 230 + ph[1])
         if t.dest.far or t.origin.far:
             alt = alt + 40 * np.sin(m.s / 23000 + ph[0]) ** 2
         parts["alt"].append(np.round(alt, 1))
         parts["v"].append(v)
-        parts["hd"].append(np.round(m.heading_deg, 2))
+        parts["hd"].append(np.round(compass_heading(m.th, m.x, t.lat), 2))
         parts["al"].append(np.round(m.a_long, 3))
         parts["yaw"].append(yaw)
         if spec.adas_equipped:
@@ -95,9 +97,22 @@ def motion_columns(
         "yaw_rate_dps": yaw,
         "following_distance_m": cat["fd"],
         "lane_offset_m": cat["lo"],
-        "trip_id": _cat(cat["trip"], [t.trip_id for t in tl.trips]),
+        "trip_id": _cat(cat["trip"].astype(np.int64), [t.trip_id for t in tl.trips]),
     }
     return cols, n_all
+
+
+def compass_heading(th: FloatArray, x: FloatArray, lat: FloatArray) -> FloatArray:
+    """Compass course of a plane direction ``th`` at plane ``x`` and latitude ``lat``.
+
+    The plane→WGS84 mapping (:func:`~autopersona.simulate.geo.to_latlon`) scales longitude
+    per point, so a northward plane step also moves east by ``x tan(lat) / R`` per metre;
+    the course accounts for it so that it matches the bearing between fixes.
+    """
+    k = x * np.tan(np.radians(lat)) / EARTH_RADIUS_M
+    east = np.cos(th) + k * np.sin(th)
+    north = np.sin(th)
+    return np.asarray(np.mod(np.degrees(np.arctan2(east, north)), 360.0))
 
 
 def _norm_ppf(p: float) -> float:
@@ -105,7 +120,7 @@ def _norm_ppf(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     t = math.sqrt(-2 * math.log(min(p, 1 - p)))
     z = t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (
-        1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t ** 3
+        1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t**3
     )
     return z if p > 0.5 else -z
 
@@ -133,8 +148,12 @@ def _drive_samples(t: Trip, spec: VehicleSpec, rng: np.random.Generator) -> dict
         "fuel_level_pct": np.round(100 * e.fuel[idx], 2),
         "battery_temp_c": np.round(e.batt_temp_c[idx], 1),
         "coolant_temp_c": np.round(e.coolant_c[idx], 1),
-        "engine_rpm": np.where(on & ~arrive, np.round(rpm), 0.0) if spec.has_fuel else np.full(k, np.nan),
-        "engine_load_pct": np.where(on & ~arrive, np.round(load, 1), 0.0) if spec.has_fuel else np.full(k, np.nan),
+        "engine_rpm": np.where(on & ~arrive, np.round(rpm), 0.0)
+        if spec.has_fuel
+        else np.full(k, np.nan),
+        "engine_load_pct": np.where(on & ~arrive, np.round(load, 1), 0.0)
+        if spec.has_fuel
+        else np.full(k, np.nan),
         "throttle_pct": np.where(arrive, 0.0, np.round(throttle, 1)),
         "gear": np.where(arrive, 0, 3),
         "ignition_on": ~arrive,
@@ -169,33 +188,42 @@ def signal_columns(
         if len(times) == 0:
             continue
         amb = weather.at(times.astype(float))[0]
-        prof = stay_profile(st.start, st.t0, s, times.astype(float), float(amb.mean()),
-                            spec.has_battery, spec.has_fuel)
+        prof = stay_profile(
+            st.start,
+            st.t0,
+            s,
+            times.astype(float),
+            float(amb.mean()),
+            spec.has_battery,
+            spec.has_fuel,
+        )
         k = len(times)
         ch = prof["charging"]
         ctype = -1 if s is None or s.charger_type is None else _CHARGERS.index(s.charger_type)
-        blocks.append({
-            "ts": times * US,
-            "odometer_km": np.full(k, round(st.start.odometer_km, 3)),
-            "speed_mps": np.zeros(k),
-            "soc_pct": np.round(100 * prof["soc"], 2),
-            "fuel_level_pct": np.round(100 * prof["fuel"], 2),
-            "battery_temp_c": np.round(prof["batt"], 1),
-            "coolant_temp_c": np.round(prof["cool"], 1),
-            "engine_rpm": np.zeros(k) if spec.has_fuel else np.full(k, np.nan),
-            "engine_load_pct": np.zeros(k) if spec.has_fuel else np.full(k, np.nan),
-            "throttle_pct": np.zeros(k),
-            "gear": np.zeros(k, dtype=np.int64),
-            "ignition_on": np.zeros(k, dtype=bool),
-            "charging": ch,
-            "charge_power_kw": np.round(prof["power"], 2),
-            "charger_type": np.where(ch, ctype, -1),
-        })
+        blocks.append(
+            {
+                "ts": times * US,
+                "odometer_km": np.full(k, round(st.start.odometer_km, 3)),
+                "speed_mps": np.zeros(k),
+                "soc_pct": np.round(100 * prof["soc"], 2),
+                "fuel_level_pct": np.round(100 * prof["fuel"], 2),
+                "battery_temp_c": np.round(prof["batt"], 1),
+                "coolant_temp_c": np.round(prof["cool"], 1),
+                "engine_rpm": np.zeros(k) if spec.has_fuel else np.full(k, np.nan),
+                "engine_load_pct": np.zeros(k) if spec.has_fuel else np.full(k, np.nan),
+                "throttle_pct": np.zeros(k),
+                "gear": np.zeros(k, dtype=np.int64),
+                "ignition_on": np.zeros(k, dtype=bool),
+                "charging": ch,
+                "charge_power_kw": np.round(prof["power"], 2),
+                "charger_type": np.where(ch, ctype, -1),
+            }
+        )
     if not blocks:
         return {}, 0
-    cols = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
-    order = np.argsort(cols["ts"], kind="stable")
-    cols = {key: v[order] for key, v in cols.items()}
+    arrs = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+    order = np.argsort(arrs["ts"], kind="stable")
+    cols: dict[str, Any] = {key: v[order] for key, v in arrs.items()}
     n = len(cols["ts"])
     if not spec.has_battery:
         cols["soc_pct"] = np.full(n, np.nan)

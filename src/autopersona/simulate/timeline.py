@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from autopersona.simulate.energy import (
     AC_EFF,
+    CS_FLOOR,
     TAPER_K,
     EnergyState,
     TripEnergy,
@@ -47,7 +48,12 @@ __all__ = ["Session", "Stay", "Timeline", "Trip", "run_timeline", "stay_profile"
 FloatArray = NDArray[np.float64]
 
 REFUEL_L_PER_S = 0.4
-DC_MAX_KW = {"BEV": {"luxury": 250.0, "mid": 150.0, "economy": 80.0}, "PHEV": 40.0, "EREV": 60.0}
+#: Maximum DC charging power by energy type and tier.
+DC_MAX_KW: dict[str, dict[str, float]] = {
+    "BEV": {"luxury": 250.0, "mid": 150.0, "economy": 80.0},
+    "PHEV": {"luxury": 40.0, "mid": 40.0, "economy": 40.0},
+    "EREV": {"luxury": 60.0, "mid": 60.0, "economy": 60.0},
+}
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,13 @@ class Timeline:
 
 
 def stay_profile(
-    stay_start: EnergyState, t0: int, session: Session | None, t: FloatArray, ambient_c: float,
-    has_battery: bool, has_fuel: bool,
+    stay_start: EnergyState,
+    t0: int,
+    session: Session | None,
+    t: FloatArray,
+    ambient_c: float,
+    has_battery: bool,
+    has_fuel: bool,
 ) -> dict[str, FloatArray]:
     """SOC, fuel, temperatures and charging power at times ``t`` during a stay."""
     t = np.asarray(t, dtype=float)
@@ -121,7 +132,9 @@ def stay_profile(
     fuel = np.full(len(t), stay_start.fuel)
     power = np.zeros(len(t))
     charging = np.zeros(len(t), dtype=bool)
-    batt = relax(stay_start.batt_temp_c, ambient_c, 10800.0, t - t0) if has_battery else soc * np.nan
+    batt = (
+        relax(stay_start.batt_temp_c, ambient_c, 10800.0, t - t0) if has_battery else soc * np.nan
+    )
     cool = relax(stay_start.coolant_c, ambient_c, 3600.0, t - t0) if has_fuel else soc * np.nan
     if session is not None:
         s = session
@@ -144,7 +157,9 @@ def stay_profile(
                 power = np.where(during, s.power_kw * taper, 0.0)
                 hot = 36.0 + 0.03 * s.power_kw
             if has_battery:
-                b0 = float(relax(stay_start.batt_temp_c, ambient_c, 10800.0, np.array([s.t0 - t0]))[0])
+                b0 = float(
+                    relax(stay_start.batt_temp_c, ambient_c, 10800.0, np.array([s.t0 - t0]))[0]
+                )
                 tau = 900.0 if s.kind == "dc" else 3600.0
                 b_in = relax(b0, hot, tau, t - s.t0)
                 b1 = float(relax(b0, hot, tau, np.array([s.t1 - s.t0]))[0])
@@ -162,8 +177,17 @@ def stay_profile(
 
 class _Runner:
     def __init__(
-        self, person: Person, spec: VehicleSpec, home: Place, work: Place | None, pool: PoiPool,
-        weather: Weather, t_start: int, t_end: int, seed: int, rng: np.random.Generator,
+        self,
+        person: Person,
+        spec: VehicleSpec,
+        home: Place,
+        work: Place | None,
+        pool: PoiPool,
+        weather: Weather,
+        t_start: int,
+        t_end: int,
+        seed: int,
+        rng: np.random.Generator,
         erng: np.random.Generator,
     ) -> None:
         self.p, self.spec, self.home, self.work, self.pool = person, spec, home, work, pool
@@ -172,8 +196,12 @@ class _Runner:
         self.city = person.city_obj
         self.grid = (CITIES.index(self.city) * 0.37 + 0.12) % (math.pi / 2)
         self.params = DriverParams(
-            person.speed_factor, person.accel_mean_mps2, person.brake_mean_mps2,
-            person.corner_lat_mps2, person.speed_noise,
+            person.speed_factor,
+            person.accel_mean_mps2,
+            person.brake_mean_mps2,
+            person.corner_lat_mps2,
+            person.speed_noise,
+            0.005 + 0.02 * person.aggressiveness,
         )
         amb = weather.temp_at(t_start)
         st = EnergyState(
@@ -190,10 +218,14 @@ class _Runner:
         self.xy = (home.x, home.y)
         self.stay_t0 = t_start
         self.stay_state = st
-        self.pending: tuple[str, str, float, float, int] | None = None  # kind, charger, kW, target, plug t
+        self.pending: tuple[str, str, float, float, int] | None = (
+            None  # kind, charger, kW, target, plug t
+        )
         self.session: Session | None = None
         self.ready = t_start
-        self._undo: tuple[int, EnergyState, Session | None, tuple[str, str, float, float, int] | None]
+        self._undo: tuple[
+            int, EnergyState, Session | None, tuple[str, str, float, float, int] | None
+        ]
         self._undo = (t_start, st, None, None)
         self._maybe_plug(t_start - 3600)
 
@@ -207,7 +239,13 @@ class _Runner:
         plug = arrival + int(rng.integers(60, 900))
         if self.place.poi_id == self.home.poi_id and p.home_charger and soc < p.home_plug_soc:
             if spec.energy_type == "BEV" or rng.random() < 0.5 + 0.5 * p.range_anxiety:
-                self.pending = ("ac", "home_ac", kw if spec.energy_type == "BEV" else 3.3, p.target_soc, plug)
+                self.pending = (
+                    "ac",
+                    "home_ac",
+                    kw if spec.energy_type == "BEV" else 3.3,
+                    p.target_soc,
+                    plug,
+                )
         elif spec.energy_type == "BEV" and soc < 0.6:
             at_work = self.work is not None and self.place.poi_id == self.work.poi_id
             if (at_work and rng.random() < (0.6 if not p.home_charger else 0.25)) or (
@@ -229,11 +267,23 @@ class _Runner:
                 dur = ac_duration_s(st.soc, target, spec.battery_kwh, kw)
                 b = int(min(a + math.ceil(dur), b_max))
                 soc1 = min(st.soc + (b - a) * kw * AC_EFF / spec.battery_kwh / 3600.0, 1.0)
-                session = Session(kind, charger, a, b, kw, st.soc, soc1, st.fuel, st.fuel,
-                                  self.place.poi_id, spec.battery_kwh)
+                session = Session(
+                    kind,
+                    charger,
+                    a,
+                    b,
+                    kw,
+                    st.soc,
+                    soc1,
+                    st.fuel,
+                    st.fuel,
+                    self.place.poi_id,
+                    spec.battery_kwh,
+                )
         amb = self.weather.temp_at(t0 + (t_dep - t0) / 2)
-        prof = stay_profile(st, t0, session, np.array([float(t_dep)]), amb, spec.has_battery,
-                            spec.has_fuel)
+        prof = stay_profile(
+            st, t0, session, np.array([float(t_dep)]), amb, spec.has_battery, spec.has_fuel
+        )
         end = EnergyState(
             t=t_dep,
             odometer_km=st.odometer_km,
@@ -255,7 +305,9 @@ class _Runner:
         c = int(self.pool.cluster[i])
         return c if c >= 0 else -2 - c
 
-    def _legs(self, plan: PlannedTrip, st: EnergyState, t: int) -> list[tuple[Place, str, str, str | None]]:
+    def _legs(
+        self, plan: PlannedTrip, st: EnergyState, t: int
+    ) -> list[tuple[Place, str, str, str | None]]:
         """Legs to drive for ``plan``: optional detours, then the destination."""
         p, spec = self.p, self.spec
         dest = plan.dest
@@ -264,8 +316,10 @@ class _Runner:
         temp = self.weather.temp_at(t)
         cluster = self._cluster_of(dest) if dest.far else self._cluster_of(self.place)
         here_far = self.place.far
+        # plan with the cruise speed of the trip: urban, or the motorway at the driver's pace
+        v_plan = 12.0 if km < 25 else 33.3 * p.speed_factor
         if spec.energy_type == "BEV":
-            per_km = nominal_kwh_per_km(spec, temp) * 1.15 / spec.battery_kwh
+            per_km = nominal_kwh_per_km(spec, temp, v_plan) * 1.15 / spec.battery_kwh
             need = km * per_km
             dc_target = min(p.target_soc, 0.9)
             if st.soc - need < p.reserve_soc or st.soc < p.dc_soc_threshold:
@@ -284,17 +338,22 @@ class _Runner:
                 sa = self.pool.place(self.pool.cluster_member(-2 - cluster, "charging_station"))
                 legs.append((sa, "leisure", "charging_en_route", "dc"))
         elif spec.has_fuel:
-            need_l = km * nominal_l_per_km(spec)
+            need_l = km * nominal_l_per_km(spec, v_plan) * 1.25
             if spec.energy_type != "ICE":
-                ev_km = max(st.soc - 0.2, 0) * spec.battery_kwh / nominal_kwh_per_km(spec, temp)
-                need_l = max(km - ev_km, 0.0) * nominal_l_per_km(spec) * 1.2
+                ev_kwh = max(st.soc - CS_FLOOR[spec.energy_type], 0) * spec.battery_kwh
+                ev_km = ev_kwh / nominal_kwh_per_km(spec, temp, v_plan)
+                need_l = max(km - ev_km, 0.0) * nominal_l_per_km(spec, v_plan) * 1.25
             if st.fuel - need_l / spec.fuel_tank_l < p.refuel_threshold:
                 gas = self.pool.place(
                     self.pool.nearest(self.xy[0], self.xy[1], "gas_station", far=here_far)
                 )
                 legs.append((gas, "leisure", "refuel", "refuel"))
         legs.append((dest, plan.purpose, plan.activity, None))
-        return [leg for i, leg in enumerate(legs) if i == len(legs) - 1 or leg[0].poi_id != self.place.poi_id]
+        return [
+            leg
+            for i, leg in enumerate(legs)
+            if i == len(legs) - 1 or leg[0].poi_id != self.place.poi_id
+        ]
 
     # ------------------------------------------------------------------ driving
     def _drive(self, dep: int, st: EnergyState, leg: tuple[Place, str, str, str | None]) -> bool:
@@ -316,8 +375,17 @@ class _Runner:
         self.trips.append(
             Trip(
                 trip_id=make_id("TRP", self.seed, self.spec.vin, seq, size=6),
-                seq=seq, dep=dep, origin=self.place, dest=dest, purpose=purpose,
-                activity=activity, motion=m, energy=en, ambient_c=amb, lat=lat, lon=lon,
+                seq=seq,
+                dep=dep,
+                origin=self.place,
+                dest=dest,
+                purpose=purpose,
+                activity=activity,
+                motion=m,
+                energy=en,
+                ambient_c=amb,
+                lat=lat,
+                lon=lon,
                 congestion=cong,
             )
         )
@@ -329,23 +397,33 @@ class _Runner:
         erng = self.erng
         if session_kind == "dc":
             s0 = en.end.soc
-            dc_kw = DC_MAX_KW[self.spec.energy_type]
-            vmax = dc_kw[self.spec.tier] if isinstance(dc_kw, dict) else dc_kw
+            vmax = DC_MAX_KW[self.spec.energy_type][self.spec.tier]
             kw = float(min(vmax, erng.uniform(60, 180)))
             target = max(min(self.p.target_soc, 0.9), s0 + 0.05)
             a = arrival + int(erng.integers(60, 180))
-            b = a + max(60, int(math.ceil(dc_duration_s(s0, target, self.spec.battery_kwh, kw))))
-            self.session = Session("dc", "public_dc", a, b, kw, s0, min(target, 0.99),
-                                   en.end.fuel, en.end.fuel, dest.poi_id,
-                                   self.spec.battery_kwh)
+            b = a + max(60, math.ceil(dc_duration_s(s0, target, self.spec.battery_kwh, kw)))
+            self.session = Session(
+                "dc",
+                "public_dc",
+                a,
+                b,
+                kw,
+                s0,
+                min(target, 0.99),
+                en.end.fuel,
+                en.end.fuel,
+                dest.poi_id,
+                self.spec.battery_kwh,
+            )
             self.ready = b + int(erng.integers(60, 240))
         elif session_kind == "refuel":
             f0 = en.end.fuel
             a = arrival + int(erng.integers(30, 90))
             f1 = float(min(1.0, erng.uniform(0.93, 1.0)))
-            b = a + max(60, int(math.ceil((f1 - f0) * self.spec.fuel_tank_l / REFUEL_L_PER_S)))
-            self.session = Session("refuel", None, a, b, 0.0, en.end.soc, en.end.soc, f0, f1,
-                                   dest.poi_id)
+            b = a + max(60, math.ceil((f1 - f0) * self.spec.fuel_tank_l / REFUEL_L_PER_S))
+            self.session = Session(
+                "refuel", None, a, b, 0.0, en.end.soc, en.end.soc, f0, f1, dest.poi_id
+            )
             self.ready = b + int(erng.integers(120, 300))
         else:
             self._maybe_plug(arrival)
@@ -381,10 +459,20 @@ class _Runner:
 
 
 def run_timeline(
-    person: Person, spec: VehicleSpec, home: Place, work: Place | None, pool: PoiPool,
-    weather: Weather, plans: list[PlannedTrip], t_start: int, t_end: int, seed: int,
-    rng: np.random.Generator, erng: np.random.Generator,
+    person: Person,
+    spec: VehicleSpec,
+    home: Place,
+    work: Place | None,
+    pool: PoiPool,
+    weather: Weather,
+    plans: list[PlannedTrip],
+    t_start: int,
+    t_end: int,
+    seed: int,
+    rng: np.random.Generator,
+    erng: np.random.Generator,
 ) -> Timeline:
     """Drive the plans of one vehicle within ``[t_start, t_end)`` (Unix seconds)."""
-    return _Runner(person, spec, home, work, pool, weather, t_start, t_end, seed, rng, erng).run(plans)
-
+    return _Runner(person, spec, home, work, pool, weather, t_start, t_end, seed, rng, erng).run(
+        plans
+    )

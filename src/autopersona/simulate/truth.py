@@ -132,21 +132,77 @@ class VehicleModel:
 
 
 MODELS: tuple[VehicleModel, ...] = (
-    VehicleModel("Aurelis", "S9", "luxury", "BEV", "sedan", 520e3, 680e3, 100, 0, 650, 2350, 0.55, 390, "LAU"),
-    VehicleModel("Aurelis", "X7", "luxury", "PHEV", "suv", 450e3, 560e3, 35, 60, 950, 2450, 0.78, 330, "LAU"),
-    VehicleModel("Aurelis", "GT", "luxury", "ICE", "coupe", 480e3, 620e3, 0, 70, 700, 1850, 0.62, 300, "LAU"),
-    VehicleModel("Aurelis", "Q8", "luxury", "EREV", "suv", 420e3, 520e3, 45, 65, 1100, 2500, 0.80, 350, "LAU"),
-    VehicleModel("Meridian", "M5", "mid", "BEV", "sedan", 220e3, 300e3, 75, 0, 580, 1950, 0.56, 230, "LME"),
-    VehicleModel("Meridian", "M7", "mid", "BEV", "suv", 260e3, 350e3, 85, 0, 600, 2150, 0.72, 260, "LME"),
-    VehicleModel("Meridian", "L6", "mid", "EREV", "suv", 250e3, 330e3, 40, 55, 1050, 2300, 0.76, 250, "LME"),
-    VehicleModel("Meridian", "H5", "mid", "PHEV", "sedan", 170e3, 230e3, 20, 50, 1000, 1750, 0.60, 180, "LME"),
-    VehicleModel("Meridian", "C6", "mid", "ICE", "sedan", 160e3, 240e3, 0, 55, 800, 1500, 0.62, 140, "LME"),
-    VehicleModel("Meridian", "V9", "mid", "ICE", "mpv", 300e3, 390e3, 0, 65, 750, 2100, 0.95, 180, "LME"),
-    VehicleModel("Zhiyuan", "E3", "economy", "BEV", "hatchback", 80e3, 130e3, 45, 0, 400, 1350, 0.58, 100, "LZY"),
-    VehicleModel("Zhiyuan", "D5", "economy", "PHEV", "sedan", 110e3, 145e3, 18, 45, 1000, 1600, 0.62, 145, "LZY"),
-    VehicleModel("Zhiyuan", "C3", "economy", "ICE", "sedan", 70e3, 120e3, 0, 45, 650, 1200, 0.60, 85, "LZY"),
-    VehicleModel("Zhiyuan", "T5", "economy", "ICE", "suv", 100e3, 145e3, 0, 50, 620, 1450, 0.75, 115, "LZY"),
-    VehicleModel("Zhiyuan", "R2", "economy", "EREV", "suv", 130e3, 149e3, 28, 40, 900, 1750, 0.74, 130, "LZY"),
+    VehicleModel(
+        "Aurelis", "S9", "luxury", "BEV", "sedan", 520e3, 680e3, 100, 0, 650, 2350, 0.55, 390, "LAU"
+    ),
+    VehicleModel(
+        "Aurelis", "X7", "luxury", "PHEV", "suv", 450e3, 560e3, 35, 60, 950, 2450, 0.78, 330, "LAU"
+    ),
+    VehicleModel(
+        "Aurelis", "GT", "luxury", "ICE", "coupe", 480e3, 620e3, 0, 70, 700, 1850, 0.62, 300, "LAU"
+    ),
+    VehicleModel(
+        "Aurelis", "Q8", "luxury", "EREV", "suv", 420e3, 520e3, 45, 65, 1100, 2500, 0.80, 350, "LAU"
+    ),
+    VehicleModel(
+        "Meridian", "M5", "mid", "BEV", "sedan", 220e3, 300e3, 75, 0, 580, 1950, 0.56, 230, "LME"
+    ),
+    VehicleModel(
+        "Meridian", "M7", "mid", "BEV", "suv", 260e3, 350e3, 85, 0, 600, 2150, 0.72, 260, "LME"
+    ),
+    VehicleModel(
+        "Meridian", "L6", "mid", "EREV", "suv", 250e3, 330e3, 40, 55, 1050, 2300, 0.76, 250, "LME"
+    ),
+    VehicleModel(
+        "Meridian", "H5", "mid", "PHEV", "sedan", 170e3, 230e3, 20, 50, 1000, 1750, 0.60, 180, "LME"
+    ),
+    VehicleModel(
+        "Meridian", "C6", "mid", "ICE", "sedan", 160e3, 240e3, 0, 55, 800, 1500, 0.62, 140, "LME"
+    ),
+    VehicleModel(
+        "Meridian", "V9", "mid", "ICE", "mpv", 300e3, 390e3, 0, 65, 750, 2100, 0.95, 180, "LME"
+    ),
+    VehicleModel(
+        "Zhiyuan",
+        "E3",
+        "economy",
+        "BEV",
+        "hatchback",
+        80e3,
+        130e3,
+        45,
+        0,
+        400,
+        1350,
+        0.58,
+        100,
+        "LZY",
+    ),
+    VehicleModel(
+        "Zhiyuan",
+        "D5",
+        "economy",
+        "PHEV",
+        "sedan",
+        110e3,
+        145e3,
+        18,
+        45,
+        1000,
+        1600,
+        0.62,
+        145,
+        "LZY",
+    ),
+    VehicleModel(
+        "Zhiyuan", "C3", "economy", "ICE", "sedan", 70e3, 120e3, 0, 45, 650, 1200, 0.60, 85, "LZY"
+    ),
+    VehicleModel(
+        "Zhiyuan", "T5", "economy", "ICE", "suv", 100e3, 145e3, 0, 50, 620, 1450, 0.75, 115, "LZY"
+    ),
+    VehicleModel(
+        "Zhiyuan", "R2", "economy", "EREV", "suv", 130e3, 149e3, 28, 40, 900, 1750, 0.74, 130, "LZY"
+    ),
 )
 
 
@@ -308,17 +364,34 @@ def sample_person(k: int, seed: int, start: date, rng: np.random.Generator) -> P
     # schedule
     has_work = pattern != "weekend_traveller"
     if pattern == "regular_commuter":
-        dep, dep_sd, work_h, cprob = rng.uniform(6.8, 8.6), rng.uniform(0.1, 0.22), rng.uniform(8.5, 10), 0.97
+        dep, dep_sd, work_h, cprob = (
+            rng.uniform(6.8, 8.6),
+            rng.uniform(0.1, 0.22),
+            rng.uniform(8.5, 10),
+            0.97,
+        )
     elif pattern == "flexible_commuter":
-        dep, dep_sd, work_h, cprob = rng.uniform(8.0, 10.5), rng.uniform(0.5, 1.0), rng.uniform(5.5, 9), rng.uniform(0.6, 0.8)
+        dep, dep_sd, work_h, cprob = (
+            rng.uniform(8.0, 10.5),
+            rng.uniform(0.5, 1.0),
+            rng.uniform(5.5, 9),
+            rng.uniform(0.6, 0.8),
+        )
     elif pattern == "frequent_business":
-        dep, dep_sd, work_h, cprob = rng.uniform(7.5, 9.0), rng.uniform(0.2, 0.4), rng.uniform(9, 11), 0.95
+        dep, dep_sd, work_h, cprob = (
+            rng.uniform(7.5, 9.0),
+            rng.uniform(0.2, 0.4),
+            rng.uniform(9, 11),
+            0.95,
+        )
     else:
         dep, dep_sd, work_h, cprob = 9.0, 1.0, 0.0, 0.0
     biz_rate = float(rng.uniform(1.2, 2.2)) if pattern == "frequent_business" else 0.0
     intercity = float(rng.uniform(0.08, 0.18)) if pattern == "frequent_business" else 0.0
     weekend_trip = float(rng.uniform(0.7, 0.95)) if pattern == "weekend_traveller" else 0.05
-    evening = {"business_elite": 0.2, "family": 0.25, "outdoor": 0.2, "trend_seeker": 0.4}[lifestyle]
+    evening = {"business_elite": 0.2, "family": 0.25, "outdoor": 0.2, "trend_seeker": 0.4}[
+        lifestyle
+    ]
     wk_mean = {"business_elite": 1.2, "family": 2.0, "outdoor": 1.5, "trend_seeker": 2.0}[lifestyle]
     night_owl = bool(rng.random() < (0.5 if lifestyle == "trend_seeker" else 0.1))
 
@@ -343,7 +416,7 @@ def sample_person(k: int, seed: int, start: date, rng: np.random.Generator) -> P
     # demographics
     mu, sd = AGE_GIVEN_LIFESTYLE[lifestyle]
     age = float(np.clip(rng.normal(mu, sd), 20, 75))
-    birth_year = start.year - int(round(age))
+    birth_year = start.year - round(age)
     gender = _choice(rng, ("M", "F", "X"), (0.6, 0.38, 0.02))
     occupation = OCCUPATIONS[lifestyle][int(rng.integers(len(OCCUPATIONS[lifestyle])))]
 
@@ -442,7 +515,9 @@ def sample_person(k: int, seed: int, start: date, rng: np.random.Generator) -> P
         churn_propensity=round(float(rng.beta(1.5, 4)), 4),
         satisfaction=round(float(np.clip(rng.normal(0.35, 0.35), -1, 1)), 4),
         shop_sessions_per_week=round(float(np.clip(rng.lognormal(math.log(1.0), 0.6), 0.1, 8)), 3),
-        shop_hour=float(rng.choice([8.0, 12.5, 13.0, 20.0, 21.0, 22.0], p=[0.1, 0.15, 0.1, 0.25, 0.25, 0.15])),
+        shop_hour=float(
+            rng.choice([8.0, 12.5, 13.0, 20.0, 21.0, 22.0], p=[0.1, 0.15, 0.1, 0.25, 0.25, 0.15])
+        ),
         birth_year=birth_year,
         gender=gender,
         occupation=occupation,
