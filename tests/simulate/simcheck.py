@@ -1,14 +1,47 @@
-"""Check an Arrow table against a table contract (used by the simulator tests)."""
+"""Helpers of the simulator tests: the test fleets, a DuckDB query helper, contract checks."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from autopersona.contracts import Contract
+from autopersona.simulate import MessConfig
+
+#: The fleet used by most tests: small but with every driving style and a weekend.
+FLEET = {"vehicles": 24, "days": 7, "seed": 11}
+#: Mess rates for the mess tests (4x the defaults so small fleets get enough faults).
+MESSY = MessConfig().scaled(4.0)
+
+
+class Q:
+    """DuckDB over a fleet folder: ``T.<table>`` reads tables/, ``R.<name>`` reads truth/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.con = duckdb.connect()
+
+    def _sql(self, sql: str) -> str:
+        sql = re.sub(r"\bT\.(\w+)", lambda m: f"'{self.root / 'tables' / m.group(1)}.parquet'", sql)
+        return re.sub(r"\bR\.(\w+)", lambda m: f"'{self.root / 'truth' / m.group(1)}.parquet'", sql)
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        return self.con.sql(self._sql(sql)).fetchall()
+
+    def one(self, sql: str) -> tuple[object, ...]:
+        r = self.rows(sql)
+        assert len(r) == 1
+        return r[0]
+
+    def np(self, sql: str) -> dict[str, object]:
+        return self.con.sql(self._sql(sql)).fetchnumpy()
+
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),

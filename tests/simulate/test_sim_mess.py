@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 import pytest
+from simcheck import MESSY, Q
 
 from autopersona.contracts import get_contract
 from autopersona.simulate import MessConfig
 from autopersona.simulate.geo import haversine_m
-from conftest import MESSY, Q
 
 
 def _close(observed: float, expected: float) -> bool:

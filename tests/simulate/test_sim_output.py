@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from simcheck import check_table
+from simcheck import Q, check_table
 
 from autopersona.contracts import contract_names, get_contract
 from autopersona.simulate.core import TRUTH_MARKER
 from autopersona.simulate.truth import vin_check_digit
-from conftest import Q
 
 TABLES = contract_names()
 

@@ -14,9 +14,9 @@ Tolerances
 from __future__ import annotations
 
 import numpy as np
+from simcheck import Q
 
 from autopersona.simulate.geo import haversine_m
-from conftest import Q
 
 MOTION = """SELECT vin, epoch_us(ts) AS us, trip_id, lat, lon, speed_mps AS v, heading_deg AS hd,
                    accel_long_mps2 AS al, accel_lat_mps2 AS at, yaw_rate_dps AS yaw
