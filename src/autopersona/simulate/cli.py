@@ -49,9 +49,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Simulate a connected-vehicle fleet and its owners; write every table as Parquet.
 
-        Writes OUT/tables/<table>.parquet for all 16 contract tables, the ground truth to
-        OUT/truth/ (with the .autopersona-truth marker: never ingest it) and
-        OUT/manifest.json.
+        Writes OUT/tables/<table>.parquet for all 16 contract tables, the ground truth to OUT/truth/ (marked with .autopersona-truth: never ingest it) and OUT/manifest.json.
         """
         import time
 

@@ -244,7 +244,8 @@ def simulate_vehicle(seed: int, k: int, start: date, days: int, mess: MessConfig
         work, work_row = personal_place(
             seed, city, "work", k, person.work_x, person.work_y, r["plan"]
         )
-    plans = Planner(person, home, work, pool, r["plan"]).plan(start, days)
+    planner = Planner(person, home, work, pool, r["plan"])
+    plans = planner.plan(start, days)
     tl = run_timeline(
         person,
         spec,
@@ -449,7 +450,11 @@ def simulate_vehicle(seed: int, k: int, start: date, days: int, mess: MessConfig
                 "lat": pl.lat,
                 "lon": pl.lon,
             }
-            for kind, pl in (("home", home), ("work", work))
+            for kind, pl in [
+                ("home", home),
+                ("work", work),
+                *(("favourite", pool.place(i)) for c in planner.cats for i in planner.favs[c]),
+            ]
             if pl is not None
         ],
         "identity": [
