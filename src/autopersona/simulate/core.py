@@ -111,7 +111,8 @@ def simulate(
     out
         Output directory: ``out/tables/<table>.parquet`` (all 16 contract tables),
         ``out/truth/*.parquet`` with the ``.autopersona-truth`` marker, and
-        ``out/manifest.json``.
+        ``out/manifest.json`` (run parameters and table row counts only; nothing from the
+        truth, not even fault counts).
     start
         First simulated day (local midnight in each vehicle's time zone).
     mess
@@ -228,8 +229,7 @@ def simulate(
         "start": start.isoformat(),
         "mess": mess.model_dump(),
         "tables": {n: {"path": f"tables/{n}.parquet", "rows": r} for n, r in rows.items()},
-        "truth": {"path": "truth", "marker": TRUTH_MARKER, "rows": truth_rows},
-        "mess_injected": mess_counts,
+        "truth": {"path": "truth", "marker": TRUTH_MARKER},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return SimulationSummary(
