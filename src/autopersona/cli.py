@@ -25,9 +25,6 @@ app = typer.Typer(
 schema_app = typer.Typer(help="Data contracts of the canonical tables.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 
-console = Console()
-err_console = Console(stderr=True)
-
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
@@ -77,7 +74,7 @@ def schema_list(
             str(len(c.columns)),
             c.description,
         )
-    console.print(t)
+    Console().print(t)
 
 
 @schema_app.command("show")
@@ -91,11 +88,12 @@ def schema_show(
     try:
         c = get_contract(table)
     except KeyError as exc:
-        err_console.print(f"[red]error:[/] {exc.args[0]}")
+        typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(2) from None
     if as_json:
         _print_json(c.model_dump())
         return
+    console = Console()
     console.print(f"[bold]{c.table}[/] ({c.domain}) — {c.description}")
     console.print(
         f"key: {', '.join(c.primary_key)}   time: {c.time_column or '-'}   "
@@ -121,7 +119,7 @@ def schema_show(
             col.missing_rule,
             col.description,
         )
-    console.print(t)
+    Console().print(t)
     rules = c.cleaning.model_dump(exclude_defaults=True)
     if rules:
         console.print(f"cleaning: {json.dumps(rules)}")

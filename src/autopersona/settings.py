@@ -12,6 +12,9 @@ __all__ = ["Settings", "get_settings"]
 class Settings(BaseSettings):
     """Where things live and how much they may use.
 
+    ``memory_limit`` caps DuckDB (work beyond it spills to disk), so a warehouse on a shared
+    machine does not take most of its memory.
+
     Examples
     --------
     >>> Settings(warehouse="x.duckdb").warehouse
@@ -21,7 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOPERSONA_", env_file=".env", extra="ignore")
 
     warehouse: Path = Path("autopersona.duckdb")
-    memory_limit: str | None = None
+    memory_limit: str | None = "3GB"
     threads: int | None = None
 
 

@@ -319,3 +319,15 @@ def test_ground_truth_is_refused(wh: Warehouse, tmp_path: Path) -> None:
     (tmp_path / "pois.csv").write_text("poi_id,name,category,lat,lon\np1,A,park,1,2\n")
     rep = ingest([tmp_path], wh)
     assert [Path(f.path).name for f in rep.files] == ["pois.csv"]
+
+
+def test_future_is_allowed_for_end_dates_not_event_times(wh: Warehouse, tmp_path: Path) -> None:
+    p = tmp_path / "subscriptions.csv"
+    p.write_text(
+        "event_id,vin,product,event,ts,ends_at\n"
+        "e1,V1,adas_pilot,trial_start,2026-01-05T00:00:00Z,2031-01-05T00:00:00Z\n"
+        "e2,V1,adas_pilot,trial_start,2031-01-05T00:00:00Z,2031-02-05T00:00:00Z\n"
+    )
+    rep = ingest([p], wh)
+    assert (rep.loaded, rep.quarantined) == (1, 1)
+    assert "ts: 2031-01-05" in _q(wh)[0][2]

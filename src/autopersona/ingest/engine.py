@@ -55,6 +55,7 @@ __all__ = [
 TRUTH_MARKER = ".autopersona-truth"
 MIN_TS = "1980-01-01"
 MAX_FUTURE = "7 days"
+MAX_TS = "2100-01-01"
 _HAVERSINE = (
     "2 * 6371008.8 * asin(sqrt(pow(sin(radians({la2} - {la1}) / 2), 2) + "
     "cos(radians({la1})) * cos(radians({la2})) * pow(sin(radians({lo2} - {lo1}) / 2), 2)))"
@@ -384,9 +385,16 @@ class _Builder:
                 )
             )
         if col.type == "timestamp":
+            # The event time may not lie in the future (clock faults); other instants may
+            # (a trial's end date), within reason.
+            upper = (
+                f"now() + INTERVAL '{MAX_FUTURE}'"
+                if col.name == self.c.time_column
+                else f"TIMESTAMPTZ '{MAX_TS}'"
+            )
             checks.append(
                 (
-                    f"({typed}) < TIMESTAMPTZ '{MIN_TS}' OR ({typed}) > now() + INTERVAL '{MAX_FUTURE}'",
+                    f"({typed}) < TIMESTAMPTZ '{MIN_TS}' OR ({typed}) > {upper}",
                     f"format('{col.name}: {{}} is outside the plausible range', {typed})",
                 )
             )
@@ -513,29 +521,34 @@ class _Run:
 
         # reader errors belong to every target
         rep.read += staged.reader_errors
-        q_rows: list[str] = []  # SQL selects producing (_row, field, reason, raw)
-        if staged.reader_errors:
-            q_rows.append(f'SELECT _row, field, reason, raw FROM "{staged.errors_table}"')
 
-        # 1. the rows this target takes, exact duplicates of source records marked
-        part = ", ".join(_q(s) for s in src_cols) or "1"
+        # Quarantined rows are collected step by step into _ap_q (row, field, reason, raw).
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _ap_q (_row BIGINT, field VARCHAR, reason VARCHAR, raw VARCHAR)"
+        )
+        if staged.reader_errors:
+            con.execute(
+                f'INSERT INTO _ap_q SELECT _row, field, reason, raw FROM "{staged.errors_table}"'
+            )
+
+        # 1+2. the rows this target takes, typed, with every problem of each row as a reason.
+        # Identical source records are duplicates before mapping only when the mapping computes
+        # key values from row order (row_number_within, spread_ties); otherwise duplicates are
+        # found on the mapped key below, which is cheaper and equivalent.
+        computed_keys = any(
+            sp.row_number_within is not None or sp.spread_ties for sp in target.columns.values()
+        )
         positional = any(
             isinstance(sp.value, str) and ("{row}" in sp.value or "{index}" in sp.value)
             for sp in target.columns.values()
         )
-        dup = (
-            "FALSE" if positional else f"row_number() OVER (PARTITION BY {part} ORDER BY _row) > 1"
-        )
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _ap_sel AS
-                SELECT *, {dup} AS _dup FROM "{decoded}" WHERE {where}"""
-        )
-        n_sel = int(self.one("SELECT count(*) FROM _ap_sel"))
-        n_rawdup = int(self.one("SELECT count(*) FROM _ap_sel WHERE _dup"))
-        rep.read += n_sel
-        rep.duplicates += n_rawdup
-
-        # 2. typed projection with per-row reasons
+        source = f'(SELECT *, FALSE AS _dup FROM "{decoded}" WHERE {where})'
+        if computed_keys and not positional:
+            part = ", ".join(_q(x) for x in src_cols) or "1"
+            source = (
+                f"(SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY _row) > 1 AS _dup "
+                f'FROM "{decoded}" WHERE {where})'
+            )
         value_sql = ", ".join(f"{x.value} AS {_q(x.name)}" for x in cols)
         reasons = ", ".join(x.reason for x in cols)
         fields = ", ".join(
@@ -543,111 +556,169 @@ class _Run:
         )
         utf8 = "_bad_utf8" if "_bad_utf8" in types else "CAST([] AS VARCHAR[])"
         repairs = ", ".join(x.repair for x in cols if x.repair != "NULL")
+        repairs_sql = (
+            f"list_filter([{repairs}], lambda r: r IS NOT NULL)"
+            if repairs
+            else "CAST([] AS VARCHAR[])"
+        )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _ap_typed AS
-                SELECT _row, {value_sql},
+                SELECT _row, _dup, {value_sql},
                        list_concat(
                          list_transform({utf8}, lambda f: 'non-UTF-8 bytes in field ' || f),
                          list_filter([{reasons}], lambda r: r IS NOT NULL)) AS _reasons,
                        coalesce(({utf8})[1], list_filter([{fields}], lambda f: f IS NOT NULL)[1]) AS _field,
-                       {f"list_filter([{repairs}], lambda r: r IS NOT NULL)" if repairs else "CAST([] AS VARCHAR[])"} AS _repairs
-                FROM _ap_sel WHERE NOT _dup"""
+                       {repairs_sql} AS _repairs
+                FROM {source} s"""
         )
-        q_rows.append(
-            "SELECT _row, _field, array_to_string(_reasons, '; '), NULL FROM _ap_typed "
-            "WHERE len(_reasons) > 0"
+        n_sel, n_rawdup = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE _dup) FROM _ap_typed"
+        ).fetchone() or (0, 0)
+        rep.read += int(n_sel)
+        rep.duplicates += int(n_rawdup)
+        con.execute(
+            "INSERT INTO _ap_q SELECT _row, _field, array_to_string(_reasons, '; '), NULL "
+            "FROM _ap_typed WHERE NOT _dup AND len(_reasons) > 0"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _ap_rep AS SELECT _row, _repairs FROM _ap_typed "
+            "WHERE NOT _dup AND len(_reasons) = 0 AND len(_repairs) > 0"
         )
         names = [_q(n) for n in c.column_names]
         collist = ", ".join(names)
+        pk_names = [_q(k) for k in c.primary_key]
+        pk = ", ".join(pk_names)
 
-        # 3. duplicates after mapping, then key conflicts
-        pk = ", ".join(_q(k) for k in c.primary_key)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _ap_valid AS
-                SELECT * EXCLUDE (_reasons, _field, _repairs),
-                       row_number() OVER (PARTITION BY {collist} ORDER BY _row) > 1 AS _dup,
-                       first_value(_row) OVER (PARTITION BY {pk} ORDER BY _row) AS _first
-                FROM _ap_typed WHERE len(_reasons) = 0"""
+        # 3. exact duplicates (same key, same values as the key's first row) and key conflicts
+        # (same key, other values). Only keys seen more than once need a look: a hash
+        # aggregate finds them, and only their rows are windowed.
+        same_first = (
+            " AND ".join(
+                f"{n} IS NOT DISTINCT FROM first_value({n}) OVER w"
+                for n in names
+                if n not in pk_names
+            )
+            or "TRUE"
         )
-        rep.duplicates += int(self.one("SELECT count(*) FROM _ap_valid WHERE _dup"))
+        ok = "NOT _dup AND len(_reasons) = 0"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _ap_dupkeys AS
+                SELECT {pk} FROM _ap_typed WHERE {ok} GROUP BY ALL HAVING count(*) > 1"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _ap_multi AS
+                SELECT _row, {pk}, first_value(_row) OVER w AS _first,
+                       {same_first} AS _same
+                FROM (SELECT * FROM _ap_typed t SEMI JOIN _ap_dupkeys k USING ({pk}) WHERE {ok})
+                WINDOW w AS (PARTITION BY {pk} ORDER BY _row)"""
+        )
+        rep.duplicates += int(
+            self.one("SELECT count(*) FROM _ap_multi WHERE _row <> _first AND _same")
+        )
         keyfmt = ", ".join(f"{k}={{}}" for k in c.primary_key)
-        keyargs = ", ".join(_q(k) for k in c.primary_key)
+        keyargs = ", ".join(pk_names)
         con.execute(
-            """CREATE OR REPLACE TEMP TABLE _ap_keyed AS
-                SELECT * EXCLUDE (_dup, _first), _row <> _first AS _conflict, _first
-                FROM _ap_valid WHERE NOT _dup"""
-        )
-        q_rows.append(
-            f"""SELECT _row, {_lit(c.primary_key[0])},
+            f"""INSERT INTO _ap_q SELECT _row, {_lit(c.primary_key[0])},
                   format('duplicate key ({keyfmt}) with different values; first at row {{}}',
                          {keyargs}, _first), NULL
-                FROM _ap_keyed WHERE _conflict"""
+                FROM _ap_multi WHERE _row <> _first AND NOT _same"""
         )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _ap_keyed AS
+                SELECT * EXCLUDE (_dup, _reasons, _field, _repairs) FROM _ap_typed t
+                WHERE {ok} AND _row NOT IN (SELECT _row FROM _ap_multi WHERE _row <> _first)"""
+        )
+        for tmp in ("_ap_typed", "_ap_dupkeys", "_ap_multi"):
+            con.execute(f"DROP TABLE {tmp}")
+        keyed = "_ap_keyed"
 
-        # 4. cleaning in each entity's time order
-        clean_reason = self._cleaning_sql(c)
+        # 4. cleaning in each entity's time order (one sort), counting late records on the way
+        clean = self._cleaning_sql(c)
         ent, ts = c.entity, c.time_column
-        if ent and ts and ent in c.column_names:
-            rep.out_of_order = int(
-                self.one(
-                    f"""SELECT count(*) FROM (SELECT {_q(ts)} < lag({_q(ts)}) OVER
-                        (PARTITION BY {_q(ent)} ORDER BY _row) AS back FROM _ap_keyed
-                        WHERE NOT _conflict) WHERE back"""
-                )
-            )
-        if clean_reason is not None:
-            expr, field_expr, window = clean_reason
+        has_time = bool(ent and ts and ent in c.column_names)
+        if clean is not None:
+            expr, field_expr, window, needed = clean
+            # The window runs over the narrow columns the rules read; flagged rows are then
+            # removed from the wide table by an anti-join, so wide rows are never sorted.
+            narrow = ", ".join(dict.fromkeys(["_row", *(_q(x) for x in needed)]))
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _ap_clean AS
-                    SELECT * EXCLUDE (_conflict, _first), {expr} AS _creason, {field_expr} AS _cfield
-                    FROM _ap_keyed WHERE NOT _conflict {window}"""
+                    SELECT _row, {expr} AS _creason, {field_expr} AS _cfield,
+                           coalesce(_prev_row > _row, FALSE) AS _late
+                    FROM (SELECT {narrow}, {window} FROM {keyed} k WINDOW w AS
+                          (PARTITION BY {_q(ent or "")} ORDER BY {_q(ts or "")}, _row))"""
             )
-            q_rows.append(
-                "SELECT _row, _cfield, _creason, NULL FROM _ap_clean WHERE _creason IS NOT NULL"
+            rep.out_of_order = int(self.one("SELECT count(*) FROM _ap_clean WHERE _late"))
+            con.execute(
+                "INSERT INTO _ap_q SELECT _row, _cfield, _creason, NULL FROM _ap_clean "
+                "WHERE _creason IS NOT NULL"
             )
             ready_src = (
-                "(SELECT * EXCLUDE (_creason, _cfield) FROM _ap_clean WHERE _creason IS NULL)"
+                f"(SELECT * FROM {keyed} k ANTI JOIN (SELECT _row FROM _ap_clean "
+                "WHERE _creason IS NOT NULL) x USING (_row))"
             )
         else:
-            ready_src = "(SELECT * EXCLUDE (_conflict, _first) FROM _ap_keyed WHERE NOT _conflict)"
+            if has_time:
+                rep.out_of_order = int(
+                    self.one(
+                        f"""SELECT count(*) FILTER (WHERE late) FROM (SELECT
+                            coalesce(lag(_row) OVER (PARTITION BY {_q(ent or "")}
+                            ORDER BY {_q(ts or "")}, _row) > _row, FALSE) AS late FROM {keyed} k)"""
+                    )
+                )
+            ready_src = keyed
 
         # 5. forward fill within the entity's time order
         ff = [col for col in c.columns if col.missing_rule == "ffill"]
-        if ff and ent and ts:
+        if ff and has_time:
             fills = ", ".join(
                 f"coalesce({_q(col.name)}, last_value({_q(col.name)} IGNORE NULLS) OVER "
-                f"(PARTITION BY {_q(ent)} ORDER BY {_q(ts)}, _row ROWS BETWEEN UNBOUNDED PRECEDING "
-                f"AND 1 PRECEDING)) AS {_q(col.name)}"
+                f"(PARTITION BY {_q(ent or '')} ORDER BY {_q(ts or '')}, _row ROWS BETWEEN "
+                f"UNBOUNDED PRECEDING AND 1 PRECEDING)) AS {_q(col.name)}"
                 for col in ff
             )
             excl = ", ".join(_q(col.name) for col in ff)
-            ready_src = f"(SELECT * EXCLUDE ({excl}), {fills} FROM {ready_src})"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _ap_ready AS SELECT * FROM {ready_src}")
+            ready_src = f"(SELECT * EXCLUDE ({excl}), {fills} FROM {ready_src} r0)"
 
-        # 6. against what the warehouse already holds
-        on = " AND ".join(f"r.{_q(k)} = e.{_q(k)}" for k in c.primary_key)
-        same = " AND ".join(f"r.{n} IS NOT DISTINCT FROM e.{n}" for n in names if n not in pk)
-        same = same or "TRUE"
+        # 6. against what the warehouse already holds (nothing to compare with when empty)
+        target_empty = self.one(f"SELECT count(*) FROM (SELECT 1 FROM {_q(c.table)} LIMIT 1)") == 0
+        if target_empty:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _ap_final AS SELECT *, 0 AS _status FROM {ready_src} r"
+            )
+        else:
+            on = " AND ".join(f"r.{k} = e.{k}" for k in pk_names)
+            same = (
+                " AND ".join(
+                    f"r.{n} IS NOT DISTINCT FROM e.{n}" for n in names if n not in pk_names
+                )
+                or "TRUE"
+            )
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _ap_final AS
+                    SELECT r.*, CASE WHEN e.{pk_names[0]} IS NULL THEN 0
+                                     WHEN {same} THEN 1 ELSE 2 END AS _status
+                    FROM {ready_src} r LEFT JOIN {_q(c.table)} e ON {on}"""
+            )
+        for tmp in ("_ap_keyed", "_ap_clean"):
+            con.execute(f"DROP TABLE IF EXISTS {tmp}")
+        counts = con.execute(
+            "SELECT count(*) FILTER (WHERE _status = 0), count(*) FILTER (WHERE _status = 1) "
+            "FROM _ap_final"
+        ).fetchone() or (0, 0)
+        rep.loaded, n_known = int(counts[0]), int(counts[1])
+        rep.duplicates += n_known
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _ap_final AS
-                SELECT r.*, CASE WHEN e.{_q(c.primary_key[0])} IS NULL THEN 0
-                                 WHEN {same} THEN 1 ELSE 2 END AS _status
-                FROM _ap_ready r LEFT JOIN {_q(c.table)} e ON {on}"""
-        )
-        rep.duplicates += int(self.one("SELECT count(*) FROM _ap_final WHERE _status = 1"))
-        q_rows.append(
-            f"""SELECT _row, {_lit(c.primary_key[0])},
+            f"""INSERT INTO _ap_q SELECT _row, {_lit(c.primary_key[0])},
                   format('key ({keyfmt}) already loaded with different values', {keyargs}), NULL
                 FROM _ap_final WHERE _status = 2"""
         )
-        order = f" ORDER BY {_q(ent)}, {_q(ts)}" if ent and ts else ""
         con.execute(
             f"INSERT INTO {_q(c.table)} ({collist}) SELECT {collist} FROM _ap_final "
-            f"WHERE _status = 0{order}"
+            "WHERE _status = 0"
         )
-        rep.loaded = int(self.one("SELECT count(*) FROM _ap_final WHERE _status = 0"))
-        repaired_rows = """FROM _ap_typed t SEMI JOIN (SELECT _row FROM _ap_final WHERE _status = 0) f
-                ON t._row = f._row WHERE len(t._repairs) > 0"""
+        repaired_rows = """FROM _ap_rep t SEMI JOIN (SELECT _row FROM _ap_final WHERE _status = 0) f
+                ON t._row = f._row"""
         rep.repaired = int(self.one(f"SELECT count(*) {repaired_rows}"))
         if rep.repaired:
             con.execute(
@@ -655,68 +726,72 @@ class _Run:
                 + repaired_rows,
                 [self.run_id, str(path), sha, c.table],
             )
+        con.execute("DROP TABLE _ap_final")
 
         # quarantine: every reason row, with the raw source record, once per file/table/row
-        union = " UNION ALL ".join(q_rows)
-        raw_json = f"CAST(to_json(struct_pack({', '.join(f'{_q(s)} := d.{_q(s)}' for s in src_cols)})) AS VARCHAR)"
-        if not src_cols:
-            raw_json = "NULL"
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _ap_q AS
-                SELECT q._row, q.field, q.reason, coalesce(q.raw, {raw_json}) AS raw
-                FROM ({union}) q(_row, field, reason, raw)
-                LEFT JOIN "{decoded}" d ON d._row = q._row"""
+        raw_json = (
+            "CAST(to_json(struct_pack("
+            + ", ".join(f"{_q(x)} := d.{_q(x)}" for x in src_cols)
+            + ")) AS VARCHAR)"
+            if src_cols
+            else "NULL"
         )
         rep.quarantined = int(self.one("SELECT count(*) FROM _ap_q"))
-        con.execute(
-            f"""INSERT INTO {QUARANTINE_TABLE}
-                SELECT ?, ?, ?, ?, q._row, q.field, q.reason, q.raw, now()
-                FROM _ap_q q WHERE NOT EXISTS (
-                    SELECT 1 FROM {QUARANTINE_TABLE} x WHERE x.source_sha256 = ?
-                    AND x.target_table = ? AND x.row_number IS NOT DISTINCT FROM q._row
-                    AND x.reason = q.reason)""",
-            [self.run_id, str(path), sha, c.table, sha, c.table],
-        )
-        for kind, n in con.execute(
-            r"""SELECT regexp_replace(reason, ':.*$|\(.*$', '') AS k, count(*) FROM _ap_q
-               GROUP BY 1 ORDER BY 2 DESC"""
-        ).fetchall():
-            rep.reasons[str(kind).strip()] = int(n)
-        for tmp in (
-            "_ap_sel",
-            "_ap_typed",
-            "_ap_valid",
-            "_ap_keyed",
-            "_ap_clean",
-            "_ap_ready",
-            "_ap_final",
-            "_ap_q",
-        ):
+        if rep.quarantined:
+            con.execute(
+                f"""INSERT INTO {QUARANTINE_TABLE}
+                    SELECT ?, ?, ?, ?, q._row, q.field, q.reason, coalesce(q.raw, {raw_json}), now()
+                    FROM _ap_q q LEFT JOIN "{decoded}" d ON d._row = q._row
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM {QUARANTINE_TABLE} x WHERE x.source_sha256 = ?
+                        AND x.target_table = ? AND x.row_number IS NOT DISTINCT FROM q._row
+                        AND x.reason = q.reason)""",
+                [self.run_id, str(path), sha, c.table, sha, c.table],
+            )
+            for kind, n in con.execute(
+                r"""SELECT regexp_replace(reason, ':.*$|\(.*$', '') AS k, count(*) FROM _ap_q
+                   GROUP BY 1 ORDER BY 2 DESC"""
+            ).fetchall():
+                rep.reasons[str(kind).strip()] = int(n)
+        for tmp in ("_ap_q", "_ap_rep"):
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
         rep.check()
         return rep
 
     @staticmethod
-    def _cleaning_sql(c: Contract) -> tuple[str, str, str] | None:
-        """(reason expr, field expr, WINDOW clause) for drift, jumps and monotonic columns."""
+    def _cleaning_sql(c: Contract) -> tuple[str, str, str, list[str]] | None:
+        """(reason expr, field expr, neighbour columns, columns read) for the cleaning pass.
+
+        Neighbours (previous/next time, position and signal values within the entity's time
+        order) are computed once as columns by window functions over ``w``; the reasons are
+        plain expressions over them.
+        """
         ent, ts = c.entity, c.time_column
         if not (ent and ts):
             return None
+        win: dict[str, str] = {
+            "_prev_ts": f"lag({_q(ts)}) OVER w",
+            "_next_ts": f"lead({_q(ts)}) OVER w",
+            "_prev_row": "lag(_row) OVER w",
+        }
         checks: list[tuple[str, str, str]] = []  # condition, message expr, field
-        w = "w"
-        dt_prev = f"epoch({_q(ts)} - lag({_q(ts)}) OVER {w})"
-        dt_next = f"epoch(lead({_q(ts)}) OVER {w} - {_q(ts)})"
+        dt_prev = f"epoch({_q(ts)} - _prev_ts)"
+        dt_next = f"epoch(_next_ts - {_q(ts)})"
         g = c.cleaning.gps_drift
         if g:
             la, lo = _q(g.lat), _q(g.lon)
-            d_in = _HAVERSINE.format(
-                la1=f"lag({la}) OVER {w}", lo1=f"lag({lo}) OVER {w}", la2=la, lo2=lo
+            win.update(
+                {
+                    "_prev_lat": f"lag({la}) OVER w",
+                    "_prev_lon": f"lag({lo}) OVER w",
+                    "_next_lat": f"lead({la}) OVER w",
+                    "_next_lon": f"lead({lo}) OVER w",
+                }
             )
-            d_out = _HAVERSINE.format(
-                la1=la, lo1=lo, la2=f"lead({la}) OVER {w}", lo2=f"lead({lo}) OVER {w}"
-            )
-            v_in = f"({d_in}) / greatest({dt_prev}, 1e-3)"
-            v_out = f"({d_out}) / greatest({dt_next}, 1e-3)"
+            d_in = _HAVERSINE.format(la1="_prev_lat", lo1="_prev_lon", la2=la, lo2=lo)
+            d_out = _HAVERSINE.format(la1=la, lo1=lo, la2="_next_lat", lo2="_next_lon")
+            v_in = f"(({d_in}) / greatest({dt_prev}, 1e-3))"
+            v_out = f"(({d_out}) / greatest({dt_next}, 1e-3))"
             checks.append(
                 (
                     f"{v_in} > {g.max_speed_mps} AND {v_out} > {g.max_speed_mps}",
@@ -725,9 +800,11 @@ class _Run:
                     g.lat,
                 )
             )
-        for j in c.cleaning.jumps:
+        for i, j in enumerate(c.cleaning.jumps):
             x = _q(j.column)
-            prev, nxt = f"lag({x}) OVER {w}", f"lead({x}) OVER {w}"
+            prev, nxt = f"_prev_j{i}", f"_next_j{i}"
+            win[prev] = f"lag({x}) OVER w"
+            win[nxt] = f"lead({x}) OVER w"
             lim_in = f"greatest({j.min_jump}, {j.max_rate_per_s} * {dt_prev})"
             lim_out = f"greatest({j.min_jump}, {j.max_rate_per_s} * {dt_next})"
             checks.append(
@@ -738,14 +815,18 @@ class _Run:
                     j.column,
                 )
             )
-        for col in c.columns:
+        for i, col in enumerate(c.columns):
             if col.monotonic == "increasing":
                 x = _q(col.name)
-                prev_max = f"max({x}) OVER (PARTITION BY {_q(ent)} ORDER BY {_q(ts)}, _row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+                pmax = f"_pmax_{i}"
+                win[pmax] = (
+                    f"max({x}) OVER (PARTITION BY {_q(ent)} ORDER BY {_q(ts)}, _row "
+                    "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+                )
                 checks.append(
                     (
-                        f"{x} < {prev_max} - 1e-6",
-                        f"format('{col.name} went backwards: {{}} after {{}}', {x}, {prev_max})",
+                        f"{x} < {pmax} - 1e-6",
+                        f"format('{col.name} went backwards: {{}} after {{}}', {x}, {pmax})",
                         col.name,
                     )
                 )
@@ -753,8 +834,21 @@ class _Run:
             return None
         reason = "CASE " + " ".join(f"WHEN {cond} THEN {msg}" for cond, msg, _ in checks) + " END"
         fieldx = "CASE " + " ".join(f"WHEN {cond} THEN {_lit(f)}" for cond, _, f in checks) + " END"
-        window = f"WINDOW {w} AS (PARTITION BY {_q(ent)} ORDER BY {_q(ts)}, _row)"
-        return reason, fieldx, window
+        select = ", ".join(f"{e} AS {n}" for n, e in win.items())
+        needed = [ent, ts]
+        if g:
+            needed += [g.lat, g.lon]
+        needed += [j.column for j in c.cleaning.jumps]
+        needed += [col.name for col in c.columns if col.monotonic]
+        return reason, fieldx, select, needed
+
+
+def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a temp table or view if it exists."""
+    try:
+        con.execute(f"DROP TABLE IF EXISTS {_q(name)}")
+    except duckdb.CatalogException:
+        con.execute(f"DROP VIEW IF EXISTS {_q(name)}")
 
 
 def _decode_view(con: duckdb.DuckDBPyConnection, staged: Staged) -> str:
@@ -881,8 +975,8 @@ def ingest_file(
         con.execute("ROLLBACK")
         raise
     finally:
-        for tmp in (decoded, staged.errors_table):
-            con.execute(f'DROP TABLE IF EXISTS "{tmp}"')
+        for tmp in (decoded, staged.table, staged.errors_table):
+            _drop(con, tmp)
     return FileReport(
         str(path),
         sha,

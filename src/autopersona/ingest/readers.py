@@ -94,7 +94,10 @@ def stage_file(
     *,
     sheet: str | int | None = None,
 ) -> Staged:
-    """Stage ``path`` into temp table ``name`` (and ``name + '_err'`` for reader errors).
+    """Stage ``path`` as temp table (or view) ``name``, and ``name + '_err'`` for reader errors.
+
+    Parquet is staged as a view over the file (DuckDB scans it again when needed); text
+    formats are parsed once into a temp table.
 
     Raises
     ------
@@ -132,10 +135,11 @@ def stage_file(
 def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, name: str, errors: str) -> Staged:
     try:
         con.execute(
-            f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * EXCLUDE (file_row_number), '
-            "file_row_number + 1 AS _row FROM read_parquet(?, file_row_number = true)",
-            [str(path)],
+            f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT * EXCLUDE (file_row_number), '
+            f"file_row_number + 1 AS _row FROM read_parquet({_sql_str(str(path))}, "
+            "file_row_number = true)"
         )
+        con.execute(f'SELECT * FROM "{name}" LIMIT 0')  # fail now on an unreadable file
     except duckdb.Error as exc:
         raise IngestError(
             f"not a readable Parquet file: {_first_line(exc)}", file=str(path)
@@ -453,6 +457,10 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     row = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
     return int(row[0]) if row else 0
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,6 +10,8 @@ Examples
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -89,6 +91,15 @@ class Warehouse:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(self.path, read_only=read_only)
         self.con.execute("SET TimeZone = 'UTC'")
+        # Order is imposed explicitly where it matters; not preserving it lets DuckDB stream.
+        self.con.execute("SET preserve_insertion_order = false")
+        if self.path == ":memory:":
+            spill = Path(tempfile.gettempdir()) / f"autopersona-duckdb-{os.getpid()}"
+            self.con.execute(f"SET temp_directory = '{spill}'")
+        if memory_limit is None:
+            from autopersona.settings import get_settings
+
+            memory_limit = get_settings().memory_limit
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         if threads:
