@@ -63,8 +63,8 @@ def schema_list(
         )
         return
     t = Table(title="Canonical tables")
-    for col in ("table", "domain", "key", "time", "columns", "description"):
-        t.add_column(col)
+    for header in ("table", "domain", "key", "time", "columns", "description"):
+        t.add_column(header)
     for c in contracts.values():
         t.add_row(
             c.table,
@@ -100,8 +100,8 @@ def schema_show(
         f"retention: {c.retention_days or '-'} days"
     )
     t = Table()
-    for col in ("column", "type", "unit", "null", "allowed / range", "missing", "description"):
-        t.add_column(col)
+    for header in ("column", "type", "unit", "null", "allowed / range", "missing", "description"):
+        t.add_column(header)
     for col in c.columns:
         rng = ""
         if col.allowed:

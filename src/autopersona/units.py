@@ -38,7 +38,7 @@ class UnitError(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _registry() -> "pint.UnitRegistry[float]":
+def _registry() -> pint.UnitRegistry[float]:
     return pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 
 

@@ -331,3 +331,13 @@ def test_future_is_allowed_for_end_dates_not_event_times(wh: Warehouse, tmp_path
     rep = ingest([p], wh)
     assert (rep.loaded, rep.quarantined) == (1, 1)
     assert "ts: 2031-01-05" in _q(wh)[0][2]
+
+
+def test_folder_walk_skips_files_of_no_table(wh: Warehouse, tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text('{"seed": 1}\n')
+    (tmp_path / "pois.csv").write_text("poi_id,name,category,lat,lon\np1,A,park,1,2\n")
+    rep = ingest([tmp_path], wh, keep_going=False)
+    assert rep.loaded == 1
+    assert [Path(p).name for p in rep.skipped] == ["manifest.json"]
+    with pytest.raises(IngestError, match="cannot tell which table"):
+        ingest([tmp_path / "manifest.json"], wh, keep_going=False)

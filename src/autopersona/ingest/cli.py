@@ -121,6 +121,8 @@ def register(app: typer.Typer) -> None:
                 "",
             )
             con.print(t)
+            for sk in rep.skipped:
+                con.print(f"[yellow]skipped:[/] {sk}: belongs to no table (name it with --table)")
             for f in rep.files:
                 for note in f.notes:
                     con.print(f"[yellow]note:[/] {f.path}: {note}")

@@ -101,6 +101,7 @@ class IngestReport:
     run_id: str
     files: list[FileReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def _sum(self, key: str) -> int:
         return sum(int(getattr(t, key)) for f in self.files for t in f.targets)
@@ -155,6 +156,7 @@ class IngestReport:
             "tables": {k: asdict(v) for k, v in self.by_table().items()},
             "files": [asdict(f) for f in self.files],
             "errors": self.errors,
+            "skipped": self.skipped,
         }
 
 
@@ -1043,8 +1045,16 @@ def ingest(
     >>> r.read, r.loaded, r.duplicates, r.quarantined
     (3, 1, 1, 1)
     """
+    paths = list(paths)
     files = expand_paths(paths, mapping.files if mapping else None)
     report = IngestReport(run_id=uuid.uuid4().hex[:12])
+    if mapping is None and table is None:
+        # Inside a folder, files that belong to no table (a manifest, a README) are skipped
+        # and listed; a file named explicitly must belong to one.
+        named = {Path(p).resolve() for p in paths if Path(p).is_file()}
+        skipped = [f for f in files if f.resolve() not in named and infer_table(f) is None]
+        files = [f for f in files if f not in skipped]
+        report.skipped = [str(f) for f in skipped]
     bar = None
     task = None
     if progress:
