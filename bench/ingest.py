@@ -95,7 +95,7 @@ def main() -> None:
     print(
         f"\nmotion table: {rows:,.0f} rows, {size_mb:.1f} MiB Parquet ({a.vehicles} vehicles x {a.days} days)"
     )
-    print(f"{'contender':<36}{'seconds':>9}{'rows/s':>14}{'peak RSS MiB':>14}")
+    print(f"{'contender':<42}{'seconds':>9}{'rows/s':>14}{'peak RSS MiB':>14}")
     names = {
         "baseline": "pandas read + DuckDB insert (no checks)",
         "ours": "autopersona ingest",
@@ -103,7 +103,7 @@ def main() -> None:
     }
     for k, r in res.items():
         print(
-            f"{names[k]:<36}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>14,.0f}{r['peak_mb']:>14.0f}"
+            f"{names[k]:<42}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>14,.0f}{r['peak_mb']:>14.0f}"
         )
     ratio = res["baseline"]["seconds"] / res["ours"]["seconds"]
     print(f"\nthroughput ratio autopersona / baseline: {ratio:.2f}x")
