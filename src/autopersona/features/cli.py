@@ -16,6 +16,88 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(features_app, name="features")
 
+    @features_app.command("build")
+    def build_cmd(
+        period: Annotated[str, typer.Option(help="day, week or month.")] = "week",
+        since: Annotated[
+            str | None,
+            typer.Option(help="Recompute from the period holding this date (YYYY-MM-DD)."),
+        ] = None,
+        engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+        domain: Annotated[
+            list[str] | None, typer.Option("--domain", help="Only these domains (repeatable).")
+        ] = None,
+        full: Annotated[bool, typer.Option(help="Recompute every period.")] = False,
+        warehouse: Annotated[
+            Path | None, typer.Option("--warehouse", "-w", help="DuckDB file.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Compute feature tables (features_<domain>) for new periods, incrementally."""
+        import json
+        from dataclasses import asdict
+        from datetime import date
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from autopersona.features.build import build_features
+        from autopersona.settings import get_settings
+        from autopersona.store.warehouse import Warehouse
+
+        try:
+            since_d = date.fromisoformat(since) if since else None
+        except ValueError:
+            typer.echo(f"error: --since {since!r} is not a date (YYYY-MM-DD)", err=True)
+            raise typer.Exit(2) from None
+        if engine not in ("duckdb", "spark"):
+            typer.echo(f"error: --engine {engine!r}: use duckdb or spark", err=True)
+            raise typer.Exit(2)
+        with Warehouse(warehouse or get_settings().warehouse) as wh:
+            try:
+                rep = build_features(
+                    wh, period=period, since=since_d, engine=engine, only=domain, full=full
+                )
+            except (ValueError, KeyError) as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+        if as_json:
+            typer.echo(json.dumps(asdict(rep), indent=2))
+            return
+        t = Table(
+            title=f"features build ({rep.engine}, per {rep.period}, since {rep.since or 'the start'})"
+        )
+        for c in ("domain", "rows", "periods"):
+            t.add_column(c)
+        for k, n in rep.rows.items():
+            t.add_row(k, f"{n:,}", str(rep.periods[k]))
+        Console().print(t)
+        Console().print(f"{rep.seconds:.1f} s")
+
+    @features_app.command("list")
+    def list_cmd(
+        domain: Annotated[str | None, typer.Option(help="Only this domain.")] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """The feature dictionary: name, domain, unit, definition, source tables."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from autopersona.features.dictionary import feature_dictionary
+
+        feats = [f for f in feature_dictionary().values() if domain in (None, f.domain)]
+        if as_json:
+            typer.echo(json.dumps([f.model_dump() for f in feats], indent=2))
+            return
+        t = Table(title="Feature dictionary")
+        for c in ("feature", "domain", "unit", "sources", "definition"):
+            t.add_column(c)
+        for f in feats:
+            t.add_row(f.name, f.domain, f.unit, ", ".join(f.sources), f.definition)
+        Console().print(t)
+
     @features_app.command("staypoints")
     def staypoints_cmd(
         out: Annotated[

@@ -1,0 +1,161 @@
+"""Compute engines for the relational feature steps: DuckDB (default) and Apache Spark.
+
+A feature step is written once as an Ibis expression over the canonical tables and runs on
+either engine.  The DuckDB engine works directly on the warehouse; the Spark engine (local
+mode here, a cluster in production) reads the tables from a Parquet export of the period
+being computed — the shape a data lake would give it — and hands its (small) results back.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autopersona.store.warehouse import Warehouse
+
+__all__ = ["DuckDBEngine", "Engine", "SparkEngine", "make_engine"]
+
+
+class Engine(ABC):
+    """Where Ibis expressions over the canonical tables are executed."""
+
+    name: str
+
+    @abstractmethod
+    def table(self, name: str) -> Any:
+        """The Ibis table ``name``."""
+
+    @abstractmethod
+    def execute(self, expr: Any) -> pd.DataFrame:
+        """Run ``expr``; timestamps come back tz-aware UTC, dates as ``datetime64``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    @staticmethod
+    def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+        for col in df.columns:
+            s = df[col]
+            if pd.api.types.is_datetime64_any_dtype(s):
+                if getattr(s.dt, "tz", None) is None:
+                    df[col] = s.dt.tz_localize("UTC") if col != "period_start" else s
+                else:
+                    df[col] = s.dt.tz_convert("UTC")
+            elif col == "period_start":
+                df[col] = pd.to_datetime(s)
+        if "period_start" in df.columns:
+            ps = pd.to_datetime(df["period_start"])
+            if getattr(ps.dt, "tz", None) is not None:
+                ps = ps.dt.tz_convert("UTC").dt.tz_localize(None)
+            df["period_start"] = ps.dt.normalize().astype("datetime64[us]")
+        return df
+
+
+class DuckDBEngine(Engine):
+    """Ibis on the warehouse's own DuckDB connection."""
+
+    name = "duckdb"
+
+    def __init__(self, wh: Warehouse) -> None:
+        import ibis
+
+        self.backend = ibis.duckdb.from_connection(wh.con)
+
+    def table(self, name: str) -> Any:
+        """The warehouse table ``name``."""
+        return self.backend.table(name)
+
+    def execute(self, expr: Any) -> pd.DataFrame:
+        """Run on DuckDB."""
+        return self._normalise(self.backend.to_pyarrow(expr).to_pandas())
+
+
+class SparkEngine(Engine):
+    """Ibis on PySpark (local mode by default) over a Parquet export of the needed tables.
+
+    Parameters
+    ----------
+    wh
+        Source warehouse.
+    tables
+        Tables the steps read.
+    since
+        Export only rows at or after this instant (tables with a time column).
+    master
+        Spark master URL.
+    """
+
+    name = "spark"
+
+    def __init__(
+        self,
+        wh: Warehouse,
+        tables: list[str],
+        since: datetime | None = None,
+        master: str = "local[2]",
+    ) -> None:
+        import ibis
+        from pyspark.sql import SparkSession
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="autopersona-lake-")
+        lake = Path(self._tmp.name)
+        for t in tables:
+            c = wh.contracts[t]
+            where = ""
+            params: list[Any] = []
+            if since is not None and c.time_column:
+                where = f' WHERE "{c.time_column}" >= ?'
+                params = [since]
+            wh.con.execute(
+                f"COPY (SELECT * FROM \"{t}\"{where}) TO '{lake / t}.parquet' (FORMAT parquet)",
+                params,
+            )
+        self.spark = (
+            SparkSession.builder.master(master)
+            .appName("autopersona-features")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "8")
+            .config("spark.driver.memory", "2g")
+            .getOrCreate()
+        )
+        self.spark.sparkContext.setLogLevel("ERROR")
+        self.backend = ibis.pyspark.connect(self.spark)
+        self._tables = {
+            t: self.backend.read_parquet(str(lake / f"{t}.parquet"), table_name=t) for t in tables
+        }
+
+    def table(self, name: str) -> Any:
+        """The exported table ``name``."""
+        return self._tables[name]
+
+    def execute(self, expr: Any) -> pd.DataFrame:
+        """Run on Spark."""
+        return self._normalise(self.backend.to_pyarrow(expr).to_pandas())
+
+    def close(self) -> None:
+        """Remove the Parquet export (the Spark session stays up for reuse)."""
+        self._tmp.cleanup()
+
+
+def make_engine(
+    name: str, wh: Warehouse, tables: list[str], since: datetime | None = None
+) -> Engine:
+    """An engine by name: ``duckdb`` or ``spark``.
+
+    Raises
+    ------
+    ValueError
+        For another name.
+    """
+    if name == "duckdb":
+        return DuckDBEngine(wh)
+    if name == "spark":
+        return SparkEngine(wh, tables, since)
+    raise ValueError(f"unknown engine {name!r}: use duckdb or spark")
