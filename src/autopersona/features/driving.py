@@ -137,31 +137,34 @@ def driving_features(
 
     # harsh events: runs of consecutive fixes beyond the class threshold
     veh = eng.table("vehicles").select("vin", "body_type")
-    classes = sorted(p.harsh_thresholds)
-    th_rows = [p.harsh_thresholds[k] for k in classes]
-    th = ibis.memtable(
-        {
-            "body_type": classes,
-            "th_acc": [t.accel_mps2 for t in th_rows],
-            "th_brk": [t.brake_mps2 for t in th_rows],
-            "th_lat": [t.lateral_mps2 for t in th_rows],
-        }
+    rows = list(p.harsh_thresholds.values())
+    lo_acc = min(t.accel_mps2 for t in rows)
+    lo_brk = min(t.brake_mps2 for t in rows)
+    lo_lat = min(t.lateral_mps2 for t in rows)
+    default = p.harsh_thresholds["default"]
+
+    def by_class(attr: str) -> Any:
+        """The class threshold as a CASE over body_type (no lookup table to register)."""
+        cases = [
+            (veh.body_type == k, getattr(t, attr))
+            for k, t in sorted(p.harsh_thresholds.items())
+            if k != "default"
+        ]
+        if not cases:
+            return ibis.literal(getattr(default, attr))
+        return ibis.cases(*cases, else_=getattr(default, attr))
+
+    vth = veh.select(
+        "vin",
+        th_acc=by_class("accel_mps2"),
+        th_brk=by_class("brake_mps2"),
+        th_lat=by_class("lateral_mps2"),
     )
-    lo_acc = min(t.accel_mps2 for t in th_rows)
-    lo_brk = min(t.brake_mps2 for t in th_rows)
-    lo_lat = min(t.lateral_mps2 for t in th_rows)
     cand = m.filter(
         (m.accel_long_mps2 > lo_acc)
         | (m.accel_long_mps2 < -lo_brk)
         | (m.accel_lat_mps2.abs() > lo_lat)
     ).select("vin", "ts", "period_start", a=m.accel_long_mps2, lat=m.accel_lat_mps2)
-    default = p.harsh_thresholds["default"]
-    vth = veh.left_join(th, veh.body_type == th.body_type).select(
-        "vin",
-        th_acc=ibis.coalesce(_.th_acc, default.accel_mps2),
-        th_brk=ibis.coalesce(_.th_brk, default.brake_mps2),
-        th_lat=ibis.coalesce(_.th_lat, default.lateral_mps2),
-    )
     cand = cand.left_join(vth, "vin").select(
         "vin",
         "ts",

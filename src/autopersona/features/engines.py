@@ -18,7 +18,7 @@ import pandas as pd
 
 from autopersona.store.warehouse import Warehouse
 
-__all__ = ["DuckDBEngine", "Engine", "SparkEngine", "make_engine"]
+__all__ = ["DuckDBEngine", "Engine", "SparkEngine", "contract_schema", "make_engine"]
 
 
 class Engine(ABC):
@@ -56,23 +56,51 @@ class Engine(ABC):
         return df
 
 
+_IBIS_TYPES = {
+    "string": "string",
+    "int64": "int64",
+    "float64": "float64",
+    "bool": "boolean",
+    "timestamp": "timestamp('UTC')",
+    "date": "date",
+    "json": "string",
+}
+
+
+def contract_schema(table: str) -> Any:
+    """The Ibis schema of a canonical table, from its contract."""
+    import ibis
+
+    from autopersona.contracts import get_contract
+
+    c = get_contract(table)
+    return ibis.schema({col.name: _IBIS_TYPES[col.type] for col in c.columns})
+
+
 class DuckDBEngine(Engine):
-    """Ibis on the warehouse's own DuckDB connection."""
+    """Ibis expressions compiled to DuckDB SQL and run on the warehouse's connection.
+
+    Tables are unbound Ibis tables typed from the contracts, so building an expression
+    never touches the database; only :meth:`execute` does.
+    """
 
     name = "duckdb"
 
     def __init__(self, wh: Warehouse) -> None:
-        import ibis
-
-        self.backend = ibis.duckdb.from_connection(wh.con)
+        self.con = wh.con
 
     def table(self, name: str) -> Any:
-        """The warehouse table ``name``."""
-        return self.backend.table(name)
+        """The warehouse table ``name``, typed from its contract."""
+        import ibis
+
+        return ibis.table(contract_schema(name), name=name)
 
     def execute(self, expr: Any) -> pd.DataFrame:
-        """Run on DuckDB."""
-        return self._normalise(self.backend.to_pyarrow(expr).to_pandas())
+        """Compile to DuckDB SQL and run it on the warehouse connection."""
+        import ibis
+
+        sql = ibis.to_sql(expr, dialect="duckdb")
+        return self._normalise(self.con.sql(str(sql)).to_arrow_table().to_pandas())
 
 
 class SparkEngine(Engine):
