@@ -67,6 +67,8 @@ def run_demo(
     with Warehouse(db) as wh:
         rep = ingest([fleet / "tables"], wh, progress=progress, keep_going=False)
         _print_summary(console, wh, rep)
+        console.rule("[bold]Profile[/] · features per vehicle and week")
+        _build_features(console, wh)
         rows = wh.table_counts()
     secs = time.perf_counter() - t0
     console.print(
@@ -121,6 +123,44 @@ def _print_summary(console: Console, wh: Warehouse, rep: IngestReport) -> None:
         f"motion: {span[2]} vehicles from {span[0]} to {span[1]}, "
         f"about {span[3]:,.0f} km driven (sum of 1 Hz speeds)"
     )
+
+
+def _build_features(console: Console, wh: Warehouse) -> None:
+    from rich.table import Table
+
+    from autopersona.features.build import build_features
+
+    t0 = time.perf_counter()
+    rep = build_features(wh)
+    took = time.perf_counter() - t0
+    t = Table(title=f"Feature tables ({took:.1f} s, DuckDB engine)")
+    for col in ("domain", "rows", "weeks"):
+        t.add_column(col, justify="left" if col == "domain" else "right")
+    for name, n in rep.rows.items():
+        t.add_row(name, f"{n:,}", str(rep.periods[name]))
+    console.print(t)
+    q = wh.sql(
+        """SELECT quantile_cont(aggressiveness_index, [0.1, 0.5, 0.9]),
+                  quantile_cont(harsh_brake_per_100km, [0.1, 0.5, 0.9]),
+                  quantile_cont(night_share, [0.1, 0.5, 0.9]),
+                  quantile_cont(distance_km, [0.1, 0.5, 0.9])
+           FROM features_driving WHERE distance_km >= 20"""
+    )[0]
+    d = Table(title="Driving features over vehicle-weeks with ≥ 20 km (p10 / p50 / p90)")
+    d.add_column("feature")
+    d.add_column("p10 / p50 / p90", justify="right")
+    for name, vals in zip(
+        (
+            "aggressiveness index (0-100)",
+            "harsh braking per 100 km",
+            "night driving share",
+            "distance (km)",
+        ),
+        q,
+        strict=True,
+    ):
+        d.add_row(name, " / ".join(f"{v:,.2f}" for v in vals) if vals else "")
+    console.print(d)
 
 
 def register(app: typer.Typer) -> None:
