@@ -23,7 +23,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,9 +31,10 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
-__all__ = ["CatalogError", "CatalogIssue", "load_model", "load_yaml_with_lines"]
+__all__ = ["CatalogError", "CatalogIssue", "load_folder", "load_model", "load_yaml_with_lines"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
+T = TypeVar("T")
 Loc = tuple[str | int, ...]
 
 
@@ -165,3 +166,27 @@ def load_model(path: str | Path, model: type[M]) -> M:
         return model.model_validate(data, context={"lines": lines, "file": str(path)})
     except pydantic.ValidationError as exc:
         raise CatalogError(issues_from_validation(path, exc, lines)) from None
+
+
+def load_folder(folder: Path, load: Callable[[Path], T], key: Callable[[T], str]) -> dict[str, T]:
+    """Load every ``*.yaml`` in ``folder`` (sorted) and key the results.
+
+    All files are read before failing, so one :class:`CatalogError` lists every problem in
+    every file; a key declared by two files is an error on the second.
+    """
+    out: dict[str, T] = {}
+    errors: list[CatalogIssue] = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            item = load(path)
+        except CatalogError as exc:
+            errors.extend(exc.errors)
+            continue
+        k = key(item)
+        if k in out:
+            errors.append(CatalogIssue(str(path), 1, "", f"{k!r} is declared by another file too"))
+            continue
+        out[k] = item
+    if errors:
+        raise CatalogError(errors)
+    return out

@@ -15,7 +15,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from autopersona.catalog import CatalogError, load_model
+from autopersona.catalog import load_folder, load_model
 from autopersona.contracts.model import Column, Contract
 
 __all__ = [
@@ -40,18 +40,7 @@ def load_contract(path: str | Path) -> Contract:
 @lru_cache(maxsize=1)
 def load_contracts() -> dict[str, Contract]:
     """All built-in contracts by table name, in file-name order."""
-    out: dict[str, Contract] = {}
-    errors = []
-    for path in sorted(_tables_dir().glob("*.yaml")):
-        try:
-            c = load_contract(path)
-        except CatalogError as exc:
-            errors.extend(exc.errors)
-            continue
-        out[c.table] = c
-    if errors:
-        raise CatalogError(errors)
-    return out
+    return load_folder(_tables_dir(), load_contract, lambda c: c.table)
 
 
 def contract_names() -> list[str]:

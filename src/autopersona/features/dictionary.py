@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autopersona.catalog import CatalogError, CatalogIssue, load_model
+from autopersona.catalog import load_folder, load_model
 from autopersona.contracts import load_contracts
 
 __all__ = ["DomainDictionary", "FeatureSpec", "feature_dictionary", "load_domain"]
@@ -79,18 +79,7 @@ def _dir() -> Path:
 @lru_cache(maxsize=1)
 def domains() -> dict[str, DomainDictionary]:
     """Every declared domain dictionary, by domain."""
-    out: dict[str, DomainDictionary] = {}
-    errors: list[CatalogIssue] = []
-    for p in sorted(_dir().glob("*.yaml")):
-        try:
-            d = load_domain(p)
-        except CatalogError as exc:
-            errors.extend(exc.errors)
-            continue
-        out[d.domain] = d
-    if errors:
-        raise CatalogError(errors)
-    return out
+    return load_folder(_dir(), load_domain, lambda d: d.domain)
 
 
 def feature_dictionary() -> dict[str, FeatureSpec]:
