@@ -138,11 +138,13 @@ from autopersona.demo import register as _register_demo  # noqa: E402
 from autopersona.features.cli import register as _register_features  # noqa: E402
 from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
 from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
+from autopersona.tags.cli import register as _register_tags  # noqa: E402
 
 _register_simulate(app)
 _register_ingest(app)
 _register_demo(app)
 _register_features(app)
+_register_tags(app)
 
 
 def main() -> None:

@@ -1,0 +1,176 @@
+"""Rule and score tags built from features and master data.
+
+One clean simulated fleet (30 vehicles x 7 days, seed 3) is simulated, ingested and
+featurised once per session; only the scoring reads the simulator's truth.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autopersona.features.build import build_features
+from autopersona.ingest.engine import ingest
+from autopersona.simulate import MessConfig, simulate
+from autopersona.store.warehouse import Warehouse
+from autopersona.tags.rules import ASSIGNMENT_COLUMNS, build_rule_tags, evaluate_tag
+from autopersona.tags.spec import builtin_dir, load_catalogue
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(simulation folder, warehouse file with features)."""
+    base = tmp_path_factory.mktemp("tags-fleet")
+    sim = base / "sim"
+    simulate(vehicles=30, days=7, seed=3, out=sim, mess=MessConfig.clean(), workers=1)
+    db = base / "wh.duckdb"
+    with Warehouse(db) as wh:
+        ingest([sim / "tables"], wh)
+        build_features(wh)
+    return sim, db
+
+
+@pytest.fixture
+def fleet_wh(fleet: tuple[Path, Path], tmp_path: Path) -> Warehouse:
+    db = tmp_path / "wh.duckdb"
+    shutil.copy(fleet[1], db)
+    return Warehouse(db)
+
+
+def test_l1_tier_and_energy_are_exact_on_clean_data(
+    fleet: tuple[Path, Path], fleet_wh: Warehouse
+) -> None:
+    with fleet_wh as wh:
+        out = build_rule_tags(wh, tags=["l1_vehicle_tier", "l1_energy_type"])
+    truth = pd.read_parquet(fleet[0] / "truth" / "vehicles_truth.parquet").set_index("vin")
+    got = out.pivot(index="entity", columns="tag_id", values="value")
+    assert set(got.index) == set(truth.index) and len(got) == 30
+    tier_acc = (got["l1_vehicle_tier"] == truth.loc[got.index, "tier"].astype(str)).mean()
+    energy_acc = (got["l1_energy_type"] == truth.loc[got.index, "energy_type"].astype(str)).mean()
+    assert tier_acc == 1.0
+    assert energy_acc == 1.0
+
+
+def test_assignments_have_reasons_and_versions(fleet_wh: Warehouse) -> None:
+    as_of = datetime(2026, 1, 20, tzinfo=UTC)
+    with fleet_wh as wh:
+        out = build_rule_tags(wh, as_of=as_of)
+    assert list(out.columns) == ASSIGNMENT_COLUMNS
+    cat = load_catalogue()
+    assert (out["catalogue_version"] == cat.version).all()
+    assert out["model_version"].isna().all()
+    assert (out["as_of"] == pd.Timestamp(as_of)).all()
+    assert not out.duplicated(["entity", "tag_id"]).any()
+    for tid, vals in out.groupby("tag_id")["value"]:
+        allowed = cat.tags[str(tid)].values
+        if allowed is not None:
+            assert set(vals) <= set(allowed), tid
+    # every reason names the case that fired and the inputs it read
+    r = out[out["tag_id"] == "l1_vehicle_tier"].iloc[0]
+    reason = json.loads(r["reasons"])
+    assert reason["case"] in (1, 2, 3) and "msrp_cny" in reason["inputs"]
+    s = out[out["tag_id"] == "l2_usage_intensity"].iloc[0]
+    reason = json.loads(s["reasons"])
+    assert reason["score"] == "distance_km * 30 / 7" and "distance_km" in reason["inputs"]
+    assert s["score"] == pytest.approx(reason["inputs"]["distance_km"] * 30 / 7)
+    # customers get commerce tags; a tag reading a tag is computed after it
+    assert {"lifecycle_stage", "cm_rfm_tier"} <= set(out["tag_id"])
+
+
+def test_as_of_reads_only_earlier_feature_rows(fleet_wh: Warehouse) -> None:
+    with fleet_wh as wh:
+        before = build_rule_tags(
+            wh, as_of=datetime(2020, 1, 1, tzinfo=UTC), tags=["l2_usage_intensity"]
+        )
+        later = build_rule_tags(
+            wh, as_of=datetime(2026, 3, 1, tzinfo=UTC), tags=["l2_usage_intensity"]
+        )
+    assert before.empty and len(later) > 0
+
+
+def test_unknown_or_unbuildable_tag(fleet_wh: Warehouse) -> None:
+    with fleet_wh as wh:
+        with pytest.raises(KeyError):
+            build_rule_tags(wh, tags=["nope"])
+        with pytest.raises(ValueError, match="cluster"):
+            build_rule_tags(wh, tags=["l2_driving_style"])
+
+
+def test_added_tag_is_built(fleet_wh: Warehouse, tmp_path: Path) -> None:
+    folder = tmp_path / "catalogue"
+    shutil.copytree(builtin_dir(), folder)
+    (folder / "team.yaml").write_text(
+        """tags:
+  - id: premium_plugin
+    tier: L1
+    category: vehicle
+    values: ["yes", "no"]
+    definition: A plug-in vehicle of the luxury tier.
+    method: rule
+    inputs: [energy_type, l1_vehicle_tier]
+    sources: [vehicles]
+    cadence: static
+    rule:
+      cases:
+        - {value: "yes", when: "energy_type in ['BEV', 'PHEV', 'EREV'] and l1_vehicle_tier == 'luxury'"}
+      else: "no"
+""",
+        encoding="utf-8",
+    )
+    cat = load_catalogue(folder)
+    with fleet_wh as wh:
+        out = build_rule_tags(wh, cat, tags=["premium_plugin", "l1_vehicle_tier", "l1_energy_type"])
+    got = out.pivot(index="entity", columns="tag_id", values="value")
+    want = got["l1_energy_type"].isin(["BEV", "PHEV", "EREV"]) & (
+        got["l1_vehicle_tier"] == "luxury"
+    )
+    assert (got["premium_plugin"] == want.map({True: "yes", False: "no"})).all()
+    assert want.any() and (~want).any()
+
+
+class TestEvaluateTag:
+    def test_no_inputs_no_assignment_and_else(self) -> None:
+        cat = load_catalogue()
+        env = pd.DataFrame(
+            {"top_genre": ["news", "rock", None]}, index=pd.Index(["A", "B", "C"], name="entity")
+        )
+        out = evaluate_tag(cat, "l3_content", env)
+        assert out["value"].tolist() == ["news", "other"]
+
+    def test_prev_for_churn_warning(self) -> None:
+        cat = load_catalogue()
+        env = pd.DataFrame(
+            {
+                "recency_days": [5.0, 5.0, 120.0],
+                "frequency": [1.0, 3.0, 0.0],
+                "prev(frequency)": [6.0, 3.0, None],
+                "monetary": [100.0, 2000.0, 0.0],
+            },
+            index=pd.Index(["A", "B", "C"], name="entity"),
+        )
+        out = evaluate_tag(cat, "cm_rfm_tier", env)
+        assert out["value"].tolist() == ["churn_warning", "high_value", "churn_warning"]
+        assert json.loads(out["reasons"][0])["inputs"]["prev(frequency)"] == 6.0
+
+    def test_score_grades(self) -> None:
+        cat = load_catalogue()
+        env = pd.DataFrame(
+            {"distance_km": [700.0, 300.0, 10.0, None]},
+            index=pd.Index(list("ABCD"), name="entity"),
+        )
+        out = evaluate_tag(cat, "l2_usage_intensity", env)
+        assert out["value"].tolist() == ["high", "mid", "low"]
+        assert out["score"].tolist() == pytest.approx([3000.0, 300 * 30 / 7, 10 * 30 / 7])
+
+    def test_open_values(self) -> None:
+        cat = load_catalogue()
+        env = pd.DataFrame(
+            {"district": ["Xuhui", None, None], "city": ["Shanghai", "Beijing", None]},
+            index=pd.Index(list("ABC"), name="entity"),
+        )
+        assert evaluate_tag(cat, "cm_region", env)["value"].tolist() == ["Xuhui", "Beijing"]
