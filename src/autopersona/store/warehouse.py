@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from autopersona.contracts import Contract, load_contracts
 
@@ -174,6 +175,11 @@ class Warehouse:
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a query and fetch every row."""
         return self.con.execute(query, params or []).fetchall()
+
+    def frame(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run a query and return a pandas DataFrame (through Arrow; timestamps stay UTC)."""
+        out: pd.DataFrame = self.con.sql(query, params=params or None).to_arrow_table().to_pandas()
+        return out
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of every contract table."""
