@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tagcheck import full_catalogue
 
 from autopersona.features.build import build_features
 from autopersona.ingest.engine import ingest
@@ -58,10 +59,10 @@ def test_l1_tier_and_energy_are_exact_on_clean_data(
 
 def test_assignments_have_reasons_and_versions(fleet_wh: Warehouse) -> None:
     as_of = datetime(2026, 1, 20, tzinfo=UTC)
+    cat = full_catalogue()
     with fleet_wh as wh:
-        out = build_rule_tags(wh, as_of=as_of)
+        out = build_rule_tags(wh, cat, as_of=as_of)
     assert list(out.columns) == ASSIGNMENT_COLUMNS
-    cat = load_catalogue()
     assert (out["catalogue_version"] == cat.version).all()
     assert out["model_version"].isna().all()
     assert (out["as_of"] == pd.Timestamp(as_of)).all()
@@ -135,7 +136,7 @@ def test_added_tag_is_built(fleet_wh: Warehouse, tmp_path: Path) -> None:
 
 class TestEvaluateTag:
     def test_no_inputs_no_assignment_and_else(self) -> None:
-        cat = load_catalogue()
+        cat = full_catalogue()
         env = pd.DataFrame(
             {"top_genre": ["news", "rock", None]}, index=pd.Index(["A", "B", "C"], name="entity")
         )
@@ -143,7 +144,7 @@ class TestEvaluateTag:
         assert out["value"].tolist() == ["news", "other"]
 
     def test_prev_for_churn_warning(self) -> None:
-        cat = load_catalogue()
+        cat = full_catalogue()
         env = pd.DataFrame(
             {
                 "recency_days": [5.0, 5.0, 120.0],

@@ -11,12 +11,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tagcheck import full_catalogue
 from typer.testing import CliRunner
 
 from autopersona.catalog import CatalogError
 from autopersona.cli import app
 from autopersona.features.dictionary import feature_dictionary
-from autopersona.tags.spec import builtin_dir, known_names, load_catalogue
+from autopersona.tags.spec import (
+    builtin_dir,
+    known_names,
+    load_catalogue,
+    pending_files,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
@@ -30,8 +36,16 @@ PAPER_000 = {
 
 
 class TestBuiltin:
-    def test_loads_and_covers_the_papers(self) -> None:
+    def test_active_catalogue_loads(self) -> None:
         cat = load_catalogue()
+        assert {"l1_vehicle_tier", "l1_energy_type", "l2_usage_intensity"} <= set(cat.tags)
+        assert pending_files(), "pending/ holds the tags waiting for features"
+
+    def test_pending_files_are_valid_catalogue_files(self) -> None:
+        full_catalogue()
+
+    def test_loads_and_covers_the_papers(self) -> None:
+        cat = full_catalogue()
         for tier, ids in PAPER_000.items():
             assert ids <= set(cat.tags), tier
             assert all(cat.tags[i].tier == tier for i in ids)
@@ -52,7 +66,7 @@ class TestBuiltin:
         }
 
     def test_table_1_details(self) -> None:
-        cat = load_catalogue()
+        cat = full_catalogue()
         tier = cat.tags["l1_vehicle_tier"]
         assert tier.cadence == "static" and tier.sources == ["vehicles"]
         assert tier.rule is not None
@@ -67,7 +81,7 @@ class TestBuiltin:
 
     def test_inputs_are_known_features(self) -> None:
         feats = set(feature_dictionary())
-        cat = load_catalogue()
+        cat = full_catalogue()
         for t in cat.tags.values():
             for n in t.inputs:
                 assert n in cat.tags or n in known_names(t.entity), (t.id, n)
@@ -82,7 +96,7 @@ class TestBuiltin:
         assert load_catalogue(tmp_path / "c").version != v1
 
     def test_order_puts_dependencies_first(self) -> None:
-        order = load_catalogue().order(["lifecycle_stage"])
+        order = full_catalogue().order(["lifecycle_stage"])
         assert order == ["cm_rfm_tier", "lifecycle_stage"]
 
 
@@ -268,7 +282,8 @@ class TestCli:
         assert res.exit_code == 0 and "l1_vehicle_tier" in res.output
 
     def test_list_tier_json(self) -> None:
-        res = runner.invoke(app, ["tags", "list", "--tier", "L4", "--json"])
+        full_catalogue()
+        res = runner.invoke(app, ["tags", "list", "--tier", "L4", "--pending", "--json"])
         assert {t["id"] for t in json.loads(res.output)} == PAPER_000["L4"]
 
     def test_show(self) -> None:
@@ -285,19 +300,18 @@ class TestCli:
         p = _write(
             tmp_path / "extra.yaml",
             """tags:
-  - id: big_spender
-    tier: value
-    category: spend
-    entity: customer_id
+  - id: big_driver
+    tier: L2
+    category: usage
     values: ["yes"]
     definition: d
     method: rule
-    inputs: [monetary, cm_rfm_tier]
-    sources: [orders]
+    inputs: [distance_km, l1_vehicle_tier]
+    sources: [motion, vehicles]
     cadence: monthly
     rule:
       cases:
-        - {value: "yes", when: "monetary > 5000 and cm_rfm_tier == 'high_value'"}
+        - {value: "yes", when: "distance_km > 500 and l1_vehicle_tier == 'luxury'"}
 """,
         )
         res = runner.invoke(app, ["tags", "validate", str(p)])

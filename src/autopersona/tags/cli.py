@@ -10,12 +10,12 @@ from typing import Annotated, Any
 import typer
 
 
-def _catalogue(folder: Path | None) -> Any:
+def _catalogue(folder: Path | None, pending: bool = False) -> Any:
     from autopersona.catalog import CatalogError
     from autopersona.tags.spec import load_catalogue
 
     try:
-        return load_catalogue(folder)
+        return load_catalogue(folder, include_pending=pending)
     except CatalogError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
@@ -23,6 +23,9 @@ def _catalogue(folder: Path | None) -> Any:
 
 _CATALOGUE_OPT = typer.Option(
     "--catalogue", "-c", help="Catalogue folder (default: the built-in one)."
+)
+_PENDING_OPT = typer.Option(
+    "--pending", help="Include pending/ tags (waiting for features not in the dictionary yet)."
 )
 
 
@@ -37,10 +40,11 @@ def register(app: typer.Typer) -> None:
     def list_cmd(
         catalogue: Annotated[Path | None, _CATALOGUE_OPT] = None,
         tier: Annotated[str | None, typer.Option(help="Only this tier, e.g. L2.")] = None,
+        pending: Annotated[bool, _PENDING_OPT] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """List the tags: id, tier, category, method, cadence, values."""
-        cat = _catalogue(catalogue)
+        cat = _catalogue(catalogue, pending)
         rows = [t for t in cat.tags.values() if tier is None or t.tier == tier]
         rows.sort(key=lambda t: (t.tier, t.id))
         if as_json:
@@ -85,9 +89,10 @@ def register(app: typer.Typer) -> None:
     def show_cmd(
         tag_id: Annotated[str, typer.Argument(help="Tag id, e.g. l1_vehicle_tier.")],
         catalogue: Annotated[Path | None, _CATALOGUE_OPT] = None,
+        pending: Annotated[bool, _PENDING_OPT] = False,
     ) -> None:
         """Show one tag's full declaration (JSON)."""
-        cat = _catalogue(catalogue)
+        cat = _catalogue(catalogue, pending)
         if tag_id not in cat.tags:
             typer.echo(f"error: unknown tag {tag_id!r}", err=True)
             raise typer.Exit(2)
@@ -108,6 +113,7 @@ def register(app: typer.Typer) -> None:
                 help="Check a file together with this folder (default: built-in).",
             ),
         ] = None,
+        pending: Annotated[bool, _PENDING_OPT] = False,
     ) -> None:
         """Validate a catalogue file (with the catalogue it joins) or a whole folder."""
         from autopersona.catalog import CatalogError
@@ -115,9 +121,9 @@ def register(app: typer.Typer) -> None:
 
         try:
             if path.is_dir():
-                cat = load_catalogue(path)
+                cat = load_catalogue(path, include_pending=pending)
             else:
-                cat = load_catalogue(catalogue, extra_files=[path])
+                cat = load_catalogue(catalogue, extra_files=[path], include_pending=pending)
         except CatalogError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
@@ -188,13 +194,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
         as_of: Annotated[str | None, typer.Option("--as-of", help="Point in time (ISO).")] = None,
         catalogue: Annotated[Path | None, _CATALOGUE_OPT] = None,
+        pending: Annotated[bool, _PENDING_OPT] = False,
     ) -> None:
         """Recompute the tags due on their cadence and store the new values."""
         from autopersona.settings import get_settings
         from autopersona.store.profiles import open_store, parse_as_of, refresh
         from autopersona.store.warehouse import Warehouse
 
-        cat = _catalogue(catalogue)
+        cat = _catalogue(catalogue, pending)
         try:
             when = parse_as_of(as_of) if as_of else None
         except ValueError as exc:

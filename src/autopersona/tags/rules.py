@@ -1,8 +1,8 @@
 r"""Build rule and score tags from the latest feature rows and master data.
 
 For every entity (a VIN or a customer) the builder reads, for each feature table a tag needs,
-the latest row of the chosen period whose ``period_start`` is before ``as_of`` (and the row
-before it, for ``prev(...)``), joins the master-data columns (``vehicles`` or ``accounts``),
+the latest *complete* period ending at or before ``as_of`` (and the period before it, for
+``prev(...)``) — so a profile as of a date reads only data from before that date — joins the master-data columns (``vehicles`` or ``accounts``),
 evaluates the tags in dependency order and returns one assignment per entity and tag:
 
 ========================  ==========================================================
@@ -197,6 +197,9 @@ def evaluate_tag(cat: Catalogue, tag_id: str, env: pd.DataFrame) -> pd.DataFrame
     return out[out["value"].notna()].reset_index(drop=True)
 
 
+_LENGTH = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH"}
+
+
 def _table_exists(wh: Warehouse, table: str) -> bool:
     n = wh.con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
@@ -214,7 +217,7 @@ def load_inputs(
 ) -> pd.DataFrame:
     """One row per entity with the latest values of ``names`` as of ``as_of``.
 
-    Feature columns come from the latest row of ``period`` with ``period_start`` before
+    Feature columns come from the latest row of ``period`` whose period ended at or before
     ``as_of``; ``prev(x)`` columns from the row before it; master-data columns from
     ``vehicles`` (VINs) or ``accounts`` (customers, most recently created account first).
     """
@@ -225,11 +228,17 @@ def load_inputs(
         t = where.get(nm)
         if t is not None:
             by_table.setdefault(t, []).append(nm)
+    if period not in _LENGTH:
+        raise ValueError(f"unknown period {period!r}: use day, week or month")
     cutoff = as_of.astimezone(UTC).replace(tzinfo=None)
     frames: list[pd.DataFrame] = []
     ids: set[str] = set()
     for table, cols in by_table.items():
         if not _table_exists(wh, table):
+            continue
+        have = {r[0] for r in wh.con.execute(f'DESCRIBE "{table}"').fetchall()}
+        cols = [c for c in cols if c in have]  # a column not built yet reads as null
+        if not cols:
             continue
         sel = ", ".join(f'"{c}"' for c in cols)
         if table in ("vehicles", "accounts"):
@@ -243,7 +252,8 @@ def load_inputs(
         df = wh.con.execute(
             f'SELECT "{key}" AS entity, {sel}, row_number() OVER '
             f'(PARTITION BY "{key}" ORDER BY period_start DESC) AS _rn FROM "{table}" '
-            f'WHERE period = ? AND period_start < ? AND "{key}" IS NOT NULL '
+            f"WHERE period = ? AND period_start + INTERVAL {_LENGTH[period]} <= ? "
+            f'AND "{key}" IS NOT NULL '
             f"QUALIFY _rn <= 2",
             [period, cutoff],
         ).df()

@@ -9,7 +9,8 @@ its source tables and a refresh cadence.  Files are validated with pydantic
 ``file:line: path: message``.
 
 Adding a tag is editing YAML: drop a file into the catalogue folder (or pass another folder)
-and :func:`load_catalogue` picks it up.
+and :func:`load_catalogue` picks it up.  Files under ``pending/`` read features that are not
+in the feature dictionary yet; they load with ``include_pending=True``.
 
 Examples
 --------
@@ -55,6 +56,7 @@ __all__ = [
     "builtin_dir",
     "known_names",
     "load_catalogue",
+    "pending_files",
 ]
 
 Tier = Literal["L1", "L2", "L3", "L4", "basic", "behaviour", "interest", "value", "attitude"]
@@ -350,8 +352,21 @@ def _load_file(path: Path) -> tuple[CatalogueFile, dict[Any, int]]:
     return f.model_copy(update={"tags": tags}), lines
 
 
+def pending_files(folder: str | Path | None = None) -> list[Path]:
+    """Catalogue files waiting for features that have not landed yet (``pending/*.yaml``).
+
+    They are complete catalogue files; once the features they read are in the feature
+    dictionary they move up into the catalogue folder.
+    """
+    root = Path(folder) if folder is not None else builtin_dir()
+    return sorted((root / "pending").glob("*.yaml"))
+
+
 def load_catalogue(
-    folder: str | Path | None = None, extra_files: list[str | Path] | None = None
+    folder: str | Path | None = None,
+    extra_files: list[str | Path] | None = None,
+    *,
+    include_pending: bool = False,
 ) -> Catalogue:
     """Load and check every ``*.yaml`` in ``folder`` (default: the built-in catalogue).
 
@@ -362,6 +377,8 @@ def load_catalogue(
     extra_files
         More files checked with the folder (a file with the name of one in the folder
         replaces it), e.g. a file being written before it is added.
+    include_pending
+        Also load the folder's ``pending/`` files (see :func:`pending_files`).
 
     Raises
     ------
@@ -370,7 +387,8 @@ def load_catalogue(
     """
     root = Path(folder) if folder is not None else builtin_dir()
     paths: dict[str, Path] = {p.name: p for p in sorted(root.glob("*.yaml"))}
-    for e in extra_files or []:
+    extra = [*(pending_files(root) if include_pending else []), *(extra_files or [])]
+    for e in extra:
         paths[Path(e).name] = Path(e)
     errors: list[CatalogIssue] = []
     loaded: list[tuple[Path, CatalogueFile, dict[Any, int]]] = []

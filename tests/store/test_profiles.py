@@ -1,0 +1,315 @@
+"""The profile store on both backends: history, as-of reads, due-only refresh, CLI.
+
+Every test runs on DuckDB and on PostgreSQL (skipped with the reason when PostgreSQL cannot
+be had).  The warehouse is a small hand-made one: three vehicles with two weeks of features.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pgcheck import PG_URL, pg_unavailable
+from typer.testing import CliRunner
+
+from autopersona.cli import app
+from autopersona.store.profiles import (
+    PostgresProfileStore,
+    ProfileStore,
+    due_tags,
+    open_store,
+    parse_as_of,
+    refresh,
+)
+from autopersona.store.warehouse import Warehouse
+from autopersona.tags.rules import BUILDABLE
+from autopersona.tags.spec import Catalogue, builtin_dir, load_catalogue
+
+T0 = datetime(2026, 1, 19, tzinfo=UTC)  # Monday after the two feature weeks
+WEEK1 = datetime(2026, 1, 5)
+WEEK2 = datetime(2026, 1, 12)
+
+
+def _rows(
+    value: str, when: datetime, score: float | None = None, entity: str = "V1"
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "entity_type": "vin",
+                "entity": entity,
+                "tag_id": "l2_usage_intensity",
+                "value": value,
+                "score": score,
+                "reasons": json.dumps({"case": 1, "inputs": {"distance_km": 1.0}}),
+                "as_of": when,
+                "catalogue_version": "c1",
+                "model_version": None,
+            }
+        ]
+    )
+
+
+def _day(d: int) -> datetime:
+    return datetime(2026, 1, d, tzinfo=UTC)
+
+
+class TestHistory:
+    def test_new_value_closes_the_previous_one(self, store: ProfileStore) -> None:
+        assert store.write(_rows("low", _day(5))).opened == 1
+        assert store.write(_rows("low", _day(12))).confirmed == 1
+        rep = store.write(_rows("high", _day(19)))
+        assert (rep.opened, rep.closed) == (1, 1)
+        hist = store.history("V1")
+        assert hist["value"].tolist() == ["low", "high"]
+        assert hist["valid_from"].tolist() == [pd.Timestamp(_day(5)), pd.Timestamp(_day(19))]
+        assert hist["valid_to"].iloc[0] == pd.Timestamp(_day(19)) and pd.isna(
+            hist["valid_to"].iloc[1]
+        )
+        assert hist["confirmed_at"].iloc[0] == pd.Timestamp(_day(12))
+
+    def test_as_of_returns_the_tags_as_they_were(self, store: ProfileStore) -> None:
+        store.write(_rows("low", _day(5)))
+        store.write(_rows("mid", _day(12)))
+        store.write(_rows("high", _day(19)))
+        at = {
+            d: store.profile_show("V1", as_of=_day(d))["value"].tolist()
+            for d in (4, 5, 11, 12, 18, 19, 30)
+        }
+        assert at == {
+            4: [],
+            5: ["low"],
+            11: ["low"],
+            12: ["mid"],
+            18: ["mid"],
+            19: ["high"],
+            30: ["high"],
+        }
+        assert store.profile_show("V1")["value"].tolist() == ["high"]
+        shown = store.profile_show("V1", as_of=_day(13)).iloc[0]
+        assert shown["as_of"] == pd.Timestamp(_day(12))
+        assert json.loads(shown["reasons"]) == {"case": 1, "inputs": {"distance_km": 1.0}}
+
+    def test_score_change_is_a_new_version(self, store: ProfileStore) -> None:
+        store.write(_rows("high", _day(5), score=3000.0))
+        assert store.write(_rows("high", _day(12), score=3000.0)).confirmed == 1
+        assert store.write(_rows("high", _day(19), score=3500.0)).opened == 1
+        assert store.profile_show("V1", as_of=_day(13))["score"].tolist() == [3000.0]
+        assert store.profile_show("V1")["score"].tolist() == [3500.0]
+
+    def test_same_time_rewrite_replaces_and_older_is_refused(self, store: ProfileStore) -> None:
+        store.write(_rows("low", _day(5)))
+        store.write(_rows("mid", _day(12)))
+        store.write(_rows("high", _day(12)))  # same as_of: no zero-length version kept
+        hist = store.history("V1")
+        assert hist["value"].tolist() == ["low", "high"]
+        with pytest.raises(ValueError, match="older than the current version"):
+            store.write(_rows("low", _day(6)))
+        with pytest.raises(ValueError, match="duplicate"):
+            store.write(pd.concat([_rows("low", _day(20)), _rows("mid", _day(20))]))
+
+    def test_entities_are_independent(self, store: ProfileStore) -> None:
+        store.write(pd.concat([_rows("low", _day(5)), _rows("high", _day(5), entity="V2")]))
+        store.write(_rows("mid", _day(12), entity="V2"))
+        assert store.profile_show("V1")["value"].tolist() == ["low"]
+        assert store.profile_show("V2")["value"].tolist() == ["mid"]
+        assert store.count() == 3
+
+
+# ----------------------------------------------------------------------------- refresh
+@pytest.fixture
+def wh(tmp_path: Path) -> Iterator[Warehouse]:
+    """Three vehicles; driving and cabin features for two weeks (V1's mileage rises)."""
+    with Warehouse(tmp_path / "wh.duckdb") as w:
+        w.con.execute(
+            "INSERT INTO vehicles (vin, msrp_cny, energy_type, region) VALUES "
+            "('V1', 450000, 'BEV', 'Shanghai'), ('V2', 200000, 'PHEV', 'Beijing'), "
+            "('V3', 90000, 'ICE', NULL)"
+        )
+        drv = pd.DataFrame(
+            {
+                "vin": ["V1", "V2", "V1", "V2"],
+                "period_start": [WEEK1, WEEK1, WEEK2, WEEK2],
+                "period": "week",
+                "distance_km": [100.0, 400.0, 700.0, 400.0],
+                "night_share": [0.1, 0.5, 0.3, 0.5],
+            }
+        )
+        cab = pd.DataFrame(
+            {
+                "vin": ["V1", "V3"],
+                "period_start": [WEEK2, WEEK2],
+                "period": "week",
+                "top_genre": ["news", "rock"],
+            }
+        )
+        for name, df in (("features_driving", drv), ("features_cabin", cab)):
+            w.con.register("_df", df)
+            w.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _df")
+            w.con.unregister("_df")
+        yield w
+
+
+NIGHT_DRIVER = """tags:
+  - id: night_driver
+    tier: L2
+    category: driving time
+    values: ["yes", "no"]
+    definition: Over a fifth of the moving time at night.
+    method: rule
+    inputs: [night_share]
+    sources: [motion, vehicles]
+    cadence: weekly
+    rule:
+      cases:
+        - {value: "yes", when: "night_share > 0.2"}
+      else: "no"
+"""
+
+
+@pytest.fixture
+def cat_dir(tmp_path: Path) -> Path:
+    """The built-in catalogue plus a weekly tag added as YAML."""
+    folder = tmp_path / "catalogue"
+    shutil.copytree(builtin_dir(), folder)
+    (folder / "night.yaml").write_text(NIGHT_DRIVER, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def cat(cat_dir: Path) -> Catalogue:
+    return load_catalogue(cat_dir)
+
+
+def _buildable(cat: Catalogue) -> list[str]:
+    return sorted(t for t, s in cat.tags.items() if s.method in BUILDABLE)
+
+
+def test_refresh_only_recomputes_due_tags(
+    wh: Warehouse, store: ProfileStore, cat: Catalogue
+) -> None:
+    rep = refresh(wh, store, cat, as_of=T0)
+    assert rep.refreshed == _buildable(cat) and rep.skipped == []
+    assert rep.assignments > 0
+    by_cadence = {
+        c: {t for t in rep.refreshed if cat.tags[t].cadence == c}
+        for c in ("static", "weekly", "monthly")
+    }
+
+    assert refresh(wh, store, cat, as_of=T0 + timedelta(days=1)).refreshed == []
+    week = refresh(wh, store, cat, as_of=T0 + timedelta(days=7))
+    assert set(week.refreshed) == by_cadence["weekly"] == {"night_driver"}
+    assert set(week.skipped) == set(_buildable(cat)) - by_cadence["weekly"]
+    month = refresh(wh, store, cat, as_of=T0 + timedelta(days=30))
+    assert set(month.refreshed) == by_cadence["weekly"] | by_cadence["monthly"]
+    assert by_cadence["static"].isdisjoint(month.refreshed)
+    # due_only=False recomputes everything
+    assert refresh(
+        wh, store, cat, as_of=T0 + timedelta(days=31), due_only=False
+    ).refreshed == _buildable(cat)
+
+
+def test_redefined_tag_is_due_again(wh: Warehouse, store: ProfileStore, tmp_path: Path) -> None:
+    refresh(wh, store, load_catalogue(), as_of=T0)
+    folder = tmp_path / "cat"
+    shutil.copytree(builtin_dir(), folder)
+    p = folder / "l1_basic.yaml"
+    p.write_text(p.read_text().replace('"msrp_cny > 400000"', '"msrp_cny > 500000"'))
+    cat2 = load_catalogue(folder)
+    assert due_tags(cat2, store, T0 + timedelta(hours=1)) == ["l1_vehicle_tier"]
+    refresh(wh, store, cat2, as_of=T0 + timedelta(hours=1))
+    assert store.profile_show("V1").set_index("tag_id").loc["l1_vehicle_tier", "value"] == "mid"
+    old = store.profile_show("V1", as_of=T0).set_index("tag_id")
+    assert old.loc["l1_vehicle_tier", "value"] == "luxury"
+    assert old.loc["l1_vehicle_tier", "catalogue_version"] != cat2.version
+
+
+def test_profile_as_of_after_features_change(
+    wh: Warehouse, store: ProfileStore, cat: Catalogue
+) -> None:
+    refresh(wh, store, cat, as_of=datetime(2026, 1, 12, 12, tzinfo=UTC))  # week 2 not complete
+    refresh(wh, store, cat, as_of=datetime(2026, 2, 13, tzinfo=UTC))  # sees week 2, monthly due
+    before = store.profile_show("V1", as_of=datetime(2026, 1, 20, tzinfo=UTC)).set_index("tag_id")
+    now = store.profile_show("V1").set_index("tag_id")
+    assert before.loc["l2_usage_intensity", "value"] == "low"  # 100 km a week
+    assert now.loc["l2_usage_intensity", "value"] == "high"  # 700 km a week -> 3000 a month
+    assert json.loads(now.loc["l2_usage_intensity", "reasons"])["inputs"] == {"distance_km": 700.0}
+    assert now.loc["l1_vehicle_tier", "value"] == "luxury"
+    assert now.loc["l1_main_activity_area", "value"] == "Shanghai"
+    assert before.loc["night_driver", "value"] == "no" and now.loc["night_driver", "value"] == "yes"
+    assert len(store.history("V1", "night_driver")) == 2
+    v3 = store.profile_show("V3").set_index("tag_id")
+    assert v3.loc["l1_vehicle_tier", "value"] == "economy"
+    assert "l2_usage_intensity" not in v3.index  # no driving features: no assignment
+    assert "l1_main_activity_area" not in v3.index  # no region
+
+
+# ----------------------------------------------------------------------------- misc, CLI
+def test_parse_as_of() -> None:
+    assert parse_as_of("2026-01-31") == datetime(2026, 2, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not an ISO"):
+        parse_as_of("31/01/2026")
+
+
+def test_open_store_kinds(tmp_path: Path) -> None:
+    with open_store(str(tmp_path / "p.duckdb")) as ps:
+        assert type(ps).__name__ == "DuckDBProfileStore"
+    with pytest.raises(ValueError, match="invalid schema"):
+        open_store(":memory:", schema="x; DROP TABLE y")
+
+
+def _store_url(kind: str, tmp_path: Path) -> tuple[str, str | None]:
+    if kind == "duckdb":
+        return str(tmp_path / "profiles.duckdb"), None
+    reason = pg_unavailable()
+    if reason:
+        pytest.skip(f"PostgreSQL not available: {reason}")
+    schema = f"ap_cli_{datetime.now().strftime('%H%M%S%f')}"
+    return f"{PG_URL}?schema={schema}", schema
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgresql"])
+def test_cli_refresh_and_show(kind: str, wh: Warehouse, tmp_path: Path, cat_dir: Path) -> None:
+    runner = CliRunner()
+    url, schema = _store_url(kind, tmp_path)
+    wh_path = wh.path
+    wh.close()
+    try:
+        res = runner.invoke(
+            app,
+            [
+                "profile",
+                "refresh",
+                "--store",
+                url,
+                "--warehouse",
+                wh_path,
+                "--as-of",
+                "2026-01-19",
+                "--catalogue",
+                str(cat_dir),
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        assert "refreshed" in res.output
+        res = runner.invoke(app, ["profile", "show", "V1", "--store", url, "--json"])
+        assert res.exit_code == 0, res.output
+        tags = {r["tag_id"]: r for r in json.loads(res.output)}
+        assert tags["l1_vehicle_tier"]["value"] == "luxury"
+        assert tags["l1_vehicle_tier"]["reasons"]["case"] == 1
+        res = runner.invoke(app, ["profile", "show", "V1", "--store", url, "--as-of", "2026-01-01"])
+        assert res.exit_code == 0 and "no tags for V1" in res.output
+        res = runner.invoke(app, ["profile", "show", "V1", "--store", url])
+        assert res.exit_code == 0 and "night_driver" in res.output
+        res = runner.invoke(app, ["profile", "show", "V1", "--store", url, "--as-of", "soon"])
+        assert res.exit_code == 2
+    finally:
+        if schema:
+            with PostgresProfileStore(PG_URL, schema=schema) as pg:
+                assert isinstance(pg, PostgresProfileStore)
+                pg.drop_schema()
