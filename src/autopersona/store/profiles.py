@@ -306,38 +306,51 @@ class ProfileStore:
             inserts.append(row)
             rep.opened += 1
         with self._transaction():
-            if closes:
-                # a version opened at t and replaced at t has zero length: remove it
-                self._executemany(
-                    self._sql(
-                        "DELETE FROM {s}.tag_assignments WHERE valid_to IS NULL AND valid_from = ? "
-                        "AND entity_type = ? AND entity = ? AND tag_id = ?"
-                    ),
-                    closes,
-                )
-                self._executemany(
-                    self._sql(
-                        "UPDATE {s}.tag_assignments SET valid_to = ? WHERE valid_to IS NULL "
-                        "AND entity_type = ? AND entity = ? AND tag_id = ?"
-                    ),
-                    closes,
-                )
-            if confirms:
-                self._executemany(
-                    self._sql(
-                        "UPDATE {s}.tag_assignments SET confirmed_at = ? WHERE valid_to IS NULL "
-                        "AND entity_type = ? AND entity = ? AND tag_id = ?"
-                    ),
-                    confirms,
-                )
-            if inserts:
-                cols = ", ".join(_COLS)
-                vals = ", ".join("CAST(? AS {json})" if c == "reasons" else "?" for c in _COLS)
-                self._executemany(
-                    self._sql(f"INSERT INTO {{s}}.tag_assignments ({cols}) VALUES ({vals})"),
-                    inserts,
-                )
+            self._apply(closes, confirms, inserts)
         return rep
+
+    def _apply(
+        self,
+        closes: list[Sequence[Any]],
+        confirms: list[Sequence[Any]],
+        inserts: list[Sequence[Any]],
+    ) -> None:
+        """Apply a write inside its transaction, row by row (backends may do it in bulk).
+
+        ``closes`` and ``confirms`` rows are ``(t, entity_type, entity, tag_id)``; ``inserts``
+        rows follow the table's columns.
+        """
+        if closes:
+            # a version opened at t and replaced at t has zero length: remove it
+            self._executemany(
+                self._sql(
+                    "DELETE FROM {s}.tag_assignments WHERE valid_to IS NULL AND valid_from = ? "
+                    "AND entity_type = ? AND entity = ? AND tag_id = ?"
+                ),
+                closes,
+            )
+            self._executemany(
+                self._sql(
+                    "UPDATE {s}.tag_assignments SET valid_to = ? WHERE valid_to IS NULL "
+                    "AND entity_type = ? AND entity = ? AND tag_id = ?"
+                ),
+                closes,
+            )
+        if confirms:
+            self._executemany(
+                self._sql(
+                    "UPDATE {s}.tag_assignments SET confirmed_at = ? WHERE valid_to IS NULL "
+                    "AND entity_type = ? AND entity = ? AND tag_id = ?"
+                ),
+                confirms,
+            )
+        if inserts:
+            cols = ", ".join(_COLS)
+            vals = ", ".join("CAST(? AS {json})" if c == "reasons" else "?" for c in _COLS)
+            self._executemany(
+                self._sql(f"INSERT INTO {{s}}.tag_assignments ({cols}) VALUES ({vals})"),
+                inserts,
+            )
 
     def record_run(
         self, tag_id: str, as_of: datetime, digest: str, catalogue_version: str, assignments: int
@@ -444,6 +457,65 @@ class DuckDBProfileStore(ProfileStore):
         cur = self.con.execute(sql, list(params))
         names = [d[0] for d in cur.description or []]
         return pd.DataFrame(cur.fetchall(), columns=names)
+
+    def _apply(
+        self,
+        closes: list[Sequence[Any]],
+        confirms: list[Sequence[Any]],
+        inserts: list[Sequence[Any]],
+    ) -> None:
+        """Bulk version: each step is one statement joined to a registered frame."""
+        key = ["t", "entity_type", "entity", "tag_id"]
+        match = (
+            "a.valid_to IS NULL AND a.entity_type = k.entity_type AND a.entity = k.entity "
+            "AND a.tag_id = k.tag_id"
+        )
+        t = "{s}.tag_assignments"
+        if closes:
+            self.con.register("_ap_keys", pd.DataFrame(closes, columns=key))
+            try:
+                self.con.execute(
+                    self._sql(
+                        f"DELETE FROM {t} AS a USING _ap_keys AS k "
+                        f"WHERE {match} AND a.valid_from = k.t"
+                    )
+                )
+                self.con.execute(
+                    self._sql(
+                        f"UPDATE {t} AS a SET valid_to = k.t FROM _ap_keys AS k WHERE {match}"
+                    )
+                )
+            finally:
+                self.con.unregister("_ap_keys")
+        if confirms:
+            self.con.register("_ap_keys", pd.DataFrame(confirms, columns=key))
+            try:
+                self.con.execute(
+                    self._sql(
+                        f"UPDATE {t} AS a SET confirmed_at = k.t FROM _ap_keys AS k WHERE {match}"
+                    )
+                )
+            finally:
+                self.con.unregister("_ap_keys")
+        if inserts:
+            df = pd.DataFrame(inserts, columns=_COLS)
+            types = {
+                "score": "DOUBLE",
+                "reasons": "JSON",
+                "as_of": "TIMESTAMPTZ",
+                "valid_from": "TIMESTAMPTZ",
+                "valid_to": "TIMESTAMPTZ",
+                "confirmed_at": "TIMESTAMPTZ",
+                "computed_at": "TIMESTAMPTZ",
+            }
+            sel = ", ".join(f"CAST({c} AS {types.get(c, 'VARCHAR')})" for c in _COLS)
+            self.con.register("_ap_rows", df)
+            try:
+                self.con.execute(
+                    self._sql(f"INSERT INTO {t} ({', '.join(_COLS)}) SELECT {sel} FROM _ap_rows")
+                )
+            finally:
+                self.con.unregister("_ap_rows")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
