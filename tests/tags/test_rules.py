@@ -147,7 +147,8 @@ class TestEvaluateTag:
         cat = full_catalogue()
         env = pd.DataFrame(
             {
-                "recency_days": [5.0, 5.0, 120.0],
+                "recency_days": [5.0, 5.0, 20.0],
+                "commerce_age_days": [0.0, 0.0, 100.0],
                 "frequency": [1.0, 3.0, 0.0],
                 "prev(frequency)": [6.0, 3.0, None],
                 "monetary": [100.0, 2000.0, 0.0],
@@ -175,3 +176,44 @@ class TestEvaluateTag:
             index=pd.Index(list("ABC"), name="entity"),
         )
         assert evaluate_tag(cat, "cm_region", env)["value"].tolist() == ["Xuhui", "Beijing"]
+
+
+def test_age_days_tells_how_stale_the_latest_features_are(tmp_path: Path) -> None:
+    folder = tmp_path / "catalogue"
+    shutil.copytree(builtin_dir(), folder)
+    (folder / "dormant.yaml").write_text(
+        """tags:
+  - id: dormant
+    tier: L2
+    category: usage
+    values: ["yes", "no"]
+    definition: No driving features for over 30 days.
+    method: rule
+    inputs: [driving_age_days, distance_km]
+    sources: [motion]
+    cadence: weekly
+    rule:
+      cases:
+        - {value: "yes", when: "driving_age_days > 30"}
+      else: "no"
+""",
+        encoding="utf-8",
+    )
+    cat = load_catalogue(folder)
+    with Warehouse(":memory:") as wh:
+        wh.con.execute("INSERT INTO vehicles (vin, energy_type) VALUES ('A', 'BEV'), ('B', 'ICE')")
+        df = pd.DataFrame(
+            {
+                "vin": ["A", "B"],
+                "period_start": [datetime(2026, 1, 5), datetime(2026, 3, 2)],
+                "period": "week",
+                "distance_km": [10.0, 20.0],
+            }
+        )
+        wh.con.register("_df", df)
+        wh.con.execute("CREATE TABLE features_driving AS SELECT * FROM _df")
+        out = build_rule_tags(wh, cat, as_of=datetime(2026, 3, 9, tzinfo=UTC), tags=["dormant"])
+    got = out.set_index("entity")
+    assert got["value"].to_dict() == {"A": "yes", "B": "no"}
+    # A's week ended 2026-01-12: 56 days before the as-of time
+    assert json.loads(got.loc["A", "reasons"])["inputs"]["driving_age_days"] == 56.0

@@ -218,7 +218,8 @@ def load_inputs(
     """One row per entity with the latest values of ``names`` as of ``as_of``.
 
     Feature columns come from the latest row of ``period`` whose period ended at or before
-    ``as_of``; ``prev(x)`` columns from the row before it; master-data columns from
+    ``as_of``; ``<domain>_age_days`` is the number of days from the end of that period to
+    ``as_of`` (how stale the domain's latest features are, e.g. to age a recency); ``prev(x)`` columns from the row before it; master-data columns from
     ``vehicles`` (VINs) or ``accounts`` (customers, most recently created account first).
     """
     where = known_names(entity)
@@ -237,29 +238,35 @@ def load_inputs(
         if not _table_exists(wh, table):
             continue
         have = {r[0] for r in wh.con.execute(f'DESCRIBE "{table}"').fetchall()}
+        age_name = f"{table.removeprefix('features_')}_age_days"
+        want_age = age_name in cols and table.startswith("features_")
         cols = [c for c in cols if c in have]  # a column not built yet reads as null
-        if not cols:
+        if not cols and not want_age:
             continue
-        sel = ", ".join(f'"{c}"' for c in cols)
+        sel = "".join(f', "{c}"' for c in cols)
         if table in ("vehicles", "accounts"):
             k = "vin" if table == "vehicles" else "account_id"
             df = wh.con.execute(
-                f'SELECT "{k}" AS entity, {sel} FROM "{table}" WHERE "{k}" IS NOT NULL '
+                f'SELECT "{k}" AS entity{sel} FROM "{table}" WHERE "{k}" IS NOT NULL '
                 f'QUALIFY row_number() OVER (PARTITION BY "{k}") = 1'
             ).df()
             frames.append(df.set_index("entity"))
             continue
+        length = _LENGTH[period]
         df = wh.con.execute(
-            f'SELECT "{key}" AS entity, {sel}, row_number() OVER '
-            f'(PARTITION BY "{key}" ORDER BY period_start DESC) AS _rn FROM "{table}" '
-            f"WHERE period = ? AND period_start + INTERVAL {_LENGTH[period]} <= ? "
-            f'AND "{key}" IS NOT NULL '
-            f"QUALIFY _rn <= 2",
-            [period, cutoff],
+            f'SELECT "{key}" AS entity{sel}, '
+            f"epoch(CAST(? AS TIMESTAMP) - (period_start + INTERVAL {length})) / 86400.0 "
+            "AS _age, "
+            f'row_number() OVER (PARTITION BY "{key}" ORDER BY period_start DESC) AS _rn '
+            f'FROM "{table}" WHERE period = ? AND period_start + INTERVAL {length} <= ? '
+            f'AND "{key}" IS NOT NULL QUALIFY _rn <= 2',
+            [cutoff, period, cutoff],
         ).df()
         latest = df[df["_rn"] == 1].set_index("entity")
         ids |= set(latest.index)
-        frames.append(latest[[c for c in cols if c in names]])
+        if want_age:
+            latest = latest.rename(columns={"_age": age_name})
+        frames.append(latest[[c for c in [*cols, age_name] if c in names and c in latest]])
         pcols = [c for c in cols if c in prev_names]
         if pcols:
             prev = df[df["_rn"] == 2].set_index("entity")[pcols]

@@ -307,7 +307,8 @@ _PII = {"vin", "account_id", "name", "phone", "email", "attributes"}
 def known_names(entity: str) -> dict[str, str]:
     """Names a tag of ``entity`` may read, mapped to the table holding them.
 
-    Features map to ``features_<domain>``; master-data columns (``vehicles`` for VINs,
+    Features map to ``features_<domain>``, and so does ``<domain>_age_days``: days from the
+    end of the latest period read from that table to the as-of time.  Master-data columns (``vehicles`` for VINs,
     ``accounts`` for customers, without identifiers and personal contact data) map to their
     table.
 
@@ -329,6 +330,8 @@ def known_names(entity: str) -> dict[str, str]:
     for f in feature_dictionary().values():
         if f.entity == entity and f.name not in out:
             out[f.name] = f"features_{f.domain}"
+    for table in sorted({t for t in out.values() if t.startswith("features_")}):
+        out.setdefault(f"{table.removeprefix('features_')}_age_days", table)
     return out
 
 
