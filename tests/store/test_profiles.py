@@ -302,12 +302,17 @@ def test_cli_refresh_and_show(kind: str, wh: Warehouse, tmp_path: Path, cat_dir:
         tags = {r["tag_id"]: r for r in json.loads(res.output)}
         assert tags["l1_vehicle_tier"]["value"] == "luxury"
         assert tags["l1_vehicle_tier"]["reasons"]["case"] == 1
+        assert tags["l1_vehicle_tier"]["valid_to"] is None
+        assert tags["l1_vehicle_tier"]["valid_from"].startswith("2026-01-20T00:00:00")
         res = runner.invoke(app, ["profile", "show", "V1", "--store", url, "--as-of", "2026-01-01"])
         assert res.exit_code == 0 and "no tags for V1" in res.output
         res = runner.invoke(app, ["profile", "show", "V1", "--store", url])
         assert res.exit_code == 0 and "night_driver" in res.output
         res = runner.invoke(app, ["profile", "show", "V1", "--store", url, "--as-of", "soon"])
         assert res.exit_code == 2
+        args = ["profile", "refresh", "--store", url, "--warehouse", wh_path, "--all"]
+        res = runner.invoke(app, [*args, "--as-of", "2026-01-01", "--catalogue", str(cat_dir)])
+        assert res.exit_code == 2 and "older than the current version" in res.output
     finally:
         if schema:
             with PostgresProfileStore(PG_URL, schema=schema) as pg:

@@ -142,6 +142,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Show an entity's tags, as they are now or as they were at ``--as-of``."""
+        import pandas as pd
+
         from autopersona.store.profiles import open_store, parse_as_of
 
         try:
@@ -155,13 +157,17 @@ def register(app: typer.Typer) -> None:
             recs = []
             for rec in df.to_dict("records"):
                 rec["reasons"] = json.loads(rec["reasons"]) if rec.get("reasons") else None
+                for k, v in rec.items():
+                    if k != "reasons" and not isinstance(v, list | dict) and pd.isna(v):
+                        rec[k] = None
+                    elif hasattr(v, "isoformat"):
+                        rec[k] = v.isoformat()
                 recs.append(rec)
             sys.stdout.write(json.dumps(recs, indent=2, default=str, ensure_ascii=False) + "\n")
             return
         if df.empty:
             typer.echo(f"no tags for {entity}" + (f" as of {as_of}" if as_of else ""))
             return
-        import pandas as pd
         from rich.console import Console
         from rich.table import Table
 
@@ -209,7 +215,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         wh_path = warehouse or get_settings().warehouse
         with Warehouse(wh_path) as wh, open_store(store, warehouse=wh) as ps:
-            rep = refresh(wh, ps, cat, as_of=when, due_only=not all_tags)
+            try:
+                rep = refresh(wh, ps, cat, as_of=when, due_only=not all_tags)
+            except ValueError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
         typer.echo(
             f"refreshed {len(rep.refreshed)} tag(s) ({', '.join(rep.refreshed) or '-'}); "
             f"{rep.assignments} assignment(s), {rep.changed} changed; "
