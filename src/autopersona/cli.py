@@ -136,6 +136,7 @@ def schema_show(
 # Heavy imports stay inside the command functions so that ``--help`` is instant.
 from autopersona.demo import register as _register_demo  # noqa: E402
 from autopersona.features.cli import register as _register_features  # noqa: E402
+from autopersona.identity.cli import register as _register_identity  # noqa: E402
 from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
 from autopersona.models.cli import register as _register_models  # noqa: E402
 from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
@@ -145,6 +146,7 @@ _register_simulate(app)
 _register_ingest(app)
 _register_demo(app)
 _register_features(app)
+_register_identity(app)
 _register_tags(app)
 _register_models(app)
 

@@ -1,0 +1,172 @@
+"""Read the ``accounts`` table and normalise every identifier the linker compares.
+
+Examples
+--------
+>>> [r["name"] for r in prepare_records([{"account_id": "b", "name": "Min Gao"},
+...                                      {"account_id": "a", "name": "GAO, min"}])]
+['gao min', 'gao min']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from autopersona.identity.normalise import (
+    email_local,
+    fold_name,
+    name_letters,
+    name_tokens,
+    normalise_city,
+    normalise_email,
+    normalise_phone,
+    normalise_vin,
+    region_hint,
+)
+from autopersona.store.warehouse import Warehouse
+
+__all__ = [
+    "PREPARED_COLUMNS",
+    "PREPARED_SCHEMA",
+    "prepare_accounts",
+    "prepare_records",
+    "prepared_table",
+]
+
+#: Columns of the prepared records, in order (``unique_id`` is the account id).
+PREPARED_COLUMNS = (
+    "unique_id",
+    "source",
+    "created_at",
+    "vin",
+    "phone",
+    "phone_head",
+    "phone_tail",
+    "email",
+    "email_local",
+    "name",
+    "name_letters",
+    "name_tokens",
+    "birth_year",
+    "city",
+    "district",
+    "gender",
+)
+_TYPES = {
+    "created_at": pa.timestamp("us", tz="UTC"),
+    "name_tokens": pa.list_(pa.string()),
+    "birth_year": pa.int64(),
+}
+#: Arrow schema of the prepared records.
+PREPARED_SCHEMA = pa.schema([pa.field(c, _TYPES.get(c, pa.string())) for c in PREPARED_COLUMNS])
+
+_READ_SQL = """
+SELECT account_id, source, created_at, vin, name, phone, email, birth_year, gender,
+       city, district, timezone
+FROM accounts
+ORDER BY account_id
+"""
+
+
+def _clean_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _prepare_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    city_raw = _clean_text(row.get("city"))
+    phone = normalise_phone(
+        _clean_text(row.get("phone")), region_hint(_clean_text(row.get("timezone")), city_raw)
+    )
+    email = normalise_email(_clean_text(row.get("email")))
+    name_raw = _clean_text(row.get("name"))
+    tokens = name_tokens(name_raw)
+    gender = _clean_text(row.get("gender"))
+    district = _clean_text(row.get("district"))
+    by = row.get("birth_year")
+    birth_year = int(by) if isinstance(by, int | float) and by == by else None
+    return {
+        "unique_id": str(row["account_id"]),
+        "source": _clean_text(row.get("source")),
+        "created_at": row.get("created_at"),
+        "vin": normalise_vin(_clean_text(row.get("vin"))),
+        "phone": phone,
+        # A single mistyped digit lies in one half of the number: block on each half.
+        "phone_head": phone[:-4] if phone else None,
+        "phone_tail": phone[-4:] if phone else None,
+        "email": email,
+        "email_local": email_local(email),
+        "name": fold_name(name_raw),
+        "name_letters": name_letters(name_raw),
+        "name_tokens": tokens or None,
+        "birth_year": birth_year,
+        "city": normalise_city(city_raw),
+        "district": normalise_city(district),
+        "gender": gender.upper() if gender else None,
+    }
+
+
+def prepare_records(accounts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Normalise rows shaped like the ``accounts`` table.
+
+    Parameters
+    ----------
+    accounts
+        Rows with at least ``account_id``; the other ``accounts`` columns are used when
+        present (``timezone`` and ``city`` give the region in which to read phones
+        written without a country code).
+
+    Returns
+    -------
+    list of dict
+        One record per account with the keys :data:`PREPARED_COLUMNS`; identifiers are
+        normalised (``None`` where nothing usable is left); ordered by ``unique_id``.
+
+    Examples
+    --------
+    >>> rec = prepare_records([{"account_id": "a", "phone": "138-0013-8000",
+    ...                         "name": "GAO, Min", "city": "上海"}])[0]
+    >>> rec["phone"], rec["name"], rec["city"], rec["email"]
+    ('+8613800138000', 'gao min', 'shanghai', None)
+    """
+    return sorted((_prepare_row(r) for r in accounts), key=lambda r: str(r["unique_id"]))
+
+
+def prepared_table(records: list[dict[str, Any]]) -> pa.Table:
+    """The prepared records as an Arrow table with a fixed schema (also when empty).
+
+    Examples
+    --------
+    >>> prepared_table([]).num_rows, prepared_table([]).column_names[:2]
+    (0, ['unique_id', 'source'])
+    """
+    return pa.Table.from_pylist(records, schema=PREPARED_SCHEMA)
+
+
+def prepare_accounts(wh: Warehouse) -> list[dict[str, Any]]:
+    """The warehouse's ``accounts`` normalised for linkage (see :func:`prepare_records`).
+
+    Parameters
+    ----------
+    wh
+        Warehouse holding the ``accounts`` table.
+
+    Returns
+    -------
+    list of dict
+        See :func:`prepare_records`; empty when there are no accounts.
+
+    Examples
+    --------
+    >>> from autopersona.store.warehouse import Warehouse
+    >>> with Warehouse(":memory:") as wh:
+    ...     prepare_accounts(wh)
+    []
+    """
+    cur = wh.con.execute(_READ_SQL)
+    names = [d[0] for d in cur.description]
+    return prepare_records(dict(zip(names, row, strict=True)) for row in cur.fetchall())
