@@ -618,6 +618,16 @@ def due_tags(
 
     Static tags are due once (and again when their declaration changes); weekly, monthly and
     quarterly ones after 7, 30 and 91 days.
+
+    Examples
+    --------
+    >>> from autopersona.tags.spec import load_catalogue
+    >>> cat = load_catalogue()
+    >>> with DuckDBProfileStore(":memory:") as ps:
+    ...     ps.record_run("l1_vehicle_tier", datetime(2026, 1, 1, tzinfo=UTC),
+    ...                   cat.tags["l1_vehicle_tier"].digest(), cat.version, 30)
+    ...     "l1_vehicle_tier" in due_tags(cat, ps, datetime(2027, 1, 1, tzinfo=UTC))
+    False
     """
     from autopersona.tags.rules import BUILDABLE
     from autopersona.tags.spec import CADENCE_DAYS
@@ -663,6 +673,19 @@ def refresh(
         Only tags due on their cadence (see :func:`due_tags`).
     period
         Feature period read by the rules.
+
+    Examples
+    --------
+    >>> from autopersona.store.warehouse import Warehouse
+    >>> with Warehouse(":memory:") as wh:
+    ...     _ = wh.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) "
+    ...                        "VALUES ('V1', 520000, 'BEV')")
+    ...     ps = open_store(warehouse=wh)
+    ...     rep = refresh(wh, ps, as_of=datetime(2026, 1, 1, tzinfo=UTC))
+    ...     again = refresh(wh, ps, as_of=datetime(2026, 1, 2, tzinfo=UTC))
+    ...     tiers = ps.profile_show("V1").set_index("tag_id")["value"]
+    >>> rep.assignments, again.refreshed, tiers["l1_vehicle_tier"]
+    (2, [], 'luxury')
     """
     from autopersona.tags.rules import BUILDABLE, build_rule_tags
     from autopersona.tags.spec import load_catalogue

@@ -219,8 +219,20 @@ def load_inputs(
 
     Feature columns come from the latest row of ``period`` whose period ended at or before
     ``as_of``; ``<domain>_age_days`` is the number of days from the end of that period to
-    ``as_of`` (how stale the domain's latest features are, e.g. to age a recency); ``prev(x)`` columns from the row before it; master-data columns from
-    ``vehicles`` (VINs) or ``accounts`` (customers, most recently created account first).
+    ``as_of`` (how stale the domain's latest features are, e.g. to age a recency);
+    ``prev(x)`` columns come from the row before it; master-data columns from ``vehicles``
+    (VINs) or ``accounts`` (customers: ``account_id`` = ``customer_id``).  Names a table does
+    not have (yet) are null columns.
+
+    Examples
+    --------
+    >>> from autopersona.store.warehouse import Warehouse
+    >>> with Warehouse(":memory:") as wh:
+    ...     _ = wh.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) "
+    ...                        "VALUES ('V1', 99000, 'ICE')")
+    ...     env = load_inputs(wh, "vin", {"msrp_cny", "distance_km"}, set(), datetime.now(UTC))
+    >>> env.loc["V1", "msrp_cny"], env.loc["V1", "distance_km"] is None
+    (np.float64(99000.0), True)
     """
     where = known_names(entity)
     key = "vin" if entity == "vin" else "customer_id"

@@ -277,7 +277,11 @@ class Catalogue:
         return [i for i in self.tags[tag_id].inputs if i in self.tags]
 
     def order(self, ids: list[str] | None = None) -> list[str]:
-        """``ids`` (default all) plus their dependencies, dependencies first."""
+        """``ids`` (default all) plus their dependencies, dependencies first.
+
+        >>> load_catalogue().order(["l2_usage_intensity", "l1_vehicle_tier"])
+        ['l2_usage_intensity', 'l1_vehicle_tier']
+        """
         out: list[str] = []
         seen: set[str] = set()
 
@@ -360,6 +364,9 @@ def pending_files(folder: str | Path | None = None) -> list[Path]:
 
     They are complete catalogue files; once the features they read are in the feature
     dictionary they move up into the catalogue folder.
+
+    >>> [p.name for p in pending_files()]  # doctest: +ELLIPSIS
+    [...'lifecycle.yaml']
     """
     root = Path(folder) if folder is not None else builtin_dir()
     return sorted((root / "pending").glob("*.yaml"))
