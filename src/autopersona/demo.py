@@ -161,6 +161,21 @@ def _build_features(console: Console, wh: Warehouse) -> None:
     ):
         d.add_row(name, " / ".join(f"{v:,.2f}" for v in vals) if vals else "")
     console.print(d)
+    if "mobility" in rep.rows:
+        mob = wh.sql(
+            """SELECT count(DISTINCT vin) FILTER (WHERE label = 'home'),
+                      count(DISTINCT vin) FILTER (WHERE label = 'work'),
+                      count(DISTINCT vin) FROM mobility_locations"""
+        )[0]
+        purposes = dict(
+            wh.sql("SELECT purpose, count(*) FROM mobility_trips GROUP BY 1 ORDER BY 2 DESC")
+        )
+        total = sum(purposes.values()) or 1
+        shares = ", ".join(f"{k} {v / total:.0%}" for k, v in purposes.items())
+        console.print(
+            f"mobility: home found for {mob[0]} of {mob[2]} vehicles, work for {mob[1]}; "
+            f"{total:,} trips by purpose (HMM): {shares}"
+        )
 
 
 def register(app: typer.Typer) -> None:
