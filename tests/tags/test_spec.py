@@ -317,3 +317,38 @@ class TestCli:
         res = runner.invoke(app, ["tags", "validate", str(p)])
         assert res.exit_code == 0, res.output
         assert "ok:" in res.output
+
+
+def test_cluster_config_checks(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "c.yaml",
+        """tags:
+  - id: style
+    tier: L2
+    category: driving style
+    values: [a, b, c]
+    definition: d
+    method: cluster
+    inputs: [aggressiveness_index, speed_volatility]
+    sources: [motion]
+    cadence: weekly
+    cluster:
+      features: [aggressiveness_index, speed_volatility, night_share]
+      algorithms: [kmeans]
+      k: {min: 2, max: 5}
+      selection: [silhouette]
+      naming: {rank_by: "harsh_brake_per_100km"}
+""",
+    )
+    with pytest.raises(CatalogError) as info:
+        load_catalogue(tmp_path)
+    text = str(info.value)
+    assert (
+        "c.yaml:12: tags -> 0 -> cluster -> features -> 2: 'night_share' is used but not listed"
+        in text
+    )
+    assert "c.yaml:14: tags -> 0 -> cluster -> k -> min: k.min 2 is below the 3 values" in text
+    assert (
+        "c.yaml:16: tags -> 0 -> cluster -> naming -> rank_by: column 1: 'harsh_brake_per_100km' is not a clustering feature"
+        in text
+    )

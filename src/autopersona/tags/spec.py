@@ -524,6 +524,11 @@ def _check_tag(
                 issue(("cluster", "naming", "rank_by"), f"column {exc.pos}: {exc.message}")
             if t.values is None:
                 issue(("values",), "a cluster tag needs values to name its clusters")
+            elif cfg.k.min < len(t.values):
+                issue(
+                    ("cluster", "k", "min"),
+                    f"k.min {cfg.k.min} is below the {len(t.values)} values to name",
+                )
         if sec == "model":
             for j, s in enumerate(cfg.label.sources):
                 if s not in tables:
