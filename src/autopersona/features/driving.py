@@ -1,11 +1,16 @@
 """Driving-behaviour features per vehicle and period (design brief §3), written once in Ibis.
 
-The stage is order-free so that it runs at close to scan speed: every feature is a hash
-aggregate per (vehicle, period), except harsh-event *edges*, which need time order only among
-the few fixes above the lowest threshold (a window over ~1 % of the rows).  Local night hours
-come from a histogram of moving seconds per UTC hour, each hour converted with its own UTC
-offset of the vehicle's time zone (exact across DST changes).  Jerk and other statistics that
-need every fix in order belong to the per-vehicle trip pass.
+The stage is order-free so that it runs close to scan speed.  One hash aggregate reads
+``motion`` once and returns partial sums, counts and maxima per (vehicle, UTC hour).  Hours
+nest in days, ISO weeks and months, so pandas rolls them up to the period (sums, counts and
+maxima add up; standard deviations come from sums of squares), and the same rows are the
+histogram of moving seconds per UTC hour from which local night hours come (each hour
+converted with its own UTC offset of the vehicle's time zone, exact across DST changes).
+Harsh-event *edges* need time order only among the few fixes above the lowest threshold:
+one window over a few percent of the rows, the three kinds together.  Buckets are integer
+divisions of each engine's epoch microseconds (truncating ``TIMESTAMPTZ`` values costs
+DuckDB a time-zone conversion per row).  Jerk and other statistics that need every fix in
+order belong to the per-vehicle trip pass.
 
 The feature dictionary (``dictionary/driving.yaml``) defines each output column.
 """
@@ -77,6 +82,101 @@ def _period(ts: Any, period: str) -> Any:
     return ts.truncate(PERIOD_UNITS[period]).cast("date").name("period_start")
 
 
+def _epoch_us(eng: Engine, ts: Any) -> Any:
+    """Microseconds since 1970-01-01 UTC of a timestamp column, as int64.
+
+    Ibis's ``epoch_seconds`` casts to a naive timestamp first, which costs DuckDB a time-zone
+    conversion per row on ``TIMESTAMPTZ`` columns (most of a motion scan's time); each engine's
+    own epoch function (DuckDB ``epoch_us``, Spark ``unix_micros``) reads the instant as is.
+    """
+    udf = _epoch_udfs().get(eng.name)
+    if udf is None:
+        return (ts.epoch_seconds() * 1_000_000).cast("int64")
+    return udf(ts)
+
+
+@lru_cache(maxsize=1)
+def _epoch_udfs() -> dict[str, Any]:
+    import ibis
+    import ibis.expr.datatypes as dt
+
+    def epoch_us(ts: Any) -> Any:
+        """DuckDB's ``epoch_us``."""
+
+    def unix_micros(ts: Any) -> Any:
+        """Spark's ``unix_micros``."""
+
+    sig = ((dt.Timestamp(),), dt.int64)
+    return {
+        "duckdb": ibis.udf.scalar.builtin(name="epoch_us", signature=sig)(epoch_us),
+        "spark": ibis.udf.scalar.builtin(name="unix_micros", signature=sig)(unix_micros),
+    }
+
+
+def _bucket(eng: Engine, ts: Any, seconds: int) -> Any:
+    """Index of the UTC bucket of ``seconds`` (3600: hour, 86400: day) holding ``ts``."""
+    return _epoch_us(eng, ts) // (seconds * 1_000_000)
+
+
+def _bucket_period(idx: pd.Series, seconds: int, period: str) -> pd.Series:
+    """``period_start`` (naive UTC ``datetime64[us]``) of UTC buckets from :func:`_bucket`.
+
+    Hours and days nest in days, ISO weeks and months, so this equals truncating each
+    timestamp of the bucket.
+
+    Examples
+    --------
+    >>> h = pd.Series([494_015, 494_016])  # 2026-05-10 23:00 (a Sunday), 2026-05-11 00:00
+    >>> _bucket_period(h, 3600, "week").dt.strftime("%Y-%m-%d").tolist()
+    ['2026-05-04', '2026-05-11']
+    >>> _bucket_period(h, 3600, "month").dt.strftime("%Y-%m-%d").tolist()
+    ['2026-05-01', '2026-05-01']
+    """
+    start = pd.to_datetime(idx.astype("int64") * seconds, unit="s")
+    day = start.dt.floor("D")
+    if period == "day":
+        out = day
+    elif period == "week":
+        out = day - pd.to_timedelta(day.dt.day_of_week, unit="D")
+    elif period == "month":
+        out = pd.Series(start.dt.to_period("M").dt.to_timestamp(), index=start.index)
+    else:
+        raise ValueError(f"unknown period {period!r}: use day, week or month")
+    return out.astype("datetime64[us]")
+
+
+_KEY = ["vin", "period_start"]
+#: output columns, in the order of ``dictionary/driving.yaml``
+_COLUMNS = [
+    "vin",
+    "period_start",
+    "samples",
+    "moving_s",
+    "distance_km",
+    "distance_gps_km",
+    "mean_speed_kmh",
+    "max_speed_kmh",
+    "speed_volatility",
+    "highway_speed_share",
+    "highway_share",
+    "congestion_mean",
+    "night_share",
+    "harsh_accel_events",
+    "harsh_brake_events",
+    "harsh_corner_events",
+    "harsh_accel_per_100km",
+    "harsh_brake_per_100km",
+    "harsh_corner_per_100km",
+    "accel_abs_mean",
+    "lateral_abs_mean",
+    "following_distance_mean_m",
+    "short_headway_share",
+    "lane_offset_sd_m",
+    "lane_departure_share",
+    "aggressiveness_index",
+]
+
+
 def driving_features(
     eng: Engine,
     *,
@@ -105,37 +205,63 @@ def driving_features(
     import ibis
     from ibis import _
 
+    if period not in PERIOD_UNITS:
+        raise ValueError(f"unknown period {period!r}: use day, week or month")
     p = params or load_params()
-    m = _since_filter(eng.table("motion"), "ts", since)
-    m = m.mutate(period_start=_period(m.ts, period))
-    moving = m.speed_mps > p.moving_mps
-    fd, spd = m.following_distance_m, m.speed_mps
+    raw = _since_filter(eng.table("motion"), "ts", since)
+    # One pass over motion: partial aggregates per (vehicle, UTC hour).  Hours nest in every
+    # period, so pandas rolls them up (sums, counts, max; the standard deviation from sums of
+    # squares) and the same rows give the night-hour histogram.
+    m = raw.mutate(hour=_bucket(eng, raw.ts, 3600))
+    fd, spd, lane = m.following_distance_m, m.speed_mps, m.lane_offset_m
     radar = fd.notnull() & (spd > 5.0)
-    main = m.group_by(["vin", "period_start"]).aggregate(
-        samples=_.count(),
-        moving_s=m.count(where=moving),
-        speed_sum=m.speed_mps.sum(),
-        mean_speed=m.speed_mps.mean(where=moving),
-        sd_speed=m.speed_mps.std(where=moving),
-        max_speed=m.speed_mps.max(),
-        highway_s=m.count(where=spd > p.highway_mps),
-        accel_abs_mean=m.accel_long_mps2.abs().mean(where=moving),
-        lateral_abs_mean=m.accel_lat_mps2.abs().mean(where=moving),
-        following_distance_mean_m=fd.mean(),
-        radar_n=m.count(where=radar),
-        short_headway_n=m.count(where=radar & (fd / spd < 1.0)),
-        lane_offset_sd_m=m.lane_offset_m.std(),
-        lane_n=m.lane_offset_m.count(),
-        lane_dep_n=m.count(where=m.lane_offset_m.abs() > 0.5),
+
+    def ind(cond: Any) -> Any:
+        """Indicator of ``cond``: 1.0, 0.0, or null where unknown.
+
+        Its sum is the filtered count, and a value times it sums like a filtered sum; plain
+        sums cost DuckDB less than FILTER clauses.
+        """
+        return cond.cast("float64")
+
+    h = m.select(
+        "vin",
+        "hour",
+        spd=spd,
+        acc=m.accel_long_mps2.abs(),
+        lat=m.accel_lat_mps2.abs(),
+        fd=fd,
+        lane=lane,
+        mv=ind(spd > p.moving_mps),
+        hw=ind(spd > p.highway_mps),
+        radar=ind(radar),
+        short=ind(radar & (fd / spd < 1.0)),
+        dep=ind(lane.abs() > 0.5),
     )
-    hours = (
-        m.filter(moving)
-        .mutate(hour=m.ts.truncate("h"))
-        .group_by(["vin", "period_start", "hour"])
-        .aggregate(s=_.count())
+    hourly = h.group_by(["vin", "hour"]).aggregate(
+        samples=_.count(),
+        moving_s=h.mv.sum(),
+        speed_sum=h.spd.sum(),
+        mv_sum=(h.spd * h.mv).sum(),
+        mv_sq=(h.spd * h.spd * h.mv).sum(),
+        max_speed=h.spd.max(),
+        highway_s=h.hw.sum(),
+        acc_sum=(h.acc * h.mv).sum(),
+        acc_n=(ind(h.acc.notnull()) * h.mv).sum(),
+        lat_sum=(h.lat * h.mv).sum(),
+        lat_n=(ind(h.lat.notnull()) * h.mv).sum(),
+        fd_sum=h.fd.sum(),
+        fd_n=h.fd.count(),
+        radar_n=h.radar.sum(),
+        short_headway_n=h.short.sum(),
+        lane_sum=h.lane.sum(),
+        lane_sq=(h.lane * h.lane).sum(),
+        lane_n=h.lane.count(),
+        lane_dep_n=h.dep.sum(),
     )
 
-    # harsh events: runs of consecutive fixes beyond the class threshold
+    # harsh events: runs of consecutive fixes beyond the class threshold, one query for the
+    # three kinds (the candidate fixes are read once)
     veh = eng.table("vehicles").select("vin", "body_type")
     rows = list(p.harsh_thresholds.values())
     lo_acc = min(t.accel_mps2 for t in rows)
@@ -160,51 +286,151 @@ def driving_features(
         th_brk=by_class("brake_mps2"),
         th_lat=by_class("lateral_mps2"),
     )
-    cand = m.filter(
-        (m.accel_long_mps2 > lo_acc)
-        | (m.accel_long_mps2 < -lo_brk)
-        | (m.accel_lat_mps2.abs() > lo_lat)
-    ).select("vin", "ts", "period_start", a=m.accel_long_mps2, lat=m.accel_lat_mps2)
+    cand = raw.filter(
+        (raw.accel_long_mps2 > lo_acc)
+        | (raw.accel_long_mps2 < -lo_brk)
+        | (raw.accel_lat_mps2.abs() > lo_lat)
+    )
+    cand = cand.select(
+        "vin",
+        "ts",
+        hour=_bucket(eng, cand.ts, 3600),  # on the candidates only
+        a=cand.accel_long_mps2,
+        lat=cand.accel_lat_mps2,
+    )
     cand = cand.left_join(vth, "vin").select(
         "vin",
         "ts",
-        "period_start",
+        "hour",
         acc=_.a > ibis.coalesce(_.th_acc, default.accel_mps2),
         brk=_.a < -ibis.coalesce(_.th_brk, default.brake_mps2),
         cor=_.lat.abs() > ibis.coalesce(_.th_lat, default.lateral_mps2),
     )
-    w = ibis.window(group_by="vin", order_by="ts")
-    events = []
-    for flag, name in (
-        ("acc", "harsh_accel_events"),
-        ("brk", "harsh_brake_events"),
-        ("cor", "harsh_corner_events"),
-    ):
-        k = cand.filter(cand[flag]).mutate(sec=_.ts.epoch_seconds())
-        k = k.mutate(prev=k.sec.lag().over(w))
-        starts = k.mutate(start=k.prev.isnull() | ((k.sec - k.prev) > p.event_gap_s))
-        events.append(
-            starts.group_by(["vin", "period_start"]).aggregate(**{name: _.count(where=_.start)})
-        )
+    kinds = {"acc": "harsh_accel_events", "brk": "harsh_brake_events", "cor": "harsh_corner_events"}
+    flagged = ibis.union(
+        *(
+            cand.filter(cand[flag]).select("vin", "ts", "hour", kind=ibis.literal(flag))
+            for flag in kinds
+        ),
+        distinct=False,
+    )
+    k = flagged.mutate(us=_epoch_us(eng, flagged.ts))
+    w = ibis.window(group_by=["vin", "kind"], order_by="ts")
+    k = k.mutate(prev=k.us.lag().over(w))
+    gap_us = round(p.event_gap_s * 1_000_000)
+    events = k.group_by(["vin", "hour", "kind"]).aggregate(
+        n=_.count(where=k.prev.isnull() | ((k.us - k.prev) > gap_us))
+    )
 
     sig = _since_filter(eng.table("vehicle_signals"), "ts", since)
-    odo = sig.group_by(["vin", _period(sig.ts, period)]).aggregate(
-        odo_km=sig.odometer_km.max() - sig.odometer_km.min()
+    odo = sig.group_by(["vin", _bucket(eng, sig.ts, 86400).name("day")]).aggregate(
+        odo_max=sig.odometer_km.max(), odo_min=sig.odometer_km.min()
     )
     v2x = _since_filter(eng.table("v2x_context"), "ts", since)
-    ctx = v2x.group_by(["vin", _period(v2x.ts, period)]).aggregate(
+    ctx = v2x.group_by(["vin", _bucket(eng, v2x.ts, 86400).name("day")]).aggregate(
         highway_n=v2x.count(where=v2x.road_type == "highway"),
         road_n=v2x.road_type.count(),
-        congestion_mean=v2x.congestion_level.mean(),
+        congestion_sum=v2x.congestion_level.sum(),
+        congestion_n=v2x.congestion_level.count(),
     )
     tz = eng.table("vehicles").select("vin", "timezone")
 
-    key = ["vin", "period_start"]
-    out = eng.execute(main)
-    for part in [*events, odo, ctx]:
-        out = out.merge(eng.execute(part), on=key, how="left")
-    out = _finish(out, eng.execute(hours), eng.execute(tz), p)
-    return out.sort_values(key, kind="stable").reset_index(drop=True)
+    hr = eng.execute(hourly)
+    if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
+        return _empty()
+    hr["period_start"] = _bucket_period(hr["hour"], 3600, period)
+    out = _roll_up(hr)
+    ev = eng.execute(events)
+    ev["period_start"] = _bucket_period(ev["hour"], 3600, period)
+    ev = ev.pivot_table(index=_KEY, columns="kind", values="n", aggfunc="sum")
+    ev = ev.reindex(columns=list(kinds)).rename(columns=kinds).reset_index()
+    out = out.merge(ev, on=_KEY, how="left")
+    od = eng.execute(odo)
+    od["period_start"] = _bucket_period(od["day"], 86400, period)
+    od = od.groupby(_KEY, sort=False).agg(odo_max=("odo_max", "max"), odo_min=("odo_min", "min"))
+    od["odo_km"] = od["odo_max"] - od["odo_min"]
+    out = out.merge(od[["odo_km"]].reset_index(), on=_KEY, how="left")
+    cx = eng.execute(ctx)
+    cx["period_start"] = _bucket_period(cx["day"], 86400, period)
+    cols = ["highway_n", "road_n", "congestion_sum", "congestion_n"]
+    cx = cx.groupby(_KEY, sort=False)[cols].sum(min_count=1).reset_index()
+    n_cong = cx["congestion_n"].astype("float64")
+    # an exact integer sum (DuckDB returns it as a decimal), so the mean equals AVG's
+    cx["congestion_mean"] = cx["congestion_sum"].astype("float64") / n_cong.where(n_cong > 0)
+    out = out.merge(cx[[*_KEY, "highway_n", "road_n", "congestion_mean"]], on=_KEY, how="left")
+    moving_hours = hr.loc[hr["moving_s"] > 0, ["vin", "period_start", "hour", "moving_s"]]
+    hours = pd.DataFrame(
+        {
+            "vin": moving_hours["vin"],
+            "period_start": moving_hours["period_start"],
+            "hour": pd.to_datetime(moving_hours["hour"].astype("int64") * 3600, unit="s", utc=True),
+            "s": moving_hours["moving_s"],
+        }
+    )
+    out = _finish(out, hours, eng.execute(tz), p)
+    return out.sort_values(_KEY, kind="stable").reset_index(drop=True)
+
+
+def _empty() -> pd.DataFrame:
+    ints = {"samples", "moving_s", "harsh_accel_events", "harsh_brake_events"}
+    ints.add("harsh_corner_events")
+    cols: dict[str, pd.Series] = {
+        "vin": pd.Series(dtype="str"),
+        "period_start": pd.Series(dtype="datetime64[us]"),
+    }
+    for c in _COLUMNS[2:]:
+        cols[c] = pd.Series(dtype="int64" if c in ints else "float64")
+    return pd.DataFrame(cols)
+
+
+def _roll_up(hr: pd.DataFrame) -> pd.DataFrame:
+    """Per-period values from the hourly partial aggregates."""
+    sums = [
+        "samples",
+        "moving_s",
+        "speed_sum",
+        "mv_sum",
+        "mv_sq",
+        "highway_s",
+        "acc_sum",
+        "acc_n",
+        "lat_sum",
+        "lat_n",
+        "fd_sum",
+        "fd_n",
+        "radar_n",
+        "short_headway_n",
+        "lane_sum",
+        "lane_sq",
+        "lane_n",
+        "lane_dep_n",
+    ]
+    g = hr.groupby(_KEY, sort=False)
+    out = g[sums].sum(min_count=1)
+    out["max_speed"] = g["max_speed"].max()
+    out = out.reset_index()
+    counts = ["samples", "moving_s", "highway_s", "acc_n", "lat_n", "fd_n", "radar_n"]
+    counts += ["short_headway_n", "lane_n", "lane_dep_n"]
+    for col in counts:  # sums of 0/1 indicators: exact; all-null hours count 0
+        out[col] = out[col].fillna(0).astype("int64")
+
+    def pos(col: str) -> pd.Series:
+        n = out[col].astype("float64")
+        return n.where(n > 0)
+
+    def sd(total: str, squares: str, count: str) -> pd.Series:
+        n = out[count].astype("float64")
+        s, q = out[total].astype("float64"), out[squares].astype("float64")
+        var = ((q - s * s / n) / (n - 1)).where(n >= 2).clip(lower=0.0)
+        return var**0.5
+
+    out["mean_speed"] = out["mv_sum"] / pos("moving_s")
+    out["sd_speed"] = sd("mv_sum", "mv_sq", "moving_s")
+    out["accel_abs_mean"] = out["acc_sum"] / pos("acc_n")
+    out["lateral_abs_mean"] = out["lat_sum"] / pos("lat_n")
+    out["following_distance_mean_m"] = out["fd_sum"] / pos("fd_n")
+    out["lane_offset_sd_m"] = sd("lane_sum", "lane_sq", "lane_n")
+    return out
 
 
 def _night_share(hours: pd.DataFrame, tz: pd.DataFrame, night: tuple[int, int]) -> pd.DataFrame:
@@ -264,32 +490,4 @@ def _finish(
     total = base.sum(axis=1, min_count=4) + headway.fillna(0)
     count = 4 + headway.notna().astype("int64")
     out["aggressiveness_index"] = 100.0 * total / count
-    cols = [
-        "vin",
-        "period_start",
-        "samples",
-        "moving_s",
-        "distance_km",
-        "distance_gps_km",
-        "mean_speed_kmh",
-        "max_speed_kmh",
-        "speed_volatility",
-        "highway_speed_share",
-        "highway_share",
-        "congestion_mean",
-        "night_share",
-        "harsh_accel_events",
-        "harsh_brake_events",
-        "harsh_corner_events",
-        "harsh_accel_per_100km",
-        "harsh_brake_per_100km",
-        "harsh_corner_per_100km",
-        "accel_abs_mean",
-        "lateral_abs_mean",
-        "following_distance_mean_m",
-        "short_headway_share",
-        "lane_offset_sd_m",
-        "lane_departure_share",
-        "aggressiveness_index",
-    ]
-    return out[cols]
+    return out[_COLUMNS]
