@@ -16,10 +16,18 @@ from typing import Any
 
 import pandas as pd
 
+from autopersona.features.cabin import SOURCES as CABIN_SOURCES
+from autopersona.features.cabin import cabin_features
+from autopersona.features.charging import SOURCES as CHARGING_SOURCES
+from autopersona.features.charging import charging_features
+from autopersona.features.commerce import SOURCES as COMMERCE_SOURCES
+from autopersona.features.commerce import commerce_features
 from autopersona.features.dictionary import domains
 from autopersona.features.driving import SOURCES as DRIVING_SOURCES
 from autopersona.features.driving import driving_features
 from autopersona.features.engines import Engine, make_engine
+from autopersona.features.service import SOURCES as SERVICE_SOURCES
+from autopersona.features.service import service_features
 from autopersona.store.warehouse import Warehouse
 
 __all__ = ["BuildReport", "build_features", "period_floor"]
@@ -28,6 +36,10 @@ Step = Callable[..., pd.DataFrame]
 #: domain -> (function, tables it reads)
 STEPS: dict[str, tuple[Step, list[str]]] = {
     "driving": (driving_features, DRIVING_SOURCES),
+    "cabin": (cabin_features, CABIN_SOURCES),
+    "service": (service_features, SERVICE_SOURCES),
+    "charging": (charging_features, CHARGING_SOURCES),
+    "commerce": (commerce_features, COMMERCE_SOURCES),
 }
 
 
