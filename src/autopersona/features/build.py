@@ -113,6 +113,33 @@ def _store(
         con.unregister("_ap_feat")
 
 
+def _build_mobility(
+    wh: Warehouse,
+    report: BuildReport,
+    period: str,
+    since: date | datetime | None,
+    engine: str,
+    full: bool,
+) -> None:
+    """The per-vehicle mobility domain (see :mod:`autopersona.features.mobility_build`)."""
+    from autopersona.features.mobility_build import MOBILITY_TABLE, build_mobility
+
+    if period != "week":
+        return  # mobility is defined per local ISO week only
+    start: datetime | None
+    if full:
+        start = None
+    elif since is not None:
+        start = period_floor(since, period)
+    else:
+        latest = _latest_period(wh, MOBILITY_TABLE, period)
+        start = period_floor(latest, period) if latest else None
+    df = build_mobility(wh, period=period, since=start, engine=engine)
+    _store(wh, MOBILITY_TABLE, df, period, start)
+    report.rows["mobility"] = len(df)
+    report.periods["mobility"] = int(df["period_start"].nunique()) if len(df) else 0
+
+
 def build_features(
     wh: Warehouse,
     *,
@@ -143,10 +170,16 @@ def build_features(
         Extra keyword arguments for every step (e.g. ``params``).
     """
     t0 = time.perf_counter()
-    names = only or list(STEPS)
+    names = only or [*STEPS, "mobility"]
+    unknown = [n for n in names if n not in STEPS and n != "mobility"]
+    if unknown:
+        raise ValueError(f"unknown domain(s) {unknown}: use {', '.join([*STEPS, 'mobility'])}")
     report = BuildReport(engine=engine, period=period, since=None)
     dicts = domains()
     for name in names:
+        if name == "mobility":
+            _build_mobility(wh, report, period, since, engine, full)
+            continue
         step, sources = STEPS[name]
         table = dicts[name].table
         start: datetime | None
