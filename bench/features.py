@@ -1,0 +1,307 @@
+"""Driving-feature stage speed against a pandas implementation and DuckDB's raw scan.
+
+On a simulated fleet whose ``motion`` table has at least 20 M rows (default 200 vehicles x
+28 days, simulated once and ingested once into a cached DuckDB file under the temp dir),
+compares in separate subprocesses (so that each peak RSS is its own):
+
+* ``stage``: :func:`autopersona.features.driving.driving_features` on a
+  :class:`~autopersona.features.engines.DuckDBEngine` (weekly periods, every period);
+* ``pandas``: the same features written with pandas ``groupby`` — the motion columns the
+  stage reads plus vehicles, signals and V2X read with ``con.execute(...).df()`` (the read
+  time is *included*), then the same small post-processing (``driving._finish``); its
+  output is checked equal to the stage's;
+* ``scan``: DuckDB's raw scan of the same motion columns,
+  ``SELECT count(*), sum(hash(...))`` — a floor for any stage that must read them.
+
+Prints seconds (best of ``--repeat``), the ratios (targets: pandas / stage >= 5, scan /
+stage >= 0.35) and peak RSS.  Usage::
+
+    python bench/features.py [--vehicles 200] [--days 28] [--repeat 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(tempfile.gettempdir()) / "autopersona-bench"
+#: motion columns the driving stage reads
+MOTION_COLS = [
+    "vin",
+    "ts",
+    "speed_mps",
+    "accel_long_mps2",
+    "accel_lat_mps2",
+    "following_distance_m",
+    "lane_offset_m",
+]
+KEY = ["vin", "period_start"]
+
+
+def _fleet(vehicles: int, days: int, seed: int) -> Path:
+    """The cached warehouse file (simulated and ingested on first use)."""
+    out = CACHE / f"features-{vehicles}x{days}-s{seed}"
+    db = out / "warehouse.duckdb"
+    done = out / "ingested.ok"
+    if done.exists():
+        return db
+    from autopersona.ingest.engine import ingest
+    from autopersona.simulate import simulate
+    from autopersona.store.warehouse import Warehouse
+
+    if not (out / "manifest.json").exists():
+        print(f"simulating {vehicles} vehicles x {days} days (cached in {out}) ...", flush=True)
+        simulate(vehicles=vehicles, days=days, seed=seed, out=out, start=date(2026, 1, 5))
+    print("ingesting ...", flush=True)
+    db.unlink(missing_ok=True)
+    with Warehouse(db) as wh:
+        ingest([out / "tables"], wh)
+    done.write_text("ok\n")
+    return db
+
+
+# ----------------------------------------------------------------------------- contenders
+def _stage(db: str, out: str, threads: int | None) -> dict[str, Any]:
+    from autopersona.features.driving import driving_features
+    from autopersona.features.engines import DuckDBEngine
+    from autopersona.store.warehouse import Warehouse
+
+    with Warehouse(db, read_only=True, threads=threads) as wh:
+        t0 = time.perf_counter()
+        df = driving_features(DuckDBEngine(wh))
+        secs = time.perf_counter() - t0
+    df.to_parquet(out)
+    return {"seconds": secs, "rows": len(df)}
+
+
+def _scan(db: str, out: str, threads: int | None) -> dict[str, Any]:
+    from autopersona.store.warehouse import Warehouse
+
+    cols = ", ".join(MOTION_COLS)
+    with Warehouse(db, read_only=True, threads=threads) as wh:
+        t0 = time.perf_counter()
+        n, _h = wh.con.execute(f"SELECT count(*), sum(hash({cols})) FROM motion").fetchone()  # type: ignore[misc]
+        secs = time.perf_counter() - t0
+    return {"seconds": secs, "rows": int(n)}
+
+
+def _week_start(ts: Any) -> Any:
+    """Monday 00:00 UTC of each timestamp, as naive ``datetime64[us]``."""
+    import pandas as pd
+
+    day = ts.dt.tz_convert("UTC").dt.tz_localize(None).dt.floor("D")
+    return (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).astype("datetime64[us]")
+
+
+def pandas_driving(con: Any) -> Any:
+    """The driving stage written with pandas groupby over frames read from DuckDB."""
+    import pandas as pd
+
+    from autopersona.features.driving import _finish, load_params
+
+    p = load_params()
+    m = con.execute(f"SELECT {', '.join(MOTION_COLS)} FROM motion").df()
+    veh = con.execute("SELECT vin, body_type, timezone FROM vehicles").df()
+    sig = con.execute("SELECT vin, ts, odometer_km FROM vehicle_signals").df()
+    v2x = con.execute("SELECT vin, ts, road_type, congestion_level FROM v2x_context").df()
+
+    m["period_start"] = _week_start(m["ts"])
+    spd, fd, lane = m["speed_mps"], m["following_distance_m"], m["lane_offset_m"]
+    moving = spd > p.moving_mps
+    radar = fd.notna() & (spd > 5.0)
+    frame = pd.DataFrame(
+        {
+            "vin": m["vin"],
+            "period_start": m["period_start"],
+            "speed": spd,
+            "moving": moving,
+            "speed_mv": spd.where(moving),
+            "highway": spd > p.highway_mps,
+            "acc_mv": m["accel_long_mps2"].abs().where(moving),
+            "lat_mv": m["accel_lat_mps2"].abs().where(moving),
+            "fd": fd,
+            "radar": radar,
+            "short": radar & (fd / spd < 1.0),
+            "lane": lane,
+            "lane_dep": lane.abs() > 0.5,
+        }
+    )
+    g = frame.groupby(KEY, sort=False)
+    main = g.agg(
+        samples=("speed", "size"),
+        moving_s=("moving", "sum"),
+        speed_sum=("speed", "sum"),
+        mean_speed=("speed_mv", "mean"),
+        sd_speed=("speed_mv", "std"),
+        max_speed=("speed", "max"),
+        highway_s=("highway", "sum"),
+        accel_abs_mean=("acc_mv", "mean"),
+        lateral_abs_mean=("lat_mv", "mean"),
+        following_distance_mean_m=("fd", "mean"),
+        radar_n=("radar", "sum"),
+        short_headway_n=("short", "sum"),
+        lane_offset_sd_m=("lane", "std"),
+        lane_n=("lane", "count"),
+        lane_dep_n=("lane_dep", "sum"),
+    ).reset_index()
+    mv = m.loc[moving, ["vin", "period_start", "ts"]]
+    hours = (
+        mv.assign(hour=mv["ts"].dt.floor("h"))
+        .groupby([*KEY, "hour"], sort=False)
+        .size()
+        .rename("s")
+        .reset_index()
+    )
+
+    # harsh events: runs of fixes beyond the class threshold, gaps <= event_gap_s
+    d = p.harsh_thresholds["default"]
+    th = veh[["vin", "body_type"]].copy()
+    for col, attr in (
+        ("th_acc", "accel_mps2"),
+        ("th_brk", "brake_mps2"),
+        ("th_lat", "lateral_mps2"),
+    ):
+        th[col] = [
+            getattr(p.thresholds_for(b if isinstance(b, str) else None), attr)
+            for b in th["body_type"]
+        ]
+    lo = [
+        min(getattr(t, a) for t in p.harsh_thresholds.values())
+        for a in ("accel_mps2", "brake_mps2", "lateral_mps2")
+    ]
+    al, at = m["accel_long_mps2"], m["accel_lat_mps2"]
+    near = (al > lo[0]) | (al < -lo[1]) | (at.abs() > lo[2])
+    cand = m.loc[near, ["vin", "ts", "period_start", "accel_long_mps2", "accel_lat_mps2"]].merge(
+        th, on="vin", how="left"
+    )
+    cand = cand.fillna({"th_acc": d.accel_mps2, "th_brk": d.brake_mps2, "th_lat": d.lateral_mps2})
+    out = main
+    for flag, name in (
+        (cand["accel_long_mps2"] > cand["th_acc"], "harsh_accel_events"),
+        (cand["accel_long_mps2"] < -cand["th_brk"], "harsh_brake_events"),
+        (cand["accel_lat_mps2"].abs() > cand["th_lat"], "harsh_corner_events"),
+    ):
+        k = cand.loc[flag, ["vin", "ts", "period_start"]].sort_values(["vin", "ts"])
+        sec = (k["ts"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        gap = sec.groupby(k["vin"]).diff()
+        k = k.assign(start=gap.isna() | (gap > p.event_gap_s))
+        ev = k.groupby(KEY, sort=False)["start"].sum().rename(name).reset_index()
+        out = out.merge(ev, on=KEY, how="left")
+
+    sig["period_start"] = _week_start(sig["ts"])
+    odo = sig.groupby(KEY, sort=False)["odometer_km"].agg(["max", "min"])
+    odo = (odo["max"] - odo["min"]).rename("odo_km").reset_index()
+    v2x["period_start"] = _week_start(v2x["ts"])
+    v2x["hw"] = v2x["road_type"] == "highway"
+    ctx = (
+        v2x.groupby(KEY, sort=False)
+        .agg(
+            highway_n=("hw", "sum"),
+            road_n=("road_type", "count"),
+            congestion_mean=("congestion_level", "mean"),
+        )
+        .reset_index()
+    )
+    out = out.merge(odo, on=KEY, how="left").merge(ctx, on=KEY, how="left")
+    res = _finish(out, hours, veh[["vin", "timezone"]], p)
+    return res.sort_values(KEY, kind="stable").reset_index(drop=True)
+
+
+def _pandas(db: str, out: str, threads: int | None) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect(db, read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {threads}")
+    t0 = time.perf_counter()
+    df = pandas_driving(con)
+    secs = time.perf_counter() - t0
+    con.close()
+    df.to_parquet(out)
+    return {"seconds": secs, "rows": len(df)}
+
+
+CONTENDERS = {"stage": _stage, "pandas": _pandas, "scan": _scan}
+NAMES = {
+    "stage": "driving_features on DuckDBEngine",
+    "pandas": "pandas groupby (read included)",
+    "scan": "DuckDB raw scan of the columns",
+}
+
+
+def _worker(kind: str, db: str, out: str, threads: int | None) -> None:
+    r = CONTENDERS[kind](db, out, threads)
+    r["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(r))
+
+
+def _measure(kind: str, db: Path, out: Path, repeat: int, threads: int | None) -> dict[str, Any]:
+    best: dict[str, Any] | None = None
+    for _ in range(repeat):
+        cmd = [sys.executable, __file__, "--worker", kind, str(db), str(out)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise SystemExit(f"{kind} failed:\n{res.stderr}")
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        if best is None or r["seconds"] < best["seconds"]:
+            best = r
+    assert best is not None
+    return best
+
+
+def main() -> None:
+    """Run the benchmark (or one contender with ``--worker``)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vehicles", type=int, default=200)
+    ap.add_argument("--days", type=int, default=28)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--worker", nargs=3, metavar=("KIND", "DB", "OUT"))
+    a = ap.parse_args()
+    if a.worker:
+        _worker(a.worker[0], a.worker[1], a.worker[2], a.threads)
+        return
+    import duckdb
+    import pandas as pd
+
+    db = _fleet(a.vehicles, a.days, a.seed)
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT count(*) FROM motion").fetchone()[0]  # type: ignore[index]
+    con.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = {k: Path(tmp) / f"{k}.parquet" for k in CONTENDERS}
+        res = {k: _measure(k, db, outs[k], a.repeat, a.threads) for k in CONTENDERS}
+        ours = pd.read_parquet(outs["stage"])
+        base = pd.read_parquet(outs["pandas"])
+        pd.testing.assert_frame_equal(ours, base, check_dtype=False, rtol=1e-9)
+    print(
+        f"\nmotion: {rows:,} rows ({a.vehicles} vehicles x {a.days} days); "
+        f"driving features: {res['stage']['rows']:,} rows; pandas output identical (rtol 1e-9)"
+    )
+    print(f"{'contender':<40}{'seconds':>9}{'motion rows/s':>16}{'peak RSS MiB':>14}")
+    for k, r in res.items():
+        print(
+            f"{NAMES[k]:<40}{r['seconds']:>9.2f}{rows / r['seconds']:>16,.0f}{r['peak_mb']:>14.0f}"
+        )
+    st = res["stage"]["seconds"]
+    sp, sc = res["pandas"]["seconds"] / st, res["scan"]["seconds"] / st
+    print(f"\nstage speed vs pandas:   {sp:.2f}x  (target >= 5x)  {'ok' if sp >= 5 else 'MISSED'}")
+    print(
+        f"stage speed vs raw scan: {sc:.2f}x  (target >= 0.35x)  {'ok' if sc >= 0.35 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
