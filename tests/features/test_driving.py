@@ -138,18 +138,18 @@ def test_incremental_build_equals_full_and_is_idempotent(wh: Warehouse, tmp_path
     weeks = [T0 + pd.Timedelta(days=7 * k) for k in range(3)]
     m = pd.concat([_motion(v, 200, start=w) for w in weeks for v in ("A", "B")])
     _load(wh, tmp_path, motion=m)
-    full = build_features(wh, full=True)
+    full = build_features(wh, full=True, only=["driving"])
     assert full.rows == {"driving": 6}
-    all_rows = wh.con.execute(
+    all_rows = wh.frame(
         "SELECT * EXCLUDE (computed_at) FROM features_driving ORDER BY vin, period_start"
-    ).df()
-    again = build_features(wh)  # recomputes from the latest stored week only
+    )
+    again = build_features(wh, only=["driving"])  # from the latest stored week only
     assert again.since == period_floor(weeks[-1], "week").isoformat()
     assert again.rows == {"driving": 2}
-    build_features(wh, since=weeks[1].date())
-    after = wh.con.execute(
+    build_features(wh, since=weeks[1].date(), only=["driving"])
+    after = wh.frame(
         "SELECT * EXCLUDE (computed_at) FROM features_driving ORDER BY vin, period_start"
-    ).df()
+    )
     pd.testing.assert_frame_equal(all_rows, after)
 
 
@@ -159,7 +159,9 @@ def test_cli_build_and_list(tmp_path: Path) -> None:
         _load(wh, tmp_path, motion=_motion("V1", 120))
     r = CliRunner().invoke(app, ["features", "build", "-w", str(db), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["rows"]["driving"] == 1
+    rows = json.loads(r.stdout)["rows"]
+    assert rows["driving"] == 1
+    assert set(rows) == {"driving", "cabin", "service", "charging", "commerce", "mobility"}
     r = CliRunner().invoke(app, ["features", "build", "-w", str(db), "--since", "yesterday"])
     assert r.exit_code == 2 and "is not a date" in r.output
     r = CliRunner().invoke(app, ["features", "list", "--json", "--domain", "driving"])
