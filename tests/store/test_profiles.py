@@ -203,7 +203,8 @@ def test_refresh_only_recomputes_due_tags(
 
     assert refresh(wh, store, cat, as_of=T0 + timedelta(days=1)).refreshed == []
     week = refresh(wh, store, cat, as_of=T0 + timedelta(days=7))
-    assert set(week.refreshed) == by_cadence["weekly"] == {"night_driver"}
+    assert "night_driver" in by_cadence["weekly"]
+    assert set(week.refreshed) == by_cadence["weekly"]
     assert set(week.skipped) == set(_buildable(cat)) - by_cadence["weekly"]
     month = refresh(wh, store, cat, as_of=T0 + timedelta(days=30))
     assert set(month.refreshed) == by_cadence["weekly"] | by_cadence["monthly"]
