@@ -365,8 +365,14 @@ def pending_files(folder: str | Path | None = None) -> list[Path]:
     They are complete catalogue files; once the features they read are in the feature
     dictionary they move up into the catalogue folder.
 
-    >>> [p.name for p in pending_files()]  # doctest: +ELLIPSIS
-    [...'lifecycle.yaml']
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "pending").mkdir()
+    >>> _ = (root / "pending" / "later.yaml").write_text("tags: []")
+    >>> [p.name for p in pending_files(root)]
+    ['later.yaml']
+    >>> pending_files()  # every built-in tag is live
+    []
     """
     root = Path(folder) if folder is not None else builtin_dir()
     return sorted((root / "pending").glob("*.yaml"))
