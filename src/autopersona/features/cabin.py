@@ -33,27 +33,18 @@ __all__ = [
 ]
 
 SOURCES = ["cabin_events", "motion"]
+
+
+def _allowed(column: str) -> tuple[str, ...]:
+    """Allowed values of a ``cabin_events`` column, from its contract (one source of truth)."""
+    from autopersona.contracts import get_contract
+
+    return tuple(str(v) for v in get_contract("cabin_events").column(column).allowed or [])
+
+
 #: Voice intents and media genres of the ``cabin_events`` contract (one share column each).
-INTENTS = (
-    "navigation",
-    "music",
-    "vehicle_control",
-    "phone",
-    "weather",
-    "news",
-    "charging",
-    "other",
-)
-GENRES = (
-    "news",
-    "finance_podcast",
-    "pop_music",
-    "classical",
-    "childrens_stories",
-    "rock",
-    "talk",
-    "sports",
-)
+INTENTS = _allowed("voice_intent")
+GENRES = _allowed("media_genre")
 KEY = ["vin", "period_start"]
 
 
