@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autopersona.features.driving import _bucket, _period, _since_filter
 from autopersona.features.engines import Engine
+from autopersona.features.frames import ratio as _ratio
+from autopersona.features.frames import run, text_columns, top_share
 
 __all__ = [
     "GENRES",
@@ -27,9 +29,6 @@ __all__ = [
     "SOURCES",
     "CabinParams",
     "cabin_features",
-    "run",
-    "text_columns",
-    "top_share",
 ]
 
 SOURCES = ["cabin_events", "motion"]
@@ -55,80 +54,6 @@ class CabinParams(BaseModel):
 
     moving_mps: float = Field(default=0.5, ge=0)
     min_driving_h: float = Field(default=0.1, gt=0)
-
-
-def run(eng: Engine, expr: Any) -> pd.DataFrame:
-    """Execute ``expr``; an empty result gets plain ``object`` columns for its strings.
-
-    pandas cannot merge on an empty Arrow-backed string column (no chunks), so steps merge
-    the frames this returns, which behave the same whether a part is empty or not.
-    """
-    df = eng.execute(expr)
-    if df.empty:
-        for col in df.columns:
-            if pd.api.types.is_string_dtype(df[col]):
-                df[col] = pd.Series([], dtype="object")
-    return df
-
-
-def text_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Turn ``object`` columns into pandas strings, stored as VARCHAR even when all null.
-
-    DuckDB would give an empty or all-null ``object`` column the type NULL.
-
-    Examples
-    --------
-    >>> text_columns(pd.DataFrame({"a": pd.Series([None], dtype="object")})).dtypes["a"]
-    <StringDtype(na_value=nan)>
-    """
-    for col in df.columns:
-        s = df[col]
-        if s.dtype == object and s.dropna().map(lambda v: isinstance(v, str)).all():
-            df[col] = s.astype("str")
-    return df
-
-
-def top_share(
-    df: pd.DataFrame, key: list[str], item: str, weight: str, prefix: str
-) -> pd.DataFrame:
-    """The heaviest ``item`` per ``key`` and its share of the key's total ``weight``.
-
-    Ties go to the smallest item name, so the choice is the same on every engine.
-
-    Parameters
-    ----------
-    df
-        One row per (key..., item) with a non-negative ``weight``.
-    key
-        Group columns.
-    item
-        Column naming the thing ranked (an app, a category, ...).
-    weight
-        Column to rank by.
-    prefix
-        Output columns are ``<prefix>`` (the item) and ``<prefix>_share``.
-
-    Examples
-    --------
-    >>> d = pd.DataFrame({"k": [1, 1, 1, 2], "app": ["b", "a", "c", "x"], "w": [2.0, 2.0, 1.0, 0]})
-    >>> top_share(d, ["k"], "app", "w", "top_app")
-       k top_app  top_app_share
-    0  1       a            0.4
-    1  2       x            NaN
-    """
-    d = df[df[item].notna()].copy()
-    if d.empty:
-        out = d[key].copy()
-        out[prefix] = pd.Series([], dtype="object")
-        out[f"{prefix}_share"] = pd.Series([], dtype="float64")
-        return out.reset_index(drop=True)
-    d[weight] = d[weight].fillna(0).astype("float64")
-    total = d.groupby(key)[weight].transform("sum")
-    d["_share"] = d[weight] / total.where(total > 0)
-    d = d.sort_values([*key, weight, item], ascending=[True] * len(key) + [False, True])
-    best = d.drop_duplicates(key, keep="first")
-    out = best[[*key, item, "_share"]].rename(columns={item: prefix, "_share": f"{prefix}_share"})
-    return out.reset_index(drop=True)
 
 
 def cabin_features(
@@ -204,11 +129,6 @@ def cabin_features(
     top = top_share(run(eng, apps), KEY, "app", "app_s", "top_app")
     out = out.merge(top, on=KEY, how="left")
     return text_columns(_finish(out, p).sort_values(KEY, kind="stable").reset_index(drop=True))
-
-
-def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    den = den.astype("float64")
-    return num.astype("float64") / den.where(den > 0)
 
 
 def _finish(df: pd.DataFrame, p: CabinParams) -> pd.DataFrame:

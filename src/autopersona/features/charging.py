@@ -21,9 +21,10 @@ from datetime import datetime, timedelta
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from autopersona.features.cabin import run, text_columns
 from autopersona.features.driving import _bucket, _night_share, _period, _since_filter
 from autopersona.features.engines import Engine
+from autopersona.features.frames import ratio as _ratio
+from autopersona.features.frames import run, text_columns
 
 __all__ = ["PLUG_IN", "SOURCES", "ChargingParams", "charging_features"]
 
@@ -154,11 +155,6 @@ def charging_features(
             columns={"night_share": "night_session_share"}
         )
     return text_columns(_finish(out, p).sort_values(KEY, kind="stable").reset_index(drop=True))
-
-
-def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    den = den.astype("float64")
-    return num.astype("float64") / den.where(den > 0)
 
 
 def _finish(df: pd.DataFrame, p: ChargingParams) -> pd.DataFrame:

@@ -21,9 +21,10 @@ from datetime import datetime
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from autopersona.features.cabin import run, text_columns, top_share
 from autopersona.features.driving import _period, _since_filter
 from autopersona.features.engines import Engine
+from autopersona.features.frames import ratio as _ratio
+from autopersona.features.frames import run, text_columns, top_share
 from autopersona.features.service import period_end
 
 __all__ = ["HOUR_BUCKETS", "SOURCES", "CommerceParams", "commerce_features", "local_hours"]
@@ -199,11 +200,6 @@ def _modal(zones: pd.Series) -> str:
     counts = zones.value_counts()
     best = counts[counts == counts.max()].index
     return str(sorted(best)[0])
-
-
-def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    den = den.astype("float64")
-    return num.astype("float64") / den.where(den > 0)
 
 
 def _finish(df: pd.DataFrame, period: str) -> pd.DataFrame:

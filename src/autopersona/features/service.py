@@ -24,9 +24,9 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from autopersona.features.cabin import run, text_columns
 from autopersona.features.driving import _bucket, _period, _since_filter
 from autopersona.features.engines import Engine
+from autopersona.features.frames import run, text_columns
 
 __all__ = ["SEVERITIES", "SOURCES", "ServiceParams", "period_end", "service_features"]
 
