@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from _harness import best_of
 
 CACHE = Path(tempfile.gettempdir()) / "autopersona-bench"
 #: motion columns the driving stage reads
@@ -257,19 +258,10 @@ def _worker(kind: str, db: str, out: str, threads: int | None) -> None:
 
 
 def _measure(kind: str, db: Path, out: Path, repeat: int, threads: int | None) -> dict[str, Any]:
-    best: dict[str, Any] | None = None
-    for _ in range(repeat):
-        cmd = [sys.executable, __file__, "--worker", kind, str(db), str(out)]
-        if threads:
-            cmd += ["--threads", str(threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            raise SystemExit(f"{kind} failed:\n{res.stderr}")
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        if best is None or r["seconds"] < best["seconds"]:
-            best = r
-    assert best is not None
-    return best
+    cmd = [sys.executable, __file__, "--worker", kind, str(db), str(out)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    return best_of(cmd, repeat)
 
 
 def main() -> None:

@@ -20,17 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _harness import best_of
 
 CACHE = Path(tempfile.gettempdir()) / "autopersona-bench"
 
 
 def _worker(kind: str, path: str, db: str) -> None:
     import duckdb
+
+    for leftover in (Path(db), Path(db + ".wal")):  # every run starts from an empty warehouse
+        leftover.unlink(missing_ok=True)
 
     t0 = time.perf_counter()
     if kind == "baseline":
@@ -56,20 +60,9 @@ def _worker(kind: str, path: str, db: str) -> None:
 
 
 def _measure(kind: str, path: Path, repeat: int) -> dict[str, float]:
-    best: dict[str, float] | None = None
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as d:
-            out = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, str(path), str(Path(d) / "w.duckdb")],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        if best is None or r["seconds"] < best["seconds"]:
-            best = r
-    assert best is not None
-    return best
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [sys.executable, __file__, "--worker", kind, str(path), str(Path(d) / "w.duckdb")]
+        return best_of(cmd, repeat)
 
 
 def main() -> None:
