@@ -135,6 +135,7 @@ def schema_show(
 # Each stage keeps its commands in its own ``cli`` module with a ``register(app)`` function.
 # Heavy imports stay inside the command functions so that ``--help`` is instant.
 from autopersona.demo import register as _register_demo  # noqa: E402
+from autopersona.evaluation.cli import register as _register_evaluation  # noqa: E402
 from autopersona.features.cli import register as _register_features  # noqa: E402
 from autopersona.identity.cli import register as _register_identity  # noqa: E402
 from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
@@ -149,6 +150,7 @@ _register_features(app)
 _register_identity(app)
 _register_tags(app)
 _register_models(app)
+_register_evaluation(app)
 
 
 def main() -> None:
