@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["DEFAULT_PSEUDONYM_KEY", "Settings", "get_settings"]
+
+#: The published default key for pseudonyms: fine for demos, refused outside demo mode
+#: (see :func:`autopersona.privacy.pseudo.check_settings`).
+DEFAULT_PSEUDONYM_KEY = "autopersona-demo-pseudonym-key-do-not-use-in-production"
 
 
 class Settings(BaseSettings):
@@ -26,6 +31,12 @@ class Settings(BaseSettings):
     warehouse: Path = Path("autopersona.duckdb")
     memory_limit: str | None = "3GB"
     threads: int | None = None
+    #: Demo mode: the default pseudonym key is accepted (never in a real deployment).
+    demo: bool = False
+    #: Secret key of the keyed-HMAC pseudonyms (``AUTOPERSONA_PSEUDONYM_KEY``).
+    pseudonym_key: SecretStr = SecretStr(DEFAULT_PSEUDONYM_KEY)
+    #: Differential-privacy budget (total epsilon) of a dataset without its own budget.
+    dp_budget: float = 4.0
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,126 @@
+"""CLI for privacy: ``autopersona privacy report|budget|erase|retention|…``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+_WH_OPT = typer.Option("--warehouse", "-w", help="DuckDB warehouse file (default: settings).")
+_STORE_OPT = typer.Option(
+    "--store", help="Profile store: postgresql://… URL or a DuckDB file (default: the warehouse)."
+)
+_JSON_OPT = typer.Option("--json", help="Machine-readable output.")
+
+
+def _out(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _fail(msg: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+def _wh_path(warehouse: Path | None) -> Path:
+    from autopersona.settings import get_settings
+
+    return warehouse or get_settings().warehouse
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``privacy`` command group."""
+    privacy_app = typer.Typer(
+        help="Privacy: DP reports and budgets, erasure, retention.", no_args_is_help=True
+    )
+    app.add_typer(privacy_app, name="privacy")
+
+    @privacy_app.command("report")
+    def report_cmd(
+        tag: Annotated[str, typer.Option("--tag", help="Tag whose distribution to release.")],
+        epsilon: Annotated[float, typer.Option("--epsilon", "-e", help="Epsilon of this report.")],
+        dataset: Annotated[
+            str, typer.Option("--dataset", help="Dataset whose budget pays.")
+        ] = "profiles",
+        warehouse: Annotated[Path | None, _WH_OPT] = None,
+        store: Annotated[str | None, _STORE_OPT] = None,
+        as_json: Annotated[bool, _JSON_OPT] = False,
+    ) -> None:
+        """Release a tag's distribution with epsilon-differential privacy (charged to the budget)."""
+        from autopersona.privacy.dp import BudgetExceeded, BudgetLedger, tag_distribution_report
+        from autopersona.store.profiles import open_store
+        from autopersona.store.warehouse import Warehouse
+
+        with Warehouse(_wh_path(warehouse)) as wh, open_store(store, warehouse=wh) as ps:
+            ledger = BudgetLedger(wh.con)
+            try:
+                rel = tag_distribution_report(ps, tag, epsilon, ledger, dataset=dataset)
+            except BudgetExceeded as exc:
+                raise _fail(f"privacy budget spent: {exc}", 3) from None
+            except (KeyError, ValueError) as exc:
+                raise _fail(str(exc.args[0]) if exc.args else str(exc)) from None
+            left = ledger.remaining(dataset)
+        if as_json:
+            _out({**rel.to_dict(), "remaining_epsilon": left})
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(
+            title=f"{tag}: DP counts (epsilon {rel.epsilon:g}, noise sd {rel.std:.2f}); "
+            f"dataset {dataset!r} has {left:g} left"
+        )
+        t.add_column("value")
+        t.add_column("noisy count", justify="right")
+        for k, v in rel.counts.items():
+            t.add_row(k, str(v))
+        Console().print(t)
+
+    @privacy_app.command("budget")
+    def budget_cmd(
+        dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset.")] = None,
+        set_to: Annotated[
+            float | None, typer.Option("--set", help="Set the dataset's total epsilon.")
+        ] = None,
+        warehouse: Annotated[Path | None, _WH_OPT] = None,
+        as_json: Annotated[bool, _JSON_OPT] = False,
+    ) -> None:
+        """Show privacy budgets (total, spent, left, releases), or set one with --set."""
+        from autopersona.privacy.dp import BudgetExceeded, BudgetLedger
+        from autopersona.store.warehouse import Warehouse
+
+        with Warehouse(_wh_path(warehouse)) as wh:
+            ledger = BudgetLedger(wh.con)
+            if set_to is not None:
+                if dataset is None:
+                    raise _fail("--set needs --dataset")
+                try:
+                    ledger.set_budget(dataset, set_to)
+                except (BudgetExceeded, ValueError) as exc:
+                    raise _fail(str(exc)) from None
+            names = [dataset] if dataset else ledger.datasets()
+            rows = [
+                {
+                    "dataset": d,
+                    "budget": ledger.budget(d),
+                    "spent": ledger.spent(d),
+                    "remaining": ledger.remaining(d),
+                    "releases": len(ledger.entries(d)),
+                }
+                for d in names
+            ]
+        if as_json:
+            _out(rows)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title="Privacy budgets (epsilon, sequential composition)")
+        for h in ("dataset", "budget", "spent", "remaining", "releases"):
+            t.add_column(h)
+        for r in rows:
+            t.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in r.values()))
+        Console().print(t)
