@@ -1,0 +1,240 @@
+"""The decision record and its log table ``strategy_decisions``.
+
+A :class:`Decision` is what the strategy engine decided for one person, one strategy and
+one trigger: send on a channel, or suppress / hold / expire with the guard responsible.
+Every decision is appended to the warehouse table ``strategy_decisions`` (one column per
+field; ``offer`` as JSON), including the suppressed ones.  The log is append-only: a held
+message that is later released or expires gets a new row with the same
+``idempotency_key``.
+
+Examples
+--------
+>>> key = idempotency_key("adas_trial_end", "PER-1", "2026-03-01")
+>>> len(key), key == idempotency_key("adas_trial_end", "PER-1", "2026-03-01")
+(64, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "DECISIONS_TABLE",
+    "DECISION_COLUMNS",
+    "GUARDS",
+    "STATUSES",
+    "TRIGGERS",
+    "Decision",
+    "create_decision_table",
+    "decisions_frame",
+    "idempotency_key",
+    "read_decisions",
+    "write_decisions",
+]
+
+DECISIONS_TABLE = "strategy_decisions"
+#: Decision statuses.
+STATUSES = ("send", "suppressed", "held", "expired")
+#: Trigger kinds (a calendar trigger relative to a date column is a ``schedule``).
+TRIGGERS = ("schedule", "metric", "event")
+#: Guards that may suppress or hold a decision.
+GUARDS = (
+    "consent",
+    "quiet_hours",
+    "cap_person_day",
+    "cap_channel_day",
+    "cap_strategy",
+    "cap_global",
+    "driving_safety",
+    "duplicate",
+    "arbitration",
+    "holdout",
+    "no_channel",
+)
+
+
+def idempotency_key(strategy_id: str, person_id: str, trigger_key: str) -> str:
+    """SHA-256 (hex) of ``(strategy_id, person_id, trigger_key)``: same trigger, same key."""
+    blob = "\x1f".join((strategy_id, person_id, trigger_key)).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of the strategy engine (see the module docstring).
+
+    Attributes
+    ----------
+    decision_id
+        uuid4 hex, unique per logged row.
+    idempotency_key
+        :func:`idempotency_key` of (strategy_id, person_id, trigger_key).
+    person_id
+        Person from identity linkage, or the VIN / customer id when no person is known.
+    vin
+        Vehicle the decision concerns (None for customer-only strategies).
+    strategy_id, trigger, trigger_key
+        Strategy, trigger kind (``schedule`` | ``metric`` | ``event``) and the trigger's key
+        (a date for schedules and metric periods, the event id for live events).
+    channel
+        Chosen channel after consent and fallbacks; None when suppressed without one.
+    status
+        ``send`` | ``suppressed`` | ``held`` | ``expired``.
+    guard
+        Guard that suppressed or held it (None for sends).
+    reason
+        Human-readable explanation.
+    arm
+        Experiment arm: ``treatment`` | ``control`` | ``baseline``.
+    priority, expected_value
+        Used by arbitration (higher first).
+    title, body, offer
+        Rendered content and the offer.
+    created_at
+        Decision time (UTC): the event time for live events, the as-of time for batches.
+    not_after
+        Expiry of a held message.
+    """
+
+    decision_id: str
+    idempotency_key: str
+    person_id: str
+    vin: str | None
+    strategy_id: str
+    trigger: str
+    trigger_key: str
+    channel: str | None
+    status: str
+    guard: str | None
+    reason: str
+    arm: str
+    priority: int
+    expected_value: float
+    title: str
+    body: str
+    offer: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    not_after: datetime | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The decision as a flat dict for the log table (``offer`` as JSON text)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["offer"] = json.dumps(self.offer, sort_keys=True, default=str)
+        return d
+
+
+DECISION_COLUMNS: list[str] = [f.name for f in fields(Decision)]
+
+_DDL = f"""CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE} (
+    decision_id VARCHAR NOT NULL,
+    idempotency_key VARCHAR NOT NULL,
+    person_id VARCHAR NOT NULL,
+    vin VARCHAR,
+    strategy_id VARCHAR NOT NULL,
+    "trigger" VARCHAR NOT NULL,
+    trigger_key VARCHAR NOT NULL,
+    channel VARCHAR,
+    status VARCHAR NOT NULL,
+    guard VARCHAR,
+    reason VARCHAR NOT NULL,
+    arm VARCHAR NOT NULL,
+    priority INTEGER NOT NULL,
+    expected_value DOUBLE NOT NULL,
+    title VARCHAR NOT NULL,
+    body VARCHAR NOT NULL,
+    offer JSON,
+    created_at TIMESTAMPTZ NOT NULL,
+    not_after TIMESTAMPTZ
+)"""
+
+
+def create_decision_table(con: Any) -> None:
+    """Create ``strategy_decisions`` (and its indexes) on a DuckDB connection if absent."""
+    con.execute(_DDL)
+    con.execute(
+        f"CREATE INDEX IF NOT EXISTS {DECISIONS_TABLE}_key ON {DECISIONS_TABLE} (idempotency_key)"
+    )
+    con.execute(
+        f"CREATE INDEX IF NOT EXISTS {DECISIONS_TABLE}_person ON {DECISIONS_TABLE} (person_id)"
+    )
+
+
+def decisions_frame(decisions: list[Decision]) -> pd.DataFrame:
+    """Decisions as a frame with the log's columns."""
+    if not decisions:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in DECISION_COLUMNS})
+    return pd.DataFrame([d.row() for d in decisions], columns=DECISION_COLUMNS)
+
+
+def write_decisions(con: Any, decisions: list[Decision]) -> int:
+    """Append ``decisions`` to the log through ``con`` (a DuckDB connection); returns rows.
+
+    Runs in the caller's transaction when one is open on ``con``, so a delivery outbox can
+    write its rows atomically with the decisions.
+    """
+    if not decisions:
+        return 0
+    create_decision_table(con)
+    rows = [
+        [
+            d.decision_id,
+            d.idempotency_key,
+            d.person_id,
+            d.vin,
+            d.strategy_id,
+            d.trigger,
+            d.trigger_key,
+            d.channel,
+            d.status,
+            d.guard,
+            d.reason,
+            d.arm,
+            int(d.priority),
+            float(d.expected_value),
+            d.title,
+            d.body,
+            json.dumps(d.offer, sort_keys=True, default=str),
+            d.created_at,
+            d.not_after,
+        ]
+        for d in decisions
+    ]
+    marks = ", ".join("?" for _ in DECISION_COLUMNS)
+    cols = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
+    con.executemany(f"INSERT INTO {DECISIONS_TABLE} ({cols}) VALUES ({marks})", rows)
+    return len(rows)
+
+
+def _utc(v: Any) -> datetime | None:
+    if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
+        return None
+    t = pd.Timestamp(v)
+    if t.tzinfo is None:
+        t = t.tz_localize(UTC)
+    out: datetime = t.tz_convert(UTC).to_pydatetime()
+    return out
+
+
+def read_decisions(con: Any, where: str = "", params: list[Any] | None = None) -> list[Decision]:
+    """Read decisions back from the log (``where`` is an SQL condition over its columns)."""
+    create_decision_table(con)
+    cols = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
+    sql = f"SELECT {cols} FROM {DECISIONS_TABLE}"
+    if where:
+        sql += f" WHERE {where}"
+    cur = con.execute(sql + " ORDER BY created_at, decision_id", params or [])
+    out: list[Decision] = []
+    for r in cur.fetchall():
+        d = dict(zip(DECISION_COLUMNS, r, strict=True))
+        offer = d["offer"]
+        d["offer"] = json.loads(offer) if isinstance(offer, str) else (offer or {})
+        d["created_at"] = _utc(d["created_at"])
+        d["not_after"] = _utc(d["not_after"])
+        out.append(Decision(**d))
+    return out
