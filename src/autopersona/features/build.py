@@ -18,19 +18,22 @@ import pandas as pd
 
 from autopersona.features.cabin import SOURCES as CABIN_SOURCES
 from autopersona.features.cabin import cabin_features
+from autopersona.features.charging import LOOKBACK as CHARGING_LOOKBACK
 from autopersona.features.charging import SOURCES as CHARGING_SOURCES
 from autopersona.features.charging import charging_features
+from autopersona.features.commerce import LOOKBACK as COMMERCE_LOOKBACK
 from autopersona.features.commerce import SOURCES as COMMERCE_SOURCES
 from autopersona.features.commerce import commerce_features
 from autopersona.features.dictionary import domains
 from autopersona.features.driving import SOURCES as DRIVING_SOURCES
 from autopersona.features.driving import driving_features
 from autopersona.features.engines import Engine, make_engine
+from autopersona.features.service import LOOKBACK as SERVICE_LOOKBACK
 from autopersona.features.service import SOURCES as SERVICE_SOURCES
 from autopersona.features.service import service_features
 from autopersona.store.warehouse import Warehouse
 
-__all__ = ["BuildReport", "build_features", "period_floor"]
+__all__ = ["LOOKBACKS", "STEPS", "BuildReport", "build_features", "period_floor"]
 
 Step = Callable[..., pd.DataFrame]
 #: domain -> (function, tables it reads)
@@ -40,6 +43,14 @@ STEPS: dict[str, tuple[Step, list[str]]] = {
     "service": (service_features, SERVICE_SOURCES),
     "charging": (charging_features, CHARGING_SOURCES),
     "commerce": (commerce_features, COMMERCE_SOURCES),
+}
+#: domain -> history each source needs before ``since`` (None: all of it; absent: none).
+#: The DuckDB engine reads the warehouse as is; the Spark engine exports from these bounds,
+#: so an incremental Spark build reads what the full one would for the same periods.
+LOOKBACKS: dict[str, dict[str, timedelta | None]] = {
+    "service": SERVICE_LOOKBACK,
+    "charging": CHARGING_LOOKBACK,
+    "commerce": COMMERCE_LOOKBACK,
 }
 
 
@@ -191,7 +202,7 @@ def build_features(
             latest = _latest_period(wh, table, period)
             start = period_floor(latest, period) if latest else None
         report.since = start.isoformat() if start else None
-        eng: Engine = make_engine(engine, wh, sources, start)
+        eng: Engine = make_engine(engine, wh, sources, start, lookback=LOOKBACKS.get(name))
         try:
             df = step(eng, period=period, since=start, **(step_kwargs or {}))
         finally:

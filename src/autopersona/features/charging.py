@@ -29,6 +29,9 @@ from autopersona.features.frames import run, text_columns
 __all__ = ["PLUG_IN", "SOURCES", "ChargingParams", "charging_features"]
 
 SOURCES = ["vehicle_signals", "vehicles"]
+#: history each source needs before ``since``: a session running across ``since`` is
+#: recognised from samples up to ``session_gap_s`` earlier (a day covers any sane setting)
+LOOKBACK: dict[str, timedelta | None] = {"vehicle_signals": timedelta(days=1)}
 #: Energy types with a charge port.
 PLUG_IN = ("BEV", "PHEV", "EREV")
 KEY = ["vin", "period_start"]
@@ -39,7 +42,7 @@ class ChargingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    session_gap_s: float = Field(default=900.0, gt=0)
+    session_gap_s: float = Field(default=900.0, gt=0, le=86400)  # within LOOKBACK
     low_soc_pct: float = Field(default=20.0, ge=0, le=100)
     moving_mps: float = Field(default=0.5, ge=0)
     min_observed_days: float = Field(default=1.0, gt=0)

@@ -16,7 +16,7 @@ dictionary ``dictionary/commerce.yaml`` defines each column.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +30,9 @@ from autopersona.features.service import period_end
 __all__ = ["HOUR_BUCKETS", "SOURCES", "CommerceParams", "commerce_features", "local_hours"]
 
 SOURCES = ["commerce_events", "orders", "reviews", "accounts"]
+#: history each source needs before ``since`` (None: all of it): recency, repurchase
+#: interval and orders to date read every earlier order
+LOOKBACK: dict[str, timedelta | None] = {"orders": None}
 KEY = ["customer_id", "period_start"]
 DAY_S = 86400.0
 #: Local-hour buckets of the active-hours shares: name -> [start, end) hours.

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tempfile
 from abc import ABC, abstractmethod
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,9 @@ class SparkEngine(Engine):
         Tables the steps read.
     since
         Export only rows at or after this instant (tables with a time column).
+    lookback
+        History a table needs before ``since``: ``None`` exports all of it, a duration
+        exports from ``since`` minus it; tables not named start at ``since``.
     master
         Spark master URL.
     """
@@ -126,6 +130,7 @@ class SparkEngine(Engine):
         tables: list[str],
         since: datetime | None = None,
         master: str = "local[2]",
+        lookback: Mapping[str, timedelta | None] | None = None,
     ) -> None:
         import ibis
         from pyspark.sql import SparkSession
@@ -136,9 +141,10 @@ class SparkEngine(Engine):
             c = wh.contracts[t]
             where = ""
             params: list[Any] = []
-            if since is not None and c.time_column:
+            back = (lookback or {}).get(t, timedelta(0))
+            if since is not None and c.time_column and back is not None:
                 where = f' WHERE "{c.time_column}" >= ?'
-                params = [since]
+                params = [since - back]
             wh.con.execute(
                 f"COPY (SELECT * FROM \"{t}\"{where}) TO '{lake / t}.parquet' (FORMAT parquet)",
                 params,
@@ -173,9 +179,14 @@ class SparkEngine(Engine):
 
 
 def make_engine(
-    name: str, wh: Warehouse, tables: list[str], since: datetime | None = None
+    name: str,
+    wh: Warehouse,
+    tables: list[str],
+    since: datetime | None = None,
+    *,
+    lookback: Mapping[str, timedelta | None] | None = None,
 ) -> Engine:
-    """An engine by name: ``duckdb`` or ``spark``.
+    """An engine by name: ``duckdb`` or ``spark`` (``lookback``: see :class:`SparkEngine`).
 
     Raises
     ------
@@ -185,5 +196,5 @@ def make_engine(
     if name == "duckdb":
         return DuckDBEngine(wh)
     if name == "spark":
-        return SparkEngine(wh, tables, since)
+        return SparkEngine(wh, tables, since, lookback=lookback)
     raise ValueError(f"unknown engine {name!r}: use duckdb or spark")

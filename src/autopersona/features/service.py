@@ -18,7 +18,7 @@ a warning or a DTC in it.  The dictionary ``dictionary/service.yaml`` defines ea
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -31,6 +31,13 @@ from autopersona.features.frames import run, text_columns
 __all__ = ["SEVERITIES", "SOURCES", "ServiceParams", "period_end", "service_features"]
 
 SOURCES = ["service_records", "warnings", "dtc_events", "vehicles", "vehicle_signals"]
+#: history each source needs before ``since`` (None: all of it; absent: none) — the
+#: "to date" features read every earlier visit, warning and DTC
+LOOKBACK: dict[str, timedelta | None] = {
+    "service_records": None,
+    "warnings": None,
+    "dtc_events": None,
+}
 SEVERITIES = ("info", "warning", "critical")
 KEY = ["vin", "period_start"]
 DAY_S = 86400.0
