@@ -1,0 +1,29 @@
+"""Delivery: the transactional outbox, channel adapters and the live engine.
+
+Decisions to send are written to the outbox in the same transaction as the decision log
+(:mod:`autopersona.delivery.outbox`); a dispatcher sends them through one adapter per channel
+(:mod:`autopersona.delivery.channels`) with retries, backoff and a dead letter; the live engine
+(:mod:`autopersona.delivery.live`) turns vehicle events from MQTT into decisions and sends.
+"""
+
+from autopersona.delivery.config import ChannelsConfig, RetryPolicy, load_channels_config
+from autopersona.delivery.outbox import (
+    DuckDBOutbox,
+    Outbox,
+    OutboxMessage,
+    PostgresOutbox,
+    SendResult,
+    open_outbox,
+)
+
+__all__ = [
+    "ChannelsConfig",
+    "DuckDBOutbox",
+    "Outbox",
+    "OutboxMessage",
+    "PostgresOutbox",
+    "RetryPolicy",
+    "SendResult",
+    "load_channels_config",
+    "open_outbox",
+]

@@ -1,0 +1,122 @@
+"""Head unit: publish the message to the vehicle's MQTT topic (QoS 1 by default).
+
+The payload is the message as JSON; the idempotency key travels both in the payload and as
+an MQTT 5 user property, and ``not_after`` becomes the message expiry interval, so a car that
+comes online too late does not show a stale offer.  A send counts as done when the broker
+acknowledges it (PUBACK); a broker that is down or slow makes the attempt retryable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from autopersona.delivery.channels.base import IDEMPOTENCY_FIELD, Channel, message_body
+from autopersona.delivery.config import MqttBroker, MqttSpec
+from autopersona.delivery.mqtt import ConnectionWatch, make_client
+from autopersona.delivery.outbox import OutboxMessage, SendResult
+
+__all__ = ["HeadUnitChannel", "headunit_topic"]
+
+
+def headunit_topic(spec: MqttSpec, broker: MqttBroker, vin: str) -> str:
+    """The head-unit topic of ``vin``.
+
+    >>> headunit_topic(MqttSpec(kind="mqtt"), MqttBroker(), "V1")
+    'autopersona/v1/vehicles/V1/headunit'
+    """
+    return spec.topic.format(prefix=broker.topic_prefix, vin=vin)
+
+
+class HeadUnitChannel(Channel):
+    """Publish to ``{prefix}/vehicles/{vin}/headunit`` through its own MQTT connection.
+
+    Parameters
+    ----------
+    spec
+        Topic template, QoS and acknowledgement timeout.
+    broker
+        Broker address and topic prefix.
+    client_id
+        MQTT client id of the publisher (default: the broker's ``client_id`` + ``-out``).
+    """
+
+    name = "head_unit"
+
+    def __init__(self, spec: MqttSpec, broker: MqttBroker, client_id: str | None = None) -> None:
+        self.spec = spec
+        self.broker = broker
+        self.watch = ConnectionWatch()
+        self.client = make_client(client_id or f"{broker.client_id}-out")
+        self.client.on_connect = self.watch.on_connect
+        self.client.on_disconnect = self.watch.on_disconnect
+        self.client.reconnect_delay_set(1, 30)
+        self._started = False
+
+    def _ensure(self, wait_s: float) -> bool:
+        if not self._started:
+            self._started = True
+            with contextlib.suppress(OSError):
+                self.client.connect_async(
+                    self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s
+                )
+            self.client.loop_start()
+        return self.watch.connected.wait(wait_s)
+
+    def send(self, message: OutboxMessage) -> SendResult:
+        """Publish one message and wait for the broker's acknowledgement."""
+        return self.send_batch([message])[0]
+
+    def send_batch(self, messages: Sequence[OutboxMessage]) -> list[SendResult]:
+        """Publish every message, then wait for all acknowledgements."""
+        if not messages:
+            return []
+        if not self._ensure(min(5.0, self.spec.timeout_s)):
+            err = SendResult.retry(
+                f"head_unit: broker {self.broker.host}:{self.broker.port} not connected"
+                f" ({self.watch.reason or 'connecting'})"
+            )
+            return [err] * len(messages)
+        now = datetime.now(UTC)
+        infos: list[mqtt.MQTTMessageInfo | SendResult] = []
+        for m in messages:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.UserProperty = [(IDEMPOTENCY_FIELD, m.idempotency_key)]
+            props.ContentType = "application/json"
+            if m.not_after is not None:
+                left = int((m.not_after - now).total_seconds())
+                if left <= 0:
+                    infos.append(SendResult.too_late(m.not_after))
+                    continue
+                props.MessageExpiryInterval = left
+            body = json.dumps(message_body(m), default=str, sort_keys=True)
+            infos.append(self.client.publish(m.address, body, qos=self.spec.qos, properties=props))
+        deadline = time.monotonic() + self.spec.timeout_s
+        out: list[SendResult] = []
+        for info in infos:
+            if isinstance(info, SendResult):
+                out.append(info)
+                continue
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:
+                out.append(SendResult.retry(f"head_unit: {exc}"))
+                continue
+            if info.is_published():
+                out.append(SendResult.sent())
+            else:
+                out.append(SendResult.retry(f"head_unit: no PUBACK in {self.spec.timeout_s:g}s"))
+        return out
+
+    def close(self) -> None:
+        """Disconnect."""
+        if self._started:
+            self.client.disconnect()
+            self.client.loop_stop()
