@@ -18,8 +18,10 @@ to its end:
   cancelled later: a ``cancel`` event per line and a cancellation order ``C<order_id>`` with
   negative quantities;
 * reviews follow 20–40 % of kept purchases 3–14 days later with a rating
-  ``round(3.6 + 1.6 satisfaction + quality + N(0, 0.6))`` and text whose sentiment
-  matches the rating; chats follow cancellations and bad reviews.
+  ``round(3.6 + 1.6 satisfaction + quality + N(0, 0.6))`` and text composed from phrase
+  pools along a per-rating clause plan (:func:`review_text`: varied wording whose sentiment
+  follows the rating, mixed clauses in the middle); chats follow cancellations and bad
+  reviews.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from autopersona.simulate.identity import Account
 from autopersona.simulate.ids import make_id, shared_rng
 from autopersona.simulate.truth import Person, VehicleSpec
 
-__all__ = ["CATEGORIES", "Catalogue", "catalogue", "commerce_rows"]
+__all__ = ["CATEGORIES", "Catalogue", "catalogue", "commerce_rows", "review_text"]
 
 US = 1_000_000
 DAY = 86400
@@ -151,33 +153,148 @@ CANCEL_REASONS = (
     "changed_mind",
     "price_too_high",
 )
-REVIEW_TEXT = {
-    1: (
-        "Terrible quality, it broke after two days. Very disappointed.",
-        "Does not fit my car at all and support was useless. Awful.",
-        "Complete waste of money, would not recommend to anyone.",
+#: Review phrase pools by polarity; :func:`review_text` composes a review from them.
+REVIEW_PHRASES: dict[str, tuple[str, ...]] = {
+    "strong_pos": (
+        "absolutely love {it}",
+        "{it} exceeded my expectations",
+        "best purchase I have made for the car this year",
+        "{it} is superb, perfect fit and finish",
+        "outstanding quality, feels premium",
+        "fantastic, works exactly as described",
+        "brilliant value, I would buy {it} again in a heartbeat",
+        "top notch, my partner wants one too",
     ),
-    2: (
-        "Poor quality for the price, not happy with it.",
-        "Arrived late and looks cheap. Disappointed.",
-        "Works sometimes but feels flimsy. Not great.",
+    "pos": (
+        "{it} works well",
+        "good quality for the money",
+        "easy to install, took ten minutes",
+        "fits my car nicely",
+        "delivery was quick and the packaging was solid",
+        "does what it says",
+        "solid build and nice finish",
+        "happy with {it} so far",
+        "instructions were clear and setup was painless",
+        "seller answered my question quickly",
+        "noticeably better than the one I had before",
+        "looks great in the car",
     ),
-    3: (
-        "It is okay, does the job but nothing special.",
-        "Average product, delivery was fine.",
-        "Acceptable for the price, some minor issues.",
+    "mild_neg": (
+        "delivery took a few days longer than promised",
+        "the manual could be clearer",
+        "a bit pricey",
+        "the colour is slightly different from the photos",
+        "the box arrived a little dented",
+        "fitting it was fiddly",
     ),
-    4: (
-        "Good quality and easy to install, happy with it.",
-        "Works well in my car, fast delivery.",
-        "Nice product, good value for money.",
+    "neutral": (
+        "{it} is okay, nothing special",
+        "average, does the job",
+        "it works but I expected more for the price",
+        "fine for occasional use",
+        "not bad, not great",
+        "acceptable quality, time will tell",
+        "mixed feelings about {it}",
     ),
+    "neg": (
+        "{it} stopped working after a week",
+        "poor build quality, feels cheap",
+        "does not fit my model despite the listing",
+        "it rattles constantly while driving",
+        "arrived with a scratch and a missing screw",
+        "the app that goes with {it} keeps crashing",
+        "customer service never replied to my emails",
+        "far too expensive for what you get",
+        "instructions are useless and installation was a nightmare",
+        "it overheats on long trips",
+    ),
+    "strong_neg": (
+        "{it} broke on the second day, total waste of money",
+        "terrible, I am sending {it} back",
+        "worst purchase I have made in years",
+        "dangerous, it came loose on the motorway",
+        "complete rubbish, avoid",
+        "awful quality and a refund is taking forever",
+    ),
+    "pos_close": (
+        "Highly recommend.",
+        "Five stars from me.",
+        "Will buy again.",
+        "Would recommend to friends.",
+        "Great value.",
+        "",
+    ),
+    "neg_close": (
+        "Would not recommend.",
+        "Very disappointed.",
+        "Returning it.",
+        "Avoid this one.",
+        "Not worth it.",
+        "",
+    ),
+    "neutral_close": ("It will do for now.", "Three stars.", "Okay for the price.", ""),
+}
+#: Clause plan per star rating: pools to draw one clause each from, then the closing pool.
+REVIEW_PLANS: dict[int, tuple[tuple[tuple[str, ...], str], ...]] = {
     5: (
-        "Excellent! Perfect fit and great quality, highly recommend.",
-        "Love it, works perfectly and arrived quickly. Five stars!",
-        "Fantastic product, exactly as described. Will buy again.",
+        (("strong_pos", "pos"), "pos_close"),
+        (("strong_pos",), "pos_close"),
+        (("pos", "strong_pos"), "pos_close"),
+    ),
+    4: ((("pos",), "pos_close"), (("pos", "pos"), "pos_close"), (("pos", "mild_neg"), "")),
+    3: (
+        (("neutral",), "neutral_close"),
+        (("pos", "neg"), "neutral_close"),
+        (("neutral", "mild_neg"), ""),
+    ),
+    2: ((("neg",), "neg_close"), (("neg", "mild_neg"), ""), (("pos", "neg"), "neg_close")),
+    1: (
+        (("strong_neg",), "neg_close"),
+        (("strong_neg", "neg"), "neg_close"),
+        (("neg", "strong_neg"), ""),
     ),
 }
+
+
+def review_text(rating: int, noun: str, key: str) -> str:
+    """Review text for a star ``rating`` about a product ``noun``, varied by ``key``.
+
+    The phrasing is drawn from :data:`REVIEW_PHRASES` along one of the rating's clause plans
+    (two-clause plans mix polarities, so a four-star review may grumble about delivery),
+    with a generator seeded from ``key`` (the message id): the same key gives the same text
+    and the vehicle's random streams are untouched.
+
+    >>> review_text(5, "dash cam", "MSG-1") == review_text(5, "dash cam", "MSG-1")
+    True
+    >>> len({review_text(4, "seat cover", f"MSG-{i}") for i in range(50)}) > 30
+    True
+    """
+    import hashlib
+
+    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+    r = np.random.default_rng(h)
+    plans = REVIEW_PLANS[int(rating)]
+    pools, close = plans[int(r.integers(len(plans)))]
+    it = ("the " if r.random() < 0.6 else "this ") + noun
+    clauses = []
+    for pool in pools:
+        phrases = REVIEW_PHRASES[pool]
+        clauses.append(phrases[int(r.integers(len(phrases)))].format(it=it))
+        it = "it"
+    joiner = (
+        (" but " if "neg" in pools[-1] and "pos" in pools[0] else ", ") if len(pools) > 1 else ""
+    )
+    text = joiner.join(clauses)
+    text = text[0].upper() + text[1:] + "."
+    if close:
+        phrases = REVIEW_PHRASES[close]
+        tail = phrases[int(r.integers(len(phrases)))]
+        text = f"{text} {tail}".strip()
+    if r.random() < 0.15:  # typed quickly on a phone
+        text = text.lower().rstrip(".")
+    return text
+
+
 CHAT_TEXT = {
     "cancel": (
         "Hi, I want to cancel my order please, {reason}.",
@@ -467,7 +584,9 @@ def commerce_rows(
                         )
                     )
                     n_msg += 1
-                    txt = REVIEW_TEXT[rating][int(rng.integers(3))]
+                    rng.integers(3)  # kept: the stream drew the text variant here
+                    noun = cat.description[prod].split(" ", 1)[1]
+                    txt = review_text(rating, noun, make_id("MSG", seed, acc.account_id, n_msg))
                     reviews.append(
                         _msg(
                             seed,
