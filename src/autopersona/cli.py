@@ -134,6 +134,7 @@ def schema_show(
 
 # Each stage keeps its commands in its own ``cli`` module with a ``register(app)`` function.
 # Heavy imports stay inside the command functions so that ``--help`` is instant.
+from autopersona.api.cli import register as _register_api  # noqa: E402
 from autopersona.demo import register as _register_demo  # noqa: E402
 from autopersona.evaluation.cli import register as _register_evaluation  # noqa: E402
 from autopersona.features.cli import register as _register_features  # noqa: E402
@@ -153,6 +154,7 @@ _register_tags(app)
 _register_models(app)
 _register_privacy(app)
 _register_evaluation(app)
+_register_api(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered HTML pages with inline SVG charts, no external assets."""
