@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -32,6 +33,48 @@ def _emit(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str, allow_nan=False))
 
 
+def _print_analysis(res: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    srm = res["srm"]
+    sizes = ", ".join(f"{a['arm']} {a['n']:,}" for a in res["arms"])
+    flag = "[red]MISMATCH[/]" if srm["mismatch"] else "ok"
+    console.print(f"{res['source']}: {sizes}; sample ratio p = {srm['p_value']:.3g} ({flag})")
+    for out in res["outcomes"]:
+        rate = out["kind"] == "rate"
+        t = Table(title=f"{out['outcome']} ({out['kind']}) vs {res['control']}")
+        for col in ("arm", "n", "rate" if rate else "mean", "diff", "CI", "p", "p adj."):
+            t.add_column(col, justify="left" if col == "arm" else "right")
+        comps = {c["arm"]: c for c in out["comparisons"]}
+        for a in out["arms"]:
+            c = comps.get(a["arm"])
+            level = a["rate"] if rate else a["mean"]
+            row = [a["arm"], f"{a['n']:,}", f"{level:.6f}"]
+            if c:
+                row += [
+                    f"{c['diff']:+.6f}",
+                    f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
+                    f"{c['p_value']:.3g}",
+                    f"{c['p_adjusted']:.3g}",
+                ]
+            else:
+                row += ["control", "", "", ""]
+            t.add_row(*row)
+        console.print(t)
+        if "cuped" in out:
+            cu = out["cuped"]
+            parts = "; ".join(
+                f"{c['arm']} {c['diff']:+.6f} [{c['ci_low']:+.6f}, {c['ci_high']:+.6f}]"
+                for c in cu["comparisons"]
+            )
+            console.print(
+                f"  CUPED (theta {cu['theta']:.4g}, variance -{cu['variance_reduction']:.1%}): "
+                + parts
+            )
+
+
 def register(app: typer.Typer) -> None:
     """Attach the ``experiment`` command group (and the other evaluation groups) to ``app``."""
     experiment_app = typer.Typer(
@@ -41,9 +84,65 @@ def register(app: typer.Typer) -> None:
     app.add_typer(experiment_app, name="experiment")
 
     @experiment_app.command("analyze")
-    def experiment_analyze() -> None:
-        """Compare every arm with the control (being built)."""
-        raise _fail("experiment analyze is not available yet")
+    def experiment_analyze(
+        data: Annotated[Path, typer.Option("--data", help="Experiment table (CSV or Parquet).")],
+        arm: Annotated[str, typer.Option("--arm", help="Arm column.")],
+        control: Annotated[str, typer.Option("--control", help="The control arm's value.")],
+        outcome: Annotated[
+            str,
+            typer.Option(
+                "--outcome",
+                help="Outcome column(s), comma-separated; name:rate or name:mean forces the kind.",
+            ),
+        ],
+        covariate: Annotated[
+            str | None, typer.Option("--covariate", help="Pre-period covariate for CUPED.")
+        ] = None,
+        alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.05,
+        correction: Annotated[
+            str, typer.Option("--correction", help="holm, bh or none (over all comparisons).")
+        ] = "holm",
+        ci: Annotated[str, typer.Option("--ci", help="Rate interval: wald or newcomb.")] = "wald",
+        planned: Annotated[
+            str | None,
+            typer.Option(
+                "--planned", help="Planned arm shares, control first then sorted arms: 1,1,1."
+            ),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Per-arm rates or means and differences against the control, with CIs and p-values."""
+        from autopersona.evaluation.analyze import analyze_file
+        from autopersona.models._input import InputError
+
+        if correction not in ("holm", "bh", "none"):
+            raise _fail(f"--correction {correction!r}: use holm, bh or none")
+        if ci not in ("wald", "newcomb"):
+            raise _fail(f"--ci {ci!r}: use wald or newcomb")
+        shares = None
+        if planned:
+            try:
+                shares = [float(v) for v in planned.split(",")]
+            except ValueError:
+                raise _fail(f"--planned {planned!r}: give numbers such as 1,1,1") from None
+        try:
+            res = analyze_file(
+                data,
+                arm=arm,
+                control=control,
+                outcomes=outcome,
+                covariate=covariate,
+                alpha=alpha,
+                correction=correction,
+                ci=ci,
+                planned=shares,
+            )
+        except (InputError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        if as_json:
+            _emit(res)
+            return
+        _print_analysis(res)
 
     for module, func in _EXTRA:
         try:
