@@ -240,10 +240,14 @@ def test_hillstrom_womens_email_visit_qini_positive(shared_data):
     feats = ["recency", "history", "mens", "womens", "zip_code", "newbie", "channel"]
     tr, te = train_test_split(df, test_size=0.3, random_state=0, stratify=df["segment"])
     m = XLearner(control="No E-Mail", seed=0).fit(tr[feats], tr["segment"], tr["visit"])
-    (score,) = evaluate_uplift(
-        te["visit"], m.predict(te[feats]), te["segment"], "No E-Mail", m.treatments_
-    )
+    pred = m.predict(te[feats])
+    (score,) = evaluate_uplift(te["visit"], pred, te["segment"], "No E-Mail", m.treatments_)
     # the e-mail raises visits by about 4.5 points overall (README reference values)
     assert 0.03 < score.observed_uplift < 0.06
-    # held-out Qini coefficient 0.041 on this split; women who bought womens lines respond more
+    # held-out Qini coefficient 0.042 on this split (T-learner: 0.044)
     assert score.qini > 0.02
+    # and well above what shuffled scores reach on the same held-out rows
+    rng = np.random.default_rng(0)
+    y, t = te["visit"].to_numpy(), (te["segment"] == "Womens E-Mail").to_numpy().astype(int)
+    shuffled = [qini_coefficient(y, rng.permutation(pred[:, 0]), t) for _ in range(100)]
+    assert score.qini > np.quantile(shuffled, 0.99)
