@@ -194,7 +194,7 @@ def test_ips_of_the_logging_policy_in_expectation():
 
 def test_bad_inputs_name_the_row_or_column():
     logged = pd.DataFrame({"a": ["x", "y"], "r": [1.0, 0.0], "p": [0.5, 0.0]})
-    with pytest.raises(ValueError, match=r"propensity: row 1 is 0, not in"):
+    with pytest.raises(ValueError, match=r"p: row 1 is 0, not in"):
         evaluate_policy(logged, "a", "r", "p", "uniform")
     logged["p"] = [0.5, 0.5]
     with pytest.raises(ValueError, match="no column 'reward'"):

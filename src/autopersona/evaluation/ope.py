@@ -461,6 +461,10 @@ def evaluate_policy(
     a = np.array([index[v] for v in acts], dtype=np.int64)
     r = _vec(logged[reward].to_numpy(), f"{reward}")
     mu = _vec(logged[propensity].to_numpy(), f"{propensity}")
+    bad = np.flatnonzero((mu <= 0) | (mu > 1))
+    if len(bad):
+        row = int(bad[0])
+        raise ValueError(f"{propensity}: row {row} is {float(mu[row]):g}, not in (0, 1]")
     pi = P[np.arange(len(a)), a]
     q = reward_model(
         a, r, len(names), logged[list(context)] if context else None, folds=folds, seed=seed
