@@ -135,6 +135,7 @@ def schema_show(
 # Each stage keeps its commands in its own ``cli`` module with a ``register(app)`` function.
 # Heavy imports stay inside the command functions so that ``--help`` is instant.
 from autopersona.api.cli import register as _register_api  # noqa: E402
+from autopersona.delivery.cli import register as _register_delivery  # noqa: E402
 from autopersona.demo import register as _register_demo  # noqa: E402
 from autopersona.evaluation.cli import register as _register_evaluation  # noqa: E402
 from autopersona.features.cli import register as _register_features  # noqa: E402
@@ -143,6 +144,7 @@ from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
 from autopersona.models.cli import register as _register_models  # noqa: E402
 from autopersona.privacy.cli import register as _register_privacy  # noqa: E402
 from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
+from autopersona.strategy.cli import register as _register_strategy  # noqa: E402
 from autopersona.tags.cli import register as _register_tags  # noqa: E402
 
 _register_simulate(app)
@@ -152,9 +154,11 @@ _register_features(app)
 _register_identity(app)
 _register_tags(app)
 _register_models(app)
+_register_strategy(app)
 _register_privacy(app)
 _register_evaluation(app)
 _register_api(app)
+_register_delivery(app)
 
 
 def main() -> None:

@@ -21,9 +21,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from autopersona.catalog import load_model
+from autopersona.catalog import CatalogError, CatalogIssue, line_for, load_yaml_with_lines
 
 __all__ = [
     "ChannelSpec",
@@ -97,6 +98,7 @@ class FileSpec(_Model):
     path: str = "-"
 
 
+_KINDS = ("mqtt", "webhook", "smtp", "file")
 ChannelSpec = Annotated[MqttSpec | WebhookSpec | SmtpSpec | FileSpec, Field(discriminator="kind")]
 
 
@@ -146,4 +148,18 @@ def load_channels_config(path: str | Path | None = None) -> ChannelsConfig:
     autopersona.catalog.CatalogError
         With ``file:line`` for each problem.
     """
-    return load_model(path or builtin_config_path(), ChannelsConfig)
+    path = path or builtin_config_path()
+    data, lines = load_yaml_with_lines(path)
+    try:
+        return ChannelsConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = list(err["loc"])
+            # A channel's loc carries the discriminator (channels -> name -> kind -> field).
+            if len(loc) >= 3 and loc[0] == "channels" and loc[2] in _KINDS:
+                del loc[2]
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            where = " -> ".join(str(p) for p in loc)
+            issues.append(CatalogIssue(str(path), line_for(lines, tuple(loc)), where, msg))
+        raise CatalogError(issues) from None

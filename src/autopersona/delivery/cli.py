@@ -1,0 +1,194 @@
+"""CLI of delivery: ``autopersona run`` (the live engine) and ``autopersona outbox``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+_WAREHOUSE_OPT = typer.Option(
+    "--warehouse", "-w", help="Warehouse DuckDB file (default: the configured one)."
+)
+_OUTBOX_OPT = typer.Option(
+    "--outbox",
+    envvar="AUTOPERSONA_OUTBOX",
+    help="Outbox location: postgresql://… or a DuckDB file (default: the warehouse).",
+)
+_CHANNELS_OPT = typer.Option(
+    "--channels", "-c", help="Channels / broker YAML (default: the built-in loopback one)."
+)
+
+
+def _config(path: Path | None) -> Any:
+    from autopersona.catalog import CatalogError
+    from autopersona.delivery.config import load_channels_config
+
+    try:
+        return load_channels_config(path)
+    except CatalogError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+def _warehouse(path: Path | None, *, read_only: bool = False) -> Any:
+    from autopersona.settings import get_settings
+    from autopersona.store.warehouse import Warehouse
+
+    p = path or get_settings().warehouse
+    if read_only and not Path(p).exists():
+        typer.echo(f"error: no warehouse at {p}", err=True)
+        raise typer.Exit(1)
+    return Warehouse(p, read_only=read_only)
+
+
+def _engine_factory(spec: str) -> Any:
+    mod, _, name = spec.partition(":")
+    if not mod or not name:
+        typer.echo(f"error: --engine must be module:callable, got {spec!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        return getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as exc:
+        typer.echo(f"error: cannot load engine {spec!r}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``run`` and ``outbox``."""
+
+    @app.command("run")
+    def run_cmd(
+        warehouse: Annotated[Path | None, _WAREHOUSE_OPT] = None,
+        channels: Annotated[Path | None, _CHANNELS_OPT] = None,
+        outbox: Annotated[str | None, _OUTBOX_OPT] = None,
+        worker_id: Annotated[
+            str | None,
+            typer.Option(help="MQTT client id and lease owner; keep it stable across restarts."),
+        ] = None,
+        host: Annotated[str | None, typer.Option(help="Broker host (overrides the file).")] = None,
+        port: Annotated[int | None, typer.Option(help="Broker port (overrides the file).")] = None,
+        topic_prefix: Annotated[
+            str | None, typer.Option(help="Topic prefix (overrides the file).")
+        ] = None,
+        engine: Annotated[
+            str,
+            typer.Option(
+                help="Decision engine factory module:callable, called with the warehouse."
+            ),
+        ] = "autopersona.strategy:StrategyEngine",
+        batch_max: Annotated[int, typer.Option(help="Most events per transaction.")] = 500,
+        status_every: Annotated[
+            float, typer.Option(help="Print counters every N seconds (0: only at the end).")
+        ] = 0.0,
+    ) -> None:
+        """Run the live engine: MQTT vehicle events in, decisions, outbox, channels out.
+
+        Stops cleanly on SIGTERM or Ctrl-C (finishes the batch in flight, flushes sends,
+        disconnects) and prints its counters as JSON.
+        """
+        from autopersona.delivery.live import LiveEngine
+        from autopersona.delivery.outbox import open_outbox
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        cfg = _config(channels)
+        over = {
+            k: v
+            for k, v in {"host": host, "port": port, "topic_prefix": topic_prefix}.items()
+            if v is not None
+        }
+        if worker_id:
+            over["client_id"] = worker_id
+        if over:
+            cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update=over)})
+        factory = _engine_factory(engine)
+        wh = _warehouse(warehouse)
+        ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
+        try:
+            live = LiveEngine(wh, factory(wh), cfg, outbox=ob, batch_max=batch_max)
+
+            def status(stats: Any) -> None:
+                sys.stderr.write(json.dumps(stats.as_dict()) + "\n")
+
+            stats = live.run_forever(status_every_s=status_every, on_status=status)
+            sys.stdout.write(json.dumps({**stats.as_dict(), "errors": stats.errors}) + "\n")
+            if stats.errors:
+                raise typer.Exit(1)
+        finally:
+            if getattr(ob, "con", None) is not wh.con:
+                ob.close()
+            wh.close()
+
+    @app.command("outbox")
+    def outbox_cmd(
+        status: Annotated[
+            str | None,
+            typer.Option(help="Only this status: pending, sending, sent, failed, dead."),
+        ] = None,
+        events: Annotated[
+            bool, typer.Option("--events", help="Refused inbound events instead of messages.")
+        ] = False,
+        requeue_dead: Annotated[
+            bool, typer.Option("--requeue-dead", help="Give dead messages fresh attempts.")
+        ] = False,
+        limit: Annotated[int, typer.Option(help="Most rows to show.")] = 50,
+        warehouse: Annotated[Path | None, _WAREHOUSE_OPT] = None,
+        outbox: Annotated[str | None, _OUTBOX_OPT] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Show the outbox: counts per status and the latest rows (dead letters with reasons)."""
+        from autopersona.delivery.outbox import STATUSES, open_outbox
+
+        if status is not None and status not in STATUSES:
+            typer.echo(f"error: --status must be one of {', '.join(STATUSES)}", err=True)
+            raise typer.Exit(2)
+        wh = None if outbox else _warehouse(warehouse)
+        ob = open_outbox(outbox, warehouse=wh)
+        try:
+            if requeue_dead:
+                n = ob.requeue_dead()
+                typer.echo(f"requeued {n} dead messages")
+                return
+            rows = ob.event_dead_letters(limit=limit) if events else ob.rows(status, limit=limit)
+            counts = ob.counts()
+        finally:
+            ob.close()
+            if wh is not None:
+                wh.close()
+        if as_json:
+            key = "event_dead_letters" if events else "messages"
+            sys.stdout.write(json.dumps({"counts": counts, key: rows}, default=str, indent=2))
+            sys.stdout.write("\n")
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "empty"))
+        if events:
+            t = Table(title="Refused inbound events")
+            for h in ("received", "topic", "bytes", "reason"):
+                t.add_column(h)
+            for r in rows:
+                t.add_row(
+                    str(r["received_at"]), r["topic"] or "", str(r["payload_bytes"]), r["reason"]
+                )
+        else:
+            t = Table(title=f"Outbox ({status or 'all'})")
+            for h in ("updated", "channel", "address", "status", "attempts", "last error", "key"):
+                t.add_column(h)
+            for r in rows:
+                t.add_row(
+                    str(r["updated_at"]),
+                    r["channel"],
+                    r["address"],
+                    r["status"],
+                    str(r["attempts"]),
+                    r["last_error"] or "",
+                    r["idempotency_key"][:16],
+                )
+        console.print(t)

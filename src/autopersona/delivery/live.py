@@ -1,0 +1,552 @@
+r"""The live engine: vehicle events from MQTT in, decisions and messages out.
+
+Flow of one MQTT batch::
+
+    broker --QoS 1--> on_message --> queue --> processor thread:
+        validate (JSON, size, fields; refused -> event_dead_letters with the reason)
+        BEGIN
+          skip events already in live_events (a redelivery after a crash)
+          StrategyEngine.on_event(event)        -> strategy_decisions
+          StrategyEngine.release_held(...)       (events with payload.speed_mps)
+          outbox rows of the ``send`` decisions, leased to this worker
+          live_events rows
+        COMMIT
+        PUBACK every message of the batch       (only now: nothing is lost in a crash)
+        hand the new outbox rows to the dispatcher
+    dispatcher thread: send handed-off rows at once; every ``poll_s`` claim due rows
+        (retries, rows of a dead worker whose lease ran out); record each attempt.
+
+MQTT: protocol 5, QoS 1, a persistent session (``clean_start=False`` + session expiry), and
+the shared subscription ``$share/{group}/{prefix}/vehicles/+/events`` so that several workers
+with different client ids split the events.  paho's automatic acknowledgement is off
+(``manual_ack=True``): a message is acknowledged only after its decisions and outbox rows are
+committed, so a worker killed at any point leaves unacknowledged messages that the broker
+delivers again when the session resumes; ``live_events`` makes that redelivery harmless.
+Broker restarts: paho reconnects with backoff (1 s … 30 s), the session resumes and the
+backlog flows in.  SIGTERM/SIGINT: stop taking messages, finish the batch in flight, flush the
+dispatcher, disconnect.
+
+With the outbox in the warehouse (the default) decisions, outbox rows and ``live_events``
+commit in one DuckDB transaction.  With a PostgreSQL outbox the outbox transaction commits
+first, then the warehouse one; a crash between the two leaves outbox rows without their
+decision log, and the redelivered event recreates the decisions with the same idempotency
+keys, whose outbox rows already exist (enqueue is idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+
+from autopersona.delivery.channels import Channel, build_channels
+from autopersona.delivery.config import ChannelsConfig
+from autopersona.delivery.dispatch import (
+    Contacts,
+    DecisionLike,
+    Dispatcher,
+    DispatchReport,
+    WarehouseContacts,
+    messages_for,
+)
+from autopersona.delivery.mqtt import ConnectionWatch, connect_properties, make_client
+from autopersona.delivery.mqtt import vin_from_topic as _vin_from_topic
+from autopersona.delivery.outbox import DuckDBOutbox, Outbox, OutboxMessage, open_outbox
+
+__all__ = [
+    "LIVE_EVENTS_TABLE",
+    "EngineLike",
+    "EventRejected",
+    "LiveEngine",
+    "LiveStats",
+    "parse_event",
+]
+
+log = logging.getLogger(__name__)
+
+LIVE_EVENTS_TABLE = "live_events"
+_REQUIRED = ("event_id", "vin", "type")
+
+
+class EventRejected(ValueError):
+    """An inbound event that cannot be processed; the message says why."""
+
+
+class EngineLike(Protocol):
+    """What the live engine needs of :class:`autopersona.strategy.StrategyEngine`."""
+
+    def on_event(self, event: dict[str, Any]) -> Sequence[DecisionLike]:
+        """Decide (and log) for one event."""
+        ...
+
+    def release_held(self, vin: str, speed_mps: float, now: datetime) -> Sequence[DecisionLike]:
+        """Release or expire messages held while the vehicle moved."""
+        ...
+
+
+def parse_event(topic: str | None, payload: bytes, max_bytes: int = 65536) -> dict[str, Any]:
+    """Validate one MQTT event payload and return it as a dict.
+
+    The payload must be at most ``max_bytes``, UTF-8 JSON, an object with non-empty string
+    ``event_id``, ``vin`` and ``type`` (and ``payload`` an object when present), and its VIN
+    must be the topic's.
+
+    >>> parse_event("p/vehicles/V1/events", b'{"event_id": "e1", "vin": "V1", "type": "x"}')
+    {'event_id': 'e1', 'vin': 'V1', 'type': 'x'}
+    >>> parse_event("p/vehicles/V1/events", b'{"vin": "V1"')
+    Traceback (most recent call last):
+    ...
+    autopersona.delivery.live.EventRejected: malformed JSON: Expecting ',' delimiter (line 1 column 13)
+    """
+    if len(payload) > max_bytes:
+        raise EventRejected(f"oversized: {len(payload)} bytes > limit {max_bytes}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventRejected(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError as exc:
+        why = f"malformed JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        raise EventRejected(why) from None
+    if not isinstance(event, dict):
+        raise EventRejected(f"not a JSON object but {type(event).__name__}")
+    for name in _REQUIRED:
+        v = event.get(name)
+        if not isinstance(v, str) or not v.strip():
+            raise EventRejected(f"field {name!r}: missing or not a non-empty string")
+    if (
+        "payload" in event
+        and event["payload"] is not None
+        and not isinstance(event["payload"], dict)
+    ):
+        raise EventRejected("field 'payload': not an object")
+    if topic is not None:
+        tv = _vin_from_topic(topic)
+        if tv is not None and tv != event["vin"]:
+            raise EventRejected(f"vin {event['vin']!r} does not match topic vehicle {tv!r}")
+    return event
+
+
+@dataclass
+class LiveStats:
+    """Counters of a running engine (read them from any thread)."""
+
+    received: int = 0
+    processed: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    decisions: int = 0
+    enqueued: int = 0
+    batches: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    reconnects: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict."""
+        return {k: v for k, v in self.__dict__.items() if k != "errors"}
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@contextlib.contextmanager
+def _duck_tx(con: Any) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+class LiveEngine:
+    """Consume vehicle events from MQTT, decide, record, send (see the module docstring).
+
+    Parameters
+    ----------
+    wh
+        Warehouse (its connection carries the decision log, ``live_events`` and, by default,
+        the outbox).
+    engine
+        Strategy engine working on ``wh``.
+    config
+        Broker, channels and retry policy.
+    outbox
+        Outbox (default: the warehouse's).
+    worker_id
+        MQTT client id and lease owner (default: ``config.mqtt.client_id``); keep it stable
+        across restarts so the broker resumes this worker's session.
+    batch_max, batch_wait_s
+        Most events per transaction, and how long to wait for more once one has arrived.
+    poll_s
+        How often the dispatcher looks for due retries.
+    channels
+        Channel adapters (default: built from ``config``).
+    contacts
+        Phone / e-mail lookup (default: the warehouse's accounts).
+    """
+
+    def __init__(
+        self,
+        wh: Any,
+        engine: EngineLike,
+        config: ChannelsConfig,
+        *,
+        outbox: Outbox | None = None,
+        worker_id: str | None = None,
+        batch_max: int = 500,
+        batch_wait_s: float = 0.002,
+        poll_s: float = 0.5,
+        channels: dict[str, Channel] | None = None,
+        contacts: Contacts | None = None,
+    ) -> None:
+        self.wh = wh
+        self.engine = engine
+        self.config = config
+        self.worker_id = worker_id or config.mqtt.client_id
+        self.outbox = outbox or open_outbox(
+            warehouse=wh, policy=config.retry, lease_s=config.lease_s
+        )
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.poll_s = poll_s
+        self.contacts = contacts or WarehouseContacts(wh.con)
+        self.channels = (
+            channels
+            if channels is not None
+            else build_channels(config, client_id=f"{self.worker_id}-out")
+        )
+        self.stats = LiveStats()
+        self.watch = ConnectionWatch()
+        self.subscribed = threading.Event()
+        self._inbox: queue.Queue[_Inbound] = queue.Queue()
+        self._handoff: queue.Queue[list[OutboxMessage]] = queue.Queue()
+        self._accepting = threading.Event()
+        self._stop = threading.Event()
+        self._processor_done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._shared_tx = isinstance(self.outbox, DuckDBOutbox) and self.outbox.con is wh.con
+        self._create_tables()
+        self.client = make_client(self.worker_id, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.reconnect_delay_set(1, 30)
+
+    # ------------------------------------------------------------------ setup
+    def _create_tables(self) -> None:
+        self.wh.con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {LIVE_EVENTS_TABLE} (
+                event_id VARCHAR PRIMARY KEY,
+                vin VARCHAR NOT NULL,
+                type VARCHAR NOT NULL,
+                topic VARCHAR,
+                decisions INTEGER NOT NULL,
+                worker VARCHAR NOT NULL,
+                received_at TIMESTAMPTZ NOT NULL,
+                processed_at TIMESTAMPTZ NOT NULL
+            )"""
+        )
+
+    # ------------------------------------------------------------------ MQTT callbacks
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self.watch.on_connect(client, userdata, flags, rc, props)
+        if rc.is_failure:
+            log.warning("connect refused: %s", rc)
+            return
+        if self.watch.connects > 1:
+            self.stats.reconnects += 1
+        b = self.config.mqtt
+        log.info(
+            "connected to %s:%d as %s (session present: %s)",
+            b.host,
+            b.port,
+            self.worker_id,
+            bool(getattr(flags, "session_present", False)),
+        )
+        client.subscribe(b.events_topic, qos=1)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
+        codes = [str(rc) for rc in rcs]
+        if any(rc.is_failure for rc in rcs):
+            log.error("subscription to %s refused: %s", self.config.mqtt.events_topic, codes)
+        else:
+            log.info("subscribed to %s", self.config.mqtt.events_topic)
+            self.subscribed.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self.watch.on_disconnect(client, userdata, flags, rc, props)
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not self._accepting.is_set():
+            return  # not acknowledged: the broker delivers it again to the next session
+        self.stats.received += 1
+        self._inbox.put(
+            _Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), datetime.now(UTC))
+        )
+
+    # ------------------------------------------------------------------ processing
+    def _tx(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        if self._shared_tx:
+            stack.enter_context(self.outbox.transaction())
+        else:
+            # Exit order is last-in first-out: the outbox commits before the warehouse.
+            stack.enter_context(_duck_tx(self.wh.con))
+            stack.enter_context(self.outbox.transaction())
+        return stack
+
+    def _seen(self, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        marks = ", ".join("?" for _ in event_ids)
+        rows = self.wh.con.execute(
+            f"SELECT event_id FROM {LIVE_EVENTS_TABLE} WHERE event_id IN ({marks})", event_ids
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def _decide(self, event: dict[str, Any]) -> list[DecisionLike]:
+        out = list(self.engine.on_event(event))
+        speed = (event.get("payload") or {}).get("speed_mps")
+        if isinstance(speed, int | float) and not isinstance(speed, bool):
+            ts = event.get("ts")
+            now = datetime.now(UTC)
+            if isinstance(ts, str):
+                with contextlib.suppress(ValueError):
+                    now = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+                    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+            out.extend(self.engine.release_held(str(event["vin"]), float(speed), now))
+        return out
+
+    def _apply(
+        self, items: list[tuple[_Inbound, dict[str, Any] | None, str | None]]
+    ) -> list[OutboxMessage]:
+        """One transaction over ``items`` (inbound, parsed event or None, refusal reason)."""
+        now = datetime.now(UTC)
+        with self._tx():
+            seen = self._seen([str(e["event_id"]) for _, e, _ in items if e is not None])
+            decisions: list[DecisionLike] = []
+            ledger: list[list[Any]] = []
+            done: set[str] = set()
+            rejected = duplicates = 0
+            for inbound, event, reason in items:
+                if event is None:
+                    rejected += 1
+                    self.outbox.dead_letter_event(
+                        inbound.topic,
+                        reason or "refused",
+                        inbound.payload,
+                        received_at=inbound.received_at,
+                    )
+                    continue
+                eid = str(event["event_id"])
+                if eid in seen or eid in done:
+                    duplicates += 1
+                    continue
+                done.add(eid)
+                got = self._decide(event)
+                decisions.extend(got)
+                ledger.append(
+                    [
+                        eid,
+                        event["vin"],
+                        event["type"],
+                        inbound.topic,
+                        len(got),
+                        self.worker_id,
+                        inbound.received_at,
+                        now,
+                    ]
+                )
+            if ledger:
+                self.wh.con.executemany(
+                    f"INSERT INTO {LIVE_EVENTS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ledger
+                )
+            messages = messages_for(decisions, self.config, self.contacts)
+            new = set(self.outbox.enqueue(messages, now=now, claim_for=self.worker_id))
+        self.stats.rejected += rejected
+        self.stats.duplicates += duplicates
+        self.stats.decisions += len(decisions)
+        self.stats.enqueued += len(new)
+        self.stats.processed += len(ledger)
+        return [m for m in messages if m.idempotency_key in new]
+
+    def process(self, batch: Sequence[_Inbound]) -> list[OutboxMessage]:
+        """Validate, decide and record one batch in one transaction; returns new messages.
+
+        When the transaction fails (an engine error on one event), the batch is redone one
+        event per transaction and an event that still fails is dead-lettered with the error.
+        """
+        items: list[tuple[_Inbound, dict[str, Any] | None, str | None]] = []
+        for b in batch:
+            try:
+                items.append(
+                    (b, parse_event(b.topic, b.payload, self.config.event_max_bytes), None)
+                )
+            except EventRejected as exc:
+                items.append((b, None, str(exc)))
+        try:
+            return self._apply(items)
+        except Exception as exc:
+            if len(items) == 1:
+                inbound, _, _ = items[0]
+                why = f"engine error: {type(exc).__name__}: {exc}"
+                self._apply([(inbound, None, why)])
+                return []
+        out: list[OutboxMessage] = []
+        for one in items:
+            out.extend(self.process([one[0]]))
+        return out
+
+    def _processor(self) -> None:
+        try:
+            while True:
+                try:
+                    first = self._inbox.get(timeout=0.1)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        return
+                    continue
+                batch = [first]
+                deadline = time.monotonic() + self.batch_wait_s
+                while len(batch) < self.batch_max:
+                    try:
+                        batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+                    except queue.Empty:
+                        break
+                new = self.process(batch)
+                for b in batch:
+                    self.client.ack(b.mid, b.qos)
+                self.stats.batches += 1
+                if new:
+                    self._handoff.put(new)
+        except Exception as exc:  # pragma: no cover - reported, then the engine stops
+            log.exception("processor failed")
+            self.stats.errors.append(f"processor: {type(exc).__name__}: {exc}")
+            self._stop.set()
+        finally:
+            self._processor_done.set()
+
+    def _count(self, rep: DispatchReport) -> None:
+        self.stats.sent += rep.sent
+        self.stats.retried += rep.retried
+        self.stats.dead += rep.dead
+
+    def _dispatcher(self) -> None:
+        outbox = self.outbox.clone()
+        disp = Dispatcher(outbox, self.channels, owner=self.worker_id)
+        next_poll = 0.0
+        try:
+            while True:
+                try:
+                    msgs = self._handoff.get(timeout=min(self.poll_s, 0.05))
+                    self._count(disp.dispatch(msgs))
+                    continue
+                except queue.Empty:
+                    pass
+                if self._processor_done.is_set() and self._handoff.empty():
+                    return
+                if time.monotonic() >= next_poll:
+                    self._count(disp.run_once())
+                    next_poll = time.monotonic() + self.poll_s
+        except Exception as exc:  # pragma: no cover - reported, then the engine stops
+            log.exception("dispatcher failed")
+            self.stats.errors.append(f"dispatcher: {type(exc).__name__}: {exc}")
+            self._stop.set()
+        finally:
+            if outbox is not self.outbox:
+                outbox.close()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Connect, subscribe and start the processor and dispatcher threads."""
+        released = self.outbox.recover(self.worker_id)
+        if released:
+            log.info("released %d leases of a previous run of %s", released, self.worker_id)
+        self._accepting.set()
+        for target, name in ((self._processor, "processor"), (self._dispatcher, "dispatcher")):
+            t = threading.Thread(target=target, name=f"{self.worker_id}-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        b = self.config.mqtt
+        self.client.connect_async(
+            b.host,
+            b.port,
+            keepalive=b.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(b.session_expiry_s, b.receive_maximum),
+        )
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until connected and subscribed (True) or the timeout passes (False)."""
+        return self.watch.connected.wait(timeout) and self.subscribed.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking messages, finish the batch in flight, flush sends, disconnect."""
+        self._accepting.clear()
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        for ch in self.channels.values():
+            ch.close()
+
+    def run_forever(
+        self,
+        *,
+        install_signals: bool = True,
+        status_every_s: float = 0.0,
+        on_status: Callable[[LiveStats], None] | None = None,
+    ) -> LiveStats:
+        """Start, run until SIGTERM/SIGINT (or a fatal thread error), then stop cleanly."""
+        done = threading.Event()
+
+        def _handler(signum: int, frame: FrameType | None) -> None:
+            done.set()
+
+        if install_signals:
+            signal.signal(signal.SIGTERM, _handler)
+            signal.signal(signal.SIGINT, _handler)
+        self.start()
+        last = time.monotonic()
+        while not done.wait(0.2):
+            if self._stop.is_set():
+                break
+            if on_status and status_every_s and time.monotonic() - last >= status_every_s:
+                on_status(self.stats)
+                last = time.monotonic()
+        self.stop()
+        return self.stats
