@@ -245,3 +245,24 @@ def test_periods_with_location_state(fleet: Fleet) -> None:
     v1 = w1.locations.set_index(["vin", "location_id"])["n_visits"]
     v2 = w2.locations.set_index(["vin", "location_id"])["n_visits"]
     assert (v2.loc[v1.index] >= v1).all()
+
+
+def test_jerk_ordered_by_driving_style(fleet: Fleet) -> None:
+    """Pooled jerk statistics rank the true driving styles: aggressive > moderate > cautious."""
+    w = fleet.result.weekly
+    trips = fleet.result.trips
+    assert int(trips["jerk_n"].sum()) > 0
+    per = trips.groupby("vin")[["jerk_n", "jerk_abs_sum", "jerk_high_n"]].sum()
+    per = per[per["jerk_n"] > 0]
+    per["abs_mean"] = per["jerk_abs_sum"] / per["jerk_n"]
+    per["high_share"] = per["jerk_high_n"] / per["jerk_n"]
+    style = fleet.persons.set_index("vin")["driving_style"]
+    by = per.join(style, how="inner").groupby("driving_style")[["abs_mean", "high_share"]].mean()
+    print(by)
+    for col in ("abs_mean", "high_share"):
+        assert by.loc["aggressive", col] > by.loc["moderate", col] > by.loc["cautious", col], col
+    # the weekly columns are the pooled trip sums
+    got = w.groupby("vin")["high_jerk_share"].count()
+    assert (got > 0).any()
+    assert ((w["high_jerk_share"].dropna() >= 0) & (w["high_jerk_share"].dropna() <= 1)).all()
+    assert (w["jerk_sd_mps3"].dropna() >= 0).all()

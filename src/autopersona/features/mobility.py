@@ -182,6 +182,27 @@ MOBILITY_FEATURES: list[dict[str, Any]] = [
     ),
     _feat("driving_time_h", "h", "Sum of the week's trip durations (first to last fix).", _SRC_TZ),
     _feat(
+        "jerk_abs_mean_mps3",
+        "m/s^3",
+        "Mean magnitude of longitudinal jerk inside the week's trips: the change of the "
+        "speed's forward difference over consecutive fixes at most 1.5 s apart "
+        "(trips.jerk_samples). Null without such fixes.",
+        _SRC_TZ,
+    ),
+    _feat(
+        "jerk_sd_mps3",
+        "m/s^3",
+        "Standard deviation of the week's longitudinal jerk values (see jerk_abs_mean_mps3).",
+        _SRC_TZ,
+    ),
+    _feat(
+        "high_jerk_share",
+        "ratio",
+        "Share of the week's jerk values with a magnitude of at least 1.5 m/s^3 "
+        "(TripParams.jerk_high_mps3): abrupt pedal changes.",
+        _SRC_TZ,
+    ),
+    _feat(
         "radius_of_gyration_km",
         "km",
         "Radius of gyration of the week's stays (stay points: >= 5 min within 100 m), each "
@@ -747,7 +768,7 @@ def weekly_features(
     >>> weekly_features(pd.DataFrame(columns=TRIP_OUT_COLUMNS),
     ...                 pd.DataFrame(columns=STAY_OUT_COLUMNS),
     ...                 pd.DataFrame(columns=LOCATION_COLUMNS), vin="V").shape
-    (0, 41)
+    (0, 44)
     """
     p = params or MobilityParams()
     weeks: set[tuple[int, int]] = set()
@@ -794,6 +815,14 @@ def weekly_features(
             "distance_km": float(t["distance_km"].sum()) if n else 0.0,
             "driving_time_h": float(t["duration_s"].sum()) / 3600.0 if n else 0.0,
         }
+        jn = float(t["jerk_n"].sum()) if n else 0.0
+        row["jerk_abs_mean_mps3"] = float(t["jerk_abs_sum"].sum()) / jn if jn else math.nan
+        if jn >= 2:
+            js, jq = float(t["jerk_sum"].sum()), float(t["jerk_sq_sum"].sum())
+            row["jerk_sd_mps3"] = math.sqrt(max((jq - js * js / jn) / (jn - 1), 0.0))
+        else:
+            row["jerk_sd_mps3"] = math.nan
+        row["high_jerk_share"] = float(t["jerk_high_n"].sum()) / jn if jn else math.nan
         row["radius_of_gyration_km"] = _gyration_km(
             s["lat"].to_numpy(dtype=np.float64),
             s["lon"].to_numpy(dtype=np.float64),

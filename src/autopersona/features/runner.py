@@ -564,6 +564,8 @@ def _spark_types(columns: list[str]) -> str:
         "n_jumps",
         "n_short_dropped",
         "n_locations",
+        "jerk_n",
+        "jerk_high_n",
     }
     bools = {"night", "long_trip", "open_end", "moved_in_gap"}
     stamps = {"started_at", "finished_at", "first_seen", "last_seen"}

@@ -91,6 +91,7 @@ __all__ = [
     "find_stays",
     "haversine_m",
     "ignition_off_times",
+    "jerk_samples",
     "local_wall_seconds",
     "resolve_timezone",
     "segment_trips",
@@ -125,6 +126,11 @@ TRIP_COLUMNS = [
     "iso_year",
     "iso_week",
     "dwell_s",
+    "jerk_n",
+    "jerk_sum",
+    "jerk_abs_sum",
+    "jerk_sq_sum",
+    "jerk_high_n",
 ]
 """Columns of :func:`segment_trips`' result, in order."""
 
@@ -166,6 +172,11 @@ class TripParams:
         Share of a trip's fixes that must carry a speed for ``speed_distance_km``.
     max_jump_speed_mps, jump_hold_s
         Position-jump filter of :func:`clean_fixes` (``None`` turns it off).
+    jerk_max_dt_s
+        Longest spacing (seconds) of the three consecutive speed samples a jerk value is
+        taken from; wider spacings (gaps, dropped fixes) give no jerk.
+    jerk_high_mps3
+        Magnitude (m/s³) from which a jerk value counts as high.
 
     Examples
     --------
@@ -181,6 +192,37 @@ class TripParams:
     min_speed_coverage: float = 0.5
     max_jump_speed_mps: float | None = 100.0
     jump_hold_s: float = 60.0
+    jerk_max_dt_s: float = 1.5
+    jerk_high_mps3: float = 1.5
+
+
+def jerk_samples(t_ns: IntArray, speed: FloatArray, max_dt_s: float) -> tuple[FloatArray, IntArray]:
+    """Longitudinal jerk (m/s³) from consecutive speed samples, and the index it belongs to.
+
+    Acceleration is the speed's forward difference, ``a_i = (v_{i+1} - v_i) / dt_i``, placed
+    at the interval's midpoint; jerk is the difference of two consecutive accelerations over
+    the distance between their midpoints, ``j_i = (a_i - a_{i-1}) / ((dt_{i-1} + dt_i) / 2)``,
+    and belongs to fix ``i``.  Triples with a missing speed or a spacing above ``max_dt_s``
+    give nothing, so gaps and dropped fixes never read as a jolt.
+
+    Examples
+    --------
+    >>> t = np.arange(5, dtype=np.int64) * 1_000_000_000
+    >>> j, at = jerk_samples(t, np.array([0.0, 1.0, 3.0, 6.0, 6.0]), 1.5)
+    >>> j.tolist(), at.tolist()
+    ([1.0, 1.0, -3.0], [1, 2, 3])
+    >>> jerk_samples(t, np.array([0.0, 1.0, np.nan, 6.0, 6.0]), 1.5)[0].tolist()
+    []
+    """
+    if t_ns.size < 3:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    dt = np.diff(t_ns) / _NS
+    acc = np.diff(speed) / dt
+    mid = 0.5 * (dt[:-1] + dt[1:])
+    jerk = np.diff(acc) / mid
+    ok = np.isfinite(jerk) & (dt[:-1] <= max_dt_s) & (dt[1:] <= max_dt_s) & (dt[:-1] > 0)
+    idx = np.flatnonzero(ok).astype(np.int64) + 1
+    return jerk[ok], idx
 
 
 @dataclass(frozen=True)
@@ -548,6 +590,8 @@ def _empty_trips(vin: str | None) -> pd.DataFrame:
             "weekday_local",
             "iso_year",
             "iso_week",
+            "jerk_n",
+            "jerk_high_n",
         ):
             cols[c] = pd.Series([], dtype="int64")
         elif c == "night":
@@ -675,6 +719,20 @@ def segment_trips(
         speed_km = np.full(starts.size, np.nan)
         vmax = np.full(starts.size, np.nan)
 
+    # jerk within each trip, from the speed samples (sums, so weeks can add them up)
+    jerk, at = jerk_samples(fx.t, fx.speed, p.jerk_max_dt_s)
+    trip_of = np.searchsorted(starts, at, side="right") - 1
+    inside = (trip_of >= 0) & (at < stops[np.clip(trip_of, 0, None)])
+    inside &= at > starts[np.clip(trip_of, 0, None)]  # the triple lies inside the trip
+    inside &= at + 1 < stops[np.clip(trip_of, 0, None)]
+    tj, jv = trip_of[inside], jerk[inside]
+    k = starts.size
+    jerk_n = np.bincount(tj, minlength=k).astype(np.int64)
+    jerk_sum = np.bincount(tj, weights=jv, minlength=k)
+    jerk_abs = np.bincount(tj, weights=np.abs(jv), minlength=k)
+    jerk_sq = np.bincount(tj, weights=jv * jv, minlength=k)
+    jerk_high = np.bincount(tj, weights=np.abs(jv) >= p.jerk_high_mps3, minlength=k)
+
     t0, t1 = fx.t[starts], fx.t[last]
     local = _local_index(t0, timezone)
     hour_f = np.asarray(local.hour + local.minute / 60.0, dtype=np.float64)
@@ -703,6 +761,11 @@ def segment_trips(
             "iso_year": np.asarray(iso["year"], dtype=np.int64),
             "iso_week": np.asarray(iso["week"], dtype=np.int64),
             "dwell_s": dwell,
+            "jerk_n": jerk_n,
+            "jerk_sum": jerk_sum,
+            "jerk_abs_sum": jerk_abs,
+            "jerk_sq_sum": jerk_sq,
+            "jerk_high_n": jerk_high.astype(np.int64),
         }
     )
     return trips, n_short
