@@ -144,6 +144,7 @@ from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
 from autopersona.models.cli import register as _register_models  # noqa: E402
 from autopersona.privacy.cli import register as _register_privacy  # noqa: E402
 from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
+from autopersona.strategy.cli import register as _register_strategy  # noqa: E402
 from autopersona.tags.cli import register as _register_tags  # noqa: E402
 
 _register_simulate(app)
@@ -153,6 +154,7 @@ _register_features(app)
 _register_identity(app)
 _register_tags(app)
 _register_models(app)
+_register_strategy(app)
 _register_privacy(app)
 _register_evaluation(app)
 _register_api(app)

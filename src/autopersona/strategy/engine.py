@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from autopersona.store.profiles import ProfileStore
     from autopersona.store.warehouse import Warehouse
 
-__all__ = ["EventError", "StrategyEngine", "render"]
+__all__ = ["EventError", "StrategyEngine", "render", "summarise"]
 
 _SOURCE_ORDER = {"owner": 0, "app": 1, "ecommerce": 2, "dealer_crm": 3}
 #: Longest payload (JSON-ish size of the dict, characters) accepted for one event.
@@ -436,6 +436,64 @@ class StrategyEngine:
         if log:
             self.log(out, c)
         return out
+
+    def plan(self, as_of: datetime) -> list[dict[str, Any]]:
+        """Audience of each enabled strategy on the profiles as of ``as_of``; nothing is sent.
+
+        One row per strategy: ``audience`` (entities meeting the audience expression),
+        ``persons`` (distinct persons among them), ``triggered`` (batch triggers firing at
+        ``as_of``; None for live-event strategies), ``no_consent`` (persons no channel of
+        the strategy may reach for its purpose) and ``by_channel`` (persons by the first
+        consented channel).
+        """
+        c = self.wh.con
+        at = _utc(as_of)
+        directory = self._directory(c, refresh=True)
+        consent = _load_consents(c, None)
+        rows: list[dict[str, Any]] = []
+        for entity in ("vin", "customer_id"):
+            group = [s for s in self.catalogue.enabled() if s.entity == entity]
+            if not group:
+                continue
+            env = self._env(entity, group, at, current=False)
+            for s in group:
+                member = self._audience(s, env)
+                ents = [str(e) for e in env.index[member]] if len(env) else []
+                persons = {e: directory.person_of(entity, e) for e in ents}
+                by_channel: dict[str, int] = defaultdict(int)
+                blocked = 0
+                for p in sorted(set(persons.values())):
+                    e = next(k for k, v in persons.items() if v == p)
+                    accounts = directory.accounts(entity, e, p)
+                    first = None
+                    for ch_id in s.channels:
+                        ch = self.catalogue.channels[ch_id]
+                        if ch.needs_vin and entity != "vin":
+                            continue
+                        if consent.check(accounts, s.purpose, ch.consent_channel, at)[0]:
+                            first = ch_id
+                            break
+                    if first is None:
+                        blocked += 1
+                    else:
+                        by_channel[first] += 1
+                triggered = None
+                if s.trigger.event is None:
+                    cands = self._batch_candidates(c, s, env, at, directory)
+                    triggered = sum(1 for x in cands if x.arm != "baseline")
+                rows.append(
+                    {
+                        "strategy_id": s.id,
+                        "entity": entity,
+                        "trigger": s.trigger.kind,
+                        "audience": len(ents),
+                        "persons": len(set(persons.values())),
+                        "triggered": triggered,
+                        "no_consent": blocked,
+                        "by_channel": dict(by_channel),
+                    }
+                )
+        return rows
 
     # ------------------------------------------------------------------ events
     def _parse_event(self, event: Any) -> tuple[str, str, datetime, dict[str, Any], str]:
@@ -980,3 +1038,39 @@ def _period_start(at: datetime, every: str) -> date:
     if every == "month":
         return d.replace(day=1)
     return d
+
+
+def summarise(decisions: Iterable[Decision]) -> list[dict[str, Any]]:
+    """Counts per strategy: sends, held, expired, suppressed and suppressions per guard.
+
+    >>> summarise([])
+    []
+    """
+    by: dict[str, dict[str, Any]] = {}
+    for d in decisions:
+        r = by.setdefault(
+            d.strategy_id,
+            {
+                "strategy_id": d.strategy_id,
+                "send": 0,
+                "held": 0,
+                "expired": 0,
+                "suppressed": 0,
+                "by_guard": defaultdict(int),
+                "by_channel": defaultdict(int),
+                "by_arm": defaultdict(int),
+            },
+        )
+        r[d.status] += 1
+        if d.guard:
+            r["by_guard"][d.guard] += 1
+        if d.status == "send" and d.channel:
+            r["by_channel"][d.channel] += 1
+        r["by_arm"][d.arm] += 1
+    out = []
+    for sid in sorted(by):
+        r = by[sid]
+        for k in ("by_guard", "by_channel", "by_arm"):
+            r[k] = dict(sorted(r[k].items()))
+        out.append(r)
+    return out

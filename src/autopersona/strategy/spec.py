@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autopersona.catalog import (
     CatalogError,
@@ -138,15 +138,16 @@ class Policy(_Strict):
     cap_global_day: int = Field(default=100_000, ge=0)
     default_timezone: str = "UTC"
 
-    @model_validator(mode="after")
-    def _tz(self) -> Policy:
+    @field_validator("default_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:
-            ZoneInfo(self.default_timezone)
+            ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {self.default_timezone!r}") from None
-        return self
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
 
 
 class ChannelCatalogue(_Strict):
