@@ -27,7 +27,7 @@ from autopersona.store.profiles import (
     refresh,
 )
 from autopersona.store.warehouse import Warehouse
-from autopersona.tags.rules import BUILDABLE
+from autopersona.tags.build import BUILDABLE
 from autopersona.tags.spec import Catalogue, builtin_dir, load_catalogue
 
 T0 = datetime(2026, 1, 19, tzinfo=UTC)  # Monday after the two feature weeks

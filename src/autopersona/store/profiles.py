@@ -142,13 +142,18 @@ class WriteReport:
 
 @dataclass
 class RefreshReport:
-    """Tags refreshed and skipped, assignments written and values changed."""
+    """Tags refreshed and skipped, assignments written, values changed, and ``notes``.
+
+    ``notes`` gives, per tag that got no assignment, why (too few entities to cluster, too
+    few labels to train a model, …).
+    """
 
     as_of: datetime
     refreshed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     assignments: int = 0
     changed: int = 0
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class ProfileStore:
@@ -629,7 +634,7 @@ def due_tags(
     ...     "l1_vehicle_tier" in due_tags(cat, ps, datetime(2027, 1, 1, tzinfo=UTC))
     False
     """
-    from autopersona.tags.rules import BUILDABLE
+    from autopersona.tags.build import BUILDABLE
     from autopersona.tags.spec import CADENCE_DAYS
 
     runs = store.last_runs()
@@ -657,7 +662,11 @@ def refresh(
     due_only: bool = True,
     period: str = "week",
 ) -> RefreshReport:
-    """Recompute rule and score tags (only the due ones unless ``due_only=False``) and store them.
+    """Recompute the tags (only the due ones unless ``due_only=False``) and store them.
+
+    Every method is built (:func:`autopersona.tags.build.build_tags`): rule, score, cluster
+    and model tags in dependency order; a model tag trains when its ``retrain`` cadence is
+    due and otherwise scores with its stored model.
 
     Parameters
     ----------
@@ -687,7 +696,7 @@ def refresh(
     >>> rep.assignments, again.refreshed, tiers["l1_vehicle_tier"]
     (2, [], 'luxury')
     """
-    from autopersona.tags.rules import BUILDABLE, build_rule_tags
+    from autopersona.tags.build import BUILDABLE, build_tags
     from autopersona.tags.spec import load_catalogue
 
     cat = catalogue or load_catalogue()
@@ -697,7 +706,7 @@ def refresh(
     rep = RefreshReport(as_of=when, refreshed=todo, skipped=[t for t in buildable if t not in todo])
     if not todo:
         return rep
-    df = build_rule_tags(wh, cat, as_of=when, tags=todo, period=period)
+    df = build_tags(wh, cat, as_of=when, tags=todo, period=period, notes=rep.notes)
     w = store.write(df, when)
     rep.assignments = len(df)
     rep.changed = w.opened

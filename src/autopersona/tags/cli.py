@@ -225,3 +225,69 @@ def register(app: typer.Typer) -> None:
             f"{rep.assignments} assignment(s), {rep.changed} changed; "
             f"skipped {len(rep.skipped)} not due"
         )
+        for tid, why in sorted(rep.notes.items()):
+            typer.echo(f"  no assignments for {tid}: {why}")
+
+    @tags_app.command("models")
+    def models_cmd(
+        warehouse: Annotated[
+            Path | None, typer.Option("--warehouse", "-w", help="DuckDB warehouse file.")
+        ] = None,
+        tag: Annotated[str | None, typer.Option(help="Only this tag.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Stored model versions and cluster fits with their validation metrics."""
+        from autopersona.settings import get_settings
+        from autopersona.store.warehouse import Warehouse
+        from autopersona.tags.model import list_models
+
+        with Warehouse(warehouse or get_settings().warehouse) as wh:
+            df = list_models(wh)
+        if tag is not None:
+            df = df[df["tag_id"] == tag]
+        recs: list[dict[str, Any]] = []
+        for r in df.to_dict(orient="records"):
+            raw = r["metrics"]
+            metrics: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            metrics.pop("candidates", None)
+            recs.append(
+                {
+                    "tag_id": str(r["tag_id"]),
+                    "version": str(r["version"]),
+                    "method": str(r["method"]),
+                    "algorithm": str(r["algorithm"]),
+                    "as_of": str(r["as_of"]),
+                    "trained_at": str(r["trained_at"]),
+                    "metrics": metrics,
+                }
+            )
+        if as_json:
+            sys.stdout.write(json.dumps(recs, indent=2) + "\n")
+            return
+        if not recs:
+            typer.echo("no stored models")
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("tag", "version", "method", "algorithm", "as of", "metrics")
+        for rec in recs:
+            m = rec["metrics"]
+            shown = ", ".join(
+                f"{k}={m[k]:.3g}" if isinstance(m[k], float) else f"{k}={m[k]}"
+                for k in (
+                    "auc",
+                    "brier",
+                    "n_train",
+                    "n_valid",
+                    "label_rate_valid",
+                    "k",
+                    "silhouette",
+                    "calinski_harabasz",
+                )
+                if k in m
+            )
+            table.add_row(
+                rec["tag_id"], rec["version"], rec["method"], rec["algorithm"], rec["as_of"], shown
+            )
+        Console(width=160).print(table)

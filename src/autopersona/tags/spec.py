@@ -49,6 +49,8 @@ __all__ = [
     "Catalogue",
     "CatalogueFile",
     "ClusterConfig",
+    "Label",
+    "LabelEvent",
     "ModelConfig",
     "RuleConfig",
     "ScoreConfig",
@@ -148,7 +150,12 @@ class Naming(_Strict):
 
 
 class ClusterConfig(_Strict):
-    """Unsupervised segmentation (builder: next session)."""
+    """Unsupervised segmentation (built by :mod:`autopersona.tags.cluster`).
+
+    ``window`` is the number of latest complete feature periods (at or before the as-of
+    time) whose values are averaged per entity before clustering: a style shows over
+    several weeks, one week alone is noisy.
+    """
 
     features: list[str] = Field(min_length=1)
     scale: Literal["standard", "robust", "none"] = "standard"
@@ -159,18 +166,47 @@ class ClusterConfig(_Strict):
     )
     naming: Naming
     min_rows: int = Field(default=20, ge=2)
+    window: int = Field(default=4, ge=1)
+
+
+class LabelEvent(_Strict):
+    """Rows of a warehouse table that count as the labelled behaviour.
+
+    An entity is positive at a snapshot when ``table`` holds a row with its key in
+    ``entity``, a ``time`` after the snapshot and within the horizon, and ``where`` (an
+    expression over the table's columns, same language as rules) true.
+    """
+
+    table: str
+    entity: str = "vin"
+    time: str = "ts"
+    where: str | None = None
+    amount: str | None = Field(
+        default=None, description="Regression: expression summed over the events."
+    )
 
 
 class Label(_Strict):
-    """The supervised target: what is predicted, from which table, over which horizon."""
+    """The supervised target: what is predicted, from which table, over which horizon.
+
+    ``positive: event`` labels 1 when any of ``events`` happens within ``horizon_days``
+    after the snapshot; ``positive: no_event`` labels 1 when none does (churn).
+    """
 
     definition: str
     sources: list[str] = Field(min_length=1)
     horizon_days: int = Field(ge=1)
+    events: list[LabelEvent] = Field(min_length=1)
+    positive: Literal["event", "no_event"] = "event"
 
 
 class ModelConfig(_Strict):
-    """Supervised model (builder: next session); its score is graded into values."""
+    """Supervised model (built by :mod:`autopersona.tags.model`); its score is graded.
+
+    Training takes ``snapshots`` past as-of dates ``snapshot_every_days`` apart, the latest
+    one ``horizon_days`` before the as-of time (so every label is already observed); the
+    latest ``valid_snapshots`` validate, the earlier ones train.
+    """
 
     task: Literal["classification", "regression"]
     algorithms: list[Literal["lightgbm", "xgboost", "sklearn_gbdt", "logistic"]] = Field(
@@ -181,6 +217,17 @@ class ModelConfig(_Strict):
     retrain: Cadence = "monthly"
     grades: list[Grade] = Field(default_factory=list)
     else_: str | None = Field(default=None, alias="else")
+    snapshots: int = Field(default=8, ge=2)
+    snapshot_every_days: int = Field(default=30, ge=1)
+    valid_snapshots: int = Field(default=2, ge=1)
+    min_rows: int = Field(default=100, ge=10)
+    min_positives: int = Field(default=10, ge=2)
+
+    @model_validator(mode="after")
+    def _split(self) -> ModelConfig:
+        if self.valid_snapshots >= self.snapshots:
+            raise ValueError("valid_snapshots must leave at least one training snapshot")
+        return self
 
 
 class TagSpec(_Strict):
@@ -233,6 +280,16 @@ class TagSpec(_Strict):
         if self.score:
             out.append((("score", "expression"), self.score.expression))
         return out
+
+    def label_filters(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """``(location, expression)`` of the ``where`` filters of a model's label events."""
+        if self.model is None:
+            return []
+        return [
+            (("model", "label", "events", i, "where"), e.where)
+            for i, e in enumerate(self.model.label.events)
+            if e.where is not None
+        ]
 
     def produced_values(self) -> list[tuple[tuple[str | int, ...], str]]:
         """``(location, value)`` of every literal value the config can assign."""
@@ -539,6 +596,7 @@ def _check_tag(
             for j, s in enumerate(cfg.label.sources):
                 if s not in tables:
                     issue(("model", "label", "sources", j), f"unknown source table {s!r}")
+            out.extend(_check_label(t, path, lines, base))
     if t.values is not None:
         for loc, v in t.produced_values():
             if v not in t.values:
@@ -551,6 +609,52 @@ def _check_tag(
         for j, c in enumerate(t.rule.cases):
             if c.value_of is not None:
                 issue(("rule", "cases", j, "value_of"), "value_of needs open values (values: null)")
+    return out
+
+
+def _check_label(
+    t: TagSpec,
+    path: Path,
+    lines: dict[Any, int],
+    base: tuple[str | int, ...],
+) -> list[CatalogIssue]:
+    """Label events: known tables listed in ``sources``, known columns, valid filters."""
+    from autopersona.contracts import load_contracts
+
+    out: list[CatalogIssue] = []
+
+    def issue(loc: tuple[str | int, ...], msg: str) -> None:
+        full = base + loc
+        out.append(CatalogIssue(str(path), line_for(lines, full), " -> ".join(map(str, full)), msg))
+
+    assert t.model is not None
+    contracts = load_contracts()
+    for i, ev in enumerate(t.model.label.events):
+        loc: tuple[str | int, ...] = ("model", "label", "events", i)
+        if ev.table not in contracts:
+            issue((*loc, "table"), f"unknown table {ev.table!r}")
+            continue
+        if ev.table not in t.model.label.sources:
+            issue((*loc, "table"), f"table {ev.table!r} is not listed in label sources")
+        cols = set(contracts[ev.table].column_names)
+        for key in ("entity", "time"):
+            col = getattr(ev, key)
+            if col not in cols:
+                issue((*loc, key), f"{ev.table} has no column {col!r}")
+        for key in ("where", "amount"):
+            src = getattr(ev, key)
+            if src is None:
+                continue
+            try:
+                e = parse(src)
+            except ExprError as exc:
+                issue((*loc, key), f"column {exc.pos}: {exc.message}")
+                continue
+            for n, pos in e.name_positions():
+                if n not in cols:
+                    issue((*loc, key), f"column {pos}: {ev.table} has no column {n!r}")
+            if e.prev_names():
+                issue((*loc, key), "prev() is not available in a label")
     return out
 
 

@@ -1,0 +1,671 @@
+r"""Model tags: LightGBM propensity models trained on later behaviour in the warehouse.
+
+A tag with ``method: model`` predicts its ``label``: an entity is positive at a snapshot
+when one of the label's ``events`` (rows of a warehouse table, filtered by ``where``)
+happens within ``horizon_days`` after it (``positive: no_event`` flips this, for churn).
+Labels come from the data only.
+
+Training as of ``T``
+--------------------
+* Snapshots ``s_j = T - horizon - j * snapshot_every_days`` (``j < snapshots``): every
+  label window ends by ``T``, so a model as of ``T`` reads nothing after ``T``.
+* At each snapshot the features are those a profile as of ``s_j`` would read (latest
+  complete period at or before ``s_j``; tag inputs computed as of ``s_j``; see
+  :mod:`autopersona.tags.build`).  Entities with none of the non-tag features are left out.
+* Time-based split: the latest ``valid_snapshots`` snapshots validate, earlier ones train.
+* LightGBM (binary, fixed rounds, seeded, one thread); tag inputs and text columns are
+  categorical (codes over the tag's values, or the categories seen in training).
+* Calibration: isotonic regression of the label on the booster's validation predictions
+  (the booster never saw the validation fold).  The reported ``brier`` is cross-fitted
+  (isotonic fitted on one half of the validation rows, scored on the other, both ways);
+  ``auc`` is the booster's validation AUC (isotonic calibration is monotone).
+* Too few rows (``min_rows``), too few positives (``min_positives``) or a single class in
+  either fold: no model, and the reason is reported (:class:`NotTrainable`).
+
+Scoring and storage
+-------------------
+Calibrated probability → grade by the declared cut-offs; ``reasons`` hold the probability,
+the grade, and the top three TreeSHAP contributions (LightGBM ``pred_contrib``, log-odds)
+with the feature values.  Models live in the warehouse table ``_models`` (booster text,
+calibrator, metrics, training window) under a version that hashes the tag declaration, the
+parameters, the snapshot dates and the training data; a stored model is reused until its
+``retrain`` cadence has passed (models trained after the as-of time are never used).
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> def frame(n):
+...     x = rng.normal(size=n)
+...     y = (rng.random(n) < 1 / (1 + np.exp(-2 * x))).astype(int)
+...     return pd.DataFrame({"x": x, "noise": rng.normal(size=n)}), pd.Series(y)
+>>> (xt, yt), (xv, yv) = frame(600), frame(300)
+>>> fit = fit_classifier(xt, yt, xv, yv, categories={})
+>>> p = fit.predict(xv)
+>>> fit.metrics["auc"] > 0.75, bool(0 <= p.min() <= p.max() <= 1)
+(True, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from autopersona.tags.expr import parse
+from autopersona.tags.spec import CADENCE_DAYS, TagSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import lightgbm as lgb
+
+    from autopersona.store.warehouse import Warehouse
+
+__all__ = [
+    "MODELS_TABLE",
+    "PARAMS",
+    "FittedClassifier",
+    "NotTrainable",
+    "StoredModel",
+    "fit_classifier",
+    "label_events",
+    "labels_at",
+    "latest_model",
+    "list_models",
+    "model_due",
+    "save_model",
+    "score_entities",
+    "snapshot_dates",
+    "train_tag_model",
+]
+
+MODELS_TABLE = "_models"
+
+#: LightGBM parameters of every model tag (small, seeded, single-threaded).
+PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "seed": 0,
+    "deterministic": True,
+    "force_col_wise": True,
+    "num_threads": 1,
+    "verbose": -1,
+}
+ROUNDS = 150
+
+
+class NotTrainable(ValueError):
+    """Why a model tag cannot be trained (too few labelled rows, one class, …)."""
+
+
+# ----------------------------------------------------------------------------- encoding
+def _encode(
+    frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]
+) -> np.ndarray[Any, Any]:
+    cols = []
+    for f in features:
+        s = frame[f] if f in frame else pd.Series([None] * len(frame), index=frame.index)
+        if f in categories:
+            codes = {v: float(i) for i, v in enumerate(categories[f])}
+            cols.append(np.array([codes.get(str(v), np.nan) if _ok(v) else np.nan for v in s]))
+        else:
+            cols.append(pd.to_numeric(s.astype(object), errors="coerce").to_numpy(dtype=float))
+    if not cols:
+        return np.zeros((len(frame), 0))
+    return np.column_stack(cols)
+
+
+def _ok(v: Any) -> bool:
+    return v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v))
+
+
+def _display(v: Any) -> Any:
+    if not _ok(v):
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return round(v, 6)
+    if isinstance(v, bool | int | str):
+        return v
+    return str(v)
+
+
+def infer_categories(
+    frame: pd.DataFrame, features: list[str], known: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Categorical features: ``known`` ones (tag values) plus text columns of ``frame``.
+
+    >>> infer_categories(pd.DataFrame({"a": [1.0], "b": ["x"]}), ["a", "b"], {})
+    {'b': ['x']}
+    """
+    out = {k: list(v) for k, v in known.items() if k in features}
+    for f in features:
+        if f in out or f not in frame:
+            continue
+        s = frame[f]
+        if s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype | pd.StringDtype):
+            vals = [v for v in s.dropna().unique().tolist() if not isinstance(v, bool)]
+            if vals and all(isinstance(v, str) for v in vals):
+                out[f] = sorted(str(v) for v in vals)
+    return out
+
+
+# ----------------------------------------------------------------------------- fitting
+@dataclass
+class FittedClassifier:
+    """A trained booster with its isotonic calibrator and validation metrics."""
+
+    booster_text: str
+    features: list[str]
+    categories: dict[str, list[str]]
+    calibrator: dict[str, list[float]]
+    metrics: dict[str, float]
+
+    @cached_property
+    def booster(self) -> lgb.Booster:
+        """The LightGBM booster (loaded from its text once)."""
+        import lightgbm as lgb
+
+        return lgb.Booster(model_str=self.booster_text)
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        """The booster's (uncalibrated) probabilities."""
+        x = _encode(frame, self.features, self.categories)
+        return np.asarray(self.booster.predict(x), dtype=float)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        """Calibrated probabilities."""
+        return _apply_iso(self.calibrator, self.raw(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        """TreeSHAP contributions (log-odds), one column per feature plus the bias."""
+        x = _encode(frame, self.features, self.categories)
+        return np.asarray(self.booster.predict(x, pred_contrib=True), dtype=float)
+
+
+def _fit_iso(p: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> dict[str, list[float]]:
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+    return {
+        "x": [float(v) for v in iso.X_thresholds_],
+        "y": [float(v) for v in iso.y_thresholds_],
+    }
+
+
+def _apply_iso(cal: dict[str, list[float]], p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    if not cal.get("x"):
+        return p
+    out: np.ndarray[Any, Any] = np.interp(p, np.asarray(cal["x"]), np.asarray(cal["y"]))
+    return out
+
+
+def fit_classifier(
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    x_valid: pd.DataFrame,
+    y_valid: pd.Series,
+    *,
+    categories: dict[str, list[str]],
+    min_positives: int = 2,
+) -> FittedClassifier:
+    """Train on the earlier fold, calibrate and measure on the later one.
+
+    Raises
+    ------
+    NotTrainable
+        When a fold has a single class or training has fewer than ``min_positives``.
+    """
+    import lightgbm as lgb
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    features = list(x_train.columns)
+    yt = np.asarray(y_train, dtype=int)
+    yv = np.asarray(y_valid, dtype=int)
+    for name, y in (("training", yt), ("validation", yv)):
+        if len(set(y.tolist())) < 2:
+            raise NotTrainable(f"the {name} fold has a single class ({len(y)} rows)")
+    if int(yt.sum()) < min_positives:
+        raise NotTrainable(f"{int(yt.sum())} positives in training (needs {min_positives})")
+    xt = _encode(x_train, features, categories)
+    xv = _encode(x_valid, features, categories)
+    cat_idx = [i for i, f in enumerate(features) if f in categories]
+    params = dict(PARAMS)
+    params["min_data_in_leaf"] = int(min(PARAMS["min_data_in_leaf"], max(5, len(yt) // 20)))
+    ds = lgb.Dataset(
+        xt,
+        label=yt,
+        feature_name=features,
+        categorical_feature=cat_idx,
+        params={"verbose": -1},
+        free_raw_data=False,
+    )
+    booster = lgb.train(params, ds, num_boost_round=ROUNDS)
+    pv = np.asarray(booster.predict(xv), dtype=float)
+    cal = _fit_iso(pv, yv)
+    # cross-fitted calibrated Brier: isotonic on one half, scored on the other
+    rng = np.random.default_rng(0)
+    half = rng.permutation(len(yv)) % 2 == 0
+    cross = np.empty(len(yv))
+    for part in (half, ~half):
+        other = ~part
+        if len(set(yv[other].tolist())) < 2 or not part.any():
+            cross[part] = pv[part]
+            continue
+        cross[part] = _apply_iso(_fit_iso(pv[other], yv[other]), pv[part])
+    metrics = {
+        "auc": float(roc_auc_score(yv, pv)),
+        "brier": float(brier_score_loss(yv, cross)),
+        "brier_raw": float(brier_score_loss(yv, pv)),
+        "n_train": float(len(yt)),
+        "n_valid": float(len(yv)),
+        "label_rate_train": float(yt.mean()),
+        "label_rate_valid": float(yv.mean()),
+    }
+    return FittedClassifier(
+        booster_text=booster.model_to_string(),
+        features=features,
+        categories=categories,
+        calibrator=cal,
+        metrics=metrics,
+    )
+
+
+# ----------------------------------------------------------------------------- labels
+def label_events(wh: Warehouse, tag: TagSpec) -> pd.DataFrame:
+    """Every event row of the tag's label: ``entity``, ``time`` (UTC) and ``amount``."""
+    assert tag.model is not None
+    frames = []
+    for ev in tag.model.label.events:
+        exists = wh.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [ev.table]
+        ).fetchone()
+        if not exists or not exists[0]:
+            continue
+        cols = {ev.entity, ev.time}
+        exprs = [parse(s) for s in (ev.where, ev.amount) if s is not None]
+        for e in exprs:
+            cols |= e.names()
+        sel = ", ".join(f'"{c}"' for c in sorted(cols))
+        df = wh.con.execute(
+            f'SELECT {sel} FROM "{ev.table}" WHERE "{ev.entity}" IS NOT NULL '
+            f'AND "{ev.time}" IS NOT NULL'
+        ).df()
+        keep = np.ones(len(df), dtype=bool)
+        if ev.where is not None and len(df):
+            keep = parse(ev.where).evaluate(df).fillna(False).to_numpy(dtype=bool)
+        amount = (
+            pd.to_numeric(parse(ev.amount).evaluate(df), errors="coerce").to_numpy(dtype=float)
+            if ev.amount is not None and len(df)
+            else np.ones(len(df))
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "entity": df[ev.entity].astype(str).to_numpy()[keep],
+                    "time": pd.to_datetime(df[ev.time], utc=True).to_numpy()[keep],
+                    "amount": amount[keep],
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(
+            {
+                "entity": pd.Series(dtype=object),
+                "time": pd.Series(dtype="datetime64[ns, UTC]"),
+                "amount": pd.Series(dtype=float),
+            }
+        )
+    out = pd.concat(frames, ignore_index=True)
+    out["time"] = pd.to_datetime(out["time"], utc=True)
+    return out
+
+
+def labels_at(
+    events: pd.DataFrame,
+    entities: pd.Index,
+    snapshot: datetime,
+    horizon_days: int,
+    positive: str = "event",
+) -> pd.Series:
+    """1/0 per entity: an event in ``(snapshot, snapshot + horizon]`` (or none, for churn).
+
+    >>> ev = pd.DataFrame({"entity": ["A", "B"], "time": pd.to_datetime(
+    ...     ["2026-01-10", "2026-05-01"], utc=True), "amount": [1.0, 1.0]})
+    >>> labels_at(ev, pd.Index(["A", "B", "C"]), datetime(2026, 1, 1, tzinfo=UTC), 90).tolist()
+    [1, 0, 0]
+    """
+    t0 = pd.Timestamp(snapshot).tz_convert("UTC")
+    t1 = t0 + pd.Timedelta(days=horizon_days)
+    hit = events[(events["time"] > t0) & (events["time"] <= t1)]
+    has = entities.isin(set(hit["entity"]))
+    y = has if positive == "event" else ~has
+    return pd.Series(y.astype(int), index=entities)
+
+
+def snapshot_dates(tag: TagSpec, as_of: datetime) -> list[datetime]:
+    """Training snapshots of a model tag as of ``as_of``, oldest first.
+
+    >>> from autopersona.tags.spec import load_catalogue
+    >>> t = load_catalogue().tags["l4_aftermarket_propensity"]
+    >>> [d.date().isoformat() for d in snapshot_dates(t, datetime(2026, 4, 1, tzinfo=UTC))][-2:]
+    ['2025-12-02', '2026-01-01']
+    """
+    assert tag.model is not None
+    cfg = tag.model
+    last = as_of - timedelta(days=cfg.label.horizon_days)
+    return [
+        last - timedelta(days=j * cfg.snapshot_every_days) for j in reversed(range(cfg.snapshots))
+    ]
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass
+class StoredModel:
+    """A model of a tag as stored in ``_models``."""
+
+    tag_id: str
+    version: str
+    as_of: datetime
+    trained_at: datetime
+    tag_digest: str
+    catalogue_version: str
+    fit: FittedClassifier
+    snapshots: list[str] = field(default_factory=list)
+    algorithm: str = "lightgbm"
+
+
+def _present(env: pd.DataFrame, names: list[str]) -> pd.Series:
+    cols = [n for n in names if n in env]
+    if not cols:
+        return pd.Series(False, index=env.index)
+    return env[cols].notna().any(axis=1)
+
+
+def train_tag_model(
+    tag: TagSpec,
+    env_at: Callable[[datetime], pd.DataFrame],
+    events: pd.DataFrame,
+    as_of: datetime,
+    *,
+    tag_values: dict[str, list[str]],
+    catalogue_version: str = "",
+) -> StoredModel:
+    """Train ``tag``'s model as of ``as_of`` from snapshot frames and label events.
+
+    ``env_at(snapshot)`` returns the tag's features per entity as of the snapshot;
+    ``tag_values`` maps tag inputs to their values (categorical codes).
+
+    Raises
+    ------
+    NotTrainable
+        Task not supported, no LightGBM in ``algorithms``, or too little data.
+    """
+    cfg = tag.model
+    assert cfg is not None
+    if cfg.task != "classification":
+        raise NotTrainable(f"{cfg.task} model tags are not built yet")
+    if "lightgbm" not in cfg.algorithms:
+        raise NotTrainable(f"no supported algorithm in {cfg.algorithms} (supported: lightgbm)")
+    feats = list(cfg.features)
+    own = [f for f in feats if f not in tag_values]
+    snaps = snapshot_dates(tag, as_of)
+    parts = []
+    for j, s in enumerate(snaps):
+        env = env_at(s)
+        env = env[_present(env, own)]
+        if env.empty:
+            continue
+        y = labels_at(events, env.index, s, cfg.label.horizon_days, cfg.label.positive)
+        x = env.reindex(columns=feats)
+        parts.append((j, s, x, y))
+    n = sum(len(p[2]) for p in parts)
+    if n < cfg.min_rows:
+        raise NotTrainable(f"{n} labelled rows over {len(snaps)} snapshots (needs {cfg.min_rows})")
+    cut = len(snaps) - cfg.valid_snapshots
+    train = [p for p in parts if p[0] < cut]
+    valid = [p for p in parts if p[0] >= cut]
+    if not train or not valid:
+        raise NotTrainable("no rows in the training or the validation snapshots")
+    xt = pd.concat([p[2] for p in train])
+    yt = pd.concat([p[3] for p in train])
+    xv = pd.concat([p[2] for p in valid])
+    yv = pd.concat([p[3] for p in valid])
+    cats = infer_categories(pd.concat([xt, xv]), feats, tag_values)
+    fit = fit_classifier(xt, yt, xv, yv, categories=cats, min_positives=cfg.min_positives)
+    h = hashlib.sha256()
+    h.update(tag.digest().encode())
+    h.update(json.dumps([PARAMS, ROUNDS], sort_keys=True).encode())
+    h.update(json.dumps([s.isoformat() for s in snaps]).encode())
+    for x, y in ((xt, yt), (xv, yv)):
+        h.update(pd.util.hash_pandas_object(x.astype(str), index=True).to_numpy().tobytes())
+        h.update(np.asarray(y, dtype=np.int8).tobytes())
+    fit.metrics["train_snapshots"] = float(len(train))
+    fit.metrics["valid_snapshots"] = float(len(valid))
+    return StoredModel(
+        tag_id=tag.id,
+        version="m-" + h.hexdigest()[:12],
+        as_of=as_of,
+        trained_at=datetime.now(UTC),
+        tag_digest=tag.digest(),
+        catalogue_version=catalogue_version,
+        fit=fit,
+        snapshots=[s.isoformat() for s in snaps],
+    )
+
+
+def model_due(model: StoredModel | None, tag: TagSpec, as_of: datetime) -> bool:
+    """Whether ``tag`` needs a new model at ``as_of``: none, redefined, or past ``retrain``."""
+    assert tag.model is not None
+    if model is None or model.tag_digest != tag.digest():
+        return True
+    days = CADENCE_DAYS[tag.model.retrain]
+    return days is not None and as_of - model.as_of >= timedelta(days=days)
+
+
+def score_entities(
+    tag: TagSpec, model: StoredModel, env: pd.DataFrame, *, tag_values: dict[str, list[str]]
+) -> pd.DataFrame:
+    """``entity, value, score, reasons`` for the entities with any non-tag feature."""
+    cfg = tag.model
+    assert cfg is not None
+    own = [f for f in cfg.features if f not in tag_values]
+    env = env[_present(env, own)]
+    cols = ["entity", "value", "score", "reasons"]
+    if env.empty:
+        return pd.DataFrame(columns=cols)
+    fit = model.fit
+    x = env.reindex(columns=fit.features)
+    p = fit.predict(x)
+    contrib = fit.contributions(x)
+    rows = []
+    for i, ent in enumerate(env.index):
+        grade, rule = None, "else"
+        for g in cfg.grades:
+            if p[i] >= g.min:
+                grade, rule = g.value, f">= {g.min:g}"
+                break
+        if grade is None:
+            grade = cfg.else_ if cfg.grades else f"{p[i]:.6g}"
+            rule = "else" if cfg.grades else "probability"
+        if grade is None:
+            continue
+        c = contrib[i, :-1]
+        top = np.argsort(-np.abs(c), kind="stable")[:3]
+        reasons = {
+            "probability": round(float(p[i]), 6),
+            "grade": rule,
+            "model": model.version,
+            "algorithm": model.algorithm,
+            "top_reasons": [
+                {
+                    "feature": fit.features[j],
+                    "contribution": round(float(c[j]), 6),
+                    "value": _display(x.iloc[i, j]),
+                }
+                for j in top.tolist()
+            ],
+        }
+        rows.append(
+            {
+                "entity": str(ent),
+                "value": grade,
+                "score": float(p[i]),
+                "reasons": json.dumps(reasons, sort_keys=True),
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ----------------------------------------------------------------------------- storage
+_DDL = f"""CREATE TABLE IF NOT EXISTS {MODELS_TABLE} (
+    tag_id VARCHAR NOT NULL,
+    version VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    algorithm VARCHAR NOT NULL,
+    as_of TIMESTAMPTZ NOT NULL,
+    trained_at TIMESTAMPTZ NOT NULL,
+    tag_digest VARCHAR NOT NULL,
+    catalogue_version VARCHAR,
+    metrics JSON,
+    params JSON,
+    meta JSON,
+    artifact VARCHAR
+)"""
+
+
+def _ensure(wh: Warehouse) -> None:
+    wh.con.execute(_DDL)
+
+
+def save_model(wh: Warehouse, model: StoredModel) -> None:
+    """Store a trained model tag (booster text, calibrator, metrics) in ``_models``."""
+    _ensure(wh)
+    meta = {
+        "features": model.fit.features,
+        "categories": model.fit.categories,
+        "calibrator": model.fit.calibrator,
+        "snapshots": model.snapshots,
+    }
+    wh.con.execute(
+        f"INSERT INTO {MODELS_TABLE} VALUES (?, ?, 'model', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            model.tag_id,
+            model.version,
+            model.algorithm,
+            model.as_of,
+            model.trained_at,
+            model.tag_digest,
+            model.catalogue_version,
+            json.dumps(model.fit.metrics, sort_keys=True),
+            json.dumps({"params": PARAMS, "rounds": ROUNDS}, sort_keys=True),
+            json.dumps(meta, sort_keys=True),
+            model.fit.booster_text,
+        ],
+    )
+
+
+def save_fit_record(
+    wh: Warehouse,
+    *,
+    tag_id: str,
+    version: str,
+    method: str,
+    algorithm: str,
+    as_of: datetime,
+    tag_digest: str,
+    catalogue_version: str,
+    metrics: dict[str, Any],
+    artifact: dict[str, Any],
+) -> None:
+    """Record a non-LightGBM fit (a cluster tag's segmentation) unless already stored."""
+    _ensure(wh)
+    have = wh.con.execute(
+        f"SELECT count(*) FROM {MODELS_TABLE} WHERE tag_id = ? AND version = ?", [tag_id, version]
+    ).fetchone()
+    if have and have[0]:
+        return
+    wh.con.execute(
+        f"INSERT INTO {MODELS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}', '{{}}', ?)",
+        [
+            tag_id,
+            version,
+            method,
+            algorithm,
+            as_of,
+            datetime.now(UTC),
+            tag_digest,
+            catalogue_version,
+            json.dumps(metrics, sort_keys=True),
+            json.dumps(artifact, sort_keys=True),
+        ],
+    )
+
+
+def latest_model(wh: Warehouse, tag: TagSpec, as_of: datetime | None = None) -> StoredModel | None:
+    """The newest stored model of ``tag`` trained as of ``as_of`` or earlier (same digest)."""
+    _ensure(wh)
+    sql = (
+        f"SELECT version, as_of, trained_at, catalogue_version, metrics, meta, artifact, "
+        f"algorithm FROM {MODELS_TABLE} WHERE tag_id = ? AND method = 'model' "
+        "AND tag_digest = ?"
+    )
+    params: list[Any] = [tag.id, tag.digest()]
+    if as_of is not None:
+        sql += " AND as_of <= ?"
+        params.append(as_of)
+    row = wh.con.execute(sql + " ORDER BY as_of DESC, trained_at DESC LIMIT 1", params).fetchone()
+    if row is None:
+        return None
+    meta = json.loads(row[5])
+    fit = FittedClassifier(
+        booster_text=str(row[6]),
+        features=list(meta["features"]),
+        categories={k: list(v) for k, v in meta["categories"].items()},
+        calibrator=meta["calibrator"],
+        metrics=json.loads(row[4]),
+    )
+    return StoredModel(
+        tag_id=tag.id,
+        version=str(row[0]),
+        as_of=_utc(row[1]),
+        trained_at=_utc(row[2]),
+        tag_digest=tag.digest(),
+        catalogue_version=str(row[3] or ""),
+        fit=fit,
+        snapshots=list(meta.get("snapshots", [])),
+        algorithm=str(row[7]),
+    )
+
+
+def _utc(t: Any) -> datetime:
+    ts = pd.Timestamp(t)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def list_models(wh: Warehouse) -> pd.DataFrame:
+    """Every stored model and cluster fit: tag, version, method, algorithm, as-of, metrics.
+
+    >>> from autopersona.store.warehouse import Warehouse
+    >>> with Warehouse(":memory:") as wh:
+    ...     list(list_models(wh).columns)[:4]
+    ['tag_id', 'version', 'method', 'algorithm']
+    """
+    _ensure(wh)
+    return wh.con.execute(
+        f"SELECT tag_id, version, method, algorithm, as_of, trained_at, metrics "
+        f"FROM {MODELS_TABLE} ORDER BY tag_id, as_of, trained_at"
+    ).df()
