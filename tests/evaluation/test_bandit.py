@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,9 @@ from autopersona.evaluation.bandit import (
     BetaThompson,
     LinearThompson,
     allocation_figure,
+    load_policy,
     policy_from_dict,
+    save_policy,
     simulate,
 )
 
@@ -194,3 +197,24 @@ def test_allocation_figure(ts_log):
     assert "last 200" in fig.axes[0].get_ylabel()
     with pytest.raises(ValueError, match="no column 'when'"):
         allocation_figure(ts_log, time="when")
+
+
+def test_save_and_load_between_runs(tmp_path):
+    f = tmp_path / "coupons.json"
+    first = BetaThompson(list(MEANS), seed=9, n_mc=50)
+    simulate(first, MEANS, 300, seed=1)
+    save_policy(first, f)
+    # a later run resumes from the file and continues exactly like the original would
+    resumed = load_policy(f)
+    a = simulate(first, MEANS, 200, seed=2)
+    b = simulate(resumed, MEANS, 200, seed=2)
+    pd.testing.assert_frame_equal(a, b)
+    assert not (tmp_path / "coupons.json.tmp").exists()
+    f.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a saved policy"):
+        load_policy(f)
+    f.write_text("{oops")
+    with pytest.raises(ValueError, match="not JSON"):
+        load_policy(f)
+    with pytest.raises(ValueError, match="no such file"):
+        load_policy(tmp_path / "missing.json")

@@ -39,9 +39,12 @@ True
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -57,7 +60,9 @@ __all__ = [
     "LinearThompson",
     "Policy",
     "allocation_figure",
+    "load_policy",
     "policy_from_dict",
+    "save_policy",
     "simulate",
 ]
 
@@ -520,6 +525,65 @@ def policy_from_dict(state: Mapping[str, Any]) -> Policy:
     if kind not in _KINDS:
         raise ValueError(f"unknown policy kind {kind!r} (known: {', '.join(_KINDS)})")
     return _KINDS[str(kind)](state)
+
+
+def save_policy(policy: Policy, path: str | Path) -> None:
+    """Write a policy's state to a JSON file (atomically: a temporary file, then a rename).
+
+    Parameters
+    ----------
+    policy
+        Any policy with ``to_dict``.
+    path
+        Target file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "offers.json"
+    >>> ts = BetaThompson(["a", "b"], seed=3)
+    >>> ts.update("a", 1.0)
+    >>> save_policy(ts, f)
+    >>> load_policy(f).posterior_mean() == ts.posterior_mean()
+    True
+    """
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(policy.to_dict(), indent=1), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def load_policy(path: str | Path) -> Any:
+    """Read a policy saved with :func:`save_policy`.
+
+    Parameters
+    ----------
+    path
+        The JSON file.
+
+    Returns
+    -------
+    BetaThompson or LinearThompson
+        The policy, continuing where it stopped.
+
+    Raises
+    ------
+    ValueError
+        The file is missing, not JSON, or not a saved policy (the message names it).
+    """
+    p = Path(path)
+    try:
+        state = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not JSON ({exc})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{p}: not a saved policy")
+    try:
+        return policy_from_dict(state)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: not a saved policy ({exc})") from None
 
 
 def simulate(
