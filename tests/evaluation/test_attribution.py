@@ -18,6 +18,7 @@ from autopersona.evaluation.attribution import (
     paths,
     position_based,
     removal_effects,
+    shapley,
     transition_counts,
 )
 
@@ -163,7 +164,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="converted: row 0 is 2, not 0 or 1"):
         paths(t, "person", "channel", "time", "converted")
     with pytest.raises(ValueError, match="unknown method"):
-        attribute(P(EXAMPLE), methods=["shapley"])
+        attribute(P(EXAMPLE), methods=["banzhaf"])
     with pytest.raises(ValueError, match="sum to at most 1"):
         position_based(P(EXAMPLE), first=0.7, last=0.7)
 
@@ -171,5 +172,34 @@ def test_bad_inputs():
 def test_attribution_figure():
     fig = attribution_figure(attribute(P(EXAMPLE)))
     ax = fig.axes[0]
-    assert len(ax.patches) == 3 * 5
+    assert len(ax.patches) == 3 * 6
     assert [t.get_text() for t in ax.get_xticklabels()] == ["app", "email", "push"]
+
+
+def brute_shapley(journeys):
+    """Average marginal contribution over every ordering of the channels."""
+    channels = sorted({c for chans, _ in journeys for c in chans})
+
+    def v(coalition):
+        return sum(conv for chans, conv in journeys if set(chans) <= coalition)
+
+    phi = dict.fromkeys(channels, 0.0)
+    orders = list(itertools.permutations(channels))
+    for order in orders:
+        members = set()
+        for c in order:
+            before = v(members)
+            members.add(c)
+            phi[c] += v(members) - before
+    return {c: x / len(orders) for c, x in phi.items()}
+
+
+@settings(max_examples=40, deadline=None)
+@given(journeys=journeys_st)
+def test_shapley_matches_permutation_brute_force(journeys):
+    assert shapley(P(journeys)).to_dict() == pytest.approx(brute_shapley(journeys))
+
+
+def test_shapley_by_hand():
+    p = P([(["a", "b", "a"], 1), (["b", "c"], 1), (["c"], 0)])
+    assert shapley(p).to_dict() == pytest.approx({"a": 0.5, "b": 1.0, "c": 0.5})

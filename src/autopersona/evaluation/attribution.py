@@ -26,8 +26,20 @@ every transition into :math:`c` to ``(null)``; its **removal effect** is
 :math:`RE_c = 1 - P_{-c}/P`. Channels are credited the conversions in proportion to their
 removal effects, :math:`RE_c / \sum_d RE_d`.
 
+Data-driven: Shapley value
+--------------------------
+(Zhao et al. 2018, "simplified Shapley value".) Channels are players of a cooperative game
+whose worth :math:`v(S)` is the number of conversions (or their value) of the converting
+journeys whose set of channels lies within :math:`S`. :math:`v` is a sum of unanimity games,
+one per converting journey, so each channel's Shapley value is exact and closed-form: every
+conversion is split equally among the *distinct* channels of its path (a channel touched
+twice counts once), regardless of order. The credits sum to the conversions (efficiency).
+
 References
 ----------
+Zhao, K., Mahboobi, S. H., & Bagheri, S. R. (2018). Shapley value methods for attribution
+modeling in online advertising. arXiv:1804.05327.
+
 Anderl, E., Becker, I., von Wangenheim, F., & Schumann, J. H. (2016). Mapping the customer
 journey: Lessons learned from graph-based online attribution modeling. *International
 Journal of Research in Marketing*, 33(3), 457-474.
@@ -43,11 +55,11 @@ Examples
 ...     "converted": [1, 1, 0, 0, 1]})
 >>> p = paths(touches, "person", "channel", "time", "converted")
 >>> attribute(p).round(3)
-         last_touch  first_touch  linear  position_based  markov
+         last_touch  first_touch  linear  position_based  markov  shapley
 channel
-app             1.0          0.0     0.5             0.5   0.571
-email           0.0          1.0     0.5             0.5   0.857
-push            1.0          1.0     1.0             1.0   0.571
+app             1.0          0.0     0.5             0.5   0.571      0.5
+email           0.0          1.0     0.5             0.5   0.857      0.5
+push            1.0          1.0     1.0             1.0   0.571      1.0
 """
 
 from __future__ import annotations
@@ -74,6 +86,7 @@ __all__ = [
     "paths",
     "position_based",
     "removal_effects",
+    "shapley",
     "transition_counts",
 ]
 
@@ -272,6 +285,29 @@ def position_based(
     return _credit(p, lambda path: _u_shape(path, first, last), by_value)
 
 
+def shapley(p: pd.DataFrame, by_value: bool = False) -> pd.Series:
+    """Shapley value of each channel in the conversion game (module docstring).
+
+    Parameters
+    ----------
+    p
+        From :func:`paths`.
+    by_value
+        Attribute conversion value instead of conversion counts.
+
+    Returns
+    -------
+    pandas.Series
+        Credit per channel, summing to the total conversions (or value).
+    """
+
+    def split(path: tuple[str, ...]) -> list[tuple[str, float]]:
+        distinct = sorted(set(path))
+        return [(c, 1.0 / len(distinct)) for c in distinct]
+
+    return _credit(p, split, by_value)
+
+
 def transition_counts(p: pd.DataFrame) -> pd.DataFrame:
     """Observed transition counts between ``(start)``, channels, and the absorbing states.
 
@@ -385,6 +421,7 @@ METHODS: dict[str, Callable[..., pd.Series]] = {
     "linear": linear,
     "position_based": position_based,
     "markov": markov_removal,
+    "shapley": shapley,
 }
 
 
@@ -398,7 +435,8 @@ def attribute(
     p
         From :func:`paths`.
     methods
-        Names among ``last_touch``, ``first_touch``, ``linear``, ``position_based``, ``markov``.
+        Names among ``last_touch``, ``first_touch``, ``linear``, ``position_based``,
+        ``markov``, ``shapley``.
     by_value
         Attribute conversion value instead of conversion counts.
 

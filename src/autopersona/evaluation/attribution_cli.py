@@ -3,7 +3,8 @@
 The file (CSV, TSV or Parquet) has one row per touch: journey (person) id, channel, time
 (a date-time or a number giving the order) and a 0/1 conversion flag, optionally a value.
 Credit is printed per channel for last touch, first touch, linear, position-based (40/20/40)
-and the Markov removal effect (:mod:`autopersona.evaluation.attribution`). Bad input is
+the Markov removal effect and the Shapley value (:mod:`autopersona.evaluation.attribution`).
+Bad input is
 reported on stderr naming the file, row and column, with exit code 2.
 """
 
@@ -103,7 +104,7 @@ def compute_report(
 def register(app: typer.Typer) -> None:
     """Attach the ``attribution`` command group (``attribution compute``) to ``app``."""
     attribution_app = typer.Typer(
-        help="Multi-channel attribution: rules and Markov removal effect.",
+        help="Multi-channel attribution: rules, Markov removal effect, Shapley.",
         no_args_is_help=True,
     )
     app.add_typer(attribution_app, name="attribution")
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """Credit conversions to channels: last/first touch, linear, 40/20/40, Markov."""
+        """Credit conversions to channels: last/first touch, linear, 40/20/40, Markov, Shapley."""
         try:
             report = compute_report(
                 touches, journey, channel, time, converted, value, collapse_repeats, figure
