@@ -44,7 +44,9 @@ class DomainDictionary(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    domain: Literal["driving", "mobility", "cabin", "service", "charging", "commerce"]
+    domain: Literal[
+        "driving", "mobility", "cabin", "service", "charging", "commerce", "sentiment", "churn"
+    ]
     entity: Literal["vin", "customer_id"]
     table: str = Field(pattern=r"^features_[a-z_]+$")
     description: str
