@@ -130,7 +130,7 @@ journeys_st = st.lists(
 )
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(journeys=journeys_st)
 def test_markov_matches_brute_force(journeys):
     p = P(journeys)
@@ -144,7 +144,7 @@ def test_markov_matches_brute_force(journeys):
         assert eff[c] == pytest.approx(expected, abs=1e-9)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(journeys=journeys_st)
 def test_every_method_credits_the_conversions(journeys):
     p = P(journeys)
@@ -194,7 +194,7 @@ def brute_shapley(journeys):
     return {c: x / len(orders) for c, x in phi.items()}
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(journeys=journeys_st)
 def test_shapley_matches_permutation_brute_force(journeys):
     assert shapley(P(journeys)).to_dict() == pytest.approx(brute_shapley(journeys))
