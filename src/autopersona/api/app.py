@@ -63,6 +63,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
+        responses={
+            c: {"model": ErrorResponse, "description": d}
+            for c, d in (
+                (400, "Malformed request"),
+                (401, "No valid key"),
+                (403, "Key lacks the scope"),
+                (413, "Body too large"),
+                (422, "Invalid parameters or body"),
+                (429, "Rate limited"),
+                (500, "Internal error"),
+            )
+        },
     )
     app.state.ap = st
     install(app)

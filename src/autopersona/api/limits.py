@@ -20,8 +20,6 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from autopersona.api.errors import ApiError
-
 __all__ = ["BodyLimit", "RateLimiter", "TokenBucket"]
 
 Scope = MutableMapping[str, Any]
@@ -75,7 +73,7 @@ _TOO_LARGE = (
 
 
 class BodyLimit:
-    """ASGI middleware: bodies above ``limit`` bytes get 413 (declared or streamed)."""
+    """ASGI middleware: bodies above ``limit`` bytes get 413 (declared, or counted when chunked)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -110,18 +108,27 @@ class BodyLimit:
                 if declared > self.limit:
                     await self._reject(send)
                     return
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS") or any(
+            n == b"content-length" for n, _ in scope.get("headers", [])
+        ):
+            await self.app(scope, receive, send)
+            return
+        # no declared length (chunked): read the body up to the limit before the app runs
+        buffered: list[Message] = []
         seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    # raised inside the endpoint's body read: the API's handler answers 413
-                    raise ApiError(
-                        413, "payload_too_large", f"request body above {self.limit} bytes"
-                    )
-            return msg
+            buffered.append(msg)
+            if msg["type"] != "http.request":
+                break
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:
+                await self._reject(send)
+                return
+            if not msg.get("more_body", False):
+                break
 
-        await self.app(scope, counting, send)
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)

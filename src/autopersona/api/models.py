@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 __all__ = [
     "AudienceCount",
@@ -30,7 +30,18 @@ EntityType = Literal["vin", "customer_id"]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no silent coercion of JSON types (false is not 0, "1" is not 1)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _text_time(v: Any) -> Any:
+    if v is not None and not isinstance(v, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time string")
+    return v
+
+
+#: A time given as an RFC 3339 string (numbers are not taken as epoch seconds).
+TextTime = Annotated[datetime, Field(strict=False), BeforeValidator(_text_time)]
 
 
 class Ping(BaseModel):
@@ -92,8 +103,8 @@ class AudienceQuery(_In):
     )
     entity_type: EntityType = "vin"
     as_of: str | None = Field(default=None, description="ISO date or time; default now.")
-    limit: int = Field(default=20, ge=1, le=1000, description="Sample size (sample only).")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Sample seed (sample only).")
+    limit: StrictInt = Field(default=20, ge=1, le=1000, description="Sample size (sample only).")
+    seed: StrictInt = Field(default=0, ge=0, le=2**31 - 1, description="Sample seed (sample only).")
 
 
 class AudienceCount(BaseModel):
@@ -146,8 +157,8 @@ class ConsentIn(_In):
     account_id: str = Field(min_length=1, max_length=200)
     purpose: Literal["marketing", "ubi", "analytics", "partner_sharing"]
     channel: Literal["any", "head_unit", "app", "sms", "email"] = "any"
-    granted: bool
-    ts: datetime | None = Field(default=None, description="Default: now.")
+    granted: StrictBool
+    ts: TextTime | None = Field(default=None, description="Default: now.")
     source: str | None = Field(default="api", max_length=200)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from autopersona.api.deps import Principal, require, state
 from autopersona.api.errors import ApiError, ErrorResponse
@@ -33,17 +33,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class ValidateRequest(BaseModel):
     """A strategy catalogue file (YAML text), checked together with the built-in catalogue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     yaml: str = Field(min_length=1, max_length=200_000)
 
 
 class PlanRequest(BaseModel):
     """A dry run of the engine as of a time (nothing is logged or sent)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     as_of: str | None = Field(default=None, max_length=40, description="ISO; default now.")
     strategy_id: str | None = Field(default=None, max_length=100)
-    limit: int = Field(default=50, ge=0, le=1000, description="Decisions returned.")
+    limit: StrictInt = Field(default=50, ge=0, le=1000, description="Decisions returned.")
 
 
 def _strategy_row(s: Any) -> dict[str, Any]:
