@@ -76,7 +76,7 @@ def _print_analysis(res: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the ``experiment`` command group (and the other evaluation groups) to ``app``."""
+    """Attach ``experiment``, ``report`` and the other evaluation groups to ``app``."""
     experiment_app = typer.Typer(
         help="A/B tests: rates, means, intervals, SRM, CUPED, corrections.",
         no_args_is_help=True,
@@ -143,6 +143,32 @@ def register(app: typer.Typer) -> None:
             _emit(res)
             return
         _print_analysis(res)
+
+    @app.command("report")
+    def report_cmd(
+        out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+        warehouse: Annotated[
+            Path | None, typer.Option("--warehouse", "-w", help="DuckDB warehouse file.")
+        ] = None,
+        control: Annotated[
+            str, typer.Option("--control", help="Control arm name(s), comma-separated.")
+        ] = "holdout,control",
+        title: Annotated[str, typer.Option(help="Page title.")] = "autopersona · feedback report",
+    ) -> None:
+        """Write a self-contained HTML report: funnel, lift with CIs, uplift and bandit plots."""
+        from autopersona.evaluation.report import build_report
+        from autopersona.settings import get_settings
+        from autopersona.store.warehouse import Warehouse
+
+        wh_path = warehouse or get_settings().warehouse
+        if not Path(wh_path).is_file():
+            raise _fail(f"{wh_path}: no such warehouse file")
+        with Warehouse(wh_path, read_only=True) as wh:
+            rep = build_report(
+                wh, title=title, control=[c.strip() for c in control.split(",") if c.strip()]
+            )
+        rep.write(out)
+        typer.echo(f"wrote {out} ({out.stat().st_size / 1024:,.0f} KiB)")
 
     for module, func in _EXTRA:
         try:

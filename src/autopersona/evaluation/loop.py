@@ -10,7 +10,8 @@ One experiment, three arms, assigned by a hash of ``(seed, experiment, vin)``:
 
 Each recipient gets ``waves`` messages of the strategy; the simulator's response model
 (:mod:`autopersona.simulate.response`) answers them from the hidden truth, and every unit
-may also buy without a message (organic conversions).  The decisions go to the decision log
+may also buy without a message (organic conversions).  Every unit gets an ``assigned``
+event with its arm, so the holdout is visible in the feedback table too.  The decisions go to the decision log
 ``strategy_decisions`` and the answers to ``marketing_feedback``, so the funnel metrics read
 them like any real campaign.
 
@@ -277,7 +278,21 @@ def run_loop(
         seed=seed,
         offer_kind=cfg.offer_kind,
     )
-    events = pd.concat([answered, organic], ignore_index=True)
+    pid = units["vin"].map(persons.set_index("vin")["person_id"])
+    assigned = pd.DataFrame(
+        {
+            "event_id": cfg.experiment_id + "-" + units["vin"] + "-assigned",
+            "person_id": pid,
+            "ts": pd.Series(start, index=units.index).dt.floor("us"),
+            "campaign_id": cfg.strategy_id,
+            "decision_id": None,
+            "arm": units["arm"],
+            "channel": "none",
+            "event_type": "assigned",
+            "value": np.nan,
+        }
+    )
+    events = pd.concat([assigned, answered, organic], ignore_index=True)
     vin_of = persons.set_index("person_id")["vin"]
     conv = events[events["event_type"] == "converted"].assign(vin=lambda e: e.person_id.map(vin_of))
     per_vin = conv.groupby("vin")["value"].agg(["size", "sum"])

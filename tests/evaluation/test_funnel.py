@@ -1,0 +1,106 @@
+"""Funnel metrics: DuckDB SQL against the pandas reference, and hand-checked small cases."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from autopersona.evaluation.funnel import funnel_from_events, funnel_metrics, funnel_sql
+from autopersona.store.warehouse import Warehouse
+from evaluation.eventkit import load_events, random_events
+
+
+@pytest.mark.parametrize(
+    "by",
+    [
+        ("strategy", "channel", "segment", "day"),
+        ("strategy", "arm"),
+        ("day",),
+        ("channel", "segment"),
+    ],
+)
+def test_sql_matches_pandas(wh: Warehouse, by: tuple[str, ...]) -> None:
+    ev = random_events(600, seed=len(by))
+    load_events(wh, ev)
+    seg = pd.DataFrame({"person_id": [f"P{i}" for i in range(0, 200, 2)], "segment": "even"})
+    sql = funnel_metrics(wh, by, segments=seg)
+    ref = funnel_from_events(ev, by, segments=seg)
+    if "day" in by:
+        sql["day"] = pd.to_datetime(sql["day"]).dt.date
+    pd.testing.assert_frame_equal(
+        sql.reset_index(drop=True), ref[list(sql.columns)], check_dtype=False, atol=1e-9
+    )
+
+
+def test_hand_checked_case(wh: Warehouse) -> None:
+    t = pd.Timestamp("2026-03-02 08:00", tz="UTC")
+
+    def e(i: str, person: str, step: str, value: float | None = None) -> dict[str, object]:
+        return {
+            "event_id": f"{i}-{step}",
+            "person_id": person,
+            "ts": t,
+            "campaign_id": "c",
+            "decision_id": i,
+            "arm": "treatment",
+            "channel": "app",
+            "event_type": step,
+            "value": value,
+        }
+
+    rows = [e("a", "P1", s) for s in ("sent", "delivered", "exposed", "clicked")]
+    rows += [e("a", "P1", "converted", 100.0), e("a", "P1", "redeemed")]
+    rows += [e("b", "P1", s) for s in ("sent", "delivered", "exposed", "clicked")]
+    rows += [e("b", "P1", "converted", 50.0)]
+    rows += [e("c", "P2", s) for s in ("sent", "delivered")]
+    rows += [e("d", "P3", "sent")]
+    load_events(wh, pd.DataFrame(rows))
+    r = funnel_metrics(wh, ("strategy",)).iloc[0]
+    assert (r.sent, r.delivered, r.exposed, r.clicked, r.converted) == (4, 3, 2, 2, 2)
+    assert r.send_success == pytest.approx(0.75)
+    assert r.exposure_rate == pytest.approx(2 / 3)
+    assert r.ctr == 1.0
+    assert r.cvr == 0.5
+    assert r.order_value == 75.0
+    assert r.redemption_rate == 0.5
+    assert r.revenue_per_message == 37.5
+    assert r.buyers == 1 and r.repurchase_rate == 1.0
+
+
+def test_empty_and_bad_arguments(wh: Warehouse) -> None:
+    assert funnel_metrics(wh).empty
+    with pytest.raises(ValueError, match="choose from"):
+        funnel_sql(("weekday",))
+    with pytest.raises(ValueError, match="segment"):
+        funnel_metrics(wh, segments=pd.DataFrame({"person_id": ["x"]}))
+
+
+def test_hillstrom_shaped_events_without_decisions(wh: Warehouse) -> None:
+    # Hillstrom's mapping: assigned + sent (+ visited, converted) per customer, no decision id
+    rows = []
+    for i, (arm, visit, conv) in enumerate(
+        [("Mens E-Mail", 1, 1), ("Mens E-Mail", 1, 0), ("No E-Mail", 0, 0), ("No E-Mail", 1, 1)]
+    ):
+        ch = "none" if arm == "No E-Mail" else "email"
+        steps = ["assigned"] + (["sent"] if ch == "email" else []) + (["visited"] if visit else [])
+        steps += ["converted"] if conv else []
+        for s in steps:
+            rows.append(
+                {
+                    "event_id": f"h{i}-{s}",
+                    "person_id": f"h{i}",
+                    "ts": pd.Timestamp("2008-03-20", tz="UTC"),
+                    "campaign_id": "hill",
+                    "decision_id": None,
+                    "arm": arm,
+                    "channel": ch,
+                    "event_type": s,
+                    "value": 30.0 if s == "converted" else None,
+                }
+            )
+    load_events(wh, pd.DataFrame(rows))
+    f = funnel_metrics(wh, ("arm",)).set_index("arm")
+    assert f.loc["Mens E-Mail", "sent"] == 2 and f.loc["Mens E-Mail", "visited"] == 2
+    assert f.loc["Mens E-Mail", "cvr"] == 0.5
+    assert f.loc["No E-Mail", "sent"] == 0 and pd.isna(f.loc["No E-Mail", "cvr"])
+    assert f.loc["No E-Mail", "converted"] == 1
