@@ -84,7 +84,7 @@ def intervals(
     items: Sequence[tuple[str, float, float, float]],
     *,
     title: str = "",
-    width: int = 420,
+    width: int = 520,
     zero: bool = False,
     percent: bool = True,
 ) -> str:
@@ -92,7 +92,7 @@ def intervals(
 
     With ``zero`` the axis is symmetric around 0 and a reference line marks it (differences).
     """
-    row, left, right = 30, 110, 20
+    row, left, right = 30, 150, 170  # room for labels and the printed interval
     h = len(items) * row + 30
     lo = min([x[2] for x in items] + [0.0])
     hi = max([x[3] for x in items] + [0.0 if zero else 0.01])
