@@ -141,6 +141,7 @@ from autopersona.evaluation.cli import register as _register_evaluation  # noqa:
 from autopersona.features.cli import register as _register_features  # noqa: E402
 from autopersona.identity.cli import register as _register_identity  # noqa: E402
 from autopersona.ingest.cli import register as _register_ingest  # noqa: E402
+from autopersona.models.analysis_cli import register as _register_analysis  # noqa: E402
 from autopersona.models.cli import register as _register_models  # noqa: E402
 from autopersona.privacy.cli import register as _register_privacy  # noqa: E402
 from autopersona.simulate.cli import register as _register_simulate  # noqa: E402
@@ -154,6 +155,7 @@ _register_features(app)
 _register_identity(app)
 _register_tags(app)
 _register_models(app)
+_register_analysis(app)
 _register_strategy(app)
 _register_privacy(app)
 _register_evaluation(app)

@@ -326,8 +326,9 @@ def sentiment_features(
     """Per (customer_id, period_start): the columns of ``dictionary/sentiment.yaml``.
 
     ``messages`` has customer_id, ts, kind and rating; ``proba`` is P(positive) per message.
-    A message's satisfaction is P(positive) for chats and unrated reviews, and for a rated
-    review the mean of P(positive) and the stars scaled to 0-1, ``(rating - 1) / 4``.
+    ``satisfaction_index`` is the mean over the period's reviews of P(positive) averaged
+    with the stars scaled to 0-1, ``(rating - 1) / 4`` (P(positive) alone for an unrated
+    review); in a period without reviews, the mean P(positive) of the chats.
 
     >>> m = pd.DataFrame({"customer_id": ["a", "a", "a"], "kind": ["review", "review", "chat"],
     ...     "rating": [5, 1, None],
@@ -335,24 +336,24 @@ def sentiment_features(
     >>> f = sentiment_features(m, np.array([0.9, 0.1, 0.2]))
     >>> f[["review_sentiment", "chat_sentiment", "negative_messages"]].round(2).values.tolist()
     [[0.5, 0.2, 2.0]]
-    >>> round(float(f["satisfaction_index"].iloc[0]), 3)
-    0.4
+    >>> round(float(f["satisfaction_index"].iloc[0]), 3)  # (0.95 + 0.05) / 2, chats aside
+    0.5
     """
     df = messages[["customer_id", "ts", "kind", "rating"]].copy()
     df["p"] = np.asarray(proba, dtype=np.float64)
     df["period_start"] = _period_start(df["ts"], period)
     stars = (pd.to_numeric(df["rating"], errors="coerce") - 1.0) / 4.0
     rated = (df["kind"] == "review") & stars.notna()
-    df["sat"] = df["p"].where(~rated, (df["p"] + stars) / 2.0)
     df["p_review"] = df["p"].where(df["kind"] == "review")
     df["p_chat"] = df["p"].where(df["kind"] == "chat")
+    df["sat"] = df["p_review"].where(~rated, (df["p"] + stars) / 2.0)
     df["neg"] = (df["p"] < 0.5).astype("int64")
     g = df.groupby(["customer_id", "period_start"], sort=True)
     out = pd.DataFrame(
         {
             "review_sentiment": g["p_review"].mean(),
             "chat_sentiment": g["p_chat"].mean(),
-            "satisfaction_index": g["sat"].mean(),
+            "satisfaction_index": g["sat"].mean().fillna(g["p_chat"].mean()),
             "negative_messages": g["neg"].sum().astype("int64"),
             "scored_messages": g["p"].count().astype("int64"),
         }
