@@ -347,7 +347,7 @@ class FakeEngine:
                 status VARCHAR, created_at TIMESTAMPTZ)"""
         )
 
-    def on_event(self, event: dict[str, Any]) -> list[FakeDecision]:
+    def on_event(self, event: dict[str, Any], *, log: bool = True) -> list[FakeDecision]:
         if event["type"] == "boom":
             raise ValueError("engine exploded on purpose")
         payload = event.get("payload") or {}
@@ -378,7 +378,12 @@ class FakeEngine:
                     not_after=None,
                 )
             )
-        if out:
+        if log:
+            self.log(out)
+        return out
+
+    def log(self, decisions: list[FakeDecision]) -> int:
+        if decisions:
             self.wh.con.executemany(
                 "INSERT INTO strategy_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -394,12 +399,14 @@ class FakeEngine:
                         d.status,
                         d.created_at,
                     ]
-                    for d in out
+                    for d in decisions
                 ],
             )
-        return out
+        return len(decisions)
 
-    def release_held(self, vin: str, speed_mps: float, now: datetime) -> list[FakeDecision]:
+    def release_held(
+        self, vin: str, speed_mps: float, now: datetime, *, log: bool = True
+    ) -> list[FakeDecision]:
         return []
 
 

@@ -201,7 +201,7 @@ def test_failing_endpoint_is_retried_then_dead_lettered(rig: Rig) -> None:
 
 @pytest.mark.integration
 def test_shared_subscription_splits_events_between_workers(rig: Rig) -> None:
-    a, b = rig.engine(), rig.engine()
+    a, b = rig.engine(), rig.engine(batch_log=True)
     for i in range(120):
         rig.publisher.event(f"V{i % 17}", f"e{i}", channels=["head_unit"])
     assert wait_until(lambda: rig.listener.received.unique == 120, 20)
@@ -209,6 +209,18 @@ def test_shared_subscription_splits_events_between_workers(rig: Rig) -> None:
     assert a.stats.processed > 20 and b.stats.processed > 20
     ids = [{r[0] for r in wh.sql("SELECT event_id FROM live_events")} for _, wh in rig.engines]
     assert not ids[0] & ids[1]
+    # Worker b logs decisions once per batch: still one per event.
+    (_, whb) = rig.engines[1]
+    assert whb.sql("SELECT count(*) FROM strategy_decisions") == [(b.stats.processed,)]
+
+
+def test_batch_log_needs_an_engine_that_can_log(tmp_path: Path) -> None:
+    class NoLog:
+        def on_event(self, event: dict[str, object]) -> list[object]:
+            return []
+
+    with Warehouse(":memory:") as wh, pytest.raises(TypeError, match="batch_log needs"):
+        LiveEngine(wh, NoLog(), load_channels_config(), batch_log=True)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- restarts

@@ -82,6 +82,13 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "autopersona.strategy:StrategyEngine",
         batch_max: Annotated[int, typer.Option(help="Most events per transaction.")] = 500,
+        batch_log: Annotated[
+            bool,
+            typer.Option(
+                help="Log decisions once per MQTT batch (faster; caps then see earlier "
+                "batches only)."
+            ),
+        ] = False,
         status_every: Annotated[
             float, typer.Option(help="Print counters every N seconds (0: only at the end).")
         ] = 0.0,
@@ -109,7 +116,9 @@ def register(app: typer.Typer) -> None:
         wh = _warehouse(warehouse)
         ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
         try:
-            live = LiveEngine(wh, factory(wh), cfg, outbox=ob, batch_max=batch_max)
+            live = LiveEngine(
+                wh, factory(wh), cfg, outbox=ob, batch_max=batch_max, batch_log=batch_log
+            )
 
             def status(stats: Any) -> None:
                 sys.stderr.write(json.dumps(stats.as_dict()) + "\n")

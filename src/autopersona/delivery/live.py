@@ -49,6 +49,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
+import pandas as pd
 
 from autopersona.delivery.channels import Channel, build_channels
 from autopersona.delivery.config import ChannelsConfig
@@ -206,6 +207,12 @@ class LiveEngine:
         Channel adapters (default: built from ``config``).
     contacts
         Phone / e-mail lookup (default: the warehouse's accounts).
+    batch_log
+        Log the decisions of a whole MQTT batch with one ``engine.log`` call (the engine's
+        ``on_event(event, log=False)``) instead of one write per event.  Faster on DuckDB,
+        but the engine's guards (caps, arbitration) then see only earlier batches'
+        decisions, so two events of one person in the same batch may both pass a cap; off by
+        default.
     """
 
     def __init__(
@@ -221,7 +228,11 @@ class LiveEngine:
         poll_s: float = 0.5,
         channels: dict[str, Channel] | None = None,
         contacts: Contacts | None = None,
+        batch_log: bool = False,
     ) -> None:
+        if batch_log and not callable(getattr(engine, "log", None)):
+            raise TypeError("batch_log needs an engine with log(decisions) and on_event(log=)")
+        self.batch_log = batch_log
         self.wh = wh
         self.engine = engine
         self.config = config
@@ -336,18 +347,49 @@ class LiveEngine:
         ).fetchall()
         return {str(r[0]) for r in rows}
 
+    def _insert_ledger(self, rows: list[list[Any]]) -> None:
+        cols = ["event_id", "vin", "type", "topic", "decisions", "worker", "received_at",
+                "processed_at"]  # fmt: skip
+        df = pd.DataFrame(rows, columns=cols)
+        for c in ("received_at", "processed_at"):
+            df[c] = pd.to_datetime(df[c], utc=True)
+        name = f"_live_ledger_{threading.get_ident()}"
+        self.wh.con.register(name, df)
+        try:
+            self.wh.con.execute(
+                f"INSERT INTO {LIVE_EVENTS_TABLE} SELECT event_id, vin, type, topic, "
+                f"CAST(decisions AS INTEGER), worker, received_at, processed_at FROM {name}"
+            )
+        finally:
+            self.wh.con.unregister(name)
+
     def _decide(self, event: dict[str, Any]) -> list[DecisionLike]:
+        if self.batch_log:
+            return self._decide_unlogged(event)
         out = list(self.engine.on_event(event))
         speed = (event.get("payload") or {}).get("speed_mps")
         if isinstance(speed, int | float) and not isinstance(speed, bool):
-            ts = event.get("ts")
-            now = datetime.now(UTC)
-            if isinstance(ts, str):
-                with contextlib.suppress(ValueError):
-                    now = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-                    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+            now = self._event_time(event)
             out.extend(self.engine.release_held(str(event["vin"]), float(speed), now))
         return out
+
+    def _decide_unlogged(self, event: dict[str, Any]) -> list[DecisionLike]:
+        eng: Any = self.engine
+        out = list(eng.on_event(event, log=False))
+        speed = (event.get("payload") or {}).get("speed_mps")
+        if isinstance(speed, int | float) and not isinstance(speed, bool):
+            now = self._event_time(event)
+            out.extend(eng.release_held(str(event["vin"]), float(speed), now, log=False))
+        return out
+
+    @staticmethod
+    def _event_time(event: dict[str, Any]) -> datetime:
+        ts = event.get("ts")
+        if isinstance(ts, str):
+            with contextlib.suppress(ValueError):
+                t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+                return t if t.tzinfo else t.replace(tzinfo=UTC)
+        return datetime.now(UTC)
 
     def _apply(
         self, items: list[tuple[_Inbound, dict[str, Any] | None, str | None]]
@@ -390,9 +432,9 @@ class LiveEngine:
                     ]
                 )
             if ledger:
-                self.wh.con.executemany(
-                    f"INSERT INTO {LIVE_EVENTS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ledger
-                )
+                self._insert_ledger(ledger)
+            if self.batch_log and decisions:
+                self.engine.log(decisions)  # type: ignore[attr-defined]
             messages = messages_for(decisions, self.config, self.contacts)
             new = set(self.outbox.enqueue(messages, now=now, claim_for=self.worker_id))
         self.stats.rejected += rejected

@@ -1,0 +1,401 @@
+"""Live engine throughput and latency: MQTT publish -> engine -> head-unit message received.
+
+A private Mosquitto is started on a free loopback port (its own config and persistence in a
+temporary folder).  Two contenders run in their own processes against it, fed by the same
+load generator, which publishes vehicle events (QoS 1) at a fixed rate (open loop) and
+subscribes to what comes back (QoS 1):
+
+* **echo** — the physical limit: a client that republishes each event to a reply topic
+  (publish -> broker -> echo client -> broker -> receiver: the same two broker hops as the
+  engine path, no work in between);
+* **engine** — ``LiveEngine`` (parse and validate -> decide -> decisions + outbox rows + event
+  ledger in one DuckDB transaction per MQTT batch -> PUBACK -> dispatcher -> head-unit
+  publish QoS 1 with PUBACK wait -> outbox rows marked sent), with a DuckDB warehouse file in
+  the temporary folder.  The decision engine is a minimal one (one head-unit ``send``
+  decision per event, logged in ``strategy_decisions``) so the figure is the delivery
+  pipeline's; ``--engine strategy`` uses the real :class:`StrategyEngine` on an empty
+  warehouse (it evaluates and logs nothing for unknown vehicles, so nothing comes back and
+  only its ingest throughput is reported).
+
+For each rate the bench prints events/s delivered, p50/p99/max latency of both, and the
+engine p99 as a multiple of the echo p99.  Target: >= 5,000 events/s with p99 <= 3x echo.
+Runtime is bounded (default < 1 minute)::
+
+    python bench/engine.py [--rates 1000 5000] [--seconds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pandas as pd
+from paho.mqtt.enums import CallbackAPIVersion
+
+PREFIX = "bench/v1"
+
+
+# --------------------------------------------------------------------------- broker
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 10) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_broker(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 1000000\nmax_inflight_messages 0\n"
+        f"log_dest file {folder}/mosquitto.log\n"
+    )
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    if not _wait_port(port):
+        proc.kill()
+        raise SystemExit("mosquitto did not start")
+    return proc, port
+
+
+def _client(cid: str) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(65535)
+    c.max_queued_messages_set(0)
+    return c
+
+
+# --------------------------------------------------------------------------- contenders
+@dataclass(frozen=True)
+class BenchDecision:
+    """A decision with the fields delivery reads."""
+
+    decision_id: str
+    idempotency_key: str
+    person_id: str
+    vin: str | None
+    strategy_id: str
+    trigger: str
+    trigger_key: str
+    channel: str | None
+    status: str
+    guard: str | None
+    reason: str
+    arm: str
+    priority: int
+    expected_value: float
+    title: str
+    body: str
+    offer: dict[str, Any]
+    created_at: datetime
+    not_after: datetime | None
+
+
+class MinimalEngine:
+    """One head-unit send decision per event, logged in ``strategy_decisions``.
+
+    It follows the strategy engine's interface, including ``on_event(event, log=False)`` and
+    ``log(decisions)``, so the live engine logs a whole MQTT batch with one insert.
+    """
+
+    def __init__(self, wh: Any) -> None:
+        from autopersona.strategy.decision import create_decision_table
+
+        self.wh = wh
+        create_decision_table(wh.con)
+
+    def on_event(self, event: dict[str, Any], *, log: bool = True) -> list[BenchDecision]:
+        person = f"P-{event['vin']}"
+        key = hashlib.sha256(f"bench\x1f{person}\x1f{event['event_id']}".encode()).hexdigest()
+        d = BenchDecision(
+            uuid.uuid4().hex, key, person, event["vin"], "bench", "event", event["event_id"],
+            "head_unit", "send", None, "bench", "treatment", 1, 1.0, "Charging stops",
+            "Two fast chargers on your route.", {"code": "TRIP10"}, datetime.now(UTC), None,
+        )  # fmt: skip
+        if log:
+            self.log([d])
+        return [d]
+
+    def log(self, decisions: list[BenchDecision]) -> int:
+        from autopersona.strategy.decision import DECISION_COLUMNS, DECISIONS_TABLE
+
+        rows = [{**d.__dict__, "offer": json.dumps(d.offer)} for d in decisions]
+        df = pd.DataFrame(rows, columns=DECISION_COLUMNS)
+        df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
+        df["not_after"] = pd.to_datetime(df["not_after"], utc=True)
+        cols = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
+        self.wh.con.register("_bench_decisions", df)
+        try:
+            self.wh.con.execute(
+                f"INSERT INTO {DECISIONS_TABLE} ({cols}) SELECT {cols} FROM _bench_decisions"
+            )
+        finally:
+            self.wh.con.unregister("_bench_decisions")
+        return len(rows)
+
+    def release_held(
+        self, vin: str, speed_mps: float, now: datetime, *, log: bool = True
+    ) -> list[BenchDecision]:
+        return []
+
+
+def run_engine(port: int, folder: Path, kind: str) -> None:
+    """Contender process: the live engine until SIGTERM."""
+    from autopersona.delivery.config import load_channels_config
+    from autopersona.delivery.live import LiveEngine
+    from autopersona.store.warehouse import Warehouse
+
+    cfg = load_channels_config()
+    cfg = cfg.model_copy(
+        update={
+            "mqtt": cfg.mqtt.model_copy(
+                update={"port": port, "topic_prefix": PREFIX, "client_id": "bench-engine",
+                        "receive_maximum": 1000}
+            )
+        }
+    )  # fmt: skip
+    wh = Warehouse(folder / "bench.duckdb", memory_limit="1GB", threads=2)
+    if kind == "strategy":
+        from autopersona.strategy import StrategyEngine
+
+        engine: Any = StrategyEngine(wh)
+    else:
+        engine = MinimalEngine(wh)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    live = LiveEngine(
+        wh, engine, cfg, batch_max=1000, batch_wait_s=0.001, batch_log=kind == "minimal"
+    )
+    stats = live.run_forever()
+    sys.stdout.write(json.dumps(stats.as_dict()) + "\n")
+    wh.close()
+
+
+def run_echo(port: int) -> None:
+    """Contender process: republish every event to the reply topic until SIGTERM."""
+    c = _client("bench-echo")
+    done = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        vin = msg.topic.split("/")[-2]
+        client.publish(f"{PREFIX}/vehicles/{vin}/headunit", msg.payload, qos=1)
+
+    def on_connect(client: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+        client.subscribe(f"{PREFIX}/vehicles/+/events", qos=1)
+
+    def on_subscribe(client: mqtt.Client, u: Any, mid: int, rcs: Any, p: Any) -> None:
+        sys.stderr.write("subscribed to events\n")
+        sys.stderr.flush()
+
+    c.on_message = on_message
+    c.on_connect = on_connect
+    c.on_subscribe = on_subscribe
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    done.wait()
+    c.disconnect()
+    c.loop_stop()
+    sys.stdout.write("{}\n")
+
+
+# --------------------------------------------------------------------------- load
+def load(port: int, rate: float, seconds: float, drain_s: float) -> dict[str, Any]:
+    """Publish ``rate`` events/s for ``seconds`` and time each one's head-unit message."""
+    n = int(rate * seconds)
+    sent: dict[str, int] = {}
+    got: dict[str, int] = {}
+    lock = threading.Lock()
+    ready = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        t = time.perf_counter_ns()
+        body = json.loads(msg.payload)
+        eid = body.get("trigger_key") or body.get("event_id")
+        with lock:
+            got.setdefault(eid, t)
+
+    rx = _client(f"bench-rx-{uuid.uuid4().hex[:6]}")
+    rx.on_message = on_message
+    rx.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{PREFIX}/vehicles/+/headunit", qos=1)
+    rx.on_subscribe = lambda c, u, mid, rcs, p: ready.set()
+    rx.connect("127.0.0.1", port)
+    rx.loop_start()
+    tx = _client(f"bench-tx-{uuid.uuid4().hex[:6]}")
+    tx.connect("127.0.0.1", port)
+    tx.loop_start()
+    ready.wait(10)
+    run = uuid.uuid4().hex[:6]
+    ts = datetime.now(UTC).isoformat()
+    t0 = time.perf_counter()
+    for i in range(n):
+        due = t0 + i / rate
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(0.0005, due - now))
+        vin = f"VIN{i % 500:05d}"
+        eid = f"{run}-{i}"
+        payload = json.dumps(
+            {"event_id": eid, "vin": vin, "type": "route_planned", "ts": ts,
+             "payload": {"route_km": 420, "remaining_range_km": 150}}
+        )  # fmt: skip
+        with lock:
+            sent[eid] = time.perf_counter_ns()
+        tx.publish(f"{PREFIX}/vehicles/{vin}/events", payload, qos=1)
+    publish_s = time.perf_counter() - t0
+    end = time.perf_counter() + drain_s
+    while time.perf_counter() < end:
+        with lock:
+            if len(got) >= n:
+                break
+        time.sleep(0.01)
+    tx.disconnect()
+    rx.disconnect()
+    tx.loop_stop()
+    rx.loop_stop()
+    with lock:
+        lat = np.array([(got[k] - sent[k]) / 1e6 for k in got if k in sent])
+        last = max(got.values()) if got else 0
+    span = (last - int(t0 * 1e9)) / 1e9 if got else float("nan")
+    return {
+        "rate": rate,
+        "events": n,
+        "received": int(lat.size),
+        "publish_s": round(publish_s, 3),
+        "events_per_s": round(lat.size / span, 1) if lat.size else 0.0,
+        "p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+        "max_ms": round(float(lat.max()), 3) if lat.size else None,
+    }
+
+
+def contender(role: str, port: int, folder: Path, kind: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, __file__, "--role", role, "--port", str(port), "--folder", str(folder),
+           "--engine", kind]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stderr is not None
+    tail: list[str] = []
+    for raw in p.stderr:  # wait until it is subscribed (imports, connect, subscribe)
+        line = raw.decode(errors="replace")
+        tail.append(line)
+        if "subscribed to" in line:
+            break
+    else:
+        raise SystemExit(f"{role} did not start:\n{''.join(tail[-30:])}")
+    threading.Thread(target=lambda: [None for _ in p.stderr or []], daemon=True).start()
+    return p
+
+
+def stop(p: subprocess.Popen[bytes]) -> dict[str, Any]:
+    p.send_signal(signal.SIGTERM)
+    assert p.stdout is not None
+    out = p.stdout.read()
+    p.wait(60)
+    lines = out.decode().strip().splitlines()
+    if p.returncode != 0 or not lines:
+        raise SystemExit(f"contender failed ({p.returncode})")
+    r: dict[str, Any] = json.loads(lines[-1])
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rates", type=float, nargs="+", default=[1000.0, 5000.0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="Publishing time per rate.")
+    ap.add_argument("--drain", type=float, default=6.0, help="Most seconds to wait for the tail.")
+    ap.add_argument("--engine", choices=["minimal", "strategy"], default="minimal")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--role", choices=["engine", "echo"], help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.role == "engine":
+        run_engine(a.port, a.folder, a.engine)
+        return 0
+    if a.role == "echo":
+        run_echo(a.port)
+        return 0
+    rows = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="ap-bench-engine-") as tmp:
+        folder = Path(tmp)
+        broker, port = start_broker(folder)
+        try:
+            for rate in a.rates:
+                echo = contender("echo", port, folder, a.engine)
+                e = load(port, rate, a.seconds, a.drain)
+                stop(echo)
+                (folder / "bench.duckdb").unlink(missing_ok=True)
+                eng = contender("engine", port, folder, a.engine)
+                g = load(port, rate, a.seconds, a.drain)
+                stats = stop(eng)
+                rows.append({"rate": rate, "echo": e, "engine": g, "engine_stats": stats})
+        finally:
+            broker.terminate()
+            broker.wait(10)
+    if a.json:
+        out = {"load_average": [load_before[0], os.getloadavg()[0]], "runs": rows}
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return 0
+    print(f"engine: {a.engine} decision engine; DuckDB warehouse file; Mosquitto on loopback")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average before/after "
+        f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f} (1 min)"
+    )
+    head = ("offered/s", "path", "received", "events/s", "p50 ms", "p99 ms", "max ms", "p99 / echo")
+    print("  ".join(f"{h:>10}" for h in head))
+    for r in rows:
+        for name in ("echo", "engine"):
+            x = r[name]
+            ratio = (
+                f"{x['p99_ms'] / r['echo']['p99_ms']:.1f}x"
+                if name == "engine" and x["p99_ms"] and r["echo"]["p99_ms"]
+                else ""
+            )
+            print(
+                "  ".join(
+                    f"{'-' if v is None else v:>10}"
+                    for v in (
+                        f"{r['rate']:.0f}", name, f"{x['received']}/{x['events']}",
+                        x["events_per_s"], x["p50_ms"], x["p99_ms"], x["max_ms"], ratio,
+                    )
+                )
+            )  # fmt: skip
+        st = r["engine_stats"]
+        print(
+            f"{'':>10}  engine batches {st['batches']}, mean {st['processed'] / max(1, st['batches']):.0f} events/batch"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
