@@ -33,7 +33,14 @@ import pandas as pd
 if TYPE_CHECKING:
     from autopersona.store.warehouse import Warehouse
 
-__all__ = ["DIMENSIONS", "METRICS", "funnel_from_events", "funnel_metrics", "funnel_sql"]
+__all__ = [
+    "DIMENSIONS",
+    "METRICS",
+    "funnel_from_events",
+    "funnel_from_messages",
+    "funnel_metrics",
+    "funnel_sql",
+]
 
 DIMENSIONS = ("strategy", "channel", "segment", "arm", "day")
 METRICS = (
@@ -74,8 +81,14 @@ def funnel_sql(
     decisions: str | None = None,
     segments: str | None = None,
     where: str = "TRUE",
+    messages: str | None = None,
 ) -> str:
-    """The SQL of :func:`funnel_metrics` over the named tables (for reuse and benchmarks)."""
+    """The SQL of :func:`funnel_metrics` over the named tables (for reuse and benchmarks).
+
+    ``messages`` names a table already at message level (the columns of the ``m`` step:
+    ``strategy, person_id, channel, arm, day, is_sent, is_delivered, is_exposed, is_clicked,
+    is_visited, conversions, redemptions, revenue``); ``events`` is then not read.
+    """
     dims = _check_by(by)
     strategy = "coalesce(d.strategy_id, e.campaign_id)" if decisions else "e.campaign_id"
     join = (
@@ -98,8 +111,10 @@ def funnel_sql(
     g_dims = ", ".join(f"g.{d}" for d in dims)
     on = " AND ".join(f"g.{d} IS NOT DISTINCT FROM b.{d}" for d in dims)
     group = ", ".join(str(i + 1) for i in range(len(dims)))
-    return f"""
-WITH ev AS (
+    if messages:
+        msg_ctes = f"WITH m AS (SELECT * FROM {messages}"
+    else:
+        msg_ctes = f"""WITH ev AS (
     SELECT coalesce(e.decision_id, e.campaign_id || '|' || e.person_id) AS msg,
            {strategy} AS strategy, e.*
     FROM {events} e {join}
@@ -120,6 +135,9 @@ WITH ev AS (
            count(*) FILTER (WHERE event_type = 'redeemed') AS redemptions,
            coalesce(sum(value) FILTER (WHERE event_type = 'converted'), 0) AS revenue
     FROM ev GROUP BY msg
+"""
+    return f"""
+{msg_ctes}
 ), md AS (
     SELECT {select_dims}, m.* EXCLUDE (strategy, channel, arm, day) FROM m {seg_join}
 ), g AS (
@@ -237,6 +255,18 @@ def funnel_from_events(
             "revenue": g["rev"].sum(),
         }
     )
+    return funnel_from_messages(m, dims, segments=segments)
+
+
+def funnel_from_messages(
+    messages: pd.DataFrame,
+    by: Sequence[str] = ("strategy", "channel", "segment", "day"),
+    *,
+    segments: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The pandas reference on a message-level frame (see :func:`funnel_sql`'s ``messages``)."""
+    dims = _check_by(by)
+    m = messages.copy()
     if segments is not None:
         seg = segments.drop_duplicates("person_id").set_index("person_id")["segment"]
         m["segment"] = m["person_id"].map(seg).fillna(m["arm"])
