@@ -124,3 +124,57 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             t.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in r.values()))
         Console().print(t)
+
+    @privacy_app.command("pseudonymise")
+    def pseudonymise_cmd(
+        vault: Annotated[
+            Path, typer.Option("--vault", help="Re-identification vault (a separate DuckDB file).")
+        ],
+        warehouse: Annotated[Path | None, _WH_OPT] = None,
+        as_json: Annotated[bool, _JSON_OPT] = False,
+    ) -> None:
+        """Replace clear VINs, phones and e-mails in every table by keyed-HMAC pseudonyms."""
+        from autopersona.privacy.pseudo import (
+            InsecureKeyError,
+            Vault,
+            from_settings,
+            pseudonymise_warehouse,
+        )
+        from autopersona.store.warehouse import Warehouse
+
+        try:
+            v = Vault(vault)
+            p = from_settings(v)
+        except InsecureKeyError as exc:
+            raise _fail(str(exc), 3) from None
+        try:
+            with Warehouse(_wh_path(warehouse)) as wh:
+                changed = pseudonymise_warehouse(wh, p)
+        finally:
+            v.close()
+        if as_json:
+            _out(changed)
+        else:
+            for k, n in changed.items():
+                typer.echo(f"{k}: {n} value(s) pseudonymised")
+
+    @privacy_app.command("reidentify")
+    def reidentify_cmd(
+        pseudonym: Annotated[str, typer.Argument(help="A pseudonym (pv_…, pp_…, pe_…).")],
+        vault: Annotated[Path, typer.Option("--vault", help="The re-identification vault.")],
+        actor: Annotated[str, typer.Option("--actor", help="Who reads (audited).")],
+        purpose: Annotated[str, typer.Option("--purpose", help="Why (audited).")],
+    ) -> None:
+        """Look up the clear value of a pseudonym; every read is audited in the vault."""
+        from autopersona.privacy.pseudo import Vault
+
+        v = Vault(vault)
+        try:
+            value = v.reidentify(pseudonym, actor=actor, purpose=purpose)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        finally:
+            v.close()
+        if value is None:
+            raise _fail(f"no mapping for {pseudonym!r}", 1)
+        typer.echo(value)

@@ -1,0 +1,445 @@
+r"""Pseudonymous identifiers, the audited re-identification vault, and H3 coarsening.
+
+Pseudonyms
+----------
+A VIN, phone number or e-mail address becomes ``HMAC-SHA256(key, kind | normalised value)``,
+written ``pv_…`` (VIN), ``pp_…`` (phone) or ``pe_…`` (e-mail) with 32 hex digits (128 bits).
+Normalisation comes first (VIN upper-cased without spaces, phone in E.164, e-mail folded as
+identity linkage folds it), so one person's identifier gives one pseudonym whatever its
+spelling, and exact-key linkage works on pseudonyms as it does on clear values.  Without
+the key a pseudonym cannot be recomputed from a guessed VIN or phone (unlike a plain hash,
+which a dictionary of all phone numbers reverses).
+
+The key is ``AUTOPERSONA_PSEUDONYM_KEY``.  :func:`check_settings` — which a service calls
+before it starts — refuses the published default key (and keys shorter than 32 characters)
+unless demo mode is on (``AUTOPERSONA_DEMO=1``).
+
+Re-identification
+-----------------
+The only way back from a pseudonym is the :class:`Vault`: a *separate* DuckDB file (not the
+warehouse) mapping pseudonym → clear value, filled when pseudonyms are made.  Every read
+through :meth:`Vault.reidentify` appends a row to ``reidentification_audit`` first: when,
+who, why, the kind and a SHA-256 fingerprint of the pseudonym (not the pseudonym, not the
+value), and whether it was found.
+
+Coarsening
+----------
+Places that say where someone lives or works are stored at H3 resolution where the purpose
+needs no more (:data:`COARSEN_RESOLUTION`): marketing (region-level offers) and analytics
+keep an H3 cell (resolution 7, about 5 km²; 6 for analytics, about 36 km²) and its centre
+instead of the point.  :data:`COARSEN_TARGETS` lists where this applies in the warehouse:
+the home and work points of ``features_mobility``.  ``mobility_locations`` is *not*
+coarsened: it is the mobility build's own state (stays are matched to locations within
+~100 m), kept under its retention period instead.
+
+Examples
+--------
+>>> p = Pseudonymiser(b"k" * 32)
+>>> p.pseudonym("vin", "lsvaa4182e2123456") == p.pseudonym("vin", " LSVAA4182E2123456")
+True
+>>> p.pseudonym("phone", "+86 138 0013 8000") == p.pseudonym("phone", "138-0013-8000")
+True
+>>> p.pseudonym("email", "Gao.Min@Example.com")[:3]
+'pe_'
+>>> coarsen_point(31.2304, 121.4737, 7)[0]
+'87309959dffffff'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from autopersona.settings import Settings
+    from autopersona.store.warehouse import Warehouse
+
+__all__ = [
+    "AUDIT_TABLE",
+    "COARSEN_RESOLUTION",
+    "COARSEN_TARGETS",
+    "MAP_TABLE",
+    "InsecureKeyError",
+    "Kind",
+    "Pseudonymiser",
+    "Vault",
+    "check_settings",
+    "coarsen_point",
+    "coarsen_warehouse",
+    "from_settings",
+    "pseudonymise_warehouse",
+    "scan_raw_identifiers",
+]
+
+Kind = Literal["vin", "phone", "email"]
+PREFIX: dict[str, str] = {"vin": "pv_", "phone": "pp_", "email": "pe_"}
+MAP_TABLE = "pseudonym_map"
+AUDIT_TABLE = "reidentification_audit"
+#: H3 resolution per purpose for stored home/work places (None: no coarsening needed).
+COARSEN_RESOLUTION: dict[str, int | None] = {
+    "marketing": 7,
+    "analytics": 6,
+    "partner_sharing": 6,
+    "ubi": None,
+}
+#: (table, lat column, lon column) of stored places that are coarsened.
+COARSEN_TARGETS: tuple[tuple[str, str, str], ...] = (
+    ("features_mobility", "home_lat", "home_lon"),
+    ("features_mobility", "work_lat", "work_lon"),
+)
+_PSEUDO_RE = re.compile(r"^p[vpe]_[0-9a-f]{32}$")
+#: Patterns of clear identifiers (for scans): 17-character VINs, phone-like digit runs, e-mails.
+RAW_PATTERNS: dict[str, re.Pattern[str]] = {
+    "vin": re.compile(r"\b[A-HJ-NPR-Z0-9]{17}\b"),
+    "phone": re.compile(r"(?<![0-9a-f])\+?\d[\d\s().-]{8,}\d(?![0-9a-f])"),
+    "email": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
+}
+
+
+class InsecureKeyError(RuntimeError):
+    """The pseudonym key is the published default (or too short) outside demo mode."""
+
+
+def check_settings(settings: Settings | None = None) -> None:
+    """Refuse to run with the default or a short pseudonym key unless in demo mode.
+
+    >>> from autopersona.settings import Settings
+    >>> check_settings(Settings(demo=True))
+    >>> check_settings(Settings(demo=False))
+    Traceback (most recent call last):
+    ...
+    autopersona.privacy.pseudo.InsecureKeyError: AUTOPERSONA_PSEUDONYM_KEY is the published default key; set a secret key of at least 32 characters (or AUTOPERSONA_DEMO=1 for a demo)
+    """
+    from autopersona.settings import DEFAULT_PSEUDONYM_KEY, get_settings
+
+    s = settings or get_settings()
+    if s.demo:
+        return
+    key = s.pseudonym_key.get_secret_value()
+    if key == DEFAULT_PSEUDONYM_KEY:
+        raise InsecureKeyError(
+            "AUTOPERSONA_PSEUDONYM_KEY is the published default key; set a secret key of at "
+            "least 32 characters (or AUTOPERSONA_DEMO=1 for a demo)"
+        )
+    if len(key) < 32:
+        raise InsecureKeyError(
+            f"AUTOPERSONA_PSEUDONYM_KEY has {len(key)} characters; use at least 32"
+        )
+
+
+def _normalise(kind: str, value: str) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    if kind == "vin":
+        return re.sub(r"\s+", "", text).upper()
+    if kind == "phone":
+        from autopersona.identity.normalise import normalise_phone
+
+        return normalise_phone(text) or re.sub(r"\D", "", text) or None
+    if kind == "email":
+        from autopersona.identity.normalise import normalise_email
+
+        return normalise_email(text) or text.lower()
+    raise ValueError(f"unknown identifier kind {kind!r}; expected vin, phone or email")
+
+
+def is_pseudonym(value: object) -> bool:
+    """True for a value shaped like a pseudonym."""
+    return isinstance(value, str) and bool(_PSEUDO_RE.match(value))
+
+
+class Pseudonymiser:
+    """Keyed-HMAC pseudonyms; with a :class:`Vault`, every new pseudonym is also mapped."""
+
+    def __init__(self, key: bytes | str, vault: Vault | None = None) -> None:
+        self._key = key.encode() if isinstance(key, str) else bytes(key)
+        if not self._key:
+            raise ValueError("empty pseudonym key")
+        self.vault = vault
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a pseudonymiser holds the key; it is not serialised")
+
+    def pseudonym(self, kind: str, value: str | None) -> str | None:
+        """The pseudonym of ``value`` (``None`` stays ``None``; a pseudonym stays itself)."""
+        if value is None or is_pseudonym(value):
+            return value
+        norm = _normalise(kind, value)
+        if norm is None:
+            return None
+        mac = hmac.new(self._key, f"{kind}|{norm}".encode(), hashlib.sha256).hexdigest()
+        return PREFIX[kind] + mac[:32]
+
+    def many(self, kind: str, values: Iterable[str | None]) -> list[str | None]:
+        """Pseudonyms of many values; records the new ones in the vault when there is one."""
+        out: list[str | None] = []
+        pairs: dict[str, str] = {}
+        for v in values:
+            p = self.pseudonym(kind, v)
+            out.append(p)
+            if p is not None and v is not None and p != v:
+                pairs[p] = str(v)
+        if self.vault is not None and pairs:
+            self.vault.record(kind, pairs)
+        return out
+
+
+def from_settings(vault: Vault | None = None, settings: Settings | None = None) -> Pseudonymiser:
+    """A pseudonymiser with the configured key (checked by :func:`check_settings`)."""
+    from autopersona.settings import get_settings
+
+    s = settings or get_settings()
+    check_settings(s)
+    return Pseudonymiser(s.pseudonym_key.get_secret_value(), vault)
+
+
+# ============================================================================ vault
+def _fingerprint(pseudonym: str) -> str:
+    return hashlib.sha256(b"autopersona/audit|" + pseudonym.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Vault:
+    """The re-identification map in its own DuckDB file, with an audit row per read."""
+
+    path: str | Path = ":memory:"
+    con: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import duckdb
+
+        self.con = duckdb.connect(str(self.path))
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {MAP_TABLE} (
+                pseudonym VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, value VARCHAR NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL)"""
+        )
+        self.con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+                read_at TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL, purpose VARCHAR NOT NULL,
+                kind VARCHAR, pseudonym_fingerprint VARCHAR NOT NULL, found BOOLEAN NOT NULL)"""
+        )
+
+    def close(self) -> None:
+        """Close the vault."""
+        self.con.close()
+
+    def record(self, kind: str, pairs: dict[str, str]) -> None:
+        """Store ``pseudonym → value`` pairs (existing pseudonyms are kept)."""
+        df = pd.DataFrame({"pseudonym": list(pairs), "value": list(pairs.values())})
+        self.con.register("_vault_new", df)
+        try:
+            self.con.execute(
+                f"INSERT INTO {MAP_TABLE} SELECT pseudonym, ?, value, now() FROM _vault_new n "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {MAP_TABLE} m WHERE m.pseudonym = n.pseudonym)",
+                [kind],
+            )
+        finally:
+            self.con.unregister("_vault_new")
+
+    def reidentify(self, pseudonym: str, *, actor: str, purpose: str) -> str | None:
+        """The clear value behind ``pseudonym``; the read is audited before it happens."""
+        if not actor.strip() or not purpose.strip():
+            raise ValueError("re-identification needs an actor and a purpose")
+        row = self.con.execute(
+            f"SELECT kind, value FROM {MAP_TABLE} WHERE pseudonym = ?", [pseudonym]
+        ).fetchone()
+        self.con.execute(
+            f"INSERT INTO {AUDIT_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                datetime.now(UTC),
+                actor,
+                purpose,
+                row[0] if row else None,
+                _fingerprint(pseudonym),
+                row is not None,
+            ],
+        )
+        return str(row[1]) if row else None
+
+    def forget(self, pseudonyms: Sequence[str]) -> int:
+        """Delete mappings (erasure); returns how many were removed."""
+        if not pseudonyms:
+            return 0
+        marks = ", ".join("?" for _ in pseudonyms)
+        n = self.con.execute(
+            f"SELECT count(*) FROM {MAP_TABLE} WHERE pseudonym IN ({marks})", list(pseudonyms)
+        ).fetchone()
+        self.con.execute(f"DELETE FROM {MAP_TABLE} WHERE pseudonym IN ({marks})", list(pseudonyms))
+        return int(n[0]) if n else 0
+
+
+# ============================================================================ warehouse
+def _kind_of(column: str) -> str | None:
+    if column in ("vin", "phone", "email"):
+        return column
+    if column in ("mobile", "phone_number", "e_mail", "mail"):
+        return "email" if "mail" in column else "phone"
+    if column.endswith("_vin"):
+        return "vin"
+    return None
+
+
+def pseudonymise_warehouse(wh: Warehouse, p: Pseudonymiser) -> dict[str, int]:
+    """Replace clear VINs, phones and e-mails by pseudonyms in every warehouse table.
+
+    Covers each contract column flagged ``pii`` that holds a VIN, phone or e-mail, and the
+    quarantine's raw records (identifiers inside the JSON text are replaced too).  Returns
+    values changed per ``table.column``.  Idempotent: pseudonyms are left as they are.
+    """
+    changed: dict[str, int] = {}
+    for c in wh.contracts.values():
+        for col in c.columns:
+            kind = _kind_of(col.name)
+            if not col.pii or kind is None:
+                continue
+            vals = [
+                r[0]
+                for r in wh.sql(
+                    f'SELECT DISTINCT "{col.name}" FROM "{c.table}" WHERE "{col.name}" IS NOT NULL'
+                )
+            ]
+            todo = [v for v in vals if not is_pseudonym(v)]
+            if not todo:
+                continue
+            df = pd.DataFrame({"v": todo, "p": p.many(kind, todo)})
+            wh.con.register("_ps_map", df)
+            try:
+                wh.con.execute(
+                    f'UPDATE "{c.table}" t SET "{col.name}" = m.p FROM _ps_map m '
+                    f'WHERE t."{col.name}" = m.v'
+                )
+            finally:
+                wh.con.unregister("_ps_map")
+            changed[f"{c.table}.{col.name}"] = len(todo)
+    changed.update(_pseudonymise_text(wh, "_quarantine", "raw", p))
+    return changed
+
+
+def _pseudonymise_json(text: str, p: Pseudonymiser) -> str:
+    """Pseudonymise identifier fields of a JSON record (VIN and e-mail patterns otherwise)."""
+    import json
+
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        rec = None
+    if isinstance(rec, dict):
+        for k, v in rec.items():
+            kind = _kind_of(str(k))
+            if kind is not None and isinstance(v, str):
+                rec[k] = p.many(kind, [v])[0]
+        return json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
+    for pattern_kind in ("vin", "email"):
+
+        def swap(m: re.Match[str], k: str = pattern_kind) -> str:
+            return str(p.many(k, [m.group(0)])[0])
+
+        text = RAW_PATTERNS[pattern_kind].sub(swap, text)
+    return text
+
+
+def _pseudonymise_text(wh: Warehouse, table: str, column: str, p: Pseudonymiser) -> dict[str, int]:
+    rows = wh.sql(f'SELECT DISTINCT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL')
+    pairs = [(str(t), _pseudonymise_json(str(t), p)) for (t,) in rows]
+    pairs = [(a, b) for a, b in pairs if a != b]
+    if pairs:
+        wh.con.register("_ps_text", pd.DataFrame(pairs, columns=["old", "new"]))
+        try:
+            wh.con.execute(
+                f'UPDATE "{table}" t SET "{column}" = m.new FROM _ps_text m '
+                f'WHERE t."{column}" = m.old'
+            )
+        finally:
+            wh.con.unregister("_ps_text")
+    return {f"{table}.{column}": len(pairs)} if pairs else {}
+
+
+def scan_raw_identifiers(wh: Warehouse, known: dict[str, set[str]] | None = None) -> list[str]:
+    """Every text column of every table searched for clear VINs, phones and e-mails.
+
+    With ``known`` (kind → clear values, e.g. from the source files) the scan looks for
+    those exact values; otherwise for anything shaped like one (:data:`RAW_PATTERNS`).
+    Returns ``table.column: kind`` findings.
+    """
+    found: list[str] = []
+    tables = wh.sql(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND data_type IN ('VARCHAR', 'JSON', 'VARCHAR[]')"
+    )
+    for table, column in tables:
+        expr = f'CAST("{column}" AS VARCHAR)'
+        texts = [
+            str(r[0])
+            for r in wh.sql(f'SELECT DISTINCT {expr} FROM "{table}" WHERE "{column}" IS NOT NULL')
+        ]
+        if not texts:
+            continue
+        blob = "\n".join(texts)
+        for kind, pat in RAW_PATTERNS.items():
+            if known is not None:
+                hit = any(v and v in blob for v in known.get(kind, set()))
+            else:
+                hit = any(not is_pseudonym(m) for m in pat.findall(blob))
+            if hit:
+                found.append(f"{table}.{column}: {kind}")
+    return found
+
+
+# ============================================================================ H3
+def coarsen_point(lat: float, lon: float, resolution: int) -> tuple[str, float, float]:
+    """The H3 cell of a point at ``resolution`` and the cell's centre ``(cell, lat, lon)``."""
+    import h3  # type: ignore[import-untyped]
+
+    cell = h3.latlng_to_cell(lat, lon, resolution)
+    clat, clon = h3.cell_to_latlng(cell)
+    return str(cell), float(clat), float(clon)
+
+
+def coarsen_warehouse(wh: Warehouse, purpose: str = "marketing") -> dict[str, int]:
+    """Replace the stored home/work points (:data:`COARSEN_TARGETS`) by their H3 cell centres.
+
+    The resolution comes from :data:`COARSEN_RESOLUTION` for ``purpose``; a purpose that
+    needs full precision changes nothing.  Returns points changed per ``table.column``.
+    """
+    if purpose not in COARSEN_RESOLUTION:
+        raise ValueError(f"unknown purpose {purpose!r}; expected {sorted(COARSEN_RESOLUTION)}")
+    res = COARSEN_RESOLUTION[purpose]
+    out: dict[str, int] = {}
+    if res is None:
+        return out
+    present = {r[0] for r in wh.sql("SELECT table_name FROM information_schema.tables")}
+    for table, la, lo in COARSEN_TARGETS:
+        if table not in present:
+            continue
+        pts = wh.sql(
+            f'SELECT DISTINCT "{la}", "{lo}" FROM "{table}" '
+            f'WHERE "{la}" IS NOT NULL AND "{lo}" IS NOT NULL'
+        )
+        if not pts:
+            continue
+        rows = [(a, b, *coarsen_point(float(a), float(b), res)[1:]) for a, b in pts]
+        df = pd.DataFrame(rows, columns=["a", "b", "ca", "cb"])
+        df = df[(df["a"] != df["ca"]) | (df["b"] != df["cb"])]
+        if df.empty:
+            continue
+        wh.con.register("_h3_map", df)
+        try:
+            wh.con.execute(
+                f'UPDATE "{table}" t SET "{la}" = m.ca, "{lo}" = m.cb FROM _h3_map m '
+                f'WHERE t."{la}" = m.a AND t."{lo}" = m.b'
+            )
+        finally:
+            wh.con.unregister("_h3_map")
+        out[f"{table}.{la}"] = len(df)
+    return out
