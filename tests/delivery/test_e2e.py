@@ -1,0 +1,106 @@
+"""End to end with the real strategy engine: MQTT route events -> StrategyEngine -> outbox ->
+head-unit messages on the vehicles' topics, including a message held while the car moves and
+released when it parks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from deliverykit import HeadUnitListener, Publisher, channels_yaml, free_port, wait_until
+
+from autopersona.delivery.config import load_channels_config
+from autopersona.delivery.live import LiveEngine
+from autopersona.store.warehouse import Warehouse
+
+strategy = pytest.importorskip("autopersona.strategy")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# Live: event times are now (the dispatcher expires held messages by the wall clock), and the
+# vehicles' zone is one where it is early afternoon now (no quiet hours).
+AT = datetime.now(UTC).replace(microsecond=0)
+_OFF = (13 - AT.hour + 12) % 24 - 12
+ZONE = f"Etc/GMT{-_OFF:+d}"
+
+
+def fill(wh: Warehouse) -> None:
+    wh.con.execute(
+        "INSERT INTO vehicles (vin, brand, model, energy_type, timezone) VALUES "
+        "('V1', 'Aurelis', 'S9', 'BEV', $z), ('V2', 'Meridian', 'M5', 'BEV', $z), "
+        "('V3', 'Zhiyuan', 'C3', 'ICE', $z)",
+        {"z": ZONE},
+    )
+    wh.con.execute(
+        "INSERT INTO accounts (account_id, source, vin) VALUES "
+        "('OWN-1', 'owner', 'V1'), ('OWN-2', 'owner', 'V2'), ('OWN-3', 'owner', 'V3')"
+    )
+    wh.con.executemany(
+        "INSERT INTO consents VALUES (?, 'marketing', 'head_unit', true, ?, 'test')",
+        [[a, AT - timedelta(days=30)] for a in ("OWN-1", "OWN-2", "OWN-3")],
+    )
+
+
+@pytest.fixture
+def live(shared_broker: int, prefix: str, tmp_path: Path) -> Iterator[tuple[LiveEngine, Warehouse]]:
+    cfg = load_channels_config(
+        channels_yaml(
+            tmp_path / "channels.yaml",
+            port=shared_broker,
+            prefix=prefix,
+            webhook_port=free_port(),
+            smtp_port=free_port(),
+            client_id=f"e2e-{tmp_path.name[-12:]}",
+        )
+    )
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    fill(wh)
+    catalogue = strategy.load_strategies(FIXTURES / "strategies")
+    eng = strategy.StrategyEngine(wh, catalogue)
+    le = LiveEngine(wh, eng, cfg, poll_s=0.05)
+    le.start()
+    assert le.wait_connected(10)
+    try:
+        yield le, wh
+    finally:
+        le.stop()
+        wh.close()
+
+
+@pytest.mark.integration
+def test_route_events_reach_exactly_the_right_head_units(
+    live: tuple[LiveEngine, Warehouse], shared_broker: int, prefix: str
+) -> None:
+    le, wh = live
+    listener = HeadUnitListener(prefix, shared_broker)
+    pub = Publisher(prefix, shared_broker)
+    try:
+
+        def route(vin: str, eid: str, km: float, speed: float, minutes: int = 0) -> None:
+            ts = (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+            pub.event(vin, eid, ts=ts, route_km=km, remaining_range_km=120.0, speed_mps=speed)
+
+        route("V1", "r1", 400, 0.0)  # BEV, beyond range, parked: sent
+        route("V2", "r2", 80, 0.0)  # within range: no decision
+        route("V3", "r3", 400, 0.0)  # not a BEV: not in the audience
+        route("V2", "r4", 400, 25.0)  # moving: held
+        assert wait_until(lambda: le.stats.processed == 4, 15), le.stats
+        assert wait_until(lambda: listener.received.unique == 1, 10)
+        pub.event("V2", "s5", type="vehicle_state", ts=datetime.now(UTC).isoformat(),
+                  speed_mps=0.0)  # fmt: skip
+        assert wait_until(lambda: listener.received.unique == 2, 10), le.stats
+        bodies = {b["vin"]: b for b in listener.received.bodies.values()}
+        assert set(bodies) == {"V1", "V2"}
+        assert bodies["V1"]["title"] == "Charge on the way"
+        assert bodies["V1"]["body"] == "400 km planned, 120 km left in your S9."
+        assert bodies["V2"]["address"] == f"{prefix}/vehicles/V2/headunit"
+        log = wh.sql(
+            "SELECT vin, status, guard FROM strategy_decisions ORDER BY vin, created_at, status"
+        )
+        assert log == [("V1", "send", None), ("V2", "held", "driving_safety"), ("V2", "send", None)]
+        assert wait_until(lambda: le.outbox.clone().counts() == {"sent": 2}, 5)
+        assert listener.received.duplicates == 0
+    finally:
+        pub.close()
+        listener.close()
