@@ -16,6 +16,7 @@ from autopersona.evaluation.bandit import (
     allocation_figure,
     load_policy,
     policy_from_dict,
+    replay,
     save_policy,
     simulate,
 )
@@ -218,3 +219,56 @@ def test_save_and_load_between_runs(tmp_path):
         load_policy(f)
     with pytest.raises(ValueError, match="no such file"):
         load_policy(tmp_path / "missing.json")
+
+
+class Fixed:
+    """Reference policy that always plays one arm."""
+
+    def __init__(self, arms, arm):
+        self.arms, self.arm = list(arms), arm
+
+    def select(self, context=None):
+        from autopersona.evaluation.bandit import Decision
+
+        return Decision(self.arm, 1.0)
+
+    def update(self, arm, reward, context=None):
+        pass
+
+    def to_dict(self):
+        return {}
+
+
+def randomised_log(shares, n, seed):
+    rng = np.random.default_rng(seed)
+    names = list(shares)
+    arms = rng.choice(names, n, p=[shares[a] for a in names])
+    rewards = (rng.uniform(size=n) < np.array([MEANS[a] for a in arms])).astype(float)
+    return arms, rewards
+
+
+def test_replay_of_a_fixed_policy_is_unbiased():
+    est = []
+    for seed in range(30):
+        arms, rewards = randomised_log(dict.fromkeys(MEANS, 1 / 3), 3000, seed)
+        valid = replay(Fixed(MEANS, "10%"), arms, rewards)
+        assert (valid["arm"] == "10%").all()
+        assert len(valid) == (arms == "10%").sum()
+        est.append(valid["reward"].mean())
+    assert np.mean(est) == pytest.approx(MEANS["10%"], abs=3 * np.std(est) / np.sqrt(30))
+
+
+def test_replay_thompson_and_rejection_of_unequal_shares():
+    shares = {"5%": 0.6, "10%": 0.3, "20%": 0.1}
+    arms, rewards = randomised_log(shares, 30000, 4)
+    uniform = replay(Uniform(MEANS, 0), arms, rewards, shares=shares, seed=1)
+    freq = uniform["arm"].value_counts(normalize=True)
+    assert freq.to_numpy() == pytest.approx([1 / 3] * 3, abs=0.03)
+    assert uniform["reward"].mean() == pytest.approx(np.mean(list(MEANS.values())), abs=0.01)
+    ts = replay(BetaThompson(list(MEANS), seed=0, n_mc=0), arms, rewards, shares=shares, seed=1)
+    assert ts["arm"].iloc[len(ts) // 2 :].eq("20%").mean() > 0.7
+    assert ts["reward"].mean() > uniform["reward"].mean()
+    with pytest.raises(ValueError, match="not arms of the policy"):
+        replay(BetaThompson(["5%", "10%"]), arms, rewards)
+    with pytest.raises(ValueError, match="no positive share"):
+        replay(BetaThompson(list(MEANS)), arms, rewards, shares={"5%": 1.0})
