@@ -128,3 +128,19 @@ def test_counts_match_a_direct_count(prev: list[int], recent: list[int]) -> None
     assert row[["orders_previous", "orders_recent"]].values.tolist() == [
         [len(set(prev)), len(set(recent))]
     ]
+
+
+def test_rfm_tier_warns_above_a_drop_of_three(churn_wh: Warehouse) -> None:
+    """cm_rfm_tier reads frequency_drop: drop 4 warns, drop 3 does not (recent buyers only)."""
+    from autopersona.features.build import build_features
+    from autopersona.tags.rules import build_rule_tags
+
+    build_features(churn_wh, only=["commerce"])
+    build_churn_features(churn_wh)
+    tags = build_rule_tags(churn_wh, tags=["cm_rfm_tier"], as_of=AS_OF)
+    tier = tags.set_index("entity")["value"].to_dict()
+    assert tier["DROP4"] == "churn_warning" and tier["STOPPED"] == "churn_warning"
+    assert tier["DROP3"] != "churn_warning" and tier["STOPPED3"] != "churn_warning"
+    assert tier["STEADY"] != "churn_warning"
+    reasons = tags.set_index("entity").loc["DROP4", "reasons"]
+    assert '"frequency_drop": 4' in reasons

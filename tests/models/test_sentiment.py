@@ -113,3 +113,28 @@ def test_unavailable_reason_names_the_missing_package(monkeypatch: pytest.Monkey
     assert reason is not None and reason.startswith("torch is not importable")
     with pytest.raises(st.SentimentUnavailable, match="torch"):
         st._require()
+
+
+@needs_model
+def test_satisfaction_tag_grades_the_latest_sentiment_week(commerce_wh: Warehouse) -> None:
+    from autopersona.tags.rules import build_rule_tags
+
+    have = commerce_wh.sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'features_sentiment'"
+    )
+    if not have[0][0]:  # run alone: the features test did not build the table
+        st.build_sentiment_features(commerce_wh)
+    tags = build_rule_tags(commerce_wh, tags=["cm_satisfaction"]).set_index("entity")
+    latest = commerce_wh.con.execute(
+        "SELECT customer_id, satisfaction_index FROM features_sentiment "
+        "QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY period_start DESC) = 1"
+    ).df()
+    expect = {
+        r.customer_id: "satisfied"
+        if r.satisfaction_index >= 0.7
+        else ("neutral" if r.satisfaction_index >= 0.25 else "dissatisfied")
+        for r in latest.itertuples()
+    }
+    got = tags["value"].to_dict()
+    assert {c: got.get(c) for c in expect} == expect
+    assert "satisfied" in set(got.values()) and len(set(got.values())) >= 2

@@ -143,21 +143,26 @@ class TestEvaluateTag:
         out = evaluate_tag(cat, "l3_content", env)
         assert out["value"].tolist() == ["news", "other"]
 
-    def test_prev_for_churn_warning(self) -> None:
+    def test_frequency_drop_for_churn_warning(self) -> None:
         cat = full_catalogue()
         env = pd.DataFrame(
             {
-                "recency_days": [5.0, 5.0, 20.0],
-                "commerce_age_days": [0.0, 0.0, 100.0],
-                "frequency": [1.0, 3.0, 0.0],
-                "prev(frequency)": [6.0, 3.0, None],
-                "monetary": [100.0, 2000.0, 0.0],
+                "recency_days": [5.0, 5.0, 20.0, 5.0],
+                "commerce_age_days": [0.0, 0.0, 100.0, 0.0],
+                "frequency": [1.0, 3.0, 0.0, 1.0],
+                "frequency_drop": [4.0, 0.0, None, 3.0],  # orders: previous minus recent window
+                "monetary": [100.0, 2000.0, 0.0, 100.0],
             },
-            index=pd.Index(["A", "B", "C"], name="entity"),
+            index=pd.Index(["A", "B", "C", "D"], name="entity"),
         )
         out = evaluate_tag(cat, "cm_rfm_tier", env)
-        assert out["value"].tolist() == ["churn_warning", "high_value", "churn_warning"]
-        assert json.loads(out["reasons"][0])["inputs"]["prev(frequency)"] == 6.0
+        assert out["value"].tolist() == [
+            "churn_warning",
+            "high_value",
+            "churn_warning",
+            "potential",
+        ]
+        assert json.loads(out["reasons"][0])["inputs"]["frequency_drop"] == 4.0
 
     def test_score_grades(self) -> None:
         cat = load_catalogue()
