@@ -16,6 +16,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from autopersona.api.app import create_app
 from autopersona.api.config import ApiSettings
+from autopersona.api.models import Profile
 from autopersona.ingest.engine import ingest
 from autopersona.store.profiles import DuckDBProfileStore, parse_as_of
 from autopersona.store.warehouse import Warehouse
@@ -55,6 +56,7 @@ def test_profile_matches_the_store(
     r = client.get(f"/v1/profiles/vin/{vin}", headers=hdr(keys["read:profiles"]))
     assert r.status_code == 200
     body = r.json()
+    Profile.model_validate(body)  # the fast path's JSON has the published shape
     assert body["kind"] == "vin" and body["entities"] == [vin] and body["as_of"] is None
     got = {t["tag_id"]: (t["value"], t["reasons"]) for t in body["tags"]}
     ps = DuckDBProfileStore(_wh(client).con.cursor())

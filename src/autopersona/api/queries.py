@@ -6,6 +6,7 @@ objects; routes turn them into JSON, the dashboard into pages.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "history",
     "person_entities",
     "person_of",
+    "profile_json",
     "profile_rows",
     "table_exists",
 ]
@@ -77,6 +79,38 @@ async def profile_rows(
         params = [*entities, as_of, as_of]
     names, rows = await be.store_rows(sql, params)
     return _records(names, rows)
+
+
+async def profile_json(be: Backend, entities: list[str], as_of: datetime | None) -> str:
+    """The JSON array of :func:`profile_rows` (``[]`` when none), built by the database.
+
+    On PostgreSQL ``json_agg`` renders the rows (times in ISO 8601 with offset, ``reasons`` as
+    the stored JSON), so the service passes text through without converting any value; on
+    DuckDB the rows are serialised here.
+    """
+    if be.store_kind != "postgresql":
+        rows = await profile_rows(be, entities, as_of)
+        return json.dumps(rows, default=_iso, ensure_ascii=False, separators=(",", ":"))
+    if not entities:
+        return "[]"
+    marks = ", ".join("?" for _ in entities)
+    cond = "valid_to IS NULL"
+    params: list[Any] = list(entities)
+    if as_of is not None:
+        cond = "valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)"
+        params += [as_of, as_of]
+    sql = (
+        "SELECT coalesce(json_agg(t ORDER BY t.entity, t.tag_id), '[]')::text FROM ("
+        f"SELECT {_COLS} FROM {{s}}.tag_assignments WHERE entity IN ({marks}) AND {cond}) t"
+    )
+    _, out = await be.store_rows(sql, params)
+    return str(out[0][0]) if out else "[]"
+
+
+def _iso(v: object) -> str:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    raise TypeError(f"cannot serialise {type(v).__name__}")
 
 
 async def history(be: Backend, entities: list[str], tag_id: str | None) -> list[dict[str, Any]]:
