@@ -155,6 +155,8 @@ class LiveStats:
     retried: int = 0
     dead: int = 0
     reconnects: int = 0
+    process_s: float = 0.0
+    dispatch_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -487,9 +489,11 @@ class LiveEngine:
                         batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
                     except queue.Empty:
                         break
+                t0 = time.perf_counter()
                 new = self.process(batch)
                 for b in batch:
                     self.client.ack(b.mid, b.qos)
+                self.stats.process_s += time.perf_counter() - t0
                 self.stats.batches += 1
                 if new:
                     self._handoff.put(new)
@@ -500,7 +504,8 @@ class LiveEngine:
         finally:
             self._processor_done.set()
 
-    def _count(self, rep: DispatchReport) -> None:
+    def _count(self, rep: DispatchReport, t0: float) -> None:
+        self.stats.dispatch_s += time.perf_counter() - t0
         self.stats.sent += rep.sent
         self.stats.retried += rep.retried
         self.stats.dead += rep.dead
@@ -513,14 +518,16 @@ class LiveEngine:
             while True:
                 try:
                     msgs = self._handoff.get(timeout=min(self.poll_s, 0.05))
-                    self._count(disp.dispatch(msgs))
+                    t0 = time.perf_counter()
+                    self._count(disp.dispatch(msgs), t0)
                     continue
                 except queue.Empty:
                     pass
                 if self._processor_done.is_set() and self._handoff.empty():
                     return
                 if time.monotonic() >= next_poll:
-                    self._count(disp.run_once())
+                    t0 = time.perf_counter()
+                    self._count(disp.run_once(), t0)
                     next_poll = time.monotonic() + self.poll_s
         except Exception as exc:  # pragma: no cover - reported, then the engine stops
             log.exception("dispatcher failed")
