@@ -206,7 +206,9 @@ class Builder:
             self.notes[t] = f"{t}: no model stored as of {as_of.date().isoformat()}"
             return empty
         self.versions[t] = model.version
-        return score_entities(spec, model, env, tag_values=self.tag_values(t))
+        return score_entities(
+            spec, model, env, tag_values=self.tag_values(t), events=self.events(t), as_of=as_of
+        )
 
 
 def build_tags(

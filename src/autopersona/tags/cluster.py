@@ -19,8 +19,9 @@ For a tag with ``method: cluster`` the builder
    fewer clusters, then the declared algorithm order);
 5. names clusters: centroids (means of the members' unscaled features) are sorted by the
    ``rank_by`` expression (descending unless ``ascending``) and split into ``len(values)``
-   contiguous groups that take the values in order (``numpy.array_split``: earlier groups
-   get the extra clusters).
+   contiguous groups that take the values in order; with more clusters than values the
+   cuts go at the largest gaps between consecutive centroids' ``rank_by`` values (natural
+   breaks: sub-clusters of one level stay together).
 
 Each entity's ``score`` is its membership confidence: the Gaussian mixture's posterior of
 its component, else ``d2 / (d1 + d2)`` from its distances to the nearest and second
@@ -227,10 +228,10 @@ def _candidates(
                     # a mixture that stops at max_iter is still a candidate; its scores judge it
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     if alg == "kmeans":
-                        labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(x)
+                        labels = KMeans(n_clusters=k, n_init=4, random_state=0).fit_predict(x)
                     else:
                         gm = GaussianMixture(
-                            n_components=k, covariance_type="full", n_init=3, random_state=0
+                            n_components=k, covariance_type="full", n_init=2, random_state=0
                         ).fit(x)
                         labels = gm.predict(x)
                         proba = gm.predict_proba(x)
@@ -321,11 +322,15 @@ def _name_clusters(
     assert tag.values is not None
     rank = parse(tag.cluster.naming.rank_by).evaluate(centroids)
     vals = pd.to_numeric(rank, errors="coerce").astype("float64")
-    order = vals.sort_values(ascending=tag.cluster.naming.ascending, kind="stable").index
+    ranked = vals.sort_values(ascending=tag.cluster.naming.ascending, kind="stable")
+    order = np.asarray(ranked.index)
+    n_groups = len(tag.values)
+    gaps = np.abs(np.diff(np.nan_to_num(ranked.to_numpy(dtype=float))))
+    # cut at the n_groups - 1 largest gaps (ties: the earlier gap)
+    cuts = sorted(np.argsort(-gaps, kind="stable")[: n_groups - 1].tolist())
+    groups = np.split(order, [c + 1 for c in cuts])
     names: dict[int, str] = {}
-    for value, group in zip(
-        tag.values, np.array_split(np.asarray(order), len(tag.values)), strict=True
-    ):
+    for value, group in zip(tag.values, groups, strict=True):
         for lab in group.tolist():
             names[int(lab)] = value
     return names, {int(str(k)): float(v) for k, v in vals.items()}

@@ -12,7 +12,14 @@ Training as of ``T``
 * At each snapshot the features are those a profile as of ``s_j`` would read (latest
   complete period at or before ``s_j``; tag inputs computed as of ``s_j``; see
   :mod:`autopersona.tags.build`).  Entities with none of the non-tag features are left out.
-* Time-based split: the latest ``valid_snapshots`` snapshots validate, earlier ones train.
+* Past behaviour: with ``history_days`` set, two features are added — the number of label
+  events in the ``history_days`` before the snapshot (``_label_events_past``) and the days
+  since the latest one (``_label_days_since``), read from the same rows as the label and
+  only from before the snapshot.
+* Time-based, purged split: the latest ``valid_snapshots`` snapshots validate; earlier
+  snapshots train only when their label window has closed by the first validation
+  snapshot (overlapping windows would share events with validation rows and inflate the
+  validation AUC).
 * LightGBM (binary, fixed rounds, seeded, one thread); tag inputs and text columns are
   categorical (codes over the tag's values, or the categories seen in training).
 * Calibration: isotonic regression of the label on the booster's validation predictions
@@ -76,6 +83,7 @@ __all__ = [
     "StoredModel",
     "fit_classifier",
     "label_events",
+    "label_history",
     "labels_at",
     "latest_model",
     "list_models",
@@ -355,6 +363,45 @@ def labels_at(
     return pd.Series(y.astype(int), index=entities)
 
 
+HISTORY_FEATURES = ("_label_events_past", "_label_days_since")
+
+
+def label_history(
+    events: pd.DataFrame, entities: pd.Index, snapshot: datetime, history_days: int
+) -> pd.DataFrame:
+    """Past label events per entity as of ``snapshot`` (see :data:`HISTORY_FEATURES`).
+
+    >>> ev = pd.DataFrame({"entity": ["A", "A", "B"], "time": pd.to_datetime(
+    ...     ["2025-12-01", "2025-12-21", "2026-02-01"], utc=True), "amount": 1.0})
+    >>> h = label_history(ev, pd.Index(["A", "B"]), datetime(2026, 1, 1, tzinfo=UTC), 365)
+    >>> h["_label_events_past"].tolist(), h["_label_days_since"].tolist()
+    ([2.0, 0.0], [11.0, nan])
+    """
+    t0 = pd.Timestamp(snapshot).tz_convert("UTC")
+    past = events[events["time"] <= t0]
+    recent = past[past["time"] > t0 - pd.Timedelta(days=history_days)]
+    counts = recent.groupby("entity").size()
+    last = past.groupby("entity")["time"].max()
+    since = (t0 - last).dt.total_seconds() / 86400.0
+    return pd.DataFrame(
+        {
+            "_label_events_past": counts.reindex(entities).fillna(0).astype(float).to_numpy(),
+            "_label_days_since": since.reindex(entities).astype(float).to_numpy(),
+        },
+        index=entities,
+    )
+
+
+def _with_history(
+    tag: TagSpec, x: pd.DataFrame, events: pd.DataFrame, snapshot: datetime
+) -> pd.DataFrame:
+    assert tag.model is not None
+    if tag.model.history_days is None:
+        return x
+    h = label_history(events, x.index, snapshot, tag.model.history_days)
+    return pd.concat([x, h], axis=1)
+
+
 def snapshot_dates(tag: TagSpec, as_of: datetime) -> list[datetime]:
     """Training snapshots of a model tag as of ``as_of``, oldest first.
 
@@ -429,16 +476,22 @@ def train_tag_model(
         if env.empty:
             continue
         y = labels_at(events, env.index, s, cfg.label.horizon_days, cfg.label.positive)
-        x = env.reindex(columns=feats)
+        x = _with_history(tag, env.reindex(columns=feats), events, s)
         parts.append((j, s, x, y))
     n = sum(len(p[2]) for p in parts)
     if n < cfg.min_rows:
         raise NotTrainable(f"{n} labelled rows over {len(snaps)} snapshots (needs {cfg.min_rows})")
     cut = len(snaps) - cfg.valid_snapshots
-    train = [p for p in parts if p[0] < cut]
+    first_valid = snaps[cut]
+    horizon = timedelta(days=cfg.label.horizon_days)
+    train = [p for p in parts if p[0] < cut and p[1] + horizon <= first_valid]
+    purged = sum(1 for p in parts if p[0] < cut and p[1] + horizon > first_valid)
     valid = [p for p in parts if p[0] >= cut]
     if not train or not valid:
-        raise NotTrainable("no rows in the training or the validation snapshots")
+        raise NotTrainable(
+            "no rows in the training or the validation snapshots "
+            f"({purged} training snapshot(s) purged: their label window overlaps validation)"
+        )
     xt = pd.concat([p[2] for p in train])
     yt = pd.concat([p[3] for p in train])
     xv = pd.concat([p[2] for p in valid])
@@ -454,6 +507,7 @@ def train_tag_model(
         h.update(np.asarray(y, dtype=np.int8).tobytes())
     fit.metrics["train_snapshots"] = float(len(train))
     fit.metrics["valid_snapshots"] = float(len(valid))
+    fit.metrics["purged_snapshots"] = float(purged)
     return StoredModel(
         tag_id=tag.id,
         version="m-" + h.hexdigest()[:12],
@@ -476,9 +530,18 @@ def model_due(model: StoredModel | None, tag: TagSpec, as_of: datetime) -> bool:
 
 
 def score_entities(
-    tag: TagSpec, model: StoredModel, env: pd.DataFrame, *, tag_values: dict[str, list[str]]
+    tag: TagSpec,
+    model: StoredModel,
+    env: pd.DataFrame,
+    *,
+    tag_values: dict[str, list[str]],
+    events: pd.DataFrame | None = None,
+    as_of: datetime | None = None,
 ) -> pd.DataFrame:
-    """``entity, value, score, reasons`` for the entities with any non-tag feature."""
+    """``entity, value, score, reasons`` for the entities with any non-tag feature.
+
+    ``events`` and ``as_of`` give the label history features when the model uses them.
+    """
     cfg = tag.model
     assert cfg is not None
     own = [f for f in cfg.features if f not in tag_values]
@@ -487,7 +550,12 @@ def score_entities(
     if env.empty:
         return pd.DataFrame(columns=cols)
     fit = model.fit
-    x = env.reindex(columns=fit.features)
+    x = env.reindex(columns=[f for f in fit.features if f not in HISTORY_FEATURES])
+    if any(f in HISTORY_FEATURES for f in fit.features):
+        if events is None or as_of is None or cfg.history_days is None:
+            raise ValueError(f"{tag.id}: the model reads label history; pass events and as_of")
+        x = pd.concat([x, label_history(events, x.index, as_of, cfg.history_days)], axis=1)
+    x = x.reindex(columns=fit.features)
     p = fit.predict(x)
     contrib = fit.contributions(x)
     rows = []

@@ -222,6 +222,7 @@ class ModelConfig(_Strict):
     valid_snapshots: int = Field(default=2, ge=1)
     min_rows: int = Field(default=100, ge=10)
     min_positives: int = Field(default=10, ge=2)
+    history_days: int | None = Field(default=730, ge=1)
 
     @model_validator(mode="after")
     def _split(self) -> ModelConfig:

@@ -1,0 +1,271 @@
+"""Model tags: labels from later rows, time split, calibration, SHAP reasons, versions, cadence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import logit
+
+from autopersona.catalog import CatalogError
+from autopersona.store.warehouse import Warehouse
+from autopersona.tags.build import build_tags
+from autopersona.tags.model import (
+    NotTrainable,
+    fit_classifier,
+    label_events,
+    labels_at,
+    latest_model,
+    list_models,
+    model_due,
+    snapshot_dates,
+    train_tag_model,
+)
+from autopersona.tags.spec import builtin_dir, load_catalogue
+
+TAG = "l4_aftermarket_propensity"
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _synthetic(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    tier = rng.choice(["luxury", "mid", "economy"], size=n)
+    z = 1.5 * x + np.where(tier == "luxury", 1.0, 0.0) - 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    frame = pd.DataFrame({"x": x, "noise": rng.normal(size=n), "tier": tier})
+    return frame, pd.Series(y)
+
+
+class TestFitClassifier:
+    def test_learns_calibrates_and_explains(self) -> None:
+        (xt, yt), (xv, yv) = _synthetic(800), _synthetic(400, seed=1)
+        cats = {"tier": ["luxury", "mid", "economy"]}
+        fit = fit_classifier(xt, yt, xv, yv, categories=cats)
+        from sklearn.metrics import roc_auc_score
+
+        oracle = roc_auc_score(yv, 1.5 * xv["x"] + (xv["tier"] == "luxury"))
+        assert fit.metrics["auc"] == pytest.approx(roc_auc_score(yv, fit.raw(xv)))
+        assert fit.metrics["auc"] > oracle - 0.05 and fit.metrics["auc"] > 0.7
+        assert fit.metrics["n_train"] == 800 and fit.metrics["n_valid"] == 400
+        assert fit.metrics["label_rate_valid"] == pytest.approx(yv.mean())
+        p = fit.predict(xv)
+        assert ((p >= 0) & (p <= 1)).all()
+        # isotonic calibration is monotone in the booster's output
+        raw = fit.raw(xv)
+        o = np.argsort(raw)
+        assert (np.diff(p[o]) >= -1e-12).all()
+        # TreeSHAP: contributions plus bias add up to the raw log-odds
+        c = fit.contributions(xv)
+        assert c.shape == (400, 4)
+        np.testing.assert_allclose(c.sum(axis=1), logit(np.clip(raw, 1e-12, 1 - 1e-12)), atol=1e-6)
+        # the informative feature carries more weight than noise
+        assert np.abs(c[:, 0]).mean() > np.abs(c[:, 1]).mean()
+
+    def test_single_class_and_too_few_positives(self) -> None:
+        x, y = _synthetic(200)
+        with pytest.raises(NotTrainable, match="single class"):
+            fit_classifier(x, pd.Series(np.zeros(200, dtype=int)), x, y, categories={})
+        with pytest.raises(NotTrainable, match="validation fold has a single class"):
+            fit_classifier(x, y, x, pd.Series(np.ones(200, dtype=int)), categories={})
+        few = pd.Series(np.r_[np.ones(3, dtype=int), np.zeros(197, dtype=int)])
+        with pytest.raises(NotTrainable, match="3 positives"):
+            fit_classifier(x, few, x, y, categories={}, min_positives=10)
+
+
+def test_labels_come_from_later_rows_only() -> None:
+    ev = pd.DataFrame(
+        {
+            "entity": ["A", "A", "B", "C"],
+            "time": pd.to_datetime(
+                ["2025-12-31", "2026-03-31", "2026-04-02", "2026-01-01"], utc=True
+            ),
+            "amount": 1.0,
+        }
+    )
+    ents = pd.Index(["A", "B", "C", "D"])
+    y = labels_at(ev, ents, T, 90)
+    assert y.to_dict() == {"A": 1, "B": 0, "C": 0, "D": 0}  # C: at the snapshot, not after
+    churn = labels_at(ev, ents, T, 90, positive="no_event")
+    assert churn.to_dict() == {"A": 0, "B": 1, "C": 1, "D": 1}
+
+
+# ----------------------------------------------------------------------------- warehouse
+def _warehouse(wh: Warehouse, n: int = 160, seed: int = 0) -> pd.Series:
+    """Vehicles with a latent propensity p: spend per visit rises with p, and so does the
+    rate of accessory visits (the label).  Returns p per VIN."""
+    rng = np.random.default_rng(seed)
+    vins = [f"V{i:04d}" for i in range(n)]
+    p = pd.Series(rng.uniform(0, 1, n), index=vins)
+    veh = pd.DataFrame(
+        {
+            "vin": vins,
+            "msrp_cny": rng.choice([90000.0, 200000.0, 500000.0], n),
+            "energy_type": "ICE",
+        }
+    )
+    weeks = pd.date_range("2023-01-02", "2026-06-29", freq="28D")
+    feats = []
+    for v in vins:
+        for w in weeks:
+            feats.append(
+                {
+                    "vin": v,
+                    "period_start": w,
+                    "period": "week",
+                    "spend_per_visit_cny": 400 + 1200 * p[v] + rng.normal(0, 150),
+                    "visits_to_date": float(rng.integers(1, 20)),
+                    "vehicle_age_years": 3.0,
+                }
+            )
+    recs = []
+    start, end = pd.Timestamp("2023-01-01"), pd.Timestamp("2027-01-01")
+    for v in vins:
+        t = start
+        while True:
+            t = t + pd.Timedelta(days=float(rng.exponential(365 / (0.2 + 10 * p[v]))))
+            if t >= end:
+                break
+            recs.append(
+                {"service_id": f"S{len(recs)}", "vin": v, "ts": t, "visit_type": "accessory"}
+            )
+            if rng.random() < 0.5:  # inspections never count
+                recs.append(
+                    {"service_id": f"S{len(recs)}", "vin": v, "ts": t, "visit_type": "inspection"}
+                )
+    for name, df in (("_veh", veh), ("_f", pd.DataFrame(feats)), ("_s", pd.DataFrame(recs))):
+        wh.con.register(name, df)
+    wh.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) SELECT * FROM _veh")
+    wh.con.execute("CREATE TABLE features_service AS SELECT * FROM _f")
+    wh.con.execute(
+        "INSERT INTO service_records (service_id, vin, ts, visit_type) "
+        "SELECT service_id, vin, ts AT TIME ZONE 'UTC', visit_type FROM _s"
+    )
+    return p
+
+
+def test_train_score_store_and_reuse_until_retrain_is_due() -> None:
+    cat = load_catalogue()
+    spec = cat.tags[TAG]
+    with Warehouse(":memory:") as wh:
+        p = _warehouse(wh)
+        ev = label_events(wh, spec)
+        assert set(ev["entity"]) <= set(p.index) and len(ev) > 0
+        notes: dict[str, str] = {}
+        out = build_tags(wh, cat, as_of=T, tags=[TAG], notes=notes)
+        assert notes == {}
+        models = list_models(wh)
+        assert len(models) == 1 and models["method"].iloc[0] == "model"
+        m = latest_model(wh, spec, T)
+        assert m is not None and (out["model_version"] == m.version).all()
+        snaps = snapshot_dates(spec, T)
+        assert m.snapshots == [s.isoformat() for s in snaps]
+        assert snaps[-1] == T - timedelta(days=90)  # every label observed by T
+        met = m.fit.metrics
+        assert met["valid_snapshots"] == 2 and met["train_snapshots"] + met["purged_snapshots"] == 6
+        assert met["purged_snapshots"] == 2  # 90-day windows overlapping the first valid snapshot
+        assert met["auc"] > 0.6 and 0 < met["brier"] < 0.25
+        # scores: calibrated probabilities, grades by the declared cut-offs, SHAP reasons
+        assert out["score"].between(0, 1).all()
+        grade = np.where(out["score"] >= 0.6, "high", np.where(out["score"] >= 0.3, "mid", "low"))
+        assert (out["value"] == grade).all()
+        r = json.loads(out["reasons"].iloc[0])
+        assert len(r["top_reasons"]) == 3 and r["model"] == m.version
+        assert {"feature", "contribution", "value"} <= set(r["top_reasons"][0])
+        top = {t["feature"] for t in r["top_reasons"]}
+        assert top <= set(m.fit.features)
+        # a later score ranks vehicles as their later (realised) behaviour does
+        got = out.set_index("entity")["score"]
+        y = labels_at(ev, got.index, T, 90)
+        from sklearn.metrics import roc_auc_score
+
+        auc, oracle = roc_auc_score(y, got), roc_auc_score(y, p[got.index])
+        print(f"later-window AUC {auc:.3f}, oracle (true p) {oracle:.3f}, valid {met['auc']:.3f}")
+        assert auc > 0.7 and auc > oracle - 0.08
+        # not due two weeks later: the stored model scores, nothing is trained
+        assert not model_due(m, spec, T + timedelta(days=14))
+        later = build_tags(wh, cat, as_of=T + timedelta(days=14), tags=[TAG])
+        assert len(list_models(wh)) == 1
+        assert (later["model_version"] == m.version).all()
+        # due after the monthly retrain cadence: a new version is trained and stored
+        assert model_due(m, spec, T + timedelta(days=30))
+        build_tags(wh, cat, as_of=T + timedelta(days=30), tags=[TAG])
+        assert len(list_models(wh)) == 2
+        newest = latest_model(wh, spec, T + timedelta(days=30))
+        assert newest is not None and newest.version != m.version
+        # an as-of before any model never uses a later one
+        assert latest_model(wh, spec, T - timedelta(days=1)) is None
+
+
+def test_too_few_labels_gives_no_assignment_and_a_reason() -> None:
+    cat = load_catalogue()
+    with Warehouse(":memory:") as wh:
+        _warehouse(wh, n=8)
+        notes: dict[str, str] = {}
+        out = build_tags(wh, cat, as_of=T, tags=[TAG, "l1_vehicle_tier"], notes=notes)
+        assert set(out["tag_id"]) == {"l1_vehicle_tier"}
+        assert "labelled rows" in notes[TAG] and "needs 100" in notes[TAG]
+        assert list_models(wh).empty
+
+
+def test_train_tag_model_rejects_regression_and_empty_data() -> None:
+    cat = load_catalogue()
+    empty = pd.DataFrame(columns=["entity", "time", "amount"])
+    with pytest.raises(NotTrainable, match="regression"):
+        train_tag_model(cat.tags["cm_ltv"], lambda s: pd.DataFrame(), empty, T, tag_values={})
+    spec = cat.tags[TAG]
+    assert spec.model is not None
+
+    def nothing(s: datetime) -> pd.DataFrame:
+        return pd.DataFrame(columns=list(spec.model.features))  # type: ignore[union-attr]
+
+    with pytest.raises(NotTrainable, match="0 labelled rows"):
+        train_tag_model(spec, nothing, empty, T, tag_values={})
+
+
+# ----------------------------------------------------------------------------- catalogue
+def _with_label(tmp_path: Path, old: str, new: str) -> Path:
+    folder = tmp_path / "cat"
+    shutil.copytree(builtin_dir(), folder)
+    p = folder / "l4_potential.yaml"
+    text = p.read_text()
+    assert old in text
+    p.write_text(text.replace(old, new, 1))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'where: "visit_type in',
+            'where: "visit_kind in',
+            "service_records has no column 'visit_kind'",
+        ),
+        (
+            "{table: orders, entity: vin",
+            "{table: reviews, entity: vin",
+            "not listed in label sources",
+        ),
+        ("{table: orders, entity: vin", "{table: nope, entity: vin", "unknown table 'nope'"),
+        ('time: ts, where: "visit_type', 'time: when, where: "visit_type', "no column 'when'"),
+        ('where: "visit_type in [', 'where: "visit_type in [[', "column"),
+        ("horizon_days: 90\n", "horizon_days: 90\n        colour: red\n", "colour: unknown key"),
+    ],
+)
+def test_bad_label_declarations_name_file_and_line(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    folder = _with_label(tmp_path, old, new)
+    with pytest.raises(CatalogError) as err:
+        load_catalogue(folder)
+    text = str(err.value)
+    assert "l4_potential.yaml:" in text and message in text
+    line = int(text.split("l4_potential.yaml:")[1].split(":")[0])
+    src = (folder / "l4_potential.yaml").read_text().splitlines()
+    assert "events" in "\n".join(src[line - 3 : line + 1]) or "colour" in src[line - 1]
