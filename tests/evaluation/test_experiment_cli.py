@@ -233,3 +233,22 @@ def test_human_output_prints_tables(small_csv: Path) -> None:
     res = _run("--data", str(small_csv), "--arm", "arm", "--control", "a", "--outcome", "conv")
     assert res.exit_code == 0, res.output
     assert "conv (rate) vs a" in res.stdout
+
+
+def test_power_command_matches_statsmodels() -> None:
+    from statsmodels.stats.power import zt_ind_solve_power
+
+    res = runner.invoke(
+        app,
+        ["experiment", "power", "--base-rate", "0.1", "--lift", "0.01", "--ratio", "2", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    sd = (0.1 * 0.9) ** 0.5
+    want = zt_ind_solve_power(effect_size=0.01 / sd, alpha=0.05, power=0.8, ratio=2)
+    assert out["n_control"] == int(np.ceil(want)) or abs(out["n_control"] - want) < 1.01
+    res = runner.invoke(app, ["experiment", "power", "--base-rate", "0.1", "--n", "5000", "--json"])
+    mde = json.loads(res.stdout)["mde"]
+    assert mde == pytest.approx(zt_ind_solve_power(nobs1=5000, alpha=0.05, power=0.8) * sd, 1e-4)
+    bad = runner.invoke(app, ["experiment", "power", "--base-rate", "0.1"])
+    assert bad.exit_code == 2 and "exactly one" in bad.stderr

@@ -144,6 +144,61 @@ def register(app: typer.Typer) -> None:
             return
         _print_analysis(res)
 
+    @experiment_app.command("power")
+    def experiment_power(
+        base_rate: Annotated[
+            float, typer.Option("--base-rate", help="Control conversion rate, e.g. 0.05.")
+        ],
+        lift: Annotated[
+            float | None,
+            typer.Option("--lift", help="Absolute lift to detect: prints the units per arm."),
+        ] = None,
+        n: Annotated[
+            float | None,
+            typer.Option("--n", help="Units in the control arm: prints the detectable lift."),
+        ] = None,
+        alpha: Annotated[float, typer.Option("--alpha", help="Two-sided level.")] = 0.05,
+        power: Annotated[float, typer.Option("--power", help="Target power.")] = 0.8,
+        ratio: Annotated[float, typer.Option("--ratio", help="Treatment units per control.")] = 1.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Sample size for a lift, or the minimum detectable lift for a sample (z-test)."""
+        import math
+
+        from autopersona.evaluation import experiment as ex
+
+        if (lift is None) == (n is None):
+            raise _fail("give exactly one of --lift (-> sample size) or --n (-> detectable lift)")
+        if not 0 < base_rate < 1:
+            raise _fail(f"--base-rate {base_rate}: must be in (0, 1)")
+        if ratio <= 0 or not 0 < alpha < power < 1:
+            raise _fail("need --ratio > 0 and 0 < --alpha < --power < 1")
+        sd = math.sqrt(base_rate * (1 - base_rate))
+        try:
+            if lift is not None:
+                n_c = ex.sample_size(lift / sd, alpha, power, ratio)
+                out = {"base_rate": base_rate, "lift": lift, "n_control": math.ceil(n_c),
+                       "n_treatment": math.ceil(n_c * ratio)}  # fmt: skip
+            else:
+                assert n is not None
+                out = {"base_rate": base_rate, "n_control": n, "n_treatment": n * ratio,
+                       "mde": ex.mde_proportion(base_rate, n, alpha, power, ratio)}  # fmt: skip
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        out |= {"alpha": alpha, "power": power, "ratio": ratio}
+        if as_json:
+            _emit(out)
+        elif lift is not None:
+            typer.echo(
+                f"{out['n_control']:,} control and {out['n_treatment']:,} treatment units detect "
+                f"{lift:+.4g} on {base_rate:.4g} with power {power:.0%} at alpha {alpha:g}"
+            )
+        else:
+            typer.echo(
+                f"{n:,.0f} control units detect a lift of {out['mde']:+.4g} on {base_rate:.4g} "
+                f"with power {power:.0%} at alpha {alpha:g}"
+            )
+
     @app.command("report")
     def report_cmd(
         out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],

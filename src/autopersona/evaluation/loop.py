@@ -413,6 +413,10 @@ def conversion_alerts(
     return alerts
 
 
+def _pct(x: Any) -> str:
+    return "–" if x is None or not math.isfinite(float(x)) else f"{float(x):.1%}"
+
+
 def _truth_beside(wh: Warehouse) -> Path | None:
     if wh.path == ":memory:":
         return None
@@ -455,8 +459,8 @@ def demo_stage(
             f"{r.exposed:,}",
             f"{r.clicked:,}",
             f"{r.converted:,}",
-            f"{r.ctr:.1%}",
-            f"{r.cvr:.1%}",
+            _pct(r.ctr),
+            _pct(r.cvr),
         )
     console.print(t)
     h = res.headline
