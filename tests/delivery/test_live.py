@@ -223,6 +223,40 @@ def test_batch_log_needs_an_engine_that_can_log(tmp_path: Path) -> None:
         LiveEngine(wh, NoLog(), load_channels_config(), batch_log=True)  # type: ignore[arg-type]
 
 
+@pytest.mark.integration
+def test_postgresql_outbox(rig: Rig) -> None:
+    """Outbox in PostgreSQL, decisions and ledger in the DuckDB warehouse."""
+    from deliverykit import PG_URL, pg_unavailable
+
+    from autopersona.delivery.outbox import PostgresOutbox
+
+    reason = pg_unavailable()
+    if reason:
+        pytest.skip(f"PostgreSQL not available: {reason}")
+    ob = PostgresOutbox(PG_URL, schema=f"ap_live_{uuid.uuid4().hex[:10]}", policy=rig.config.retry)
+    reader = ob.clone()
+    try:
+        live = rig.engine(outbox=ob)
+        for i in range(30):
+            rig.publisher.event(f"V{i}", f"e{i}", channels=["head_unit", "app_push"])
+        rig.publisher.raw("V1", b"not json")
+        assert wait_until(lambda: rig.listener.received.unique == 30, 15)
+        assert wait_until(lambda: rig.webhook.at("/push").unique == 30, 10)
+        assert wait_until(lambda: reader.counts() == {"sent": 60}, 10), reader.counts()
+        assert [r["reason"][:13] for r in reader.event_dead_letters()] == ["malformed JSO"]
+        wh = rig.engines[0][1]
+        assert wh.count("live_events") == 30
+        assert live.stats.decisions == 60
+    finally:
+        for live_, wh_ in rig.engines:
+            live_.stop()
+            wh_.close()
+        rig.engines.clear()
+        reader.close()
+        ob.drop_schema()
+        ob.close()
+
+
 # --------------------------------------------------------------------------- restarts
 @pytest.mark.integration
 def test_broker_restart_engine_reconnects_and_works_off_backlog(
