@@ -232,3 +232,35 @@ def test_plan_counts_audience_and_consent(small_wh: Warehouse) -> None:
     assert rows["weekly_all"]["audience"] == 3
     assert rows["weekly_all"]["no_consent"] == 1  # V1: no sms / email consent
     assert rows["weekly_all"]["by_channel"] == {"sms": 2}
+
+
+def test_micro_batch_matches_one_by_one(small_wh: Warehouse, tmp_path: object) -> None:
+    t = datetime(2026, 2, 10, 11, tzinfo=UTC)
+    events: list[object] = []
+    for i in range(12):
+        vin = ["V1", "V2", "V3"][i % 3]
+        ev = route(vin, (t + timedelta(hours=7 * i)).isoformat(), 400 if i % 4 else 50, 150)
+        ev["payload"]["speed_mps"] = 25.0 if i == 7 else 0.0  # type: ignore[index]
+        events.append(ev)
+    events.insert(5, {"vin": "V1", "type": "route_planned", "payload": {"route_km": 1}})
+    batch = engine(small_wh).on_events(events)
+    assert isinstance(batch[5], EventError)
+    with Warehouse(":memory:") as other:
+        from conftest import fill
+
+        fill(other)
+        eng = engine(other)
+        one: list[object] = []
+        for ev in events:
+            try:
+                one.append(eng.on_event(ev))  # type: ignore[arg-type]
+            except EventError as exc:
+                one.append(exc)
+
+    def key(r: object) -> object:
+        if isinstance(r, EventError):
+            return str(r)
+        return [(d.strategy_id, d.status, d.guard, d.channel, d.idempotency_key) for d in r]  # type: ignore[attr-defined]
+
+    assert [key(r) for r in batch] == [key(r) for r in one]
+    assert any(d.status == "held" for r in batch if isinstance(r, list) for d in r)

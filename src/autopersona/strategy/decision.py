@@ -154,15 +154,32 @@ _DDL = f"""CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE} (
 )"""
 
 
+_COLS = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    types = {
+        "priority": pa.int32(),
+        "expected_value": pa.float64(),
+        "created_at": ts,
+        "not_after": ts,
+    }
+    return pa.schema([(c, types.get(c, pa.string())) for c in DECISION_COLUMNS])
+
+
+_ARROW = _arrow_schema()
+
+
 def create_decision_table(con: Any) -> None:
-    """Create ``strategy_decisions`` (and its indexes) on a DuckDB connection if absent."""
+    """Create ``strategy_decisions`` on a DuckDB connection if absent.
+
+    No secondary indexes: the log is append-heavy, the live engine keeps its recent state in
+    memory and batch reads scan it.
+    """
     con.execute(_DDL)
-    con.execute(
-        f"CREATE INDEX IF NOT EXISTS {DECISIONS_TABLE}_key ON {DECISIONS_TABLE} (idempotency_key)"
-    )
-    con.execute(
-        f"CREATE INDEX IF NOT EXISTS {DECISIONS_TABLE}_person ON {DECISIONS_TABLE} (person_id)"
-    )
 
 
 def decisions_frame(decisions: list[Decision]) -> pd.DataFrame:
@@ -172,15 +189,17 @@ def decisions_frame(decisions: list[Decision]) -> pd.DataFrame:
     return pd.DataFrame([d.row() for d in decisions], columns=DECISION_COLUMNS)
 
 
-def write_decisions(con: Any, decisions: list[Decision]) -> int:
+def write_decisions(con: Any, decisions: list[Decision], *, create: bool = True) -> int:
     """Append ``decisions`` to the log through ``con`` (a DuckDB connection); returns rows.
 
     Runs in the caller's transaction when one is open on ``con``, so a delivery outbox can
-    write its rows atomically with the decisions.
+    write its rows atomically with the decisions.  ``create=False`` skips creating the table
+    (the engine creates it once).
     """
     if not decisions:
         return 0
-    create_decision_table(con)
+    if create:
+        create_decision_table(con)
     rows = [
         [
             d.decision_id,
@@ -205,9 +224,25 @@ def write_decisions(con: Any, decisions: list[Decision]) -> int:
         ]
         for d in decisions
     ]
-    marks = ", ".join("?" for _ in DECISION_COLUMNS)
-    cols = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
-    con.executemany(f"INSERT INTO {DECISIONS_TABLE} ({cols}) VALUES ({marks})", rows)
+    if len(rows) <= 4:
+        one = "(" + ", ".join("?" for _ in DECISION_COLUMNS) + ")"
+        con.execute(
+            f"INSERT INTO {DECISIONS_TABLE} ({_COLS}) VALUES {', '.join(one for _ in rows)}",
+            [v for r in rows for v in r],
+        )
+        return len(rows)
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(
+        [dict(zip(DECISION_COLUMNS, r, strict=True)) for r in rows], schema=_ARROW
+    )
+    con.register("_strategy_decisions_in", table)
+    try:
+        con.execute(
+            f"INSERT INTO {DECISIONS_TABLE} ({_COLS}) SELECT {_COLS} FROM _strategy_decisions_in"
+        )
+    finally:
+        con.unregister("_strategy_decisions_in")
     return len(rows)
 
 

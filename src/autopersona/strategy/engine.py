@@ -69,6 +69,7 @@ from autopersona.strategy.guards import (
     local_date,
     zone,
 )
+from autopersona.strategy.scalar import evaluate_one
 from autopersona.strategy.spec import (
     ChannelSpec,
     StrategyCatalogue,
@@ -287,7 +288,8 @@ class StrategyEngine:
             for c in self.catalogue.channels.values()
             if c.quiet_hours is not None
         }
-        self._live: tuple[float, pd.DataFrame, dict[str, set[str]]] | None = None
+        self._live: tuple[float, dict[str, dict[str, Any]], dict[str, set[str]]] | None = None
+        self._state: tuple[Ledger, DedupGuard] | None = None
         self._dir: tuple[float, _Directory] | None = None
         create_decision_table(wh.con)
 
@@ -298,12 +300,18 @@ class StrategyEngine:
         Writes through ``con`` (default: the warehouse connection), inside the caller's
         transaction if one is open.
         """
-        return write_decisions(con if con is not None else self.wh.con, decisions)
+        self._remember(decisions)
+        return write_decisions(con if con is not None else self.wh.con, decisions, create=False)
 
     def invalidate(self) -> None:
-        """Forget the cached live profile snapshot and person directory."""
+        """Forget cached state: live profile snapshot, person directory, in-memory ledger.
+
+        Call it after rolling back a transaction that held logged decisions, so the live
+        engine does not count them as sent.
+        """
         self._live = None
         self._dir = None
+        self._state = None
 
     def run_batch(self, as_of: datetime, *, con: Any = None, log: bool = True) -> list[Decision]:
         """Evaluate schedule, calendar and metric-change triggers as of ``as_of``.
@@ -346,52 +354,97 @@ class StrategyEngine:
         EventError
             If the event or its payload is malformed for a strategy listening to its type.
         """
+        res = self.on_events([event], con=con, log=log)[0]
+        if isinstance(res, EventError):
+            raise res
+        return res
+
+    def on_events(
+        self, events: Sequence[Any], *, con: Any = None, log: bool = True
+    ) -> list[list[Decision] | EventError]:
+        """Evaluate a micro-batch of live events in order; one result per event.
+
+        Each result is the event's decisions, or the :class:`EventError` that makes it
+        malformed (the other events are still evaluated).  Consents are read once for the
+        batch and all decisions are logged in one statement, so the per-event cost is mostly
+        in memory; the outcome is the same as calling :meth:`on_event` for each in turn.
+        """
         c = con if con is not None else self.wh.con
-        vin, etype, at, payload, event_id = self._parse_event(event)
-        speed = payload.get("speed_mps")
-        if speed is not None:
-            if isinstance(speed, bool) or not isinstance(speed, int | float):
-                raise EventError("payload.speed_mps: expected a number")
-            self.driving.observe(vin, float(speed))
-        specs = [
-            s
-            for s in self.catalogue.enabled()
-            if s.trigger.event is not None and s.trigger.event.type == etype
-        ]
-        if not specs:
-            return []
-        for s in specs:
-            self._check_payload(s, payload)
-        env, audiences = self._live_env()
-        if vin not in env.index:
-            return []
-        directory = self._directory(c)
-        person = directory.person_of("vin", vin)
-        cands: list[_Candidate] = []
-        row = env.loc[[vin]].copy()
-        for s in specs:
-            if vin not in audiences.get(s.id, set()):
+        results: list[list[Decision] | EventError] = []
+        pending: list[tuple[int, datetime, list[_Candidate]]] = []
+        directory: _Directory | None = None
+        observed: list[tuple[int, str, float]] = []
+        for ev in events:
+            try:
+                vin, etype, at, payload, event_id = self._parse_event(ev)
+                speed = payload.get("speed_mps")
+                if speed is not None and (
+                    isinstance(speed, bool) or not isinstance(speed, int | float)
+                ):
+                    raise EventError("payload.speed_mps: expected a number")
+                specs = [
+                    s
+                    for s in self.catalogue.enabled()
+                    if s.trigger.event is not None and s.trigger.event.type == etype
+                ]
+                for s in specs:
+                    self._check_payload(s, payload)
+            except EventError as exc:
+                results.append(exc)
                 continue
-            ev = s.trigger.event
-            assert ev is not None
-            for k in ev.payload:
-                row[k] = pd.Series([payload.get(k)], index=row.index, dtype=object)
-            if ev.condition:
-                ok = self.catalogue.parsed[s.id][("trigger", "event", "condition")].evaluate(row)
-                if not bool(ok.fillna(False).iloc[0]):
+            results.append([])
+            if speed is not None:
+                pending.append((len(results) - 1, at, []))
+                observed.append((len(results) - 1, vin, float(speed)))
+            if not specs:
+                continue
+            rows, audiences = self._live_env()
+            base = rows.get(vin)
+            if base is None:
+                continue
+            if directory is None:
+                directory = self._directory(c)
+            person = directory.person_of("vin", vin)
+            cands: list[_Candidate] = []
+            for s in specs:
+                if vin not in audiences.get(s.id, ()):
                     continue
-            fields = {str(k): _py(v) for k, v in row.iloc[0].items()}
-            arm = self.arms.arm(s.id, s.experiment.salt, person, s.experiment.control_share)
-            cands.append(
-                _Candidate(s, vin, person, vin, event_id, arm, fields, self._variant(s, row)[0])
-            )
-        if not cands:
-            return []
-        run = self._run(c, at, cands, persons=[person])
-        out = self._decide(cands, run, directory)
+                trig = s.trigger.event
+                assert trig is not None
+                fields = dict(base)
+                fields.update({k: payload.get(k) for k in trig.payload})
+                if trig.condition:
+                    cond = self.catalogue.parsed[s.id][("trigger", "event", "condition")]
+                    if evaluate_one(cond, fields) is not True:
+                        continue
+                arm = self.arms.arm(s.id, s.experiment.salt, person, s.experiment.control_share)
+                cands.append(
+                    _Candidate(
+                        s, vin, person, vin, event_id, arm, fields, self._variant_one(s, fields)
+                    )
+                )
+            if cands:
+                pending.append((len(results) - 1, at, cands))
+        speeds = {i: (v, sp) for i, v, sp in observed}
+        if not any(cands for _, _, cands in pending):
+            for i in sorted(speeds):
+                self.driving.observe(*speeds[i])
+            return results
+        assert directory is not None
+        run = self._live_run(c, [x for _, _, cs in pending for x in cs], directory)
+        out: list[Decision] = []
+        for i, at, cands in pending:
+            if i in speeds:
+                self.driving.observe(*speeds.pop(i))
+            if not cands:
+                continue
+            run.at = at
+            ds = self._decide(cands, run, directory)
+            results[i] = ds
+            out.extend(ds)
         if log:
             self.log(out, c)
-        return out
+        return results
 
     def release_held(
         self, vin: str, speed_mps: float, now: datetime, *, con: Any = None, log: bool = True
@@ -552,19 +605,96 @@ class StrategyEngine:
             if not ok:
                 raise EventError(f"payload.{k}: expected {kind}, got {type(v).__name__}")
 
-    def _live_env(self) -> tuple[pd.DataFrame, dict[str, set[str]]]:
+    def _live_env(self) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+        """Audience members of the live strategies with their profile values (cached)."""
         now = _time.monotonic()
         if self._live is not None and now - self._live[0] < self.profile_ttl_s:
             return self._live[1], self._live[2]
         specs = [s for s in self.catalogue.enabled() if s.trigger.event is not None]
-        if not specs:
-            env = pd.DataFrame(index=pd.Index([], name="entity"))
-            self._live = (now, env, {})
-            return env, {}
-        env = self._env("vin", specs, _utc(self.clock()), current=True)
-        audiences = {s.id: set(env.index[self._audience(s, env)]) for s in specs}
-        self._live = (now, env, audiences)
-        return env, audiences
+        rows: dict[str, dict[str, Any]] = {}
+        audiences: dict[str, set[str]] = {}
+        if specs:
+            env = self._env("vin", specs, _utc(self.clock()), current=True)
+            audiences = {s.id: {str(v) for v in env.index[self._audience(s, env)]} for s in specs}
+            members = sorted(set().union(*audiences.values()))
+            for vin, rec in env.loc[members].to_dict("index").items():
+                rows[str(vin)] = {str(k): _py(v) for k, v in rec.items()}
+        self._live = (now, rows, audiences)
+        return rows, audiences
+
+    def _variant_one(self, s: StrategySpec, fields: dict[str, Any]) -> int:
+        for i, v in enumerate(s.content.variants):
+            if v.when is None:
+                return i
+            e = self.catalogue.parsed[s.id][("content", "variants", i, "when")]
+            if evaluate_one(e, fields) is True:
+                return i
+        return -1
+
+    def _live_run(self, con: Any, cands: list[_Candidate], directory: _Directory) -> _Run:
+        """Guards of live events: the in-memory ledger and keys, consents read fresh."""
+        if self._state is None:
+            lookback = max(
+                [2.0, self.catalogue.policy.arbitration_window_hours / 24 + 1]
+                + [s.caps.per_person.days for s in self.catalogue.enabled() if s.caps.per_person]
+            )
+            since = _utc(self.clock()) - timedelta(days=lookback + 1)
+            self._state = self._load_state(con, since)
+        ledger, keys = self._state
+        accounts = sorted(
+            {a for c in cands for a in directory.accounts(c.spec.entity, c.entity, c.person_id)}
+        )
+        policy = self.catalogue.policy
+        return _Run(
+            at=_utc(self.clock()),
+            ledger=ledger,
+            dedup=keys,
+            consent=_load_consents(con, accounts),
+            caps=CapGuard(
+                ledger, person_day=policy.cap_person_day, global_day=policy.cap_global_day
+            ),
+            arbitration=ArbitrationGuard(ledger, policy.arbitration_window_hours),
+        )
+
+    @staticmethod
+    def _load_state(con: Any, since: datetime) -> tuple[Ledger, DedupGuard]:
+        ledger = Ledger()
+        for k, p, sid, ch, t, prio in con.execute(
+            f"SELECT idempotency_key, person_id, strategy_id, channel, created_at, priority "
+            f"FROM {DECISIONS_TABLE} WHERE status IN ('send', 'held') AND created_at >= ? "
+            "ORDER BY created_at",
+            [since],
+        ).fetchall():
+            ledger.add(LedgerEntry(str(k), str(p), str(sid), ch, _utc(t), int(prio)))
+        keys = DedupGuard(
+            str(r[0])
+            for r in con.execute(
+                f"SELECT DISTINCT idempotency_key FROM {DECISIONS_TABLE} WHERE created_at >= ? "
+                "AND (status IN ('send', 'held', 'expired') OR guard = 'holdout')",
+                [since],
+            ).fetchall()
+        )
+        return ledger, keys
+
+    def _remember(self, decisions: Iterable[Decision]) -> None:
+        """Keep the live engine's in-memory ledger and keys in step with logged decisions."""
+        if self._state is None:
+            return
+        ledger, keys = self._state
+        for d in decisions:
+            if d.status in ("send", "held"):
+                ledger.add(
+                    LedgerEntry(
+                        d.idempotency_key,
+                        d.person_id,
+                        d.strategy_id,
+                        d.channel,
+                        d.created_at,
+                        d.priority,
+                    )
+                )
+            if d.status in ("send", "held", "expired") or d.guard == "holdout":
+                keys.add(d.idempotency_key)
 
     # ------------------------------------------------------------------ profile data
     def _names(self, specs: Iterable[StrategySpec], entity: str) -> tuple[set[str], set[str]]:
