@@ -200,6 +200,40 @@ def test_failing_endpoint_is_retried_then_dead_lettered(rig: Rig) -> None:
 
 
 @pytest.mark.integration
+def test_dispatcher_survives_a_failing_round(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    from autopersona.delivery.channels import Channel, build_channels
+
+    class Flaky(Channel):
+        def __init__(self, inner: Channel) -> None:
+            self.inner, self.rounds = inner, 0
+
+        def send_batch(self, messages):  # type: ignore[no-untyped-def]
+            self.rounds += 1
+            if self.rounds == 1:
+                raise RuntimeError("adapter bug")
+            return self.inner.send_batch(messages)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    r = Rig(tmp_path, shared_broker, prefix, lease_s=1)
+    try:
+        chs = build_channels(r.config, client_id=f"flaky-{uuid.uuid4().hex[:6]}")
+        chs["head_unit"] = Flaky(chs["head_unit"])
+        live = r.engine(channels=chs)
+        r.publisher.event("V1", "e1", channels=["head_unit"])
+        # The first round raises; the row stays leased, is claimed again after 1 s, and sent.
+        assert wait_until(lambda: r.listener.received.unique == 1, 10), live.stats
+        assert live.stats.dispatch_errors == 1
+        assert live.stats.last_dispatch_error == "RuntimeError: adapter bug"
+        assert live.stats.errors == []
+    finally:
+        r.close()
+
+
+@pytest.mark.integration
 def test_shared_subscription_splits_events_between_workers(rig: Rig) -> None:
     a, b = rig.engine(), rig.engine(batch_log=True)
     for i in range(120):
