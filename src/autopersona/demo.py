@@ -1,8 +1,10 @@
 """``autopersona demo``: the loop on a small simulated fleet, on the embedded default.
 
-Today the demo covers the Data stage: simulate a fleet (with real-world mess), ingest every
-table into the DuckDB warehouse with progress bars, and summarise what landed where.  Later
-stages extend it along the loop.
+Today the demo covers the Data stage — simulate a fleet (with real-world mess), ingest every
+table into the DuckDB warehouse with progress bars, and summarise what landed where — and
+the Profile stage: features, identity linkage, every tag into the profile store and the tag
+distributions per tier (:func:`autopersona.tags.report.profile_stage`).  Later stages extend
+it along the loop.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def run_demo(
         _print_summary(console, wh, rep)
         console.rule("[bold]Profile[/] · features per vehicle and week")
         _build_features(console, wh)
+        console.rule("[bold]Profile[/] · identity, tags per tier")
+        from autopersona.tags.report import profile_stage
+
+        profile_stage(console, wh)
         rows = wh.table_counts()
     secs = time.perf_counter() - t0
     console.print(
