@@ -231,3 +231,21 @@ def test_msprt_validates_input() -> None:
         ex.msprt([0.1], [0.0], tau=1.0)
     with pytest.raises(ValueError, match="same length"):
         ex.msprt([0.1, 0.2], [1.0], tau=1.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    y=st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=3, max_size=50),
+    data=st.data(),
+)
+def test_cuped_properties(y: list[float], data: st.DataObject) -> None:
+    x = data.draw(
+        st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=len(y), max_size=len(y))
+    )
+    adj, c = ex.cuped(y, x)
+    assert adj.mean() == pytest.approx(np.mean(y), abs=1e-6 * (1 + np.abs(y).max()))
+    if c.variance_before > 1e-6 and np.var(x) > 1e-6:
+        # theta minimises the adjusted variance: it never grows, and falls by corr^2
+        assert -1e-9 <= c.variance_reduction <= 1 + 1e-9
+        r = np.corrcoef(y, x)[0, 1]
+        assert c.variance_reduction == pytest.approx(r * r, abs=1e-6)
