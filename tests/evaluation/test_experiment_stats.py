@@ -126,7 +126,7 @@ def test_srm_flags_a_broken_split() -> None:
 pvals = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=40)
 
 
-@settings(max_examples=25, deadline=None)  # multipletests costs ~50 ms a call
+@settings(max_examples=15, deadline=None)  # multipletests costs ~50 ms a call
 @given(p=pvals)
 def test_holm_and_bh_match_multipletests(p: list[float]) -> None:
     for ours, theirs in (("holm", "holm"), ("bh", "fdr_bh")):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from statsmodels.stats.proportion import confint_proportions_2indep
 
 from autopersona.evaluation.funnel import funnel_from_events, funnel_metrics, funnel_sql
 from autopersona.store.warehouse import Warehouse
@@ -104,3 +107,24 @@ def test_hillstrom_shaped_events_without_decisions(wh: Warehouse) -> None:
     assert f.loc["Mens E-Mail", "cvr"] == 0.5
     assert f.loc["No E-Mail", "sent"] == 0 and pd.isna(f.loc["No E-Mail", "cvr"])
     assert f.loc["No E-Mail", "converted"] == 1
+
+
+def test_hillstrom_through_the_warehouse(wh: Warehouse, shared_data: Path) -> None:
+    """Ingested with the built-in mapping, the funnel and lift reproduce the data README."""
+    from autopersona.evaluation.report import lift_table
+    from autopersona.ingest.engine import ingest
+    from autopersona.ingest.mapping import resolve_mapping
+
+    path = shared_data / "hillstrom" / "hillstrom.csv"
+    ingest([path], wh, mapping=resolve_mapping("hillstrom"), progress=False, keep_going=False)
+    f = funnel_metrics(wh, ("arm",)).set_index("arm")
+    assert f.loc["Mens E-Mail", "sent"] == 21_307
+    assert round(f.loc["Mens E-Mail", "cvr"], 6) == 0.012531
+    assert round(f.loc["Womens E-Mail", "revenue_per_message"], 6) == 1.077202
+    assert int(f["visited"].sum()) == 9394 and int(f["converted"].sum()) == 578
+    lt = lift_table(wh, control=["No E-Mail"]).set_index("arm")
+    mens = lt.loc["Mens E-Mail"]
+    assert round(mens["control_rate"], 6) == 0.005726
+    assert round(mens["lift"], 6) == 0.006805
+    lo, hi = confint_proportions_2indep(267, 21_307, 122, 21_306, method="wald")
+    assert (mens["ci_low"], mens["ci_high"]) == pytest.approx((lo, hi), abs=1e-12)
