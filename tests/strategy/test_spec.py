@@ -108,3 +108,30 @@ def test_cli_list_and_validate() -> None:
     bad = runner.invoke(app, ["strategies", "validate", str(FIXTURES / "bad_value" / "s.yaml")])
     assert bad.exit_code == 1
     assert "s.yaml:5: strategies -> 0 -> audience" in bad.output
+
+
+def test_cli_plan_and_run_on_a_warehouse(tmp_path: Path) -> None:
+    from autopersona.store.warehouse import Warehouse
+    from conftest import fill
+
+    db = tmp_path / "wh.duckdb"
+    with Warehouse(db) as wh:
+        fill(wh)
+    common = ["--warehouse", str(db), "--catalogue", str(FIXTURES / "engine")]
+    res = runner.invoke(app, ["strategies", "plan", *common, "--as-of", "2026-02-11", "--json"])
+    assert res.exit_code == 0, res.output
+    plan = {r["strategy_id"]: r for r in json.loads(res.output)["strategies"]}
+    assert plan["weekly_all"]["audience"] == 3 and plan["weekly_all"]["no_consent"] == 1
+    res = runner.invoke(app, ["strategies", "run", *common, "--as-of", "2026-02-11", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["logged"] and out["decisions"] == 3
+    row = next(r for r in out["strategies"] if r["strategy_id"] == "weekly_all")
+    assert row["send"] + row["suppressed"] == 3 and row["by_guard"]["consent"] >= 1
+    again = json.loads(
+        runner.invoke(app, ["strategies", "run", *common, "--as-of", "2026-02-11", "--json"]).output
+    )
+    row = next(r for r in again["strategies"] if r["strategy_id"] == "weekly_all")
+    assert row["send"] == 0  # a rerun for the same week sends nothing again
+    bad = runner.invoke(app, ["strategies", "run", *common, "--as-of", "someday"])
+    assert bad.exit_code == 2

@@ -20,9 +20,12 @@ sends twice.
 
     StrategyEngine(wh, catalogue=None, *, profiles=None, clock=None)
     .on_event(event, *, con=None, log=True) -> list[Decision]
+    .on_events(events, *, con=None, log=True) -> list[list[Decision] | EventError]
     .run_batch(as_of, *, con=None, log=True) -> list[Decision]
     .release_held(vin, speed_mps, now, *, con=None, log=True) -> list[Decision]
     .log(decisions, con=None) -> int
+    .plan(as_of) -> list[dict]          # audience sizes, nothing decided
+    .invalidate() -> None               # drop cached profile / directory / live ledger
 
 ``on_event`` takes one live vehicle event ``{"vin", "type", "ts", "payload", "event_id"?}``
 (``ts`` ISO text or datetime; ``payload`` a dict; ``payload["speed_mps"]`` updates the
@@ -32,6 +35,13 @@ warehouse table ``strategy_decisions`` through ``con`` (default: the warehouse c
 inside the caller's transaction if one is open on ``con`` — so an outbox can write its rows
 in the same DuckDB transaction.  ``log=False`` returns the decisions without writing them
 (the caller then calls :meth:`StrategyEngine.log`).  The engine never sends anything.
+
+Live events are cheapest in micro-batches (:meth:`StrategyEngine.on_events`: one consent
+read and one log write per batch, per-event results in order).  The live engine keeps the
+recent sends in memory (for caps, arbitration and duplicates) and reads consents fresh for
+every batch; after rolling back a transaction that held logged decisions, call
+:meth:`StrategyEngine.invalidate`.  A profile snapshot is reused for ``profile_ttl_s``
+seconds (default 60).
 """
 
 from autopersona.strategy.decision import (

@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
                 decisions = StrategyEngine(wh, cat, profiles=ps).run_batch(when, log=not dry_run)
             finally:
                 ps.close()
-        rows = summarise(decisions)
+        rows = summarise(decisions, [s.id for s in cat.enabled() if s.trigger.event is None])
         if as_json:
             _dump(
                 {

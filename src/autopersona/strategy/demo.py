@@ -77,7 +77,8 @@ def demo_stage(console: Console, wh: Warehouse) -> None:
         for d in eng.release_held(ev["vin"], 0.0, at + timedelta(minutes=30))
     ]
     decisions.extend(released)
-    print_summary(console, summarise(decisions), f"Decisions as of {at.isoformat()}")
+    ids = [s.id for s in eng.catalogue.enabled()]
+    print_summary(console, summarise(decisions, ids), f"Decisions as of {at.isoformat()}")
     sends = sum(1 for d in decisions if d.status == "send")
     console.print(
         f"{len(decisions)} decisions logged in strategy_decisions: {sends} to send, "

@@ -1170,13 +1170,28 @@ def _period_start(at: datetime, every: str) -> date:
     return d
 
 
-def summarise(decisions: Iterable[Decision]) -> list[dict[str, Any]]:
+def summarise(
+    decisions: Iterable[Decision], strategies: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     """Counts per strategy: sends, held, expired, suppressed and suppressions per guard.
 
-    >>> summarise([])
-    []
+    ``strategies`` are listed even without decisions (with zeros).
+
+    >>> [r["send"] for r in summarise([], ["s1"])]
+    [0]
     """
     by: dict[str, dict[str, Any]] = {}
+    for sid in strategies:
+        by[sid] = {
+            "strategy_id": sid,
+            "send": 0,
+            "held": 0,
+            "expired": 0,
+            "suppressed": 0,
+            "by_guard": defaultdict(int),
+            "by_channel": defaultdict(int),
+            "by_arm": defaultdict(int),
+        }
     for d in decisions:
         r = by.setdefault(
             d.strategy_id,
