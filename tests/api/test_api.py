@@ -382,10 +382,42 @@ def test_erasure_is_admin_only_and_501_without_privacy(
     r = client.post("/v1/erasure", json=body, headers=hdr(keys["write:events"]))
     assert r.status_code == 403
     r = client.post("/v1/erasure", json=body, headers=hdr(keys["admin"]))
-    if importlib.util.find_spec("autopersona.privacy.erasure") is None:
+    if importlib.util.find_spec("autopersona.privacy.erase") is None:
         assert r.status_code == 501 and r.json()["error"]["code"] == "not_implemented"
     else:
-        assert r.status_code in (200, 404, 422)
+        assert r.status_code == 200, r.text
+        assert r.json()["total"] == 0
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("autopersona.privacy.erase") is None,
+    reason="the privacy module's erasure is not installed",
+)
+def test_erasure_removes_the_person(
+    client: TestClient, keys: dict[str, str], settings: ApiSettings, tmp_path: Path
+) -> None:
+    import shutil
+
+    con = _wh(client).con.cursor()
+    con.execute("CHECKPOINT")
+    shutil.copy(settings.warehouse, tmp_path / "erase.duckdb")
+    own = settings.model_copy(update={"warehouse": tmp_path / "erase.duckdb"})
+    vin, pid = con.execute(
+        "SELECT v.vin, p.person_id FROM vehicles v JOIN persons p ON list_contains(p.vins, v.vin) "
+        "ORDER BY v.vin LIMIT 1"
+    ).fetchall()[0]
+    h = hdr(keys["admin"])
+    with TestClient(create_app(own)) as c:
+        assert c.get(f"/v1/profiles/vin/{vin}", headers=h).status_code == 200
+        r = c.post("/v1/erasure", json={"kind": "vin", "subject": vin}, headers=h)
+        assert r.status_code == 200, r.text
+        rep = r.json()
+        assert rep["total"] > 0 and all(rep["verified"].values())
+        assert vin not in json.dumps(rep) and pid not in json.dumps(rep)
+        assert c.get(f"/v1/profiles/vin/{vin}", headers=h).status_code == 404
+        assert c.get(f"/v1/profiles/person/{pid}", headers=h).status_code == 404
+    # the session's warehouse still has them
+    assert client.get(f"/v1/profiles/vin/{vin}", headers=h).status_code == 200
 
 
 def test_errors_are_structured(client: TestClient, keys: dict[str, str]) -> None:

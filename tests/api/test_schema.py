@@ -20,9 +20,10 @@ from autopersona.api.config import ApiSettings
 schema = schemathesis.openapi.from_dict(
     create_app(ApiSettings(demo=True, warehouse=":memory:")).openapi()
 )
+# erasure deletes data: it is not fuzzed on the shared warehouse (test_api covers it)
+schema = schema.exclude(path="/v1/erasure")
 # endpoints whose module is not installed answer 501 by design (tested in test_api)
 for module, path in (
-    ("autopersona.privacy.erasure", "/v1/erasure"),
     ("autopersona.strategy.spec", "/v1/strategies"),
     ("autopersona.strategy.spec", "/v1/strategies/validate"),
     ("autopersona.strategy.engine", "/v1/strategies/plan"),
@@ -35,7 +36,7 @@ EXCLUDED = [schemathesis.checks.positive_data_acceptance]
 
 
 @schema.parametrize()
-@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_conforms(case: schemathesis.Case, live_server: str, keys: dict[str, str]) -> None:
     case.call_and_validate(
         base_url=live_server,

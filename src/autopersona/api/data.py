@@ -91,7 +91,7 @@ class Backend:
             else ("duckdb-file" if url else "warehouse")
         )
         self.schema = "main"
-        self._pg_url = ""
+        self.pg_url = ""
         self._pool: AsyncConnectionPool | None = None
         self._wh: Warehouse | None = None
         self._wh_error: str | None = None
@@ -111,7 +111,7 @@ class Backend:
             assert self.settings.store is not None
             # creates the schema and tables if absent, and splits off ?schema=
             ps = PostgresProfileStore(self.settings.store)
-            self.schema, self._pg_url = ps.schema, ps.url
+            self.schema, self.pg_url = ps.schema, ps.url
             ps.close()
 
             async def configure(con: Any) -> None:
@@ -120,7 +120,7 @@ class Backend:
 
             n = self.settings.api_pool_size
             self._pool = AsyncConnectionPool(
-                self._pg_url, min_size=n, max_size=n, open=False, configure=configure
+                self.pg_url, min_size=n, max_size=n, open=False, configure=configure
             )
             await self._pool.open(wait=True, timeout=15)
         elif self.store_kind == "duckdb-file":

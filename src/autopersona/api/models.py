@@ -172,8 +172,10 @@ class ErasureRequest(_In):
     """Erase a person (all linked accounts and VINs), an account or a VIN."""
 
     kind: Literal["person", "account", "vin"]
-    subject: str = Field(min_length=1, max_length=200)
-    reason: str | None = Field(default=None, max_length=500)
+    subject: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    request_id: str | None = Field(
+        default=None, max_length=200, description="Ticket number (stored only as a hash)."
+    )
 
 
 class ExperimentArm(BaseModel):
