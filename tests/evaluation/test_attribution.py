@@ -163,6 +163,10 @@ def test_bad_inputs():
     t.loc[t.index[0], "converted"] = 2
     with pytest.raises(ValueError, match="converted: row 0 is 2, not 0 or 1"):
         paths(t, "person", "channel", "time", "converted")
+    t = touches_from(EXAMPLE)
+    t.loc[t.index[1], "channel"] = "(null)"
+    with pytest.raises(ValueError, match=r"channel: row 1 uses the reserved name \(null\)"):
+        paths(t, "person", "channel", "time", "converted")
     with pytest.raises(ValueError, match="unknown method"):
         attribute(P(EXAMPLE), methods=["banzhaf"])
     with pytest.raises(ValueError, match="sum to at most 1"):

@@ -150,6 +150,10 @@ def paths(
     if df.empty:
         raise ValueError("no touches")
     df[channel] = df[channel].astype(str)
+    reserved = df[channel].isin([START, CONVERSION, NULL]).to_numpy()
+    if reserved.any():
+        row = int(np.flatnonzero(reserved)[0])
+        raise ValueError(f"{channel}: row {row} uses the reserved name {df[channel].iloc[row]}")
     df = df.sort_values([journey, time], kind="mergesort")
     grouped = df.groupby(journey, sort=False)
     per = pd.DataFrame(
