@@ -1,7 +1,7 @@
 """Rule and score tags built from features and master data.
 
-One clean simulated fleet (30 vehicles x 7 days, seed 3) is simulated, ingested and
-featurised once per session; only the scoring reads the simulator's truth.
+The clean simulated fleet (30 vehicles x 7 days, seed 3) comes from ``conftest.py``; only
+the scoring reads the simulator's truth.
 """
 
 from __future__ import annotations
@@ -15,32 +15,9 @@ import pandas as pd
 import pytest
 from tagcheck import full_catalogue
 
-from autopersona.features.build import build_features
-from autopersona.ingest.engine import ingest
-from autopersona.simulate import MessConfig, simulate
 from autopersona.store.warehouse import Warehouse
 from autopersona.tags.rules import ASSIGNMENT_COLUMNS, build_rule_tags, evaluate_tag
 from autopersona.tags.spec import builtin_dir, load_catalogue
-
-
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(simulation folder, warehouse file with features)."""
-    base = tmp_path_factory.mktemp("tags-fleet")
-    sim = base / "sim"
-    simulate(vehicles=30, days=7, seed=3, out=sim, mess=MessConfig.clean(), workers=1)
-    db = base / "wh.duckdb"
-    with Warehouse(db) as wh:
-        ingest([sim / "tables"], wh)
-        build_features(wh)
-    return sim, db
-
-
-@pytest.fixture
-def fleet_wh(fleet: tuple[Path, Path], tmp_path: Path) -> Warehouse:
-    db = tmp_path / "wh.duckdb"
-    shutil.copy(fleet[1], db)
-    return Warehouse(db)
 
 
 def test_l1_tier_and_energy_are_exact_on_clean_data(
