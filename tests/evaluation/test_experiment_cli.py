@@ -252,3 +252,58 @@ def test_power_command_matches_statsmodels() -> None:
     assert mde == pytest.approx(zt_ind_solve_power(nobs1=5000, alpha=0.05, power=0.8) * sd, 1e-4)
     bad = runner.invoke(app, ["experiment", "power", "--base-rate", "0.1"])
     assert bad.exit_code == 2 and "exactly one" in bad.stderr
+
+
+def _seq(*args: str) -> dict[str, Any]:
+    res = runner.invoke(app, ["experiment", "sequential", *args, "--json"])
+    assert res.exit_code == 0, res.output
+    out: dict[str, Any] = json.loads(res.stdout)
+    return out
+
+
+def test_sequential_on_hillstrom(shared_data: Path) -> None:
+    path = shared_data / "hillstrom" / "hillstrom.csv"
+    res = _seq(
+        "--data", str(path), "--arm", "segment", "--control", "No E-Mail",
+        "--outcome", "visit", "--looks", "10",
+    )  # fmt: skip
+    mens = next(a for a in res["arms"] if a["arm"] == "Mens E-Mail")
+    last = mens["looks"][-1]
+    assert last["rows"] == 64_000 and round(last["estimate"], 6) == 0.076590
+    # the confidence sequence is wider than the fixed-horizon Wald interval and contains it
+    df = pd.read_csv(path)
+    t, c = df[df.segment == "Mens E-Mail"].visit, df[df.segment == "No E-Mail"].visit
+    lo, hi = confint_proportions_2indep(t.sum(), len(t), c.sum(), len(c), method="wald")
+    assert last["ci_low"] < lo and hi < last["ci_high"]
+    assert mens["rejected_at_rows"] is not None and mens["rejected_at_rows"] < 64_000
+    ps = [look["p_value"] for look in mens["looks"]]
+    assert ps == sorted(ps, reverse=True)
+
+
+def test_sequential_aa_tests_rarely_reject(tmp_path: Path) -> None:
+    """A/A data with 20 looks: the always-valid test rejects in at most ~alpha of runs."""
+    from autopersona.evaluation.analyze import sequential
+
+    rng = np.random.default_rng(42)
+    runs, rejected = 300, 0
+    for _ in range(runs):
+        n = 2000
+        df = pd.DataFrame({"g": rng.choice(["a", "b"], n), "y": rng.random(n) < 0.2})
+        r = sequential(df, arm="g", control="a", outcome="y", looks=20, tau=0.05)
+        rejected += r["arms"][0]["rejected_at_rows"] is not None
+    assert rejected / runs <= 0.05 + 3 * (0.05 * 0.95 / runs) ** 0.5
+
+
+def test_sequential_bad_input(small_csv: Path) -> None:
+    res = runner.invoke(
+        app,
+        ["experiment", "sequential", "--data", str(small_csv), "--arm", "arm",
+         "--control", "zz", "--outcome", "conv"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "has no value 'zz'" in res.stderr
+    res = runner.invoke(
+        app,
+        ["experiment", "sequential", "--data", str(small_csv), "--arm", "arm",
+         "--control", "a", "--outcome", "conv", "--time", "when"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "column 'when' not found" in res.stderr

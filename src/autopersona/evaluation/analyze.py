@@ -34,7 +34,7 @@ import pandas as pd
 from autopersona.evaluation import experiment as ex
 from autopersona.models._input import InputError, parse_numbers, read_table
 
-__all__ = ["AnalysisError", "analyze", "analyze_file", "parse_outcomes"]
+__all__ = ["AnalysisError", "analyze", "analyze_file", "parse_outcomes", "sequential"]
 
 KINDS = ("rate", "mean")
 
@@ -289,3 +289,103 @@ def analyze_file(
         source=str(path),
         **kwargs,
     )
+
+
+def sequential(
+    df: pd.DataFrame,
+    *,
+    arm: str,
+    control: str,
+    outcome: str,
+    time: str | None = None,
+    looks: int = 20,
+    tau: float | None = None,
+    alpha: float = 0.05,
+    source: str = "data",
+) -> dict[str, Any]:
+    """Always-valid (mSPRT) monitoring of every arm against the control, look by look.
+
+    Rows are taken in the order of ``time`` (file order without it) and cut into ``looks``
+    equal slices; after each slice the difference in means (a rate is a mean of 0/1) and its
+    plug-in variance ``s_t²/n_t + s_c²/n_c`` go into :func:`experiment.msprt`.  ``tau``, the
+    mixing standard deviation, defaults to a tenth of the outcome's standard deviation.
+    Returns, per arm and look: rows seen, estimate, always-valid p-value and the confidence
+    sequence; and the first look at which the p-value fell to ``alpha``.
+    """
+    if looks < 1:
+        raise AnalysisError("looks must be >= 1")
+    cols = [arm, outcome, *([time] if time else [])]
+    for col in cols:
+        if col not in df.columns:
+            raise AnalysisError(
+                f"{source}: column {col!r} not found (columns: {', '.join(map(str, df.columns))})"
+            )
+    d = df[cols].reset_index(drop=True)
+    if time:
+        d = d.sort_values(time, kind="mergesort").reset_index(drop=True)
+    try:
+        y = parse_numbers(d[outcome], path=source, column=outcome)
+    except InputError as exc:
+        raise AnalysisError(str(exc)) from None
+    if y.isna().any():
+        i = int(np.flatnonzero(y.isna().to_numpy())[0])
+        raise AnalysisError(f"{source}: column {outcome!r}: missing value (row {i + 1})")
+    g = d[arm].astype(str)
+    control = str(control)
+    names = sorted(set(g))
+    if control not in names:
+        raise AnalysisError(
+            f"{source}: column {arm!r} has no value {control!r} (arms: {', '.join(names)})"
+        )
+    sd = float(y.std(ddof=1))
+    mix = tau if tau is not None else 0.1 * sd
+    if not mix > 0:
+        raise AnalysisError(f"{source}: column {outcome!r} is constant; nothing to test")
+    cuts = np.unique(np.linspace(0, len(d), looks + 1).round().astype(int)[1:])
+    yv = y.to_numpy(float)
+    out: dict[str, Any] = {
+        "source": source,
+        "outcome": outcome,
+        "control": control,
+        "tau": mix,
+        "alpha": alpha,
+        "arms": [],
+    }
+    is_c = (g == control).to_numpy()
+    for a in (n for n in names if n != control):
+        is_t = (g == a).to_numpy()
+        rows, est, var = [], [], []
+        for c in cuts:
+            yt, yc = yv[:c][is_t[:c]], yv[:c][is_c[:c]]
+            if yt.size < 2 or yc.size < 2:
+                continue
+            v = yt.var(ddof=1) / yt.size + yc.var(ddof=1) / yc.size
+            if v <= 0:
+                continue
+            rows.append(int(c))
+            est.append(float(yt.mean() - yc.mean()))
+            var.append(float(v))
+        if not rows:
+            raise AnalysisError(f"{source}: arm {a!r} never has 2 rows and some variance")
+        r = ex.msprt(est, var, mix, alpha)
+        first = r.rejected_at
+        out["arms"].append(
+            {
+                "arm": a,
+                "looks": [
+                    {
+                        "rows": n,
+                        "estimate": e,
+                        "p_value": p,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                    }
+                    for n, e, p, lo, hi in zip(
+                        rows, r.estimate, r.p_value, r.ci_low, r.ci_high, strict=True
+                    )
+                ],
+                "rejected_at_rows": rows[first] if first is not None else None,
+                "final_p_value": r.p_value[-1],
+            }
+        )
+    return out

@@ -144,6 +144,51 @@ def register(app: typer.Typer) -> None:
             return
         _print_analysis(res)
 
+    @experiment_app.command("sequential")
+    def experiment_sequential(
+        data: Annotated[Path, typer.Option("--data", help="Experiment table (CSV or Parquet).")],
+        arm: Annotated[str, typer.Option("--arm", help="Arm column.")],
+        control: Annotated[str, typer.Option("--control", help="The control arm's value.")],
+        outcome: Annotated[str, typer.Option("--outcome", help="Outcome column (0/1 or number).")],
+        time_col: Annotated[
+            str | None, typer.Option("--time", help="Order rows by this column (else file order).")
+        ] = None,
+        looks: Annotated[int, typer.Option("--looks", help="Number of interim looks.")] = 20,
+        tau: Annotated[
+            float | None, typer.Option("--tau", help="Mixing sd (default: 0.1 x outcome sd).")
+        ] = None,
+        alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.05,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Always-valid p-values and confidence sequences (mSPRT) over interim looks."""
+        from autopersona.evaluation.analyze import sequential
+        from autopersona.models._input import InputError, read_table
+
+        cols = [arm, outcome, *([time_col] if time_col else [])]
+        try:
+            df = read_table(data, cols, text_columns=[arm])
+            res = sequential(
+                df, arm=arm, control=control, outcome=outcome, time=time_col, looks=looks,
+                tau=tau, alpha=alpha, source=str(data),
+            )  # fmt: skip
+        except (InputError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        if as_json:
+            _emit(res)
+            return
+        for a in res["arms"]:
+            last = a["looks"][-1]
+            when = (
+                f"significant from row {a['rejected_at_rows']:,}"
+                if a["rejected_at_rows"] is not None
+                else "not significant yet"
+            )
+            typer.echo(
+                f"{a['arm']} vs {res['control']}: {last['estimate']:+.6g} "
+                f"[{last['ci_low']:+.6g}, {last['ci_high']:+.6g}] after {last['rows']:,} rows, "
+                f"always-valid p = {a['final_p_value']:.3g} ({when})"
+            )
+
     @experiment_app.command("power")
     def experiment_power(
         base_rate: Annotated[
