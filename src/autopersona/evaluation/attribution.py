@@ -489,6 +489,8 @@ def attribution_figure(
     ax.set_xticks(x, [str(c) for c in data.index])
     ax.set_ylabel("share of credit" if share else "conversions credited")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    top = float(np.nanmax(data.to_numpy())) if data.size else 1.0
+    ax.set_ylim(0.0, 1.35 * top if top > 0 else 1.0)
+    ax.legend(loc="upper center", ncol=3, fontsize="small", frameon=False)
     fig.tight_layout()
     return fig

@@ -755,7 +755,7 @@ def allocation_figure(
         share = onehot.cumsum().div(np.arange(1, len(onehot) + 1), axis=0)
     else:
         share = onehot.rolling(window, min_periods=1).mean()
-    fig = Figure(figsize=(6.0, 3.5))
+    fig = Figure(figsize=(7.0, 3.5))
     ax = fig.add_subplot()
     x = ordered[time].to_numpy()
     ax.stackplot(x, *[share[c].to_numpy() for c in share.columns], labels=list(share.columns))
@@ -763,6 +763,6 @@ def allocation_figure(
     ax.set_xlabel(time)
     ax.set_ylabel("share of sends" + ("" if window is None else f" (last {window})"))
     ax.set_title(title)
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
     fig.tight_layout()
     return fig
