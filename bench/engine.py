@@ -21,7 +21,7 @@ For each rate the bench prints events/s delivered, p50/p99/max latency of both, 
 engine p99 as a multiple of the echo p99.  Target: >= 5,000 events/s with p99 <= 3x echo.
 Runtime is bounded (default < 1 minute)::
 
-    python bench/engine.py [--rates 1000 5000] [--seconds 5] [--json]
+    python bench/engine.py [--rates 1000 5000] [--seconds 4] [--drain 10] [--json]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -302,24 +303,36 @@ def contender(role: str, port: int, folder: Path, kind: str) -> subprocess.Popen
            "--engine", kind]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert p.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for raw in p.stderr or []:
+            lines.put(raw.decode(errors="replace"))
+
+    threading.Thread(target=read, daemon=True).start()
     tail: list[str] = []
-    for raw in p.stderr:  # wait until it is subscribed (imports, connect, subscribe)
-        line = raw.decode(errors="replace")
+    end = time.monotonic() + 60
+    while time.monotonic() < end:  # wait until it is subscribed (imports, connect, subscribe)
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if p.poll() is not None:
+                break
+            continue
         tail.append(line)
         if "subscribed to" in line:
-            break
-    else:
-        raise SystemExit(f"{role} did not start:\n{''.join(tail[-30:])}")
-    threading.Thread(target=lambda: [None for _ in p.stderr or []], daemon=True).start()
-    return p
+            return p
+    p.kill()
+    raise SystemExit(f"{role} did not start:\n{''.join(tail[-30:])}")
 
 
 def stop(p: subprocess.Popen[bytes]) -> dict[str, Any]:
     p.send_signal(signal.SIGTERM)
-    assert p.stdout is not None
-    out = p.stdout.read()
-    p.wait(60)
+    try:
+        out, _ = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise SystemExit("contender did not stop within 60 s of SIGTERM") from None
     lines = out.decode().strip().splitlines()
     if p.returncode != 0 or not lines:
         raise SystemExit(f"contender failed ({p.returncode})")
@@ -330,8 +343,8 @@ def stop(p: subprocess.Popen[bytes]) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[1000.0, 5000.0])
-    ap.add_argument("--seconds", type=float, default=5.0, help="Publishing time per rate.")
-    ap.add_argument("--drain", type=float, default=6.0, help="Most seconds to wait for the tail.")
+    ap.add_argument("--seconds", type=float, default=4.0, help="Publishing time per rate.")
+    ap.add_argument("--drain", type=float, default=10.0, help="Most seconds to wait for the tail.")
     ap.add_argument("--engine", choices=["minimal", "strategy"], default="minimal")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--role", choices=["engine", "echo"], help=argparse.SUPPRESS)
@@ -391,8 +404,12 @@ def main() -> int:
                 )
             )  # fmt: skip
         st = r["engine_stats"]
+        n = max(1, st["processed"])
         print(
-            f"{'':>10}  engine batches {st['batches']}, mean {st['processed'] / max(1, st['batches']):.0f} events/batch"
+            f"{'':>10}  engine: {st['processed']} processed in {st['batches']} batches "
+            f"({st['processed'] / max(1, st['batches']):.0f}/batch), {st['sent']} sent; "
+            f"thread wall time per event: decide+commit {1e3 * st['process_s'] / n:.2f} ms, "
+            f"dispatch {1e3 * st['dispatch_s'] / n:.2f} ms"
         )
     return 0
 

@@ -23,8 +23,9 @@ with different client ids split the events.  paho's automatic acknowledgement is
 committed, so a worker killed at any point leaves unacknowledged messages that the broker
 delivers again when the session resumes; ``live_events`` makes that redelivery harmless.
 Broker restarts: paho reconnects with backoff (1 s … 30 s), the session resumes and the
-backlog flows in.  SIGTERM/SIGINT: stop taking messages, finish the batch in flight, flush the
-dispatcher, disconnect.
+backlog flows in.  SIGTERM/SIGINT: stop taking messages, finish the batch in flight (events
+received but not yet in a batch stay unacknowledged and come back with the session), send
+what that batch enqueued, disconnect.
 
 With the outbox in the warehouse (the default) decisions, outbox rows and ``live_events``
 commit in one DuckDB transaction.  With a PostgreSQL outbox the outbox transaction commits
@@ -482,11 +483,13 @@ class LiveEngine:
     def _processor(self) -> None:
         try:
             while True:
+                if self._stop.is_set():
+                    # Messages still queued here are not acknowledged: the broker delivers
+                    # them again when this worker's session resumes.
+                    return
                 try:
                     first = self._inbox.get(timeout=0.1)
                 except queue.Empty:
-                    if self._stop.is_set():
-                        return
                     continue
                 batch = [first]
                 deadline = time.monotonic() + self.batch_wait_s
