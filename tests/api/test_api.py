@@ -356,7 +356,8 @@ def test_strategies_or_501(client: TestClient, keys: dict[str, str]) -> None:
         assert r.status_code == 501 and r.json()["error"]["code"] == "not_implemented"
         return
     assert r.status_code == 200 and len(r.json()) > 0
-    sid = r.json()[0]["id"]
+    listed = r.json()
+    sid = listed[0]["id"]
     assert {"id", "audience", "channels", "trigger"} <= set(r.json()[0])
     bad = "strategies:\n  - id: x\n    name: y\n    colour: red\n"
     r = client.post("/v1/strategies/validate", json={"yaml": bad}, headers=h)
@@ -368,6 +369,7 @@ def test_strategies_or_501(client: TestClient, keys: dict[str, str]) -> None:
     if r.status_code == 200:
         body = r.json()
         assert body["decisions"] == sum(body["by_status"].values())
+        assert {a["strategy_id"] for a in body["audiences"]} <= {x["id"] for x in listed}
         assert len(body["sample"]) <= 5
     r = client.post(
         "/v1/strategies/plan", json={"as_of": "2026-01-14", "strategy_id": sid}, headers=h

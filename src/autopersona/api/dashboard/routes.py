@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import DictLoader, Environment, select_autoescape
@@ -346,7 +347,28 @@ async def _audience_size(request: Request, spec: Any) -> int | None:
     try:
         return len(evaluate_audience(frame, spec.audience, known))
     except ApiError:
-        return None  # the audience reads features too: sized by the engine, not here
+        return None  # the audience reads features too: sized by the engine's plan
+
+
+async def _engine_plan(request: Request) -> dict[str, dict[str, Any]]:
+    """``StrategyEngine.plan`` now, by strategy id ({} when the engine is not installed)."""
+    try:
+        from autopersona.strategy.engine import StrategyEngine
+    except ImportError:
+        return {}
+    be = state(request).backend
+
+    def run() -> list[dict[str, Any]]:
+        wh = be.warehouse()
+        with be.write_lock:
+            eng = StrategyEngine(wh)
+            return list(eng.plan(datetime.now(UTC))) if hasattr(eng, "plan") else []
+
+    try:
+        rows = await anyio.to_thread.run_sync(run)
+    except Exception:  # a broken plan must not take the page down; sizes fall back to tags
+        return {}
+    return {str(r.get("strategy_id", r.get("id", ""))): r for r in rows}
 
 
 @router.get("/strategies", response_class=HTMLResponse)
@@ -362,8 +384,13 @@ async def strategies(request: Request) -> Response:
     if cat is None:
         note = "No strategies yet: the strategy module is not installed (no data yet)."
     else:
+        planned = await _engine_plan(request)
         for sid, s in sorted(cat.strategies.items()):
-            size = await _audience_size(request, s)
+            size = (
+                int(planned[sid]["audience"])
+                if sid in planned and planned[sid].get("audience") is not None
+                else await _audience_size(request, s)
+            )
             rows.append(
                 {
                     "id": sid,
@@ -404,7 +431,10 @@ async def strategy(
     spec = cat.strategies.get(sid) if cat is not None else None
     size: Any = "—"
     if spec is not None:
-        n = await _audience_size(request, spec)
+        planned = (await _engine_plan(request)).get(sid, {})
+        n = planned.get("audience")
+        if n is None:
+            n = await _audience_size(request, spec)
         size = "tags + features" if n is None else n
     tables = await _tables(be)
     rep = await experiment_report(be, sid) if "marketing_feedback" in tables else None

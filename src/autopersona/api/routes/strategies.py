@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from collections import Counter
 from datetime import UTC, datetime
@@ -122,19 +123,20 @@ async def plan(
     body: PlanRequest,
     _: Principal = Depends(require("manage:strategies")),  # noqa: B008
 ) -> dict[str, Any]:
-    """Dry-run the engine's batch triggers as of a time: decisions by status, and a sample."""
+    """Dry-run the engine as of a time: audiences per strategy, decisions by status, a sample."""
     engine_cls = optional("autopersona.strategy.engine", "StrategyEngine")
     st = state(request)
     when = parse_when(body.as_of) or datetime.now(UTC)
 
-    def run() -> list[Any]:
+    def run() -> tuple[list[Any], list[dict[str, Any]]]:
         wh = st.backend.warehouse()
         with st.backend.write_lock:
             eng = engine_cls(wh)
-            return list(eng.run_batch(when, log=False))
+            audiences = list(eng.plan(when)) if hasattr(eng, "plan") else []
+            return list(eng.run_batch(when, log=False)), audiences
 
     try:
-        decisions = await anyio.to_thread.run_sync(run)
+        decisions, audiences = await anyio.to_thread.run_sync(run)
     except ValueError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     if body.strategy_id is not None:
@@ -150,8 +152,11 @@ async def plan(
         sample.append(
             {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in rec.items()}
         )
+    if body.strategy_id is not None:
+        audiences = [a for a in audiences if a.get("strategy_id") == body.strategy_id]
     return {
         "as_of": when.isoformat(),
+        "audiences": json.loads(json.dumps(audiences, default=str)),
         "decisions": len(decisions),
         "by_status": dict(sorted(by.items())),
         "sample": sample,
