@@ -178,3 +178,78 @@ def register(app: typer.Typer) -> None:
         if value is None:
             raise _fail(f"no mapping for {pseudonym!r}", 1)
         typer.echo(value)
+
+    @privacy_app.command("erase")
+    def erase_cmd(
+        person: Annotated[
+            str, typer.Argument(help="Person id, account id, VIN, e-mail or phone to erase.")
+        ],
+        request_id: Annotated[
+            str, typer.Option("--request-id", help="The erasure request (stored only hashed).")
+        ],
+        warehouse: Annotated[Path | None, _WH_OPT] = None,
+        store: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--store",
+                help="Also erase from this PostgreSQL store (postgresql://…?schema=…); repeatable.",
+            ),
+        ] = None,
+        vault: Annotated[
+            Path | None, typer.Option("--vault", help="Re-identification vault to purge.")
+        ] = None,
+        as_json: Annotated[bool, _JSON_OPT] = False,
+    ) -> None:
+        """Erase a person (all linked identifiers) from every table of every backend, verified."""
+        from autopersona.privacy.erase import Backend, PostgresBackend, erase_person
+        from autopersona.privacy.pseudo import Vault
+        from autopersona.store.profiles import PostgresProfileStore
+        from autopersona.store.warehouse import Warehouse
+
+        extra: list[Backend] = []
+        stores = []
+        for url in store or []:
+            ps = PostgresProfileStore(url)
+            stores.append(ps)
+            extra.append(PostgresBackend(ps.con, ps.schema))
+        v = Vault(vault) if vault else None
+        try:
+            with Warehouse(_wh_path(warehouse)) as wh:
+                rep = erase_person(wh, person, request_id, extra=extra, vault=v)
+        except (ValueError, RuntimeError) as exc:
+            raise _fail(str(exc), 1) from None
+        finally:
+            for ps in stores:
+                ps.close()
+            if v is not None:
+                v.close()
+        if as_json:
+            _out(rep.to_dict())
+            return
+        for backend, counts in rep.deleted.items():
+            typer.echo(
+                f"{backend}: {sum(counts.values())} row(s) deleted, verified "
+                f"{'yes' if rep.verified[backend] else 'NO'}"
+            )
+            for t, n in sorted(counts.items()):
+                typer.echo(f"  {t}: {n}")
+        if rep.shared_vins_kept:
+            typer.echo(f"kept {rep.shared_vins_kept} vehicle(s) shared with other people")
+
+    @privacy_app.command("retention")
+    def retention_cmd(
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only.")] = False,
+        warehouse: Annotated[Path | None, _WH_OPT] = None,
+        as_json: Annotated[bool, _JSON_OPT] = False,
+    ) -> None:
+        """Delete rows older than each table's retention period."""
+        from autopersona.privacy.erase import enforce_retention
+        from autopersona.store.warehouse import Warehouse
+
+        with Warehouse(_wh_path(warehouse)) as wh:
+            out = enforce_retention(wh, dry_run=dry_run)
+        if as_json:
+            _out(out)
+            return
+        for t, n in out.items():
+            typer.echo(f"{t}: {n}" + (" (dry run)" if dry_run and isinstance(n, int) else ""))

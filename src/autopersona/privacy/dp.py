@@ -176,15 +176,15 @@ class BudgetLedger:
         """The dataset's total ε."""
         row = self.con.execute(
             f"SELECT epsilon FROM {BUDGETS_TABLE} WHERE dataset = ?", [dataset]
-        ).fetchone()
-        return float(row[0]) if row else self.default_budget
+        ).fetchall()
+        return float(row[0][0]) if row else self.default_budget
 
     def spent(self, dataset: str) -> float:
         """ε spent on ``dataset`` so far (sequential composition: the sum)."""
         row = self.con.execute(
             f"SELECT coalesce(sum(epsilon), 0) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
-        ).fetchone()
-        return float(row[0]) if row else 0.0
+        ).fetchall()
+        return float(row[0][0]) if row else 0.0
 
     def remaining(self, dataset: str) -> float:
         """ε still available."""
@@ -221,12 +221,9 @@ class BudgetLedger:
             budget, spent = self.budget(dataset), self.spent(dataset)
             if spent + epsilon > budget + _TOL:
                 n = int(
-                    (
-                        self.con.execute(
-                            f"SELECT count(*) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
-                        ).fetchone()
-                        or (0,)
-                    )[0]
+                    self.con.execute(
+                        f"SELECT count(*) FROM {LEDGER_TABLE} WHERE dataset = ?", [dataset]
+                    ).fetchall()[0][0]
                 )
                 raise BudgetExceeded(
                     f"dataset {dataset!r}: releasing {report!r} needs epsilon {epsilon:g} but "

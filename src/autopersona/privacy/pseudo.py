@@ -251,9 +251,10 @@ class Vault:
         """The clear value behind ``pseudonym``; the read is audited before it happens."""
         if not actor.strip() or not purpose.strip():
             raise ValueError("re-identification needs an actor and a purpose")
-        row = self.con.execute(
+        rows = self.con.execute(
             f"SELECT kind, value FROM {MAP_TABLE} WHERE pseudonym = ?", [pseudonym]
-        ).fetchone()
+        ).fetchall()
+        row = rows[0] if rows else None
         self.con.execute(
             f"INSERT INTO {AUDIT_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
             [
@@ -267,16 +268,16 @@ class Vault:
         )
         return str(row[1]) if row else None
 
-    def forget(self, pseudonyms: Sequence[str]) -> int:
-        """Delete mappings (erasure); returns how many were removed."""
-        if not pseudonyms:
+    def forget(self, identifiers: Sequence[str]) -> int:
+        """Delete the mappings of these pseudonyms or clear values (erasure); returns how many."""
+        if not identifiers:
             return 0
-        marks = ", ".join("?" for _ in pseudonyms)
-        n = self.con.execute(
-            f"SELECT count(*) FROM {MAP_TABLE} WHERE pseudonym IN ({marks})", list(pseudonyms)
-        ).fetchone()
-        self.con.execute(f"DELETE FROM {MAP_TABLE} WHERE pseudonym IN ({marks})", list(pseudonyms))
-        return int(n[0]) if n else 0
+        marks = ", ".join("?" for _ in identifiers)
+        where = f"pseudonym IN ({marks}) OR value IN ({marks})"
+        params = list(identifiers) * 2
+        n = self.con.execute(f"SELECT count(*) FROM {MAP_TABLE} WHERE {where}", params).fetchall()
+        self.con.execute(f"DELETE FROM {MAP_TABLE} WHERE {where}", params)
+        return int(n[0][0]) if n else 0
 
 
 # ============================================================================ warehouse
