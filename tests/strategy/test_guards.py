@@ -44,7 +44,7 @@ def wall(at: datetime, tz: str) -> pd.Timestamp:
     return pd.Timestamp(at).tz_convert(tz)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(at=instants, tz=zones)
 def test_local_day_bounds_hold_the_instant_and_start_at_local_midnight(
     at: datetime, tz: str
@@ -59,7 +59,7 @@ def test_local_day_bounds_hold_the_instant_and_start_at_local_midnight(
     assert wall(end, tz).date() == local_date(at, tz) + timedelta(days=1)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(at=instants, tz=zones, a=minutes, b=minutes)
 def test_quiet_hours_match_the_local_wall_clock(at: datetime, tz: str, a: int, b: int) -> None:
     if a == b:

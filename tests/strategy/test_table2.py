@@ -259,3 +259,38 @@ def test_bev_long_trip_fires_for_exactly_the_audience_on_route_events(
     assert want, "planted outdoor BEV owners with high range anxiety plan long routes"
     assert fired(out, "t2_bev_long_trip") == want
     assert anxious - set(planted), "range anxiety alone is not enough"
+
+
+@pytest.mark.parametrize(
+    ("strategy_id", "condition"),
+    [
+        ("lc_loyalty_perk", "ls = 'loyal' OR rfm = 'high_value'"),
+        ("lc_winback", "ls = 'at_risk' OR rfm = 'churn_warning'"),
+    ],
+)
+def test_lifecycle_plays_reach_exactly_their_customers(
+    fleet: Fleet, wh: Warehouse, strategy_id: str, condition: str
+) -> None:
+    at = fleet.refreshed
+    out = StrategyEngine(wh).run_batch(at)
+    sql = f"""
+    WITH t AS (
+      SELECT entity,
+             max(value) FILTER (WHERE tag_id = 'lifecycle_stage') AS ls,
+             max(value) FILTER (WHERE tag_id = 'cm_rfm_tier') AS rfm
+      FROM tag_assignments WHERE entity_type = 'customer_id'
+        AND valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)
+      GROUP BY entity)
+    SELECT DISTINCT coalesce(l.person_id, t.entity) FROM t
+      LEFT JOIN identity_links l ON l.account_id = t.entity
+    WHERE {condition}"""
+    want = {r[0] for r in wh.con.execute(sql, {"at": at}).fetchall()}
+    mine = [d for d in out if d.strategy_id == strategy_id]
+    assert want, "the fleet has such customers"
+    assert {d.person_id for d in mine if d.arm != "baseline"} == want
+    assert not {d.person_id for d in mine if d.arm == "baseline"} & want
+    first = at.date().replace(day=1).isoformat()
+    assert {d.trigger_key for d in mine if d.arm != "baseline"} <= {
+        first,
+        (at.date() - timedelta(days=at.weekday())).isoformat(),
+    }

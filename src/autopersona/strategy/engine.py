@@ -515,8 +515,10 @@ class StrategyEngine:
                 persons = {e: directory.person_of(entity, e) for e in ents}
                 by_channel: dict[str, int] = defaultdict(int)
                 blocked = 0
-                for p in sorted(set(persons.values())):
-                    e = next(k for k, v in persons.items() if v == p)
+                first_entity: dict[str, str] = {}
+                for e, p in persons.items():
+                    first_entity.setdefault(p, e)
+                for p, e in sorted(first_entity.items()):
                     accounts = directory.accounts(entity, e, p)
                     first = None
                     for ch_id in s.channels:
