@@ -224,8 +224,11 @@ def test_train_tag_model_rejects_regression_and_empty_data() -> None:
     def nothing(s: datetime) -> pd.DataFrame:
         return pd.DataFrame(columns=list(spec.model.features))  # type: ignore[union-attr]
 
-    with pytest.raises(NotTrainable, match="0 labelled rows"):
+    with pytest.raises(NotTrainable, match="no label events in orders, service_records"):
         train_tag_model(spec, nothing, empty, T, tag_values={})
+    one = pd.DataFrame({"entity": ["A"], "time": pd.to_datetime(["2025-06-01"], utc=True)})
+    with pytest.raises(NotTrainable, match="0 labelled rows"):
+        train_tag_model(spec, nothing, one.assign(amount=1.0), T, tag_values={})
 
 
 # ----------------------------------------------------------------------------- catalogue

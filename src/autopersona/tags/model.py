@@ -96,12 +96,15 @@ __all__ = [
 
 MODELS_TABLE = "_models"
 
-#: LightGBM parameters of every model tag (small, seeded, single-threaded).
+#: LightGBM parameters of every model tag: small trees, seeded, single-threaded.  Training
+#: sets are hundreds to thousands of entity-snapshots with noisy labels; on the simulated
+#: fleet (200 vehicles) 4 leaves / 100 rounds scored a later window better than 15 / 150
+#: (AUC 0.54 vs 0.52; the true propensity reaches 0.58).
 PARAMS: dict[str, Any] = {
     "objective": "binary",
-    "learning_rate": 0.05,
-    "num_leaves": 15,
-    "min_data_in_leaf": 20,
+    "learning_rate": 0.03,
+    "num_leaves": 4,
+    "min_data_in_leaf": 30,
     "feature_fraction": 0.9,
     "lambda_l2": 1.0,
     "seed": 0,
@@ -110,7 +113,7 @@ PARAMS: dict[str, Any] = {
     "num_threads": 1,
     "verbose": -1,
 }
-ROUNDS = 150
+ROUNDS = 100
 
 
 class NotTrainable(ValueError):
@@ -466,6 +469,10 @@ def train_tag_model(
         raise NotTrainable(f"{cfg.task} model tags are not built yet")
     if "lightgbm" not in cfg.algorithms:
         raise NotTrainable(f"no supported algorithm in {cfg.algorithms} (supported: lightgbm)")
+    if not (events["time"] <= pd.Timestamp(as_of)).any():
+        # a cheap check before reading any snapshot: every label would be the same
+        tables = ", ".join(sorted({e.table for e in cfg.label.events}))
+        raise NotTrainable(f"no label events in {tables} before {as_of.date().isoformat()}")
     feats = list(cfg.features)
     own = [f for f in feats if f not in tag_values]
     snaps = snapshot_dates(tag, as_of)
