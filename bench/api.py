@@ -11,6 +11,9 @@ it reports p50 / p99 latency and throughput over a fixed wall time, for
 
     python bench/api.py [--workers 2] [--seconds 10] [--entities 2000] [--store duckdb]
 
+Each server process keeps ``AUTOPERSONA_API_POOL_SIZE`` (default here 4) PostgreSQL
+connections: on two cores, more connections only add PostgreSQL backends competing for CPU.
+
 Targets (issue 7): lookup p99 <= 2x the constant endpoint's p99, >= 1,000 lookups/s.
 Total run time stays under two minutes.
 """
@@ -177,7 +180,7 @@ def main() -> None:
         **os.environ,
         "AUTOPERSONA_API_SECRET": SECRET,
         "AUTOPERSONA_WAREHOUSE": str(tmp / "wh.duckdb"),
-        "AUTOPERSONA_API_POOL_SIZE": os.environ.get("AUTOPERSONA_API_POOL_SIZE", "16"),
+        "AUTOPERSONA_API_POOL_SIZE": os.environ.get("AUTOPERSONA_API_POOL_SIZE", "4"),
     }
     from autopersona.api.keys import KeyStore
 
