@@ -69,7 +69,7 @@ def test_threshold_is_more_than_three() -> None:
 
 def test_windows_at_the_boundary(churn_wh: Warehouse) -> None:
     df = purchase_windows(churn_wh)
-    last = df[df["period_start"] == pd.Timestamp("2026-02-23").date()].set_index("customer_id")
+    last = df[df["period_start"] == pd.Timestamp("2026-02-23")].set_index("customer_id")
     got = last[["orders_previous", "orders_recent", "frequency_drop"]].T.to_dict("list")
     assert got == {
         "DROP3": [5, 2, 3],
@@ -81,7 +81,7 @@ def test_windows_at_the_boundary(churn_wh: Warehouse) -> None:
     # every week from the first order's week on has a row, active or not
     weeks = df.groupby("customer_id")["period_start"].agg(["min", "count"])
     assert weeks.loc["STOPPED", "count"] == 8  # 5 Jan .. 23 Feb
-    assert weeks.loc["STEADY", "min"] == pd.Timestamp("2026-01-12").date()
+    assert weeks.loc["STEADY", "min"] == pd.Timestamp("2026-01-12")
 
 
 def test_build_writes_the_feature_table(churn_wh: Warehouse) -> None:
@@ -94,13 +94,24 @@ def test_build_writes_the_feature_table(churn_wh: Warehouse) -> None:
     assert n is not None and n[0] == again.rows == rep.rows
 
 
-def test_bad_arguments() -> None:
+def test_bad_arguments_and_no_orders() -> None:
+    from autopersona.tags.rules import build_rule_tags
+
     with Warehouse(":memory:") as wh:
         with pytest.raises(ValueError, match="unknown period"):
             purchase_windows(wh, period="year")
         with pytest.raises(ValueError, match="window_days"):
             purchase_windows(wh, window_days=0)
         assert purchase_windows(wh).empty
+        assert build_churn_features(wh).rows == 0  # an empty table, typed like a full one
+        types = dict(
+            wh.sql(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'features_churn'"
+            )
+        )
+        assert types["period_start"] == "TIMESTAMP" and types["customer_id"] == "VARCHAR"
+        assert build_rule_tags(wh, tags=["cm_rfm_tier"]).empty
 
 
 @settings(max_examples=25, deadline=None)
@@ -121,7 +132,7 @@ def test_counts_match_a_direct_count(prev: list[int], recent: list[int]) -> None
             "('E', 'X', TIMESTAMPTZ '2026-02-28 10:00:00+00', 'view')"
         )
         df = purchase_windows(wh)
-    row = df[df["period_start"] == pd.Timestamp("2026-02-23").date()]
+    row = df[df["period_start"] == pd.Timestamp("2026-02-23")]
     if not days:
         assert row.empty
         return

@@ -138,3 +138,20 @@ def test_satisfaction_tag_grades_the_latest_sentiment_week(commerce_wh: Warehous
     got = tags["value"].to_dict()
     assert {c: got.get(c) for c in expect} == expect
     assert "satisfied" in set(got.values()) and len(set(got.values())) >= 2
+
+
+@needs_model
+def test_no_messages_gives_an_empty_typed_table() -> None:
+    from autopersona.tags.rules import build_rule_tags
+
+    with Warehouse(":memory:") as wh:
+        rep = st.build_sentiment_features(wh)  # trains on the seed set alone
+        assert (rep.messages, rep.rows, rep.seed_examples) == (0, 0, 50)
+        types = dict(
+            wh.sql(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'features_sentiment'"
+            )
+        )
+        assert types["period_start"] == "TIMESTAMP" and types["satisfaction_index"] == "DOUBLE"
+        assert build_rule_tags(wh, tags=["cm_satisfaction"]).empty

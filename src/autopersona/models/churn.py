@@ -100,7 +100,8 @@ def purchase_windows(wh: Warehouse, *, period: str = "week", window_days: int = 
     GROUP BY 1, 2 ORDER BY 1, 2
     """
     df = wh.con.execute(sql).df()
-    df["period_start"] = pd.to_datetime(df["period_start"]).dt.date
+    df["customer_id"] = df["customer_id"].astype("string")
+    df["period_start"] = pd.to_datetime(df["period_start"]).astype("datetime64[us]")
     for c in ("orders_recent", "orders_previous"):
         df[c] = df[c].astype("int64")
     df["frequency_drop"] = (df["orders_previous"] - df["orders_recent"]).astype("int64")

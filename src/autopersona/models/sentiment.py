@@ -358,6 +358,17 @@ def sentiment_features(
             "scored_messages": g["p"].count().astype("int64"),
         }
     ).reset_index()
+    return _typed(out)
+
+
+def _typed(out: pd.DataFrame) -> pd.DataFrame:
+    """Column types as stored (also for an empty frame): TIMESTAMP periods like features_commerce."""
+    out["customer_id"] = out["customer_id"].astype("string")
+    out["period_start"] = pd.to_datetime(out["period_start"]).astype("datetime64[us]")
+    for c in ("review_sentiment", "chat_sentiment", "satisfaction_index"):
+        out[c] = out[c].astype("float64")
+    for c in ("negative_messages", "scored_messages"):
+        out[c] = out[c].astype("int64")
     return out
 
 
