@@ -280,7 +280,7 @@ class Publisher:
             client_id=f"pub-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
-        self.client.max_inflight_messages_set(1000)
+        self.client.max_inflight_messages_set(100)
         self.client.reconnect_delay_set(1, 2)
         self.client.connect(MQTT_HOST, port)
         self.client.loop_start()
