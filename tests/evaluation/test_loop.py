@@ -153,6 +153,11 @@ def test_precision_beats_baseline(fleet_wh: Warehouse, persons: pd.DataFrame) ->
     # the decisions and feedback landed in the warehouse and the funnel reads them
     n_dec = fleet_wh.sql("SELECT count(*) FROM strategy_decisions")[0][0]
     assert n_dec == len(res.messages)
+    n_ev = fleet_wh.sql("SELECT count(*) FROM marketing_feedback")[0][0]
+    assert n_ev == len(res.events)
+    run_loop(fleet_wh, persons, seed=SEED)  # a rerun adds nothing twice
+    assert fleet_wh.sql("SELECT count(*) FROM strategy_decisions")[0][0] == n_dec
+    assert fleet_wh.sql("SELECT count(*) FROM marketing_feedback")[0][0] == n_ev
     f = funnel_metrics(fleet_wh, by=("strategy", "arm"))
     prec = f[f.arm == "precision"].iloc[0]
     base = f[f.arm == "baseline"].iloc[0]

@@ -214,7 +214,8 @@ def run_loop(
         Experiment settings; the same seed gives the same assignment, answers and result.
     write
         Append the decisions to ``strategy_decisions`` and the events to
-        ``marketing_feedback``.
+        ``marketing_feedback`` (vehicles are addressed by vin, so ``person_id`` is the
+        vin in the decisions); rerunning the same experiment and seed adds nothing twice.
     """
     from autopersona.simulate.response import organic_conversions, respond
     from autopersona.tags.expr import parse
@@ -324,9 +325,21 @@ def run_loop(
         source="closed loop",
     )
     if write:
-        from autopersona.strategy.decision import write_decisions
+        from autopersona.strategy.decision import (
+            DECISIONS_TABLE,
+            create_decision_table,
+            write_decisions,
+        )
 
-        write_decisions(wh.con, _decisions(msgs, cfg))
+        create_decision_table(wh.con)
+        known = {
+            r[0]
+            for r in wh.sql(
+                f"SELECT decision_id FROM {DECISIONS_TABLE} WHERE strategy_id = ?",
+                [cfg.strategy_id],
+            )
+        }
+        write_decisions(wh.con, _decisions(msgs[~msgs["message_id"].isin(known)], cfg))
         _append_feedback(wh, events)
     return LoopResult(
         cfg, seed, units, msgs, events, headline, analysis, float(units["match"].mean())
@@ -339,9 +352,11 @@ def _append_feedback(wh: Warehouse, events: pd.DataFrame) -> None:
     wh.con.register("_loop_feedback", ev)
     try:
         names = ", ".join(f'"{c}"' for c in cols)
+        # a rerun of the same experiment and seed gives the same events: add only new ones
         wh.con.execute(
-            f"INSERT INTO marketing_feedback ({names}) SELECT {names} FROM _loop_feedback"
-        )
+            f"INSERT INTO marketing_feedback ({names}) SELECT {names} FROM _loop_feedback "
+            "WHERE event_id NOT IN (SELECT event_id FROM marketing_feedback)"
+        ).fetchall()
     finally:
         wh.con.unregister("_loop_feedback")
 
