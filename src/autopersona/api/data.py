@@ -97,6 +97,7 @@ class Backend:
         self._wh_error: str | None = None
         self._store_con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        self._local = threading.local()
         #: Serialises writes to the warehouse (DuckDB has one writer per connection).
         self.write_lock = threading.Lock()
 
@@ -170,14 +171,17 @@ class Backend:
         return self._wh
 
     def _duck_rows(self, con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]) -> Rows:
-        cur = con.cursor()
-        try:
+        # one cursor per worker thread and connection, reused (a cursor is a connection of
+        # its own to the same database: safe across threads, cheap to keep)
+        cursors: dict[int, duckdb.DuckDBPyConnection] = getattr(self._local, "cursors", {})
+        self._local.cursors = cursors
+        cur = cursors.get(id(con))
+        if cur is None:
+            cur = cursors[id(con)] = con.cursor()
             cur.execute("SET TimeZone = 'UTC'")
-            res = cur.execute(sql, list(params))
-            names = [d[0] for d in res.description or []]
-            return names, res.fetchall()
-        finally:
-            cur.close()
+        res = cur.execute(sql, list(params))
+        names = [d[0] for d in res.description or []]
+        return names, res.fetchall()
 
     async def wh_rows(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         """Rows of a query on the warehouse."""
