@@ -264,3 +264,17 @@ def test_micro_batch_matches_one_by_one(small_wh: Warehouse, tmp_path: object) -
 
     assert [key(r) for r in batch] == [key(r) for r in one]
     assert any(d.status == "held" for r in batch if isinstance(r, list) for d in r)
+
+
+def test_unlogged_release_is_not_repeated(small_wh: Warehouse) -> None:
+    eng = engine(small_wh)
+    t = datetime(2026, 2, 10, 11, tzinfo=UTC)
+    held = eng.on_event(route("V1", t.isoformat(), speed_mps=22.0))[0]
+    assert held.status == "held"
+    assert eng.release_held("V2", 0.0, t) == []  # nothing held there
+    first = eng.release_held("V1", 0.0, t + timedelta(minutes=3), log=False)
+    again = eng.release_held("V1", 0.0, t + timedelta(minutes=4), log=False)
+    assert [d.status for d in first] == ["send"] and again == []
+    eng.log(first)
+    fresh = engine(small_wh)  # a restarted engine reads the log: nothing left to release
+    assert fresh.release_held("V1", 0.0, t + timedelta(minutes=5)) == []

@@ -89,6 +89,14 @@ _SOURCE_ORDER = {"owner": 0, "app": 1, "ecommerce": 2, "dealer_crm": 3}
 MAX_PAYLOAD_FIELDS = 64
 
 
+#: A held decision that no later row (send, expired, suppressed) of its key has closed.
+_OPEN_HOLD = (
+    f"l.status = 'held' AND NOT EXISTS (SELECT 1 FROM {DECISIONS_TABLE} l2 "
+    "WHERE l2.idempotency_key = l.idempotency_key AND l2.status <> 'held' "
+    "AND l2.created_at >= l.created_at AND l2.decision_id <> l.decision_id)"
+)
+
+
 class EventError(ValueError):
     """A live event that cannot be evaluated (missing field, wrong type); names the field."""
 
@@ -290,6 +298,7 @@ class StrategyEngine:
         }
         self._live: tuple[float, dict[str, dict[str, Any]], dict[str, set[str]]] | None = None
         self._state: tuple[Ledger, DedupGuard] | None = None
+        self._held: dict[str, set[str]] | None = None
         self._dir: tuple[float, _Directory] | None = None
         create_decision_table(wh.con)
 
@@ -312,6 +321,7 @@ class StrategyEngine:
         self._live = None
         self._dir = None
         self._state = None
+        self._held = None
 
     def run_batch(self, as_of: datetime, *, con: Any = None, log: bool = True) -> list[Decision]:
         """Evaluate schedule, calendar and metric-change triggers as of ``as_of``.
@@ -335,6 +345,7 @@ class StrategyEngine:
         if cands:
             run = self._run(c, at, cands, persons=None)
             out.extend(self._decide(cands, run, directory))
+        self._remember(out)
         if log:
             self.log(out, c)
         return out
@@ -442,6 +453,7 @@ class StrategyEngine:
             ds = self._decide(cands, run, directory)
             results[i] = ds
             out.extend(ds)
+        self._remember(out)
         if log:
             self.log(out, c)
         return results
@@ -458,8 +470,20 @@ class StrategyEngine:
         c = con if con is not None else self.wh.con
         at = _utc(now)
         self.driving.observe(vin, speed_mps)
-        held = self._open_holds(c, "l.vin = ?", [vin])
+        if self._held is None:
+            self._held = defaultdict(set)
+            for v, k in c.execute(
+                f"SELECT l.vin, l.idempotency_key FROM {DECISIONS_TABLE} l WHERE {_OPEN_HOLD}"
+            ).fetchall():
+                self._held[str(v)].add(str(k))
+        if not self._held.get(vin):
+            return []  # nothing held for this vehicle: no query
+        open_keys = self._held[vin]
+        held = [
+            d for d in self._open_holds(c, "l.vin = ?", [vin]) if d.idempotency_key in open_keys
+        ]
         if not held:
+            self._held.pop(vin, None)
             return []
         directory = self._directory(c)
         out: list[Decision] = []
@@ -486,6 +510,7 @@ class StrategyEngine:
             out.append(
                 self._follow(d, at, "send", None, f"released: vehicle parked ({speed_mps:g} m/s)")
             )
+        self._remember(out)  # at once, so an unlogged release is not repeated
         if log:
             self.log(out, c)
         return out
@@ -679,7 +704,16 @@ class StrategyEngine:
         return ledger, keys
 
     def _remember(self, decisions: Iterable[Decision]) -> None:
-        """Keep the live engine's in-memory ledger and keys in step with logged decisions."""
+        """Keep the live engine's in-memory ledger, keys and holds in step with the log."""
+        decisions = list(decisions)
+        if self._held is not None:
+            for d in decisions:
+                if d.vin is None:
+                    continue
+                if d.status == "held":
+                    self._held[d.vin].add(d.idempotency_key)
+                elif d.idempotency_key in self._held.get(d.vin, ()):
+                    self._held[d.vin].discard(d.idempotency_key)
         if self._state is None:
             return
         ledger, keys = self._state
@@ -1127,15 +1161,11 @@ class StrategyEngine:
     # ------------------------------------------------------------------ holds
     def _open_holds(self, con: Any, where: str, params: list[Any]) -> list[Decision]:
         create_decision_table(con)
-        cond = (
-            "l.status = 'held' AND NOT EXISTS (SELECT 1 FROM strategy_decisions l2 "
-            "WHERE l2.idempotency_key = l.idempotency_key AND l2.status <> 'held' "
-            "AND l2.created_at >= l.created_at AND l2.decision_id <> l.decision_id)"
-        )
         ids = [
             str(r[0])
             for r in con.execute(
-                f"SELECT l.decision_id FROM {DECISIONS_TABLE} l WHERE {cond} AND {where}", params
+                f"SELECT l.decision_id FROM {DECISIONS_TABLE} l WHERE {_OPEN_HOLD} AND {where}",
+                params,
             ).fetchall()
         ]
         if not ids:
