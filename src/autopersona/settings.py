@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr = SecretStr(DEFAULT_PSEUDONYM_KEY)
     #: Differential-privacy budget (total epsilon) of a dataset without its own budget.
     dp_budget: float = 4.0
+    #: Pseudonymise VINs, phones and e-mails at ingest (``AUTOPERSONA_PSEUDONYMISE=1``).
+    pseudonymise: bool = False
+    #: Re-identification vault: pseudonym -> clear value, kept apart from the warehouse.
+    vault: Path = Path("autopersona-vault.duckdb")
 
 
 def get_settings() -> Settings:

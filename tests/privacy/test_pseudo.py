@@ -150,3 +150,28 @@ def test_cli_pseudonymise_and_audited_reidentify(
     args = ["privacy", "reidentify", pv, "--vault", str(vault), "--actor", "a", "--purpose", "p"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0 and r.stdout.strip() in fleet.known_identifiers()["vin"]
+
+
+def test_pseudonymised_at_ingest_no_clear_identifier_in_any_table_or_log(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autopersona.ingest.engine import ingest
+
+    known = fleet.known_identifiers()
+    monkeypatch.setenv("AUTOPERSONA_PSEUDONYMISE", "1")
+    monkeypatch.setenv("AUTOPERSONA_PSEUDONYM_KEY", KEY)
+    monkeypatch.setenv("AUTOPERSONA_VAULT", str(tmp_path / "vault.duckdb"))
+    with Warehouse(tmp_path / "wh.duckdb") as wh:
+        rep = ingest([fleet.out / "tables"], wh)
+        assert rep.loaded > 0 and rep.quarantined > 0  # the quarantine (a log) is checked too
+        assert scan_raw_identifiers(wh, known) == []
+        vins = [r[0] for r in wh.sql("SELECT vin FROM vehicles")]
+        assert vins and all(is_pseudonym(v) for v in vins)
+        raw = wh.sql("SELECT raw FROM _quarantine WHERE raw LIKE '%\"vin\"%' LIMIT 1")
+        assert raw and '"vin":"pv_' in raw[0][0]
+        # the same file again adds nothing: pseudonyms are deterministic
+        again = ingest([fleet.out / "tables" / "vehicles.parquet"], wh)
+        assert again.loaded == 0 and again.duplicates == len(vins)
+        hook = wh.ingest_hook  # type: ignore[attr-defined]
+    assert hook.p.vault.reidentify(vins[0], actor="t", purpose="test") in known["vin"]
+    hook.p.vault.close()

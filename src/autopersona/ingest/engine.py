@@ -27,7 +27,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -487,11 +487,28 @@ def _when_sql(cond: Condition | None) -> str:
 
 
 # ============================================================================ engine
+def _privacy_hook(wh: Warehouse) -> Any:
+    """Pseudonymisation at ingest when on (:class:`autopersona.privacy.pseudo.IngestHook`)."""
+    hook = getattr(wh, "ingest_hook", None)
+    if hook is None:
+        from autopersona.settings import get_settings
+
+        if get_settings().pseudonymise:
+            from autopersona.privacy.pseudo import IngestHook
+
+            hook = IngestHook.from_settings()
+            setattr(wh, "ingest_hook", hook)  # noqa: B010 (not a Warehouse attribute)
+    if hook is not None:
+        hook.install(wh.con)
+    return hook
+
+
 class _Run:
     def __init__(self, wh: Warehouse, run_id: str) -> None:
         self.wh = wh
         self.con: duckdb.DuckDBPyConnection = wh.con
         self.run_id = run_id
+        self.hook = _privacy_hook(wh)
 
     def one(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         row = self.con.execute(sql, list(params or [])).fetchone()
@@ -518,6 +535,11 @@ class _Run:
                 )
         b = _Builder(target, c, types, variables, staged.first_row)
         cols = [b.column(col, mapping.null_values) for col in c.columns]
+        if self.hook is not None:  # identifiers become pseudonyms before any table sees them
+            cols = [
+                replace(x, value=self.hook.wrap(col, x.value))
+                for col, x in zip(c.columns, cols, strict=True)
+            ]
         src_cols = [x for x in staged.columns if x in types]
         where = _when_sql(target.when)
 
@@ -739,10 +761,13 @@ class _Run:
             else "NULL"
         )
         rep.quarantined = int(self.one("SELECT count(*) FROM _ap_q"))
+        raw_sql = f"coalesce(q.raw, {raw_json})"
+        if self.hook is not None:
+            raw_sql = self.hook.raw(raw_sql)
         if rep.quarantined:
             con.execute(
                 f"""INSERT INTO {QUARANTINE_TABLE}
-                    SELECT ?, ?, ?, ?, q._row, q.field, q.reason, coalesce(q.raw, {raw_json}), now()
+                    SELECT ?, ?, ?, ?, q._row, q.field, q.reason, {raw_sql}, now()
                     FROM _ap_q q LEFT JOIN "{decoded}" d ON d._row = q._row
                     WHERE NOT EXISTS (
                         SELECT 1 FROM {QUARANTINE_TABLE} x WHERE x.source_sha256 = ?

@@ -67,6 +67,7 @@ __all__ = [
     "COARSEN_RESOLUTION",
     "COARSEN_TARGETS",
     "MAP_TABLE",
+    "IngestHook",
     "InsecureKeyError",
     "Kind",
     "Pseudonymiser",
@@ -213,6 +214,7 @@ class Vault:
 
     path: str | Path = ":memory:"
     con: Any = field(init=False, repr=False)
+    pending: dict[str, tuple[str, str]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         import duckdb
@@ -231,26 +233,42 @@ class Vault:
         )
 
     def close(self) -> None:
-        """Close the vault."""
+        """Write what is pending and close the vault."""
+        self.flush()
         self.con.close()
 
     def record(self, kind: str, pairs: dict[str, str]) -> None:
-        """Store ``pseudonym → value`` pairs (existing pseudonyms are kept)."""
-        df = pd.DataFrame({"pseudonym": list(pairs), "value": list(pairs.values())})
+        """Note ``pseudonym → value`` pairs; they are written by :meth:`flush`.
+
+        Writing is deferred because pseudonyms are also made inside DuckDB functions during
+        ingestion, where no other DuckDB call may run; every read, erasure and close flushes.
+        """
+        for ps, v in pairs.items():
+            self.pending.setdefault(ps, (kind, v))
+
+    def flush(self) -> None:
+        """Store the pending pairs (existing pseudonyms are kept)."""
+        if not self.pending:
+            return
+        df = pd.DataFrame(
+            [(ps, k, v) for ps, (k, v) in self.pending.items()],
+            columns=["pseudonym", "kind", "value"],
+        )
         self.con.register("_vault_new", df)
         try:
             self.con.execute(
-                f"INSERT INTO {MAP_TABLE} SELECT pseudonym, ?, value, now() FROM _vault_new n "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {MAP_TABLE} m WHERE m.pseudonym = n.pseudonym)",
-                [kind],
+                f"INSERT INTO {MAP_TABLE} SELECT pseudonym, kind, value, now() FROM _vault_new n "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {MAP_TABLE} m WHERE m.pseudonym = n.pseudonym)"
             )
         finally:
             self.con.unregister("_vault_new")
+        self.pending.clear()
 
     def reidentify(self, pseudonym: str, *, actor: str, purpose: str) -> str | None:
         """The clear value behind ``pseudonym``; the read is audited before it happens."""
         if not actor.strip() or not purpose.strip():
             raise ValueError("re-identification needs an actor and a purpose")
+        self.flush()
         rows = self.con.execute(
             f"SELECT kind, value FROM {MAP_TABLE} WHERE pseudonym = ?", [pseudonym]
         ).fetchall()
@@ -272,6 +290,7 @@ class Vault:
         """Delete the mappings of these pseudonyms or clear values (erasure); returns how many."""
         if not identifiers:
             return 0
+        self.flush()
         marks = ", ".join("?" for _ in identifiers)
         where = f"pseudonym IN ({marks}) OR value IN ({marks})"
         params = list(identifiers) * 2
@@ -444,3 +463,73 @@ def coarsen_warehouse(wh: Warehouse, purpose: str = "marketing") -> dict[str, in
             wh.con.unregister("_h3_map")
         out[f"{table}.{la}"] = len(df)
     return out
+
+
+# ============================================================================ ingest hook
+class IngestHook:
+    """Pseudonymisation inside ingestion: identifiers never reach a table in clear.
+
+    The ingestion engine (:mod:`autopersona.ingest.engine`) calls :meth:`install` on its
+    connection, wraps the value of every contract column flagged ``pii`` that holds a VIN,
+    phone or e-mail in :meth:`wrap`, and the raw record it quarantines in :meth:`raw`.  Both
+    are vectorised DuckDB functions over Arrow arrays; new pseudonyms go to the vault.
+    Turn it on with ``AUTOPERSONA_PSEUDONYMISE=1`` (key and vault from settings) or by
+    setting ``warehouse.ingest_hook = IngestHook(pseudonymiser)``.
+    """
+
+    def __init__(self, p: Pseudonymiser) -> None:
+        self.p = p
+        self._installed: set[int] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> IngestHook:
+        """Key and vault from settings (refusing the default key outside demo mode)."""
+        from autopersona.settings import get_settings
+
+        s = settings or get_settings()
+        return cls(from_settings(Vault(s.vault), s))
+
+    def _flush(self) -> None:
+        # called while SQL is built, never from inside a DuckDB function
+        if self.p.vault is not None:
+            self.p.vault.flush()
+
+    def install(self, con: Any) -> None:
+        """Register the functions on a DuckDB connection (once)."""
+        if id(con) in self._installed:
+            return
+        import pyarrow as pa
+
+        # a result left open by an earlier execute() blocks create_function: run one to the end
+        con.execute("SELECT 1").fetchall()
+
+        def column_fn(kind: str) -> Any:
+            def fn(values: Any) -> Any:
+                return pa.array(self.p.many(kind, values.to_pylist()), type=pa.string())
+
+            return fn
+
+        for kind in PREFIX:
+            con.create_function(
+                f"ap_pseudonym_{kind}", column_fn(kind), ["VARCHAR"], "VARCHAR", type="arrow"
+            )
+
+        def raw_fn(values: Any) -> Any:
+            out = [None if v is None else _pseudonymise_json(v, self.p) for v in values.to_pylist()]
+            return pa.array(out, type=pa.string())
+
+        con.create_function("ap_pseudonymise_raw", raw_fn, ["VARCHAR"], "VARCHAR", type="arrow")
+        self._installed.add(id(con))
+
+    def wrap(self, column: Any, value_sql: str) -> str:
+        """The value expression of a contract column, pseudonymised when it is an identifier."""
+        self._flush()
+        kind = _kind_of(column.name)
+        if not column.pii or kind is None or column.type != "string":
+            return value_sql
+        return f"ap_pseudonym_{kind}({value_sql})"
+
+    def raw(self, raw_sql: str) -> str:
+        """The raw-record expression of the quarantine, with identifiers pseudonymised."""
+        self._flush()
+        return f"ap_pseudonymise_raw({raw_sql})"
