@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import pandas as pd
 from paho.mqtt.enums import CallbackAPIVersion
 
 PREFIX = "bench/v1"
@@ -148,17 +147,21 @@ class MinimalEngine:
         return [d]
 
     def log(self, decisions: list[BenchDecision]) -> int:
+        import pyarrow as pa
+
         from autopersona.strategy.decision import DECISION_COLUMNS, DECISIONS_TABLE
 
+        cols = {c: pa.string() for c in DECISION_COLUMNS}
+        cols.update(priority=pa.int32(), expected_value=pa.float64(),
+                    created_at=pa.timestamp("us", tz="UTC"),
+                    not_after=pa.timestamp("us", tz="UTC"))  # fmt: skip
         rows = [{**d.__dict__, "offer": json.dumps(d.offer)} for d in decisions]
-        df = pd.DataFrame(rows, columns=DECISION_COLUMNS)
-        df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
-        df["not_after"] = pd.to_datetime(df["not_after"], utc=True)
-        cols = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
-        self.wh.con.register("_bench_decisions", df)
+        table = pa.table({c: pa.array([r[c] for r in rows], type=t) for c, t in cols.items()})
+        names = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
+        self.wh.con.register("_bench_decisions", table)
         try:
             self.wh.con.execute(
-                f"INSERT INTO {DECISIONS_TABLE} ({cols}) SELECT {cols} FROM _bench_decisions"
+                f"INSERT INTO {DECISIONS_TABLE} ({names}) SELECT {names} FROM _bench_decisions"
             )
         finally:
             self.wh.con.unregister("_bench_decisions")

@@ -50,8 +50,8 @@ from types import FrameType
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-import pandas as pd
 
+from autopersona.delivery._arrow import INT, STR, TS, rows_table
 from autopersona.delivery.channels import Channel, build_channels
 from autopersona.delivery.config import ChannelsConfig
 from autopersona.delivery.dispatch import (
@@ -357,18 +357,13 @@ class LiveEngine:
         return {str(r[0]) for r in rows}
 
     def _insert_ledger(self, rows: list[list[Any]]) -> None:
-        cols = ["event_id", "vin", "type", "topic", "decisions", "worker", "received_at",
-                "processed_at"]  # fmt: skip
-        df = pd.DataFrame(rows, columns=cols)
-        for c in ("received_at", "processed_at"):
-            df[c] = pd.to_datetime(df[c], utc=True)
+        cols = {"event_id": STR, "vin": STR, "type": STR, "topic": STR, "decisions": INT,
+                "worker": STR, "received_at": TS, "processed_at": TS}  # fmt: skip
+        table = rows_table([dict(zip(cols, r, strict=True)) for r in rows], cols)
         name = f"_live_ledger_{threading.get_ident()}"
-        self.wh.con.register(name, df)
+        self.wh.con.register(name, table)
         try:
-            self.wh.con.execute(
-                f"INSERT INTO {LIVE_EVENTS_TABLE} SELECT event_id, vin, type, topic, "
-                f"CAST(decisions AS INTEGER), worker, received_at, processed_at FROM {name}"
-            )
+            self.wh.con.execute(f"INSERT INTO {LIVE_EVENTS_TABLE} SELECT * FROM {name}")
         finally:
             self.wh.con.unregister(name)
 

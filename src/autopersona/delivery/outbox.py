@@ -62,6 +62,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
+from autopersona.delivery._arrow import INT, STR, TS, rows_table
 from autopersona.delivery.config import RetryPolicy
 
 if TYPE_CHECKING:
@@ -97,6 +98,18 @@ _COLS = [
     "updated_at",
     "sent_at",
 ]
+
+
+_ARROW = {
+    c: (
+        INT
+        if c in ("attempts", "max_attempts")
+        else TS
+        if c.endswith("_at") or c in ("lease_until", "not_after")
+        else STR
+    )
+    for c in _COLS
+}
 
 
 def _now() -> datetime:
@@ -501,24 +514,10 @@ class DuckDBOutbox(Outbox):
         return cur.fetchall() if cur.description else []
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
-        df = pd.DataFrame(rows, columns=_COLS)
-        for c in ("next_attempt_at", "lease_until", "not_after", "created_at", "updated_at"):
-            df[c] = pd.to_datetime(df[c], utc=True)
-        df["sent_at"] = pd.Series([pd.NaT] * len(df), dtype="datetime64[us, UTC]")
-        types = {
-            "payload": "JSON",
-            "attempts": "INTEGER",
-            "max_attempts": "INTEGER",
-            "next_attempt_at": "TIMESTAMPTZ",
-            "lease_until": "TIMESTAMPTZ",
-            "not_after": "TIMESTAMPTZ",
-            "created_at": "TIMESTAMPTZ",
-            "updated_at": "TIMESTAMPTZ",
-            "sent_at": "TIMESTAMPTZ",
-        }
-        sel = ", ".join(f"CAST({c} AS {types.get(c, 'VARCHAR')})" for c in _COLS)
+        table = rows_table(rows, _ARROW)
+        sel = ", ".join(f"CAST({c} AS JSON)" if c == "payload" else c for c in _COLS)
         name = f"_ob_rows_{uuid.uuid4().hex[:8]}"
-        self.con.register(name, df)
+        self.con.register(name, table)
         try:
             got = self.con.execute(
                 self._sql(
@@ -533,16 +532,13 @@ class DuckDBOutbox(Outbox):
 
     def _update_rows(self, rows: list[dict[str, Any]]) -> None:
         cols = ["idempotency_key", "status", "attempts", "next_attempt_at", "last_error"]
-        df = pd.DataFrame(rows, columns=[*cols, "updated_at", "sent_at"])
-        for c in ("next_attempt_at", "updated_at", "sent_at"):
-            df[c] = pd.to_datetime(df[c], utc=True)
+        table = rows_table(rows, {c: _ARROW[c] for c in [*cols, "updated_at", "sent_at"]})
         name = f"_ob_upd_{uuid.uuid4().hex[:8]}"
-        self.con.register(name, df)
+        self.con.register(name, table)
         try:
             self.con.execute(
                 self._sql(
-                    f"""UPDATE {{s}}.outbox AS o SET status = u.status,
-                        attempts = CAST(u.attempts AS INTEGER),
+                    f"""UPDATE {{s}}.outbox AS o SET status = u.status, attempts = u.attempts,
                         next_attempt_at = u.next_attempt_at, last_error = u.last_error,
                         updated_at = u.updated_at, sent_at = u.sent_at,
                         lease_owner = NULL, lease_until = NULL
