@@ -346,6 +346,25 @@ def test_experiment_report_matches_statsmodels(
     assert r.status_code == 404
 
 
+def test_funnel_report_or_501(
+    client: TestClient, keys: dict[str, str], feedback: dict[str, int]
+) -> None:
+    h = hdr(keys["read:profiles"])
+    q = {"by": ["strategy", "arm"], "strategy": CAMPAIGN}
+    r = client.get("/v1/reports/funnel", params=q, headers=h)
+    if importlib.util.find_spec("autopersona.evaluation.funnel") is None:
+        assert r.status_code == 501
+        return
+    assert r.status_code == 200, r.text
+    rows = {x["arm"]: x for x in r.json()}
+    assert set(rows) == {"treatment", "control"}
+    for arm in rows:
+        assert rows[arm]["sent"] == feedback["n"]
+        assert rows[arm]["revenue"] == pytest.approx(100.0 * feedback[arm])
+    r = client.get("/v1/reports/funnel", params={"by": "colour"}, headers=h)
+    assert r.status_code == 422
+
+
 STRATEGY_MODULE = importlib.util.find_spec("autopersona.strategy.spec") is not None
 
 
