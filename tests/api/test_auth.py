@@ -169,3 +169,34 @@ def test_keys_cli(tmp_path: Path) -> None:
     env.pop("AUTOPERSONA_API_SECRET")
     r = cli("keys", "create", "--scope", "admin")
     assert r.returncode == 2 and "published default" in r.stderr
+
+
+def test_dashboard_auth(client: TestClient, keys: dict[str, str]) -> None:
+    # no key (not demo mode): the login form, no data
+    r = client.get("/dashboard", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
+    r = client.get(
+        "/dashboard/delivery", headers={"X-API-Key": "apk_00000000_x"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    # a key without read:profiles is refused, with an error body only
+    r = client.get("/dashboard", headers=hdr(keys["write:events"]))
+    assert r.status_code == 403
+    _no_data(r)
+    # signing in sets an HTTP-only, same-site cookie that the dashboard (GET) accepts
+    r = client.post(
+        "/dashboard/login",
+        content=f"key={keys['read:profiles']}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/dashboard" in cookie
+    r = client.post(
+        "/dashboard/login",
+        content="key=" + keys["write:events"],
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 401
+    client.cookies.clear()
