@@ -56,7 +56,7 @@ def test_lift_table_matches_a_pandas_count(wh_path: Path) -> None:
     s1 = ev[ev.campaign_id == "s1"]
     per = s1.groupby(["arm", "person_id"])["event_type"].apply(lambda t: (t == "converted").any())
     counts = per.groupby("arm").agg(["size", "sum"])
-    row = lt[(lt.campaign == "s1") & (lt.arm == "precision")].iloc[0]
+    row = lt[(lt.campaign == "s1") & (lt.arm == "precision") & (lt.control == "holdout")].iloc[0]
     want = ex.diff_proportions(
         int(counts.loc["precision", "sum"]),
         int(counts.loc["precision", "size"]),
@@ -65,7 +65,23 @@ def test_lift_table_matches_a_pandas_count(wh_path: Path) -> None:
     )
     assert row.lift == pytest.approx(want.diff)
     assert (row.ci_low, row.ci_high) == pytest.approx((want.ci_low, want.ci_high))
-    assert set(lt.campaign) == {"s1"}  # s2 has no control arm
+    # s2 has no control arm: only the precision-vs-baseline row among recipients
+    assert lt[lt.campaign == "s2"]["control"].tolist() == ["baseline (recipients)"]
+    s2 = ev[ev.campaign_id == "s2"]
+    flags = s2.groupby(["arm", "person_id"])["event_type"].agg(
+        sent=lambda t: (t == "sent").any(), conv=lambda t: (t == "converted").any()
+    )
+    rec = flags[flags["sent"]].groupby("arm")["conv"].agg(["size", "sum"])
+    want = ex.diff_proportions(
+        int(rec.loc["precision", "sum"]),
+        int(rec.loc["precision", "size"]),
+        int(rec.loc["baseline", "sum"]),
+        int(rec.loc["baseline", "size"]),
+    )
+    head = lt[lt.campaign == "s2"].iloc[0]
+    assert (head.lift, head.ci_low, head.ci_high) == pytest.approx(
+        (want.diff, want.ci_low, want.ci_high)
+    )
 
 
 def test_report_cli_writes_a_self_contained_page(wh_path: Path, tmp_path: Path) -> None:

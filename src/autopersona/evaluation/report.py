@@ -153,13 +153,19 @@ def lift_table(
 
     Units are persons with an event in the arm (the ``assigned`` events make the holdout
     visible); the outcome is any ``converted`` event.  Wald interval of the difference.
+    A campaign with a ``precision`` and a ``baseline`` arm (the closed loop) also gets the
+    headline row: precision recipients against baseline recipients (persons sent a message),
+    with ``control`` = ``baseline (recipients)``.
     """
     from autopersona.evaluation import experiment as ex
 
     df = wh.frame(
-        """SELECT campaign_id, arm, count(*) AS units, sum(conv::INT) AS converted
+        """SELECT campaign_id, arm, count(*) AS units, sum(conv::INT) AS converted,
+                  count(*) FILTER (WHERE sent) AS recipients,
+                  count(*) FILTER (WHERE sent AND conv) AS recipients_converted
            FROM (SELECT campaign_id, arm, person_id,
-                        bool_or(event_type = 'converted') AS conv
+                        bool_or(event_type = 'converted') AS conv,
+                        bool_or(event_type = 'sent') AS sent
                  FROM marketing_feedback WHERE arm IS NOT NULL GROUP BY ALL)
            GROUP BY ALL ORDER BY 1, 2"""
     )
@@ -167,13 +173,26 @@ def lift_table(
     recs: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
     for camp in sorted({r["campaign_id"] for r in recs}):
         g = [r for r in recs if r["campaign_id"] == camp]
+        by_arm = {r["arm"]: r for r in g}
+        pairs = []
+        if "precision" in by_arm and "baseline" in by_arm:
+            p, b = by_arm["precision"], by_arm["baseline"]
+            if p["recipients"] > 0 and b["recipients"] > 0:
+                pairs.append(
+                    (
+                        {**p, "units": p["recipients"], "converted": p["recipients_converted"]},
+                        {
+                            **b,
+                            "arm": "baseline (recipients)",
+                            "units": b["recipients"],
+                            "converted": b["recipients_converted"],
+                        },
+                    )
+                )
         ctl = [r for r in g if r["arm"] in control]
-        if not ctl:
-            continue
-        c = ctl[0]
-        for r in g:
-            if r["arm"] == c["arm"]:
-                continue
+        if ctl:
+            pairs += [(r, ctl[0]) for r in g if r["arm"] != ctl[0]["arm"]]
+        for r, c in pairs:
             d = ex.diff_proportions(
                 int(r["converted"]), int(r["units"]), int(c["converted"]), int(c["units"]), alpha
             )
@@ -198,7 +217,8 @@ def lift_table(
 def _funnel_figure(f: pd.DataFrame) -> Figure:
     import matplotlib.pyplot as plt
 
-    steps = ["sent", "delivered", "exposed", "clicked", "converted"]
+    every = ["sent", "delivered", "exposed", "clicked", "visited", "converted", "redeemed"]
+    steps = [s for s in every if f[s].sum() > 0] or ["sent", "converted"]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     width = 0.8 / max(len(f), 1)
     for i, r in enumerate(f.itertuples(index=False)):
@@ -217,7 +237,7 @@ def _lift_figure(lt: pd.DataFrame) -> Figure:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(lt)))
-    labels = [f"{r.campaign} · {r.arm}" for r in lt.itertuples(index=False)]
+    labels = [f"{r.campaign} · {r.arm} vs {r.control}" for r in lt.itertuples(index=False)]
     y = list(range(len(lt)))
     ax.errorbar(
         lt["lift"],
@@ -251,7 +271,9 @@ def build_report(
     if f.empty:
         rep.add_text("Funnel", "marketing_feedback is empty: no campaign to report yet.")
     else:
-        rep.add_figure("Funnel", _funnel_figure(f), "Messages at each funnel step (log scale).")
+        rep.add_figure(
+            "Funnel", _funnel_figure(f), "Messages at each funnel step the data has (log scale)."
+        )
         cols = ["strategy", "arm", "sent", "delivered", "exposed", "clicked", "converted"]
         rates = ["send_success", "exposure_rate", "ctr", "cvr", "order_value", "redemption_rate"]
         rep.add_table("Funnel", f[cols + rates], "Reach, interaction, conversion and value.")
