@@ -278,3 +278,24 @@ def test_unlogged_release_is_not_repeated(small_wh: Warehouse) -> None:
     eng.log(first)
     fresh = engine(small_wh)  # a restarted engine reads the log: nothing left to release
     assert fresh.release_held("V1", 0.0, t + timedelta(minutes=5)) == []
+
+
+def test_fatigue_rests_people_who_never_respond(small_wh: Warehouse) -> None:
+    t = datetime(2026, 2, 10, 11, tzinfo=UTC)
+    rows = [
+        (f"F{i}", "V1", t - timedelta(days=i + 1), "old", None, "treatment", "app", "sent", None)
+        for i in range(6)
+    ]
+    small_wh.con.executemany(
+        "INSERT INTO marketing_feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+    )
+    d = engine(small_wh).on_event(route("V1", t.isoformat()))[0]
+    assert (d.status, d.guard) == ("suppressed", "fatigue")
+    assert "6 messages in 30 days without a response" in d.reason
+    small_wh.con.execute(
+        "INSERT INTO marketing_feedback VALUES ('C1', 'V1', ?, 'old', NULL, 'treatment', "
+        "'app', 'clicked', NULL)",
+        [t - timedelta(days=3, hours=12)],
+    )
+    d = engine(small_wh).on_event(route("V1", (t + timedelta(days=2)).isoformat()))[0]
+    assert d.status == "send"  # only 3 unanswered since the click

@@ -11,7 +11,7 @@ Interface used by delivery (kept stable)
 ``status`` is ``send`` | ``suppressed`` | ``held`` | ``expired``; ``guard`` names the guard
 that suppressed or held it (``consent``, ``quiet_hours``, ``cap_person_day``,
 ``cap_channel_day``, ``cap_strategy``, ``cap_global``, ``driving_safety``, ``duplicate``,
-``arbitration``, ``holdout``, ``no_channel``); ``arm`` is ``treatment`` | ``control`` |
+``arbitration``, ``holdout``, ``fatigue``); ``arm`` is ``treatment`` | ``control`` |
 ``baseline``.  ``idempotency_key`` = sha256 of (strategy_id, person_id, trigger_key): the
 same trigger for the same person always gives the same key, so an outbox keyed on it never
 sends twice.

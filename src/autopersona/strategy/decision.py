@@ -55,7 +55,7 @@ GUARDS = (
     "duplicate",
     "arbitration",
     "holdout",
-    "no_channel",
+    "fatigue",
 )
 
 

@@ -13,7 +13,8 @@ links, consents, subscriptions) and the profile store (tags):
 
 Each candidate (strategy × person × trigger) passes the guards in this order: duplicate
 (idempotency key already sent, held or held out) → consent (a channel with consent for the
-strategy's purpose) → experiment hold-out (control arm: logged, not sent) → person cap per
+strategy's purpose) → experiment hold-out (control arm: logged, not sent) → ad fatigue
+(too many recent messages without a response, from ``marketing_feedback``) → person cap per
 local day → strategy caps → global cap → arbitration (one message per person per window;
 candidates are taken by priority, then expected value) → channel choice (the first channel
 that is outside its quiet hours and under its daily cap) → driving-state safety (held while
@@ -63,6 +64,7 @@ from autopersona.strategy.guards import (
     DedupGuard,
     DrivingSafetyGuard,
     ExperimentArms,
+    FatigueGuard,
     Ledger,
     LedgerEntry,
     QuietHoursGuard,
@@ -251,6 +253,7 @@ class _Run:
     consent: ConsentGuard
     caps: CapGuard
     arbitration: ArbitrationGuard
+    fatigue: FatigueGuard | None = None
 
 
 class StrategyEngine:
@@ -299,6 +302,7 @@ class StrategyEngine:
         self._live: tuple[float, dict[str, dict[str, Any]], dict[str, set[str]]] | None = None
         self._state: tuple[Ledger, DedupGuard] | None = None
         self._held: dict[str, set[str]] | None = None
+        self._fatigue_cache: tuple[float, FatigueGuard | None] | None = None
         self._dir: tuple[float, _Directory] | None = None
         create_decision_table(wh.con)
 
@@ -322,6 +326,7 @@ class StrategyEngine:
         self._dir = None
         self._state = None
         self._held = None
+        self._fatigue_cache = None
 
     def run_batch(self, as_of: datetime, *, con: Any = None, log: bool = True) -> list[Decision]:
         """Evaluate schedule, calendar and metric-change triggers as of ``as_of``.
@@ -442,7 +447,8 @@ class StrategyEngine:
                 self.driving.observe(*speeds[i])
             return results
         assert directory is not None
-        run = self._live_run(c, [x for _, _, cs in pending for x in cs], directory)
+        latest = max(at for _, at, cs in pending if cs)
+        run = self._live_run(c, [x for _, _, cs in pending for x in cs], directory, latest)
         out: list[Decision] = []
         for i, at, cands in pending:
             if i in speeds:
@@ -658,7 +664,9 @@ class StrategyEngine:
                 return i
         return -1
 
-    def _live_run(self, con: Any, cands: list[_Candidate], directory: _Directory) -> _Run:
+    def _live_run(
+        self, con: Any, cands: list[_Candidate], directory: _Directory, at: datetime
+    ) -> _Run:
         """Guards of live events: the in-memory ledger and keys, consents read fresh."""
         if self._state is None:
             lookback = max(
@@ -681,7 +689,15 @@ class StrategyEngine:
                 ledger, person_day=policy.cap_person_day, global_day=policy.cap_global_day
             ),
             arbitration=ArbitrationGuard(ledger, policy.arbitration_window_hours),
+            fatigue=self._live_fatigue(con, at),
         )
+
+    def _live_fatigue(self, con: Any, at: datetime) -> FatigueGuard | None:
+        """Fatigue counts as of ``at`` for the live engine, re-read every ``profile_ttl_s``."""
+        now = _time.monotonic()
+        if self._fatigue_cache is None or now - self._fatigue_cache[0] >= self.profile_ttl_s:
+            self._fatigue_cache = (now, self._fatigue(con, at, None))
+        return self._fatigue_cache[1]
 
     @staticmethod
     def _load_state(con: Any, since: datetime) -> tuple[Ledger, DedupGuard]:
@@ -987,6 +1003,29 @@ class StrategyEngine:
                 ledger, person_day=policy.cap_person_day, global_day=policy.cap_global_day
             ),
             arbitration=ArbitrationGuard(ledger, policy.arbitration_window_hours),
+            fatigue=self._fatigue(con, at, persons),
+        )
+
+    def _fatigue(self, con: Any, at: datetime, persons: list[str] | None) -> FatigueGuard | None:
+        """Unanswered sends per person from ``marketing_feedback`` (None when off)."""
+        f = self.catalogue.policy.fatigue
+        if f is None:
+            return None
+        sql = (
+            "SELECT person_id, count(*) FILTER (WHERE event_type = 'sent' AND ts > coalesce("
+            "r, TIMESTAMPTZ '1970-01-01')) FROM (SELECT person_id, event_type, ts, max(ts) "
+            "FILTER (WHERE event_type IN ('visited', 'clicked', 'converted', 'redeemed')) "
+            "OVER (PARTITION BY person_id) AS r FROM marketing_feedback WHERE ts >= ? AND ts <= ?"
+        )
+        params: list[Any] = [at - timedelta(days=f.days), at]
+        if persons is not None:
+            sql += f" AND person_id IN ({', '.join('?' for _ in persons)})"
+            params += persons
+        rows = con.execute(sql + ") GROUP BY person_id", params).fetchall()
+        return FatigueGuard(
+            {str(p): int(n) for p, n in rows if n},
+            max_unanswered=f.max_unanswered,
+            days=f.days,
         )
 
     def _decide(self, cands: list[_Candidate], run: _Run, directory: _Directory) -> list[Decision]:
@@ -1091,6 +1130,10 @@ class StrategyEngine:
                 )
                 continue
             why_cap: tuple[str, str] | None = None
+            r = run.fatigue.blocked(c.person_id) if run.fatigue is not None else None
+            if r:
+                out.append(make("suppressed", "fatigue", r, None))
+                continue
             r = run.caps.person_day(c.person_id, tz, at)
             if r:
                 why_cap = ("cap_person_day", r)

@@ -37,6 +37,7 @@ __all__ = [
     "DedupGuard",
     "DrivingSafetyGuard",
     "ExperimentArms",
+    "FatigueGuard",
     "Ledger",
     "LedgerEntry",
     "QuietHoursGuard",
@@ -371,3 +372,31 @@ class ExperimentArms:
         """``control`` for a ``control_share`` of people, else ``treatment``."""
         u = self.uniform("arm", strategy_id, salt, person_id)
         return "control" if u < control_share else "treatment"
+
+
+class FatigueGuard:
+    """Ad fatigue: a person who left the last ``max_unanswered`` messages unanswered rests.
+
+    ``unanswered`` maps a person to the number of messages sent to them (``sent`` feedback
+    events within the look-back) since their latest response (visit, click, conversion or
+    redemption).
+
+    >>> g = FatigueGuard({"P1": 5, "P2": 1}, max_unanswered=4, days=30)
+    >>> g.blocked("P1"), g.blocked("P2"), g.blocked("P3")
+    ('5 messages in 30 days without a response (fatigue limit 4)', None, None)
+    """
+
+    def __init__(self, unanswered: dict[str, int], *, max_unanswered: int, days: float) -> None:
+        self.unanswered = unanswered
+        self.max_unanswered = max_unanswered
+        self.days = days
+
+    def blocked(self, person_id: str) -> str | None:
+        """Reason if the person is fatigued, else None."""
+        n = self.unanswered.get(person_id, 0)
+        if n >= self.max_unanswered:
+            return (
+                f"{n} messages in {self.days:g} days without a response "
+                f"(fatigue limit {self.max_unanswered})"
+            )
+        return None

@@ -67,6 +67,7 @@ __all__ = [
     "Content",
     "EventTrigger",
     "Experiment",
+    "Fatigue",
     "MetricTrigger",
     "Policy",
     "ScheduleTrigger",
@@ -130,10 +131,18 @@ class ChannelSpec(_Strict):
     driving_safety: DrivingSafety | None = None
 
 
+class Fatigue(_Strict):
+    """Rest a person after ``max_unanswered`` messages in ``days`` days without a response."""
+
+    max_unanswered: int = Field(ge=1)
+    days: float = Field(gt=0)
+
+
 class Policy(_Strict):
     """Rules over all strategies and channels."""
 
     arbitration_window_hours: float = Field(default=24, ge=0)
+    fatigue: Fatigue | None = None
     cap_person_day: int = Field(default=2, ge=0)
     cap_global_day: int = Field(default=100_000, ge=0)
     default_timezone: str = "UTC"
