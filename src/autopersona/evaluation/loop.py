@@ -22,6 +22,11 @@ Measured (unit = vehicle, outcome = converted during the campaign):
 * **incrementality**: each messaged arm against the holdout (every member, intent to
   treat), with the sample-ratio check, through :func:`autopersona.evaluation.analyze.analyze`.
 
+Power: the headline compares a few dozen recipients per arm on a fleet of a few hundred
+vehicles, so its interval excludes 0 for most seeds, not all — over 30 loop seeds, 70 % on
+160 simulated vehicles and 87 % on 250 (default settings; mean lift about +0.27 to +0.29).
+:meth:`LoopResult.mde` gives the smallest lift the comparison detects with 80 % power.
+
 :func:`conversion_alerts` raises an alert for a strategy whose conversion per message is
 significantly below its expected rate (one-sided exact binomial test).
 """
