@@ -173,5 +173,15 @@ def test_pseudonymised_at_ingest_no_clear_identifier_in_any_table_or_log(
         again = ingest([fleet.out / "tables" / "vehicles.parquet"], wh)
         assert again.loaded == 0 and again.duplicates == len(vins)
         hook = wh.ingest_hook  # type: ignore[attr-defined]
+        # identity linkage still links accounts by exact keys, on pseudonyms
+        from autopersona.identity import link_identities
+
+        linked = link_identities(wh, probabilistic=False)
+    (tmp_path / "clear").mkdir()
+    with Warehouse(fleet.copy(tmp_path / "clear")) as clear:
+        reference = link_identities(clear, probabilistic=False)
+    assert linked.accounts == reference.accounts
+    assert linked.exact_links >= 0.9 * reference.exact_links > 0
+    assert linked.persons <= reference.persons + 0.1 * reference.accounts
     assert hook.p.vault.reidentify(vins[0], actor="t", purpose="test") in known["vin"]
     hook.p.vault.close()

@@ -77,12 +77,22 @@ def _clean_text(value: Any) -> str | None:
     return text or None
 
 
+def _pseudonym(value: str | None) -> str | None:
+    """The value when it is already a pseudonym (privacy.pseudo), which stays as it is."""
+    from autopersona.privacy.pseudo import is_pseudonym
+
+    return value if is_pseudonym(value) else None
+
+
 def _prepare_row(row: Mapping[str, Any]) -> dict[str, Any]:
     city_raw = _clean_text(row.get("city"))
-    phone = normalise_phone(
-        _clean_text(row.get("phone")), region_hint(_clean_text(row.get("timezone")), city_raw)
+    phone_raw = _clean_text(row.get("phone"))
+    phone = _pseudonym(phone_raw) or normalise_phone(
+        phone_raw, region_hint(_clean_text(row.get("timezone")), city_raw)
     )
-    email = normalise_email(_clean_text(row.get("email")))
+    email_raw = _clean_text(row.get("email"))
+    email = _pseudonym(email_raw) or normalise_email(email_raw)
+    vin_raw = _clean_text(row.get("vin"))
     name_raw = _clean_text(row.get("name"))
     tokens = name_tokens(name_raw)
     gender = _clean_text(row.get("gender"))
@@ -93,7 +103,7 @@ def _prepare_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "unique_id": str(row["account_id"]),
         "source": _clean_text(row.get("source")),
         "created_at": row.get("created_at"),
-        "vin": normalise_vin(_clean_text(row.get("vin"))),
+        "vin": _pseudonym(vin_raw) or normalise_vin(vin_raw),
         "phone": phone,
         # A single mistyped digit lies in one half of the number: block on each half.
         "phone_head": phone[:-4] if phone else None,
