@@ -320,7 +320,14 @@ def test_broker_restart_engine_reconnects_and_works_off_backlog(
         r.close()
 
 
-def _engine_proc(cfg: Path, wh: Path, worker: str, log: Path) -> subprocess.Popen[bytes]:
+def _engine_proc(
+    cfg: Path,
+    wh: Path,
+    worker: str,
+    log: Path,
+    engine: str = "deliverykit:FakeEngine",
+    extra: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
     code = (
         "import typer; from autopersona.delivery.cli import register; "
         "app = typer.Typer(); register(app); app()"
@@ -342,9 +349,10 @@ def _engine_proc(cfg: Path, wh: Path, worker: str, log: Path) -> subprocess.Pope
                 "--worker-id",
                 worker,
                 "--engine",
-                "deliverykit:FakeEngine",
+                engine,
                 "--batch-max",
                 "20",
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=err,
@@ -416,3 +424,49 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
         listener.close()
         smtp.close()
         webhook.close()
+
+
+@pytest.mark.integration
+def test_run_command_with_the_strategy_engine_stops_cleanly(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    """``run`` with its default engine (the strategy engine) on an empty warehouse."""
+    cfg = channels_yaml(
+        tmp_path / "channels.yaml",
+        port=shared_broker,
+        prefix=prefix,
+        webhook_port=1,
+        smtp_port=1,
+        client_id="run-default",
+    )
+    log = tmp_path / "run.log"
+    proc = _engine_proc(
+        cfg, tmp_path / "wh.duckdb", f"run-{uuid.uuid4().hex[:6]}", log,
+        engine="autopersona.strategy:StrategyEngine", extra=("--status-every", "0.2"),
+    )  # fmt: skip
+    pub = Publisher(prefix, shared_broker)
+
+    def done() -> bool:
+        lines = [x for x in log.read_text().splitlines() if x.startswith("{")]
+        return bool(lines) and json.loads(lines[-1])["received"] == 2
+
+    try:
+        assert wait_until(lambda: "subscribed to" in log.read_text(), 60), log.read_text()
+        pub.event("V1", "e1", route_km=400.0, remaining_range_km=100.0)
+        pub.raw("V1", b'{"event_id": "e2", "vin": "V1", "type": "route_planned", "payload": 1}')
+        assert wait_until(done, 30), log.read_text()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        pub.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    assert (stats["processed"], stats["rejected"], stats["errors"]) == (1, 1, [])
+    with Warehouse(tmp_path / "wh.duckdb", read_only=True) as wh:
+        assert wh.sql("SELECT event_id, decisions FROM live_events") == [("e1", 0)]
+        assert wh.sql("SELECT reason FROM event_dead_letters") == [
+            ("field 'payload': not an object",)
+        ]
