@@ -187,6 +187,22 @@ def test_alert_for_a_strategy_below_its_expected_rate(
     assert [a.strategy_id for a in alerts] == ["t2_adas_trial_end"]
     assert "below the expected 40.00%" in alerts[0].message
     assert conversion_alerts(fleet_wh, {"t2_adas_trial_end": 0.01}) == []
+    # by default the catalogue's expected response rate per message is the benchmark
+    sent, conv = fleet_wh.sql(
+        "SELECT count(DISTINCT decision_id) FILTER (WHERE event_type = 'sent'), "
+        "count(DISTINCT decision_id) FILTER (WHERE event_type = 'converted') "
+        "FROM marketing_feedback WHERE decision_id IS NOT NULL"
+    )[0]
+    from scipy.stats import binomtest
+
+    from autopersona.evaluation.loop import expected_rates
+
+    expected = expected_rates()["t2_adas_trial_end"]
+    default = conversion_alerts(fleet_wh)
+    low = binomtest(conv, sent, expected, alternative="less").pvalue < 0.01
+    assert bool(default) == low
+    if default:
+        assert default[0].expected == expected and default[0].rate == conv / sent
     obs = pd.DataFrame({"strategy_id": ["x"], "sent": [10], "converted": [0]})
     assert conversion_alerts(obs, {"x": 0.5}) == []  # too few messages to judge
 

@@ -56,6 +56,7 @@ __all__ = [
     "assign_arms",
     "conversion_alerts",
     "demo_stage",
+    "expected_rates",
     "profile_frame",
     "run_loop",
 ]
@@ -379,16 +380,25 @@ class Alert:
     message: str
 
 
+def expected_rates() -> dict[str, float]:
+    """Expected conversion per message of every catalogued strategy (its ``response_rate``)."""
+    from autopersona.strategy import load_strategies
+
+    return {sid: float(s.response_rate) for sid, s in load_strategies().strategies.items()}
+
+
 def conversion_alerts(
     observed: pd.DataFrame | Warehouse,
-    expected: dict[str, float],
+    expected: dict[str, float] | None = None,
     *,
     alpha: float = 0.01,
     min_sent: int = 30,
 ) -> list[Alert]:
     """Strategies whose conversions per message fall significantly below ``expected``.
 
-    ``observed`` is a frame with ``strategy_id``, ``sent``, ``converted`` or a warehouse
+    ``expected`` defaults to the strategy catalogue's ``response_rate``s
+    (:func:`expected_rates`).  ``observed`` is a frame with ``strategy_id``, ``sent``,
+    ``converted`` or a warehouse
     (counted from ``marketing_feedback``: ``sent`` and ``converted`` events with a
     ``decision_id`` per ``campaign_id``).  A strategy alerts when the one-sided exact
     binomial test of ``converted`` out of ``sent`` against its expected rate gives a p-value
@@ -400,6 +410,8 @@ def conversion_alerts(
     """
     from scipy import stats
 
+    if expected is None:
+        expected = expected_rates()
     if isinstance(observed, pd.DataFrame):
         obs = observed
     else:
@@ -501,4 +513,6 @@ def demo_stage(
             f"  {c['arm']} arm vs holdout (every member): {c['diff']:+.1%} "
             f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], Holm p = {c['p_adjusted']:.2g}"
         )
+    for alert in conversion_alerts(wh):
+        console.print(f"[yellow]alert[/] {alert.message}")
     return res
