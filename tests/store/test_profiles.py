@@ -319,3 +319,126 @@ def test_cli_refresh_and_show(kind: str, wh: Warehouse, tmp_path: Path, cat_dir:
             with PostgresProfileStore(PG_URL, schema=schema) as pg:
                 assert isinstance(pg, PostgresProfileStore)
                 pg.drop_schema()
+
+
+# ----------------------------------------------------------------------------- cluster, model
+def _learnable_warehouse(path: Path) -> Warehouse:
+    """120 vehicles: three driving styles (weekly driving features) and a latent aftermarket
+    propensity behind spend per visit and the rate of accessory visits (the label)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 120
+    vins = [f"W{i:03d}" for i in range(n)]
+    level = np.repeat([0.1, 0.45, 0.8], n // 3)
+    p = rng.uniform(0, 1, n)
+    w = Warehouse(path)
+    veh = pd.DataFrame({"vin": vins, "msrp_cny": 200000.0, "energy_type": "ICE"})
+    drv = pd.DataFrame(
+        [
+            {
+                "vin": v,
+                "period_start": wk,
+                "period": "week",
+                "distance_km": 300.0,
+                "aggressiveness_index": 100 * c + rng.normal(0, 3),
+                "harsh_accel_per_100km": 60 * c + rng.normal(0, 2),
+                "harsh_brake_per_100km": 50 * c + rng.normal(0, 2),
+                "harsh_corner_per_100km": 20 * c + rng.normal(0, 1),
+                "speed_volatility": 0.5,
+            }
+            for v, c in zip(vins, level, strict=True)
+            for wk in (WEEK1, WEEK2)
+        ]
+    )
+    svc = pd.DataFrame(
+        [
+            {
+                "vin": v,
+                "period_start": wk,
+                "period": "week",
+                "spend_per_visit_cny": 400 + 1200 * q + rng.normal(0, 100),
+                "visits_to_date": 5.0,
+                "vehicle_age_years": 3.0,
+            }
+            for v, q in zip(vins, p, strict=True)
+            for wk in pd.date_range("2024-01-01", "2026-01-12", freq="28D")
+        ]
+    )
+    recs = []
+    end = pd.Timestamp("2026-01-19")
+    for v, q in zip(vins, p, strict=True):
+        t = pd.Timestamp("2024-01-01")
+        while (t := t + pd.Timedelta(days=float(rng.exponential(365 / (0.2 + 10 * q))))) < end:
+            recs.append(
+                {"service_id": f"S{len(recs)}", "vin": v, "ts": t, "visit_type": "accessory"}
+            )
+    for name, df in (("_veh", veh), ("_d", drv), ("_s", svc), ("_r", pd.DataFrame(recs))):
+        w.con.register(name, df)
+    w.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) SELECT * FROM _veh")
+    w.con.execute("CREATE TABLE features_driving AS SELECT * FROM _d")
+    w.con.execute("CREATE TABLE features_service AS SELECT * FROM _s")
+    w.con.execute(
+        "INSERT INTO service_records (service_id, vin, ts, visit_type) "
+        "SELECT service_id, vin, ts AT TIME ZONE 'UTC', visit_type FROM _r"
+    )
+    return w
+
+
+def test_refresh_stores_cluster_and_model_tags(store: ProfileStore, tmp_path: Path) -> None:
+    from autopersona.tags.model import list_models
+
+    folder = tmp_path / "catalogue"
+    shutil.copytree(builtin_dir(), folder)
+    (folder / "offer.yaml").write_text(
+        """tags:
+  - id: calm_buyer
+    tier: L4
+    category: offer
+    values: ["yes", "no"]
+    definition: A cautious driver likely to buy aftermarket (reads a cluster and a model tag).
+    method: rule
+    inputs: [l2_driving_style, l4_aftermarket_propensity]
+    sources: [motion, service_records]
+    cadence: weekly
+    rule:
+      cases:
+        - {value: "yes", when: "l2_driving_style == 'cautious' and l4_aftermarket_propensity != 'low'"}
+      else: "no"
+""",
+        encoding="utf-8",
+    )
+    cat = load_catalogue(folder)
+    tags = ["l2_driving_style", "l4_aftermarket_propensity"]
+    with _learnable_warehouse(tmp_path / "learn.duckdb") as w:
+        rep = refresh(w, store, cat, as_of=T0)
+        # a rule tag reading the cluster and model tags is built after them
+        yes = 0
+        for v in [f"W{i:03d}" for i in range(0, 120, 3)]:
+            got = store.profile_show(v).set_index("tag_id")["value"]
+            want = got["l2_driving_style"] == "cautious" and got["l4_aftermarket_propensity"] in (
+                "high",
+                "mid",
+            )
+            assert got["calm_buyer"] == ("yes" if want else "no")
+            yes += int(want)
+        assert 0 < yes < 40
+        assert "l2_driving_style" not in rep.notes and "l4_aftermarket_propensity" not in rep.notes
+        shown = store.profile_show("W000").set_index("tag_id")
+        assert shown.loc["l2_driving_style", "value"] == "cautious"
+        assert store.profile_show("W119").set_index("tag_id").loc["l2_driving_style", "value"] == (
+            "aggressive"
+        )
+        for t, prefix in zip(tags, ("cl-", "m-"), strict=True):
+            assert str(shown.loc[t, "model_version"]).startswith(prefix)
+        reasons = json.loads(shown.loc["l4_aftermarket_propensity", "reasons"])
+        assert len(reasons["top_reasons"]) == 3
+        assert reasons["model"] == shown.loc["l4_aftermarket_propensity", "model_version"]
+        assert 0 <= shown.loc["l4_aftermarket_propensity", "score"] <= 1
+        models = list_models(w)
+        assert set(models["tag_id"]) >= set(tags)
+        # a week later the weekly cluster tag is due, the monthly model tag is not
+        week = refresh(w, store, cat, as_of=T0 + timedelta(days=7))
+        assert "l2_driving_style" in week.refreshed
+        assert "l4_aftermarket_propensity" in week.skipped
+        assert (list_models(w)["method"] == "model").sum() == (models["method"] == "model").sum()
