@@ -272,3 +272,47 @@ def test_bad_label_declarations_name_file_and_line(
     line = int(text.split("l4_potential.yaml:")[1].split(":")[0])
     src = (folder / "l4_potential.yaml").read_text().splitlines()
     assert "events" in "\n".join(src[line - 3 : line + 1]) or "colour" in src[line - 1]
+
+
+def test_cli_lists_stored_models(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from autopersona.cli import app
+    from autopersona.tags.model import save_fit_record
+
+    db = tmp_path / "wh.duckdb"
+    with Warehouse(db) as wh:
+        save_fit_record(
+            wh,
+            tag_id="l2_driving_style",
+            version="cl-abc",
+            method="cluster",
+            algorithm="kmeans",
+            as_of=T,
+            tag_digest="d",
+            catalogue_version="c",
+            metrics={"k": 3, "silhouette": 0.5, "candidates": [{"k": 3}]},
+            artifact={"centroids": {}},
+        )
+        save_fit_record(  # the same version again is not stored twice
+            wh,
+            tag_id="l2_driving_style",
+            version="cl-abc",
+            method="cluster",
+            algorithm="kmeans",
+            as_of=T,
+            tag_digest="d",
+            catalogue_version="c",
+            metrics={},
+            artifact={},
+        )
+    runner = CliRunner()
+    res = runner.invoke(app, ["tags", "models", "-w", str(db), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [(r["version"], r["method"]) for r in rows] == [("cl-abc", "cluster")]
+    assert rows[0]["metrics"] == {"k": 3, "silhouette": 0.5}  # candidates left out
+    res = runner.invoke(app, ["tags", "models", "-w", str(db)])
+    assert res.exit_code == 0 and "silhouette=0.5" in res.output
+    res = runner.invoke(app, ["tags", "models", "-w", str(db), "--tag", "l4_ubi_risk"])
+    assert res.exit_code == 0 and "no stored models" in res.output
