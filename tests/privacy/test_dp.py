@@ -70,6 +70,13 @@ def test_histogram_noise_has_the_declared_discrete_laplace_scale() -> None:
     # mean zero, variance 2e^{-1/s}/(1-e^{-1/s})^2 (≈ 2 s^2), distribution discrete Laplace(s)
     assert abs(flat.mean()) < 4 * np.sqrt(discrete_laplace_variance(scale) / len(flat))
     assert abs(_variance_z(flat, scale)) < 4
+    print(
+        f"dp histogram: eps {eps}, scale {scale}, {len(flat)} noise draws: variance "
+        f"{flat.var(ddof=1):.3f} vs declared {discrete_laplace_variance(scale):.3f} "
+        f"(z {_variance_z(flat, scale):+.2f}), chi-square vs discrete Laplace p = "
+        f"{_chi2_vs_dlaplace(flat, scale):.3f}; at 1.3x the scale p = "
+        f"{_chi2_vs_dlaplace(flat, scale * 1.3):.1e}"
+    )
     assert _chi2_vs_dlaplace(flat, scale) > 1e-3
     # the same test rejects a scale off by 30%: it can fail
     assert _chi2_vs_dlaplace(flat, scale * 1.3) < 1e-6

@@ -40,6 +40,7 @@ with warnings.catch_warnings():
     )
     import flwr.server
     import flwr.simulation  # noqa: F401
+    import typer.testing  # noqa: F401
 
 N = 1500
 ROUNDS = 6
@@ -112,6 +113,7 @@ def test_scan_catches_leaks(parties: Path, tmp_path: Path) -> None:
     assert scan_audit(tmp_path / "empty", parties) != []
 
 
+@pytest.mark.slow
 # Ray (under Flower's simulation) opens /dev/null for its daemons' output and never closes
 # it, and drops the Popen objects of daemons that ray.shutdown() stopped without reaping them
 @pytest.mark.filterwarnings(
@@ -138,6 +140,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_flower_loopback_server_and_four_client_processes(parties: Path, tmp_path: Path) -> None:
     port, out, audit = _free_port(), tmp_path / "result.json", tmp_path / "audit"
@@ -179,3 +182,19 @@ def test_flower_loopback_server_and_four_client_processes(parties: Path, tmp_pat
     assert all(procs[p].returncode == 0 for p in PARTY_ORDER)
     assert scan_audit(audit, parties) == []
     assert np.isfinite(fed["loss_history"]).all()
+
+
+def test_cli_federated_reports_both_aucs() -> None:
+    from typer.testing import CliRunner
+
+    from autopersona.cli import app
+
+    r = CliRunner().invoke(
+        app, ["privacy", "federated", "--people", "700", "--rounds", "5", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert abs(out["auc_gap"]) < 0.02 and out["auc_federated"] > 0.6
+    assert set(out["auc_single_party"]) == set(PARTY_ORDER)
+    r = CliRunner().invoke(app, ["privacy", "federated", "--mode", "magic"])
+    assert r.exit_code == 2
