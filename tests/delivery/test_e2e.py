@@ -52,6 +52,7 @@ def live(shared_broker: int, prefix: str, tmp_path: Path) -> Iterator[tuple[Live
             webhook_port=free_port(),
             smtp_port=free_port(),
             client_id=f"e2e-{tmp_path.name[-12:]}",
+            lease_s=2,
         )
     )
     wh = Warehouse(tmp_path / "wh.duckdb")
@@ -86,10 +87,10 @@ def test_route_events_reach_exactly_the_right_head_units(
         route("V3", "r3", 400, 0.0)  # not a BEV: not in the audience
         route("V2", "r4", 400, 25.0)  # moving: held
         assert wait_until(lambda: le.stats.processed == 4, 15), le.stats
-        assert wait_until(lambda: listener.received.unique == 1, 10)
+        assert wait_until(lambda: listener.received.unique == 1, 10), le.stats
         pub.event("V2", "s5", type="vehicle_state", ts=datetime.now(UTC).isoformat(),
                   speed_mps=0.0)  # fmt: skip
-        assert wait_until(lambda: listener.received.unique == 2, 10), le.stats
+        assert wait_until(lambda: listener.received.unique == 2, 15), le.stats
         bodies = {b["vin"]: b for b in listener.received.bodies.values()}
         assert set(bodies) == {"V1", "V2"}
         assert bodies["V1"]["title"] == "Charge on the way"
