@@ -241,7 +241,11 @@ def register(app: typer.Typer) -> None:
         from autopersona.store.warehouse import Warehouse
         from autopersona.tags.model import list_models
 
-        with Warehouse(warehouse or get_settings().warehouse) as wh:
+        path = Path(warehouse or get_settings().warehouse)
+        if not path.exists():
+            typer.echo(f"error: no warehouse at {path}", err=True)
+            raise typer.Exit(1)
+        with Warehouse(path, read_only=True) as wh:
             df = list_models(wh)
         if tag is not None:
             df = df[df["tag_id"] == tag]

@@ -625,6 +625,13 @@ def _ensure(wh: Warehouse) -> None:
     wh.con.execute(_DDL)
 
 
+def _have_table(wh: Warehouse) -> bool:
+    n = wh.con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [MODELS_TABLE]
+    ).fetchone()
+    return bool(n and n[0])
+
+
 def save_model(wh: Warehouse, model: StoredModel) -> None:
     """Store a trained model tag (booster text, calibrator, metrics) in ``_models``."""
     _ensure(wh)
@@ -691,7 +698,8 @@ def save_fit_record(
 
 def latest_model(wh: Warehouse, tag: TagSpec, as_of: datetime | None = None) -> StoredModel | None:
     """The newest stored model of ``tag`` trained as of ``as_of`` or earlier (same digest)."""
-    _ensure(wh)
+    if not _have_table(wh):  # nothing stored yet (the warehouse may be read-only)
+        return None
     sql = (
         f"SELECT version, as_of, trained_at, catalogue_version, metrics, meta, artifact, "
         f"algorithm FROM {MODELS_TABLE} WHERE tag_id = ? AND method = 'model' "
@@ -739,7 +747,10 @@ def list_models(wh: Warehouse) -> pd.DataFrame:
     ...     list(list_models(wh).columns)[:4]
     ['tag_id', 'version', 'method', 'algorithm']
     """
-    _ensure(wh)
+    if not _have_table(wh):
+        return pd.DataFrame(
+            columns=["tag_id", "version", "method", "algorithm", "as_of", "trained_at", "metrics"]
+        )
     return wh.con.execute(
         f"SELECT tag_id, version, method, algorithm, as_of, trained_at, metrics "
         f"FROM {MODELS_TABLE} ORDER BY tag_id, as_of, trained_at"
