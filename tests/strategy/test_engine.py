@@ -177,6 +177,9 @@ def test_batch_schedule_arms_variants_and_rerun(small_wh: Warehouse) -> None:
     assert v1.status == "suppressed" and v1.guard == "consent"  # V1 has no sms/email consent
     v3 = next(d for d in out if d.person_id == "V3")
     assert v3.title == "Other" and v3.body == "Hello"
+    v2 = next(d for d in out if d.person_id == "V2")
+    assert v3.channel == "email"  # channel rule for economy cars (its control arm logs it)
+    assert v2.channel == "email" and "sms: quiet hours" in v2.reason  # 07:00 in New York
     assert len(logged(small_wh)) == 3
     again = eng.run_batch(at + timedelta(hours=1))
     held_out_or_sent = {d.person_id for d in out if d.status == "send" or d.guard == "holdout"}
@@ -231,7 +234,7 @@ def test_plan_counts_audience_and_consent(small_wh: Warehouse) -> None:
     assert rows["ev_route"]["audience"] == 2 and rows["ev_route"]["triggered"] is None
     assert rows["weekly_all"]["audience"] == 3
     assert rows["weekly_all"]["no_consent"] == 1  # V1: no sms / email consent
-    assert rows["weekly_all"]["by_channel"] == {"sms": 2}
+    assert rows["weekly_all"]["by_channel"] == {"sms": 1, "email": 1}  # V3: e-mail first
 
 
 def test_micro_batch_matches_one_by_one(small_wh: Warehouse, tmp_path: object) -> None:

@@ -122,6 +122,7 @@ def test_cli_plan_and_run_on_a_warehouse(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     plan = {r["strategy_id"]: r for r in json.loads(res.output)["strategies"]}
     assert plan["weekly_all"]["audience"] == 3 and plan["weekly_all"]["no_consent"] == 1
+    assert plan["weekly_all"]["by_channel"] == {"sms": 1, "email": 1}
     res = runner.invoke(app, ["strategies", "run", *common, "--as-of", "2026-02-11", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)

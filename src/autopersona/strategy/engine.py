@@ -241,6 +241,7 @@ class _Candidate:
     arm: str
     fields: dict[str, Any]
     variant: int
+    channels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -552,7 +553,8 @@ class StrategyEngine:
                 for p, e in sorted(first_entity.items()):
                     accounts = directory.accounts(entity, e, p)
                     first = None
-                    for ch_id in s.channels:
+                    row = {str(k): _py(v) for k, v in env.loc[e].items()}
+                    for ch_id in self._channels_for(s, row):
                         ch = self.catalogue.channels[ch_id]
                         if ch.needs_vin and entity != "vin":
                             continue
@@ -654,6 +656,14 @@ class StrategyEngine:
                 rows[str(vin)] = {str(k): _py(v) for k, v in rec.items()}
         self._live = (now, rows, audiences)
         return rows, audiences
+
+    def _channels_for(self, s: StrategySpec, fields: dict[str, Any]) -> list[str]:
+        """The strategy's channel order for one person: the first matching rule, else default."""
+        for i, r in enumerate(s.channel_rules):
+            e = self.catalogue.parsed[s.id][("channel_rules", i, "when")]
+            if evaluate_one(e, fields) is True:
+                return list(r.channels)
+        return list(s.channels)
 
     def _variant_one(self, s: StrategySpec, fields: dict[str, Any]) -> int:
         for i, v in enumerate(s.content.variants):
@@ -1036,11 +1046,14 @@ class StrategyEngine:
             w = channels[ch].response_weight if ch in channels else 1.0
             return round(c.spec.value_cny * c.spec.response_rate * w, 4)
 
+        for c in cands:
+            if not c.channels:
+                c.channels = self._channels_for(c.spec, c.fields)
         order = sorted(
             cands,
             key=lambda c: (
                 -c.spec.priority,
-                -ev(c, c.spec.channels[0]),
+                -ev(c, c.channels[0]),
                 c.arm == "baseline",
                 c.spec.id,
                 c.person_id,
@@ -1090,7 +1103,7 @@ class StrategyEngine:
                     reason=reason,
                     arm=c.arm,
                     priority=c.spec.priority,
-                    expected_value=ev(c, channel or c.spec.channels[0]),
+                    expected_value=ev(c, channel or c.channels[0]),
                     title=render(variant.title, fields, c.spec.content.defaults),
                     body=render(variant.body, fields, c.spec.content.defaults),
                     offer=dict(c.spec.offer),
@@ -1105,7 +1118,7 @@ class StrategyEngine:
                 continue
             consented: list[ChannelSpec] = []
             refusals: list[str] = []
-            for ch_id in s.channels:
+            for ch_id in c.channels:
                 ch = channels[ch_id]
                 if ch.needs_vin and not c.vin:
                     refusals.append(f"{ch_id}: no vehicle")

@@ -63,6 +63,7 @@ __all__ = [
     "Caps",
     "Cell",
     "ChannelCatalogue",
+    "ChannelRule",
     "ChannelSpec",
     "Content",
     "EventTrigger",
@@ -315,6 +316,13 @@ class Experiment(_Strict):
     salt: str = ""
 
 
+class ChannelRule(_Strict):
+    """Channel matching: where ``when`` holds, try ``channels`` in this order instead."""
+
+    when: str
+    channels: list[str] = Field(min_length=1)
+
+
 class StrategySpec(_Strict):
     """One strategy of the catalogue."""
 
@@ -328,6 +336,7 @@ class StrategySpec(_Strict):
     audience: str
     trigger: Trigger
     channels: list[str] = Field(min_length=1)
+    channel_rules: list[ChannelRule] = Field(default_factory=list)
     content: Content
     offer: dict[str, str | int | float | bool] = Field(default_factory=dict)
     value_cny: float = Field(default=0.0, ge=0)
@@ -359,6 +368,15 @@ class StrategySpec(_Strict):
         for i, v in enumerate(self.content.variants):
             if v.when:
                 out.append((("content", "variants", i, "when"), v.when))
+        for i, r in enumerate(self.channel_rules):
+            out.append((("channel_rules", i, "when"), r.when))
+        return out
+
+    def channel_orders(self) -> list[tuple[tuple[str | int, ...], list[str]]]:
+        """``(location, channels)`` of the default order and of every channel rule."""
+        out: list[tuple[tuple[str | int, ...], list[str]]] = [(("channels",), self.channels)]
+        for i, r in enumerate(self.channel_rules):
+            out.append((("channel_rules", i, "channels"), r.channels))
         return out
 
     def templates(self) -> list[tuple[Loc, str]]:
@@ -570,11 +588,14 @@ def _check(
     tag_ids = {t for t, spec in tags.items() if spec.entity == s.entity}
     payload = set(s.trigger.event.payload) if s.trigger.event else set()
     channels = chan.by_id()
-    for j, c in enumerate(s.channels):
-        if c not in channels:
-            issue(("channels", j), f"unknown channel {c!r} (known: {', '.join(channels)})")
-        elif channels[c].needs_vin and s.entity != "vin":
-            issue(("channels", j), f"channel {c!r} needs a vehicle, the strategy is per {s.entity}")
+    for where, order in s.channel_orders():
+        if len(set(order)) != len(order):
+            issue(where, "channels repeat")
+        for j, c in enumerate(order):
+            if c not in channels:
+                issue((*where, j), f"unknown channel {c!r} (known: {', '.join(channels)})")
+            elif channels[c].needs_vin and s.entity != "vin":
+                issue((*where, j), f"channel {c!r} needs a vehicle, the strategy is per {s.entity}")
     for loc, src in s.expressions():
         try:
             e = parse(src)
