@@ -114,7 +114,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     from autopersona.api.dashboard import routes as dash
 
     app.include_router(dash.router)
-    dash.mount_static(app)
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     async def docs() -> HTMLResponse:

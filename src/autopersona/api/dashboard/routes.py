@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import DictLoader, Environment, select_autoescape
 
@@ -36,7 +36,7 @@ from autopersona.api.queries import (
     profile_rows,
 )
 
-__all__ = ["mount_static", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 _env = Environment(loader=DictLoader(TEMPLATES), autoescape=select_autoescape(default=True))
@@ -86,10 +86,6 @@ async def _count(be: Backend, sql: str) -> int:
 async def style() -> Response:
     """The stylesheet."""
     return Response(STYLE, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
-
-
-def mount_static(app: FastAPI) -> None:
-    """Nothing to mount: assets are served by :func:`style` (kept for symmetry)."""
 
 
 @router.get("/login", response_class=HTMLResponse)
