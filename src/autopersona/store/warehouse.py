@@ -169,8 +169,10 @@ class Warehouse:
     # ------------------------------------------------------------------ queries
     def count(self, table: str) -> int:
         """Number of rows in ``table``."""
-        row = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-        return int(row[0]) if row else 0
+        # fetchall, not fetchone: DuckDB keeps a half-read result open on the connection,
+        # and the next ``con.sql(...)`` (see :meth:`frame`) then fails with "unfinished result"
+        rows = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a query and fetch every row."""
