@@ -9,7 +9,8 @@ import pytest
 
 from autopersona.store.warehouse import Warehouse
 from autopersona.strategy import EventError, StrategyEngine, idempotency_key, read_decisions
-from conftest import T0, route, small_catalogue
+
+from .stratcheck import T0, route, small_catalogue
 
 
 def engine(wh: Warehouse, channels: str | None = None) -> StrategyEngine:
@@ -249,7 +250,7 @@ def test_micro_batch_matches_one_by_one(small_wh: Warehouse, tmp_path: object) -
     batch = engine(small_wh).on_events(events)
     assert isinstance(batch[5], EventError)
     with Warehouse(":memory:") as other:
-        from conftest import fill
+        from .stratcheck import fill
 
         fill(other)
         eng = engine(other)

@@ -10,7 +10,8 @@ import pytest
 
 from autopersona.catalog import CatalogError
 from autopersona.strategy.spec import load_channels, load_strategies
-from conftest import FIXTURES
+
+from .stratcheck import FIXTURES
 
 with warnings.catch_warnings():
     # typer (0.20) imports a name click 8.5 deprecates; nothing of ours
@@ -112,7 +113,8 @@ def test_cli_list_and_validate() -> None:
 
 def test_cli_plan_and_run_on_a_warehouse(tmp_path: Path) -> None:
     from autopersona.store.warehouse import Warehouse
-    from conftest import fill
+
+    from .stratcheck import fill
 
     db = tmp_path / "wh.duckdb"
     with Warehouse(db) as wh:
