@@ -195,6 +195,12 @@ def test_failing_endpoint_is_retried_then_dead_lettered(rig: Rig) -> None:
     assert dead["channel"] == "sms" and dead["attempts"] == 4
     assert dead["last_error"].startswith("gave up after 4 attempts; last error: sms: HTTP 500")
     assert rig.webhook.calls["/push"] == 3 and rig.webhook.calls["/sms"] == 4
+    assert [a["outcome"] for a in ob.attempts(dead["idempotency_key"])] == [
+        "retry",
+        "retry",
+        "retry",
+        "dead",
+    ]
     (sent,) = ob.rows(status="sent")
     assert sent["attempts"] == 3
 

@@ -96,6 +96,12 @@ def test_retry_backoff_then_dead_letter(outbox: Outbox) -> None:
     row = outbox.rows(status="dead")[0]
     assert row["attempts"] == 3
     assert row["last_error"] == "gave up after 3 attempts; last error: HTTP 503"
+    log = outbox.attempts("k0001")
+    assert [(a["attempt"], a["outcome"], a["error"]) for a in log] == [
+        (1, "retry", "HTTP 503"),
+        (2, "retry", "HTTP 503"),
+        (3, "dead", "HTTP 503"),
+    ]
     assert 5 <= delays[0] <= 10 and 10 <= delays[1] <= 20
     assert outbox.claim("w", now=now + timedelta(days=1)) == []
 
@@ -121,6 +127,8 @@ def test_permanent_failure_and_expiry_go_dead(outbox: Outbox) -> None:
     assert dead["k0001"]["last_error"] == "HTTP 400 bad address"
     assert dead["k0001"]["attempts"] == 1
     assert dead["k0002"]["last_error"].startswith("expired: not sent by 2026-03-01T08:05")
+    assert [a["outcome"] for a in outbox.attempts("k0002")] == ["expired"]
+    assert [a["outcome"] for a in outbox.attempts("k0001")] == ["dead"]
     sent = outbox.rows(status="sent")
     assert [r["idempotency_key"] for r in sent] == ["k0003"]
     assert sent[0]["sent_at"] is not None

@@ -19,6 +19,7 @@ Tables (DuckDB warehouse by default, PostgreSQL when configured)::
            attempts, max_attempts, next_attempt_at, lease_owner, lease_until, last_error,
            not_after, created_at, updated_at, sent_at)
     event_dead_letters(id PK, topic, reason, payload_bytes, payload, received_at)
+    delivery_attempts(idempotency_key, attempt, channel, outcome, error, attempted_at)
 
 ``status`` moves ``pending`` → ``sending`` (claimed under a lease) → ``sent``; a retryable
 failure goes back to ``pending`` with ``next_attempt_at`` pushed out by the retry policy
@@ -26,7 +27,8 @@ failure goes back to ``pending`` with ``next_attempt_at`` pushed out by the retr
 allowed attempt goes to ``dead`` with ``last_error`` saying why.  ``failed`` marks a row a
 retryable failure left for the next attempt (it is claimable like ``pending``).
 ``event_dead_letters`` keeps inbound vehicle events the live engine refused (malformed,
-oversized, missing fields) with the reason.
+oversized, missing fields) with the reason; ``delivery_attempts`` is the delivery log, one
+row per attempt (``sent``, ``retry``, ``dead`` or ``expired``, with the error).
 
 Examples
 --------
@@ -110,6 +112,17 @@ _ARROW = {
     )
     for c in _COLS
 }
+
+
+_ATTEMPT_ARROW = {
+    "idempotency_key": STR,
+    "attempt": INT,
+    "channel": STR,
+    "outcome": STR,
+    "error": STR,
+    "attempted_at": TS,
+}
+_OUTCOME = {"sent": "sent", "failed": "retry", "dead": "dead"}
 
 
 def _now() -> datetime:
@@ -202,6 +215,9 @@ class Outbox:
     def _update_rows(self, rows: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
+    def _insert_attempts(self, rows: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything inside commits together or not at all."""
@@ -260,6 +276,14 @@ class Outbox:
                 payload_bytes INTEGER NOT NULL,
                 payload VARCHAR,
                 received_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS {s}.delivery_attempts (
+                idempotency_key VARCHAR NOT NULL,
+                attempt INTEGER NOT NULL,
+                channel VARCHAR NOT NULL,
+                outcome VARCHAR NOT NULL,
+                error VARCHAR,
+                attempted_at TIMESTAMPTZ NOT NULL
             )""",
         ):
             self._execute(self._sql(stmt))
@@ -360,6 +384,7 @@ class Outbox:
             return
         now = _utc(now) or _now()
         rows = []
+        log: list[dict[str, Any]] = []
         for m, r in results:
             attempts = m.attempts + 1
             limit = m.max_attempts or self.policy.max_attempts
@@ -385,7 +410,19 @@ class Outbox:
                 delay = self.policy.delay(m.idempotency_key, attempts)
                 row["next_attempt_at"] = now + timedelta(seconds=delay)
             rows.append(row)
-        self._update_rows(rows)
+            log.append(
+                {
+                    "idempotency_key": m.idempotency_key,
+                    "attempt": attempts,
+                    "channel": m.channel,
+                    "outcome": "expired" if r.expired else _OUTCOME[row["status"]],
+                    "error": r.error,
+                    "attempted_at": now,
+                }
+            )
+        with self.transaction():
+            self._update_rows(rows)
+            self._insert_attempts(log)
 
     def recover(self, owner: str, *, now: datetime | None = None) -> int:
         """Release every lease held by ``owner`` (a restarted worker reclaims its own rows)."""
@@ -457,6 +494,18 @@ class Outbox:
             out.append(d)
         return out
 
+    def attempts(self, key: str) -> list[dict[str, Any]]:
+        """The delivery log of one message: every attempt with its outcome and error."""
+        cols = ["attempt", "channel", "outcome", "error", "attempted_at"]
+        rows = self._execute(
+            self._sql(
+                f"SELECT {', '.join(cols)} FROM {{s}}.delivery_attempts "
+                "WHERE idempotency_key = ? ORDER BY attempt, attempted_at"
+            ),
+            [key],
+        )
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
     def event_dead_letters(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Refused inbound events, newest first."""
         cols = ["id", "topic", "reason", "payload_bytes", "payload", "received_at"]
@@ -500,6 +549,7 @@ class DuckDBOutbox(Outbox):
 
         super().__init__(schema, policy)
         self.lease_s = lease_s
+        self._depth = 0
         if isinstance(target, duckdb.DuckDBPyConnection):
             self.con = target
             self._owned = False
@@ -549,16 +599,39 @@ class DuckDBOutbox(Outbox):
         finally:
             self.con.unregister(name)
 
+    def _insert_attempts(self, rows: list[dict[str, Any]]) -> None:
+        table = rows_table(rows, _ATTEMPT_ARROW)
+        name = f"_ob_att_{uuid.uuid4().hex[:8]}"
+        self.con.register(name, table)
+        try:
+            self.con.execute(self._sql(f"INSERT INTO {{s}}.delivery_attempts SELECT * FROM {name}"))
+        finally:
+            self.con.unregister(name)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One DuckDB transaction on the outbox's connection (shared with the warehouse)."""
+        """One DuckDB transaction on the outbox's connection (shared with the warehouse).
+
+        Nested use joins the open transaction.
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
         try:
             yield
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        self.con.execute("COMMIT")
+        else:
+            self.con.execute("COMMIT")
+        finally:
+            self._depth = 0
 
     def clone(self) -> DuckDBOutbox:
         """The same database through a new cursor (DuckDB's way to use it from another thread)."""
@@ -661,8 +734,13 @@ class PostgresOutbox(Outbox):
             ]
             for r in rows
         ]
-        with self.con.transaction(), self.con.cursor() as cur:
+        with self.con.cursor() as cur:
             cur.executemany(sql, params)
+
+    def _insert_attempts(self, rows: list[dict[str, Any]]) -> None:
+        sql = self._sql("INSERT INTO {s}.delivery_attempts VALUES (?, ?, ?, ?, ?, ?)")
+        with self.con.cursor() as cur:
+            cur.executemany(sql, [[r[c] for c in _ATTEMPT_ARROW] for r in rows])
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
