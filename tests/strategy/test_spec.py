@@ -73,6 +73,10 @@ def _errors(folder: str) -> list[str]:
                 "'adas_autopilot' is not allowed",
             ],
         ),
+        (
+            "no_default_variant",
+            ["s.yaml:9: strategies -> 0 -> content: Value error, the last variant is the default"],
+        ),
         ("two_triggers", ["s.yaml:6: strategies -> 0 -> trigger: Value error, give exactly one"]),
     ],
 )

@@ -283,10 +283,19 @@ class Variant(_Strict):
 
 
 class Content(_Strict):
-    """Content variants (``${field}`` templates) and defaults for null fields."""
+    """Content variants (``${field}`` templates) and defaults for null fields.
+
+    The last variant is the default: it has no ``when``.
+    """
 
     variants: list[Variant] = Field(min_length=1)
     defaults: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_last(self) -> Content:
+        if self.variants[-1].when is not None:
+            raise ValueError("the last variant is the default and takes no 'when'")
+        return self
 
 
 class PerPerson(_Strict):
