@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
+from tagcheck import build_fleet
 
 from autopersona.store.warehouse import Warehouse
 from autopersona.tags.build import Builder, build_tags
@@ -25,6 +26,12 @@ STYLE = "l2_driving_style"
 AFTER = "l4_aftermarket_propensity"
 AS_OF = datetime(2026, 1, 19, tzinfo=UTC)  # the fleet's week is complete
 TRAIN_AS_OF = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tag tests' clean fleet (built once per test process, see ``tagcheck``)."""
+    return build_fleet(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Rule and score tags built from features and master data.
 
-The clean simulated fleet (30 vehicles x 7 days, seed 3) comes from ``conftest.py``; only
-the scoring reads the simulator's truth.
+One clean simulated fleet (30 vehicles x 7 days, seed 3) is simulated, ingested and
+featurised once per session (``tagcheck.build_fleet``); only the scoring reads the
+simulator's truth.
 """
 
 from __future__ import annotations
@@ -13,11 +14,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tagcheck import full_catalogue
+from tagcheck import build_fleet, full_catalogue
 
 from autopersona.store.warehouse import Warehouse
 from autopersona.tags.rules import ASSIGNMENT_COLUMNS, build_rule_tags, evaluate_tag
 from autopersona.tags.spec import builtin_dir, load_catalogue
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(simulation folder, warehouse file with features)."""
+    return build_fleet(tmp_path_factory)
+
+
+@pytest.fixture
+def fleet_wh(fleet: tuple[Path, Path], tmp_path: Path) -> Warehouse:
+    db = tmp_path / "wh.duckdb"
+    shutil.copy(fleet[1], db)
+    return Warehouse(db)
 
 
 def test_l1_tier_and_energy_are_exact_on_clean_data(
