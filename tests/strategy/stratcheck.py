@@ -24,10 +24,10 @@ def small_catalogue(channels: str | None = None) -> StrategyCatalogue:
 def fill(wh: Warehouse) -> None:
     """Three vehicles in three time zones, their accounts, consents and tier tags."""
     wh.con.execute(
-        "INSERT INTO vehicles (vin, brand, model, energy_type, msrp_cny, timezone) VALUES "
-        "('V1', 'Aurelis', 'S9', 'BEV', 600000, 'Europe/Berlin'), "
-        "('V2', 'Meridian', 'M5', 'BEV', 250000, 'America/New_York'), "
-        "('V3', 'Zhiyuan', 'C3', 'ICE', 90000, 'Asia/Shanghai')"
+        "INSERT INTO vehicles (vin, brand, model, energy_type, msrp_cny, range_km, timezone) "
+        "VALUES ('V1', 'Aurelis', 'S9', 'BEV', 600000, 650, 'Europe/Berlin'), "
+        "('V2', 'Meridian', 'M5', 'BEV', 250000, 580, 'America/New_York'), "
+        "('V3', 'Zhiyuan', 'C3', 'ICE', 90000, 650, 'Asia/Shanghai')"
     )
     wh.con.execute(
         "INSERT INTO accounts (account_id, source, vin, timezone) VALUES "
