@@ -183,8 +183,11 @@ def run_engine(port: int, folder: Path, kind: str) -> None:
     cfg = cfg.model_copy(
         update={
             "mqtt": cfg.mqtt.model_copy(
-                update={"port": port, "topic_prefix": PREFIX, "client_id": "bench-engine",
-                        "receive_maximum": 1000}
+                # A fresh client id and no session after disconnect: the next contender must
+                # not inherit this one's queue, nor share the events with its dead session.
+                update={"port": port, "topic_prefix": PREFIX,
+                        "client_id": f"bench-engine-{uuid.uuid4().hex[:6]}",
+                        "session_expiry_s": 0, "receive_maximum": 1000}
             )
         }
     )  # fmt: skip
@@ -376,7 +379,8 @@ def main() -> int:
                 echo = contender("echo", port, folder, a.engine)
                 e = load(port, rate, a.seconds, a.drain)
                 e["cpu_ms_per_event"] = round(1e3 * stop(echo)["cpu_s"] / max(1, e["received"]), 3)
-                (folder / "bench.duckdb").unlink(missing_ok=True)
+                for f in ("bench.duckdb", "bench.duckdb.wal"):
+                    (folder / f).unlink(missing_ok=True)
                 eng = contender("engine", port, folder, a.engine)
                 g = load(port, rate, a.seconds, a.drain)
                 stats = stop(eng)

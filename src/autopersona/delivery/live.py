@@ -22,6 +22,9 @@ with different client ids split the events.  paho's automatic acknowledgement is
 (``manual_ack=True``): a message is acknowledged only after its decisions and outbox rows are
 committed, so a worker killed at any point leaves unacknowledged messages that the broker
 delivers again when the session resumes; ``live_events`` makes that redelivery harmless.
+Keep worker ids stable: the broker keeps handing a share of the events to a persistent
+session whose worker is down (they wait in its queue until it comes back or the session
+expires), so a worker retired for good should be given a short ``session_expiry_s``.
 Broker restarts: paho reconnects with backoff (1 s … 30 s), the session resumes and the
 backlog flows in.  SIGTERM/SIGINT: stop taking messages, finish the batch in flight (events
 received but not yet in a batch stay unacknowledged and come back with the session), send
