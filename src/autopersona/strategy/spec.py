@@ -316,8 +316,9 @@ class Experiment(_Strict):
     """Experiment arms, by deterministic hashing of the person.
 
     ``control_share`` of the audience is held out (logged, not sent); ``baseline_share`` ×
-    the audience size of random non-audience people get the message too (the untargeted
-    baseline).
+    the number of audience people a batch trigger fired for, drawn at random (by hash, per
+    week) from the non-audience people, get the message too (the untargeted baseline;
+    ``1.0`` = the same volume).  Live-event strategies have no baseline arm.
     """
 
     control_share: float = Field(default=0.1, ge=0, le=0.9)
