@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autopersona.delivery.config import RetryPolicy
@@ -233,3 +233,45 @@ def test_backoff_jitter_spreads_messages() -> None:
     # u is uniform on [0, 1): the delays are uniform on [0, 8).
     assert stats.kstest([d / 8 for d in delays], "uniform").pvalue > 0.001
     assert RetryPolicy(base_s=8, jitter=1.0, seed=4).delay("k1", 1) != p.delay("k1", 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    max_attempts=st.integers(1, 4),
+    outcomes=st.lists(
+        st.sampled_from(["sent", "retry", "fail", "expired"]), min_size=4, max_size=4
+    ),
+)
+def test_message_lifecycle(max_attempts: int, outcomes: list[str]) -> None:
+    """Whatever the outcomes, a message ends sent or dead, never claimed after that."""
+    ob = DuckDBOutbox(":memory:", policy=RetryPolicy(max_attempts=max_attempts, base_s=1))
+    ob.enqueue([msg(1)], now=T0)
+    now, made = T0, []
+    while claimed := ob.claim("w", now=now):
+        (m,) = claimed
+        r = {
+            "sent": SendResult.sent(),
+            "retry": SendResult.retry("503"),
+            "fail": SendResult.fail("400"),
+            "expired": SendResult.too_late(T0),
+        }[outcomes[len(made)]]
+        made.append(outcomes[len(made)])
+        ob.complete([(m, r)], now=now)
+        now += timedelta(days=1)
+    # Expected: retries until the first final outcome or the last allowed attempt.
+    want = []
+    for o in outcomes[:max_attempts]:
+        want.append(o)
+        if o != "retry":
+            break
+    assert made == want
+    (row,) = ob.rows()
+    assert row["status"] == ("sent" if want[-1] == "sent" else "dead")
+    assert row["attempts"] == len(want) - (want[-1] == "expired")
+    log = [a["outcome"] for a in ob.attempts("k0001")]
+    assert log == [
+        *(["retry"] * (len(want) - 1)),
+        {"sent": "sent", "expired": "expired"}.get(want[-1], "dead"),
+    ]
+    assert ob.claim("w", now=now + timedelta(days=30)) == []
+    ob.close()
