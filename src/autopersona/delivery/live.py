@@ -530,6 +530,13 @@ class LiveEngine:
             while True:
                 try:
                     msgs = self._handoff.get(timeout=min(self.poll_s, 0.05))
+                    # Merge every hand-off waiting: one send round and one bookkeeping
+                    # transaction for all of them (rounds, not messages, cost the most).
+                    while len(msgs) < 5000:
+                        try:
+                            msgs = msgs + self._handoff.get_nowait()
+                        except queue.Empty:
+                            break
                 except queue.Empty:
                     msgs = None
                 if msgs is None and self._processor_done.is_set() and self._handoff.empty():
