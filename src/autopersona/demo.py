@@ -75,6 +75,7 @@ def run_demo(
         from autopersona.tags.report import profile_stage
 
         profile_stage(console, wh)
+        _loop_stages(console, wh, out, seed)
         rows = wh.table_counts()
     secs = time.perf_counter() - t0
     console.print(
@@ -182,6 +183,39 @@ def _build_features(console: Console, wh: Warehouse) -> None:
             f"mobility: home found for {mob[0]} of {mob[2]} vehicles, work for {mob[1]}; "
             f"{total:,} trips by purpose (HMM): {shares}"
         )
+
+
+def _loop_stages(console: Console, wh: Warehouse, out: Path, seed: int) -> None:
+    """Scenario → Strategy → Feedback on the demo fleet, then the HTML report.
+
+    The strategies run over the fresh profiles; their sends go through the transactional
+    outbox to a file sink (``out/messages.jsonl``: the channels a real deployment configures
+    in ``channels.yaml``); the closed loop then measures precision targeting against an
+    untargeted baseline with the simulator's response model answering.
+    """
+    from autopersona.delivery import deliver_pending, file_sink_config
+    from autopersona.delivery.dispatch import WarehouseContacts, messages_for
+    from autopersona.delivery.outbox import open_outbox
+    from autopersona.evaluation.loop import demo_stage as feedback_stage
+    from autopersona.evaluation.report import build_report
+    from autopersona.strategy.demo import demo_stage as strategy_stage
+
+    t0 = time.perf_counter()
+    decisions = strategy_stage(console, wh)
+    sink = file_sink_config(str(out / "messages.jsonl"))
+    outbox = open_outbox(warehouse=wh)
+    new = outbox.enqueue(messages_for(decisions, sink, WarehouseContacts(wh.con)))
+    sent = deliver_pending(outbox, sink)
+    console.print(
+        f"delivery: {len(new)} messages through the outbox → {sent.sent} written to "
+        f"{out / 'messages.jsonl'}, {sent.dead} dead-lettered  ·  "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    t1 = time.perf_counter()
+    feedback_stage(console, wh, seed=seed)
+    report = build_report(wh)
+    path = report.write(out / "report.html")
+    console.print(f"report: {path}  ·  {time.perf_counter() - t1:.1f} s")
 
 
 def register(app: typer.Typer) -> None:

@@ -47,9 +47,10 @@ def route_events(wh: Warehouse, at: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def demo_stage(console: Console, wh: Warehouse) -> None:
+def demo_stage(console: Console, wh: Warehouse) -> list[Decision]:
     """Refresh profiles if needed, run batch triggers and live route events, print a table.
 
+    Returns every decision (sends, suppressions, holds and releases) for delivery.
     The as-of time is the end of the fleet's motion data.  Profiles are refreshed (rule and
     score tags) when the store has none; persons come from identity links when present.
     """
@@ -60,7 +61,7 @@ def demo_stage(console: Console, wh: Warehouse) -> None:
     row = wh.sql("SELECT max(ts) FROM motion")[0][0]
     if row is None:
         console.print("strategies: no motion data, nothing to evaluate")
-        return
+        return []
     at = row if isinstance(row, datetime) else datetime.fromisoformat(str(row))
     at = (at if at.tzinfo else at.replace(tzinfo=UTC)) + timedelta(hours=1)
     ps = open_store(warehouse=wh)
@@ -84,3 +85,4 @@ def demo_stage(console: Console, wh: Warehouse) -> None:
         f"{len(decisions)} decisions logged in strategy_decisions: {sends} to send, "
         f"{len(released)} held head-unit messages released after parking"
     )
+    return decisions
