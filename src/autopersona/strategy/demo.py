@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,19 +51,21 @@ def demo_stage(console: Console, wh: Warehouse) -> list[Decision]:
     """Refresh profiles if needed, run batch triggers and live route events, print a table.
 
     Returns every decision (sends, suppressions, holds and releases) for delivery.
-    The as-of time is the end of the fleet's motion data.  Profiles are refreshed (rule and
+    The as-of time is 09:00 UTC on the day after the data ends (the profile stage refreshes
+    as of that day's start).  Profiles are refreshed (rule and
     score tags) when the store has none; persons come from identity links when present.
     """
     from autopersona.store.profiles import open_store, refresh
     from autopersona.strategy.cli import print_summary
     from autopersona.strategy.engine import StrategyEngine, summarise
+    from autopersona.tags.report import data_end
 
     row = wh.sql("SELECT max(ts) FROM motion")[0][0]
     if row is None:
         console.print("strategies: no motion data, nothing to evaluate")
         return []
-    at = row if isinstance(row, datetime) else datetime.fromisoformat(str(row))
-    at = (at if at.tzinfo else at.replace(tzinfo=UTC)) + timedelta(hours=1)
+    # the morning after the data ends: profiles refreshed as of that day are current then
+    at = data_end(wh) + timedelta(hours=9)
     ps = open_store(warehouse=wh)
     if ps.count() == 0:
         refresh(wh, ps, as_of=at, due_only=False)
