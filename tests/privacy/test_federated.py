@@ -117,7 +117,7 @@ def test_scan_catches_leaks(parties: Path, tmp_path: Path) -> None:
 # Ray (under Flower's simulation) opens /dev/null for its daemons' output and never closes
 # it, and drops the Popen objects of daemons that ray.shutdown() stopped without reaping them
 @pytest.mark.filterwarnings(
-    "ignore:unclosed file <_io.TextIOWrapper name='/dev/null':ResourceWarning",
+    r"ignore:unclosed file <_io\.\w+ name='/dev/null':ResourceWarning",
     r"ignore:subprocess \d+ is still running:ResourceWarning",
 )
 def test_flower_simulation(parties: Path, tmp_path: Path) -> None:

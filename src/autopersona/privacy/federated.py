@@ -697,6 +697,13 @@ def simulate_flower(
     from flwr.server import ServerApp, ServerConfig
 
     os.environ["AUTOPERSONA_FL_DATA"] = str(folder)
+    # Ray replaces 127.0.0.1 by the host's address unless "clusters" are off, and then binds
+    # its GCS, raylet and worker servers to that address; keep every one on loopback.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray._private.ray_constants as ray_constants
+
+    if ray_constants.ENABLE_RAY_CLUSTER:  # imported before the variable was set
+        ray_constants.ENABLE_RAY_CLUSTER = False
     # Ray otherwise warns (FutureWarning) that it will stop overriding accelerator env vars.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     coord = Coordinator.from_folder(folder, newton_rounds=newton_rounds, lam=lam)
