@@ -235,3 +235,36 @@ def test_cli_report_and_budget_refuse_once_spent(filled: Path) -> None:
     ]
     r = runner.invoke(app, ["privacy", "report", "--tag", "nope", "--epsilon", "0.1", *base])
     assert r.exit_code == 2 and "unknown tag 'nope'" in r.stderr
+
+
+def test_cli_report_counts_only_people_consented_for_analytics(filled: Path) -> None:
+    from autopersona.privacy.consent import record_consent
+
+    with Warehouse(filled) as wh:
+        # V0..V9 (luxury every third) belong to accounts that consent to analytics
+        for i in range(10):
+            wh.con.execute(
+                "INSERT INTO accounts (account_id, source, vin) VALUES (?, 'owner', ?)",
+                [f"OWN-{i}", f"V{i}"],
+            )
+            record_consent(
+                wh, f"OWN-{i}", "analytics", "any", True, datetime(2026, 1, 1, tzinfo=UTC)
+            )
+    runner = CliRunner()
+    base = ["--tag", "l1_vehicle_tier", "--epsilon", "2", "--json", "--warehouse", str(filled)]
+    r = runner.invoke(
+        app, ["privacy", "budget", "--dataset", "profiles", "--set", "10", "-w", str(filled)]
+    )
+    assert r.exit_code == 0, r.output
+    consented = json.loads(runner.invoke(app, ["privacy", "report", *base]).stdout)
+    everyone = json.loads(runner.invoke(app, ["privacy", "report", "--everyone", *base]).stdout)
+    # true counts: 4 luxury among the consented ten, 20 among all sixty (noise sd ~0.7)
+    assert abs(consented["counts"]["luxury"] - 4) < 6
+    assert abs(everyone["counts"]["luxury"] - 20) < 6
+    r = runner.invoke(app, ["privacy", "consent", "OWN-3", "--json", "-w", str(filled)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (
+        out["consent"]["analytics"]["sms"] is True and out["consent"]["marketing"]["sms"] is False
+    )
+    assert len(out["history"]) == 1

@@ -45,19 +45,36 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[
             str, typer.Option("--dataset", help="Dataset whose budget pays.")
         ] = "profiles",
+        consented_only: Annotated[
+            bool,
+            typer.Option(
+                "--consented-only/--everyone",
+                help="Count only people (and VINs) consented for analytics.",
+            ),
+        ] = True,
         warehouse: Annotated[Path | None, _WH_OPT] = None,
         store: Annotated[str | None, _STORE_OPT] = None,
         as_json: Annotated[bool, _JSON_OPT] = False,
     ) -> None:
         """Release a tag's distribution with epsilon-differential privacy (charged to the budget)."""
+        from autopersona.privacy.consent import consented
         from autopersona.privacy.dp import BudgetExceeded, BudgetLedger, tag_distribution_report
         from autopersona.store.profiles import open_store
         from autopersona.store.warehouse import Warehouse
 
         with Warehouse(_wh_path(warehouse)) as wh, open_store(store, warehouse=wh) as ps:
             ledger = BudgetLedger(wh.con)
+            allowed = None
+            if consented_only:
+                allowed = (
+                    consented(wh, "analytics", entity="person")
+                    | consented(wh, "analytics", entity="account")
+                    | consented(wh, "analytics", entity="vin")
+                )
             try:
-                rel = tag_distribution_report(ps, tag, epsilon, ledger, dataset=dataset)
+                rel = tag_distribution_report(
+                    ps, tag, epsilon, ledger, dataset=dataset, allowed_entities=allowed
+                )
             except BudgetExceeded as exc:
                 raise _fail(f"privacy budget spent: {exc}", 3) from None
             except (KeyError, ValueError) as exc:
@@ -310,3 +327,36 @@ def register(app: typer.Typer) -> None:
         )
         for k, v in singles.items():
             typer.echo(f"  {k} alone: {v:.4f}")
+
+    @privacy_app.command("consent")
+    def consent_cmd(
+        person: Annotated[str, typer.Argument(help="Person id or account id.")],
+        at: Annotated[
+            str | None, typer.Option("--at", help="ISO date or time (default: now).")
+        ] = None,
+        warehouse: Annotated[Path | None, _WH_OPT] = None,
+        as_json: Annotated[bool, _JSON_OPT] = False,
+    ) -> None:
+        """Show a person's consent per purpose and channel at a time, and its history."""
+        from autopersona.privacy.consent import CHANNELS, PURPOSES, current_consent, history
+        from autopersona.store.profiles import parse_as_of
+        from autopersona.store.warehouse import Warehouse
+
+        try:
+            when = parse_as_of(at) if at else None
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        with Warehouse(_wh_path(warehouse)) as wh:
+            state = {
+                p: {c: current_consent(wh, person, p, c, when) for c in CHANNELS} for p in PURPOSES
+            }
+            hist = history(wh, person)
+        if as_json:
+            _out(
+                {"person": person, "at": when, "consent": state, "history": hist.to_dict("records")}
+            )
+            return
+        for p, chans in state.items():
+            yes = [c for c, ok in chans.items() if ok]
+            typer.echo(f"{p}: {', '.join(yes) if yes else 'no consent'}")
+        typer.echo(f"{len(hist)} decision(s) in the history")
