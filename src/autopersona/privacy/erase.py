@@ -15,8 +15,11 @@ logs, feature tables) are covered as long as they name people by one of the iden
 columns (:data:`IDENTIFIER_COLUMNS`: ``vin``, ``person_id``, ``customer_id``, ``account_id``,
 ``email``, ``phone``, ``entity``… or a name ending in ``_vin``, ``_person_id`` …; list columns
 such as ``persons.vins`` too).  Log-like tables (names starting with ``_`` or containing
-``log``, ``outbox``, ``decision``, ``message``, ``queue``) and JSON columns are also searched
-as text for the identifiers, so a raw record in the quarantine goes as well.
+``log``, ``outbox``, ``decision``, ``message``, ``queue``, ``event``, ``dead_letter``) and JSON
+columns are also searched
+as text for the identifiers, and so are free-text columns anywhere (``payload``,
+``address``, ``raw``, ``text``…), so a raw record in the quarantine or an outbox message to the
+person's address goes as well.
 
 1. **Resolve** the request (a person id, an account id, a VIN, an e-mail or a phone) to
    every linked identifier: identity links (all accounts of the person), the accounts'
@@ -84,7 +87,9 @@ IDENTIFIER_COLUMNS = frozenset(
     }
 )
 _ID_SUFFIXES = ("_vin", "_person_id", "_account_id", "_customer_id", "_email", "_phone")
-_LOG_RE = re.compile(r"^_|log|outbox|decision|message|queue")
+_LOG_RE = re.compile(r"^_|log|outbox|decision|message|queue|dead_letter|event")
+#: Free-text columns searched in any table (a payload may name the person).
+_FREE_TEXT = frozenset({"payload", "address", "raw", "body", "message", "text", "reasons"})
 EXEMPT_TABLES = frozenset(
     {AUDIT_TABLE, SUPPRESSION_TABLE, "privacy_budget_ledger", "privacy_budgets"}
     | {"reidentification_audit", "tag_runs"}
@@ -416,7 +421,9 @@ def _predicates(backend: Backend, values: Sequence[str]) -> list[tuple[str, str,
             elif _is_identifier(c) and kind in ("text", "json"):
                 parts.append(backend.in_list(c, kind, len(values)))
                 params += list(values)
-            elif long_values and (kind == "json" or (kind == "text" and _LOG_RE.search(t))):
+            elif long_values and (
+                kind == "json" or (kind == "text" and (_LOG_RE.search(t) or c in _FREE_TEXT))
+            ):
                 parts.append(backend.contains_any(c, len(long_values)))
                 params += long_values
         if parts:
