@@ -16,10 +16,9 @@ columns (:data:`IDENTIFIER_COLUMNS`: ``vin``, ``person_id``, ``customer_id``, ``
 ``email``, ``phone``, ``entity``… or a name ending in ``_vin``, ``_person_id`` …; list columns
 such as ``persons.vins`` too).  Log-like tables (names starting with ``_`` or containing
 ``log``, ``outbox``, ``decision``, ``message``, ``queue``, ``event``, ``dead_letter``) and JSON
-columns are also searched
-as text for the identifiers, and so are free-text columns anywhere (``payload``,
-``address``, ``raw``, ``text``…), so a raw record in the quarantine or an outbox message to the
-person's address goes as well.
+columns are also searched as text for the identifiers, and so are free-text columns anywhere
+(``payload``, ``address``, ``raw``, ``text``…), so a raw record in the quarantine or an outbox
+message to the person's address goes as well.
 
 1. **Resolve** the request (a person id, an account id, a VIN, an e-mail or a phone) to
    every linked identifier: identity links (all accounts of the person), the accounts'
