@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from privcheck import Fleet
 
 from autopersona.privacy.consent import (
     consent_state,
@@ -17,7 +18,6 @@ from autopersona.privacy.consent import (
     record_consent,
 )
 from autopersona.store.warehouse import Warehouse
-from conftest import Fleet
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from privcheck import Fleet
 
 from autopersona.identity import link_identities
 from autopersona.privacy.erase import (
@@ -30,7 +31,6 @@ from autopersona.privacy.erase import (
 from autopersona.privacy.pseudo import Pseudonymiser, Vault
 from autopersona.store.profiles import DuckDBProfileStore, PostgresProfileStore
 from autopersona.store.warehouse import Warehouse
-from conftest import Fleet
 
 with warnings.catch_warnings():
     warnings.filterwarnings(

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from privcheck import Fleet
 from pydantic import SecretStr
 
 from autopersona.privacy.pseudo import (
@@ -27,7 +28,6 @@ from autopersona.privacy.pseudo import (
 )
 from autopersona.settings import Settings
 from autopersona.store.warehouse import Warehouse
-from conftest import Fleet
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
