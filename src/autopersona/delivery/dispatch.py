@@ -107,12 +107,13 @@ class WarehouseContacts:
         key = (person_id, column)
         if key not in self._cache:
             try:
-                row = self.con.execute(
+                rows = self.con.execute(
                     f"""SELECT a.{column} FROM identity_links l JOIN accounts a USING (account_id)
                         WHERE l.person_id = ? AND a.{column} IS NOT NULL AND a.{column} <> ''
                         ORDER BY a.created_at DESC NULLS LAST, a.account_id LIMIT 1""",
                     [person_id],
-                ).fetchone()
+                ).fetchall()
+                row = rows[0] if rows else None
             except Exception:  # table absent (no identity linkage yet): no address
                 row = None
             self._cache[key] = str(row[0]) if row else None

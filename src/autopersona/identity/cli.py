@@ -44,7 +44,7 @@ def person_summary(wh: Any, key: str) -> list[dict[str, Any]]:
 
     exists = wh.con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [LINKS_TABLE]
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
         return []
     vin = normalise_vin(key)
@@ -72,11 +72,12 @@ def person_summary(wh: Any, key: str) -> list[dict[str, Any]]:
     ]
     out: list[dict[str, Any]] = []
     for pid in pids:
-        row = wh.con.execute(
+        rows = wh.con.execute(
             f"""SELECT person_id, vins, sources, account_count, first_seen
                 FROM {PERSONS_TABLE} WHERE person_id = ?""",
             [pid],
-        ).fetchone()
+        ).fetchall()
+        row = rows[0] if rows else None
         if row is None:
             continue
         accounts = wh.con.execute(

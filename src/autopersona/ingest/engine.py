@@ -511,8 +511,8 @@ class _Run:
         self.hook = _privacy_hook(wh)
 
     def one(self, sql: str, params: Sequence[Any] | None = None) -> Any:
-        row = self.con.execute(sql, list(params or [])).fetchone()
-        return row[0] if row else None
+        rows = self.con.execute(sql, list(params or [])).fetchall()
+        return rows[0][0] if rows else None
 
     def target(
         self,
@@ -597,7 +597,7 @@ class _Run:
         )
         n_sel, n_rawdup = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE _dup) FROM _ap_typed"
-        ).fetchone() or (0, 0)
+        ).fetchall()[0]
         rep.read += int(n_sel)
         rep.duplicates += int(n_rawdup)
         con.execute(
@@ -729,7 +729,7 @@ class _Run:
         counts = con.execute(
             "SELECT count(*) FILTER (WHERE _status = 0), count(*) FILTER (WHERE _status = 1) "
             "FROM _ap_final"
-        ).fetchone() or (0, 0)
+        ).fetchall()[0]
         rep.loaded, n_known = int(counts[0]), int(counts[1])
         rep.duplicates += n_known
         con.execute(

@@ -455,8 +455,8 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-    return int(row[0]) if row else 0
+    rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def _sql_str(text: str) -> str:

@@ -188,8 +188,8 @@ class _Directory:
 def _table_exists(con: Any, name: str) -> bool:
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(row and row[0][0])
 
 
 def _load_directory(con: Any, default_tz: str) -> _Directory:

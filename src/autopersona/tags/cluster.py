@@ -163,8 +163,8 @@ def load_window_means(
     for table, cols in by_table.items():
         exists = wh.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-        ).fetchone()
-        if not exists or not exists[0]:
+        ).fetchall()
+        if not exists or not exists[0][0]:
             continue
         have = {r[0] for r in wh.con.execute(f'DESCRIBE "{table}"').fetchall()}
         cols = [c for c in cols if c in have]

@@ -302,8 +302,8 @@ def label_events(wh: Warehouse, tag: TagSpec) -> pd.DataFrame:
     for ev in tag.model.label.events:
         exists = wh.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [ev.table]
-        ).fetchone()
-        if not exists or not exists[0]:
+        ).fetchall()
+        if not exists or not exists[0][0]:
             continue
         cols = {ev.entity, ev.time}
         exprs = [parse(s) for s in (ev.where, ev.amount) if s is not None]
@@ -628,8 +628,8 @@ def _ensure(wh: Warehouse) -> None:
 def _have_table(wh: Warehouse) -> bool:
     n = wh.con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [MODELS_TABLE]
-    ).fetchone()
-    return bool(n and n[0])
+    ).fetchall()
+    return bool(n and n[0][0])
 
 
 def save_model(wh: Warehouse, model: StoredModel) -> None:
@@ -676,8 +676,8 @@ def save_fit_record(
     _ensure(wh)
     have = wh.con.execute(
         f"SELECT count(*) FROM {MODELS_TABLE} WHERE tag_id = ? AND version = ?", [tag_id, version]
-    ).fetchone()
-    if have and have[0]:
+    ).fetchall()
+    if have and have[0][0]:
         return
     wh.con.execute(
         f"INSERT INTO {MODELS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}', '{{}}', ?)",
@@ -709,7 +709,8 @@ def latest_model(wh: Warehouse, tag: TagSpec, as_of: datetime | None = None) -> 
     if as_of is not None:
         sql += " AND as_of <= ?"
         params.append(as_of)
-    row = wh.con.execute(sql + " ORDER BY as_of DESC, trained_at DESC LIMIT 1", params).fetchone()
+    rows = wh.con.execute(sql + " ORDER BY as_of DESC, trained_at DESC LIMIT 1", params).fetchall()
+    row = rows[0] if rows else None
     if row is None:
         return None
     meta = json.loads(row[5])

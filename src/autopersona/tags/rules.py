@@ -203,8 +203,8 @@ _LENGTH = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH"}
 def _table_exists(wh: Warehouse, table: str) -> bool:
     n = wh.con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-    ).fetchone()
-    return bool(n and n[0])
+    ).fetchall()
+    return bool(n and n[0][0])
 
 
 def load_inputs(
