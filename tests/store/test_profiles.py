@@ -351,6 +351,19 @@ def _learnable_warehouse(path: Path) -> Warehouse:
             for wk in (WEEK1, WEEK2)
         ]
     )
+    mob = pd.DataFrame(  # the driving-style clusters read jerk from the mobility pass
+        [
+            {
+                "vin": v,
+                "period_start": wk,
+                "period": "week",
+                "jerk_abs_mean_mps3": 0.08 + 0.1 * c + rng.normal(0, 0.004),
+                "high_jerk_share": 0.05 * c + rng.normal(0, 0.002),
+            }
+            for v, c in zip(vins, level, strict=True)
+            for wk in (WEEK1, WEEK2)
+        ]
+    )
     svc = pd.DataFrame(
         [
             {
@@ -373,10 +386,17 @@ def _learnable_warehouse(path: Path) -> Warehouse:
             recs.append(
                 {"service_id": f"S{len(recs)}", "vin": v, "ts": t, "visit_type": "accessory"}
             )
-    for name, df in (("_veh", veh), ("_d", drv), ("_s", svc), ("_r", pd.DataFrame(recs))):
+    for name, df in (
+        ("_veh", veh),
+        ("_d", drv),
+        ("_m", mob),
+        ("_s", svc),
+        ("_r", pd.DataFrame(recs)),
+    ):
         w.con.register(name, df)
     w.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) SELECT * FROM _veh")
     w.con.execute("CREATE TABLE features_driving AS SELECT * FROM _d")
+    w.con.execute("CREATE TABLE features_mobility AS SELECT * FROM _m")
     w.con.execute("CREATE TABLE features_service AS SELECT * FROM _s")
     w.con.execute(
         "INSERT INTO service_records (service_id, vin, ts, visit_type) "

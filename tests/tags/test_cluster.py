@@ -54,11 +54,13 @@ def _blobs(n_per: int, sd: float, seed: int = 0) -> tuple[pd.DataFrame, pd.Serie
 
 
 def _tag(**cluster: object) -> TagSpec:
+    """The catalogue's driving-style tag, clustering the synthetic FEATS of these tests."""
     base = load_catalogue().tags["l2_driving_style"]
     assert base.cluster is not None
     data = base.cluster.model_dump(by_alias=True)
+    data.update({"features": FEATS, "naming": {"rank_by": "aggressiveness_index"}})
     data.update(cluster)
-    return base.model_copy(update={"cluster": ClusterConfig.model_validate(data)})
+    return base.model_copy(update={"inputs": FEATS, "cluster": ClusterConfig.model_validate(data)})
 
 
 @pytest.mark.parametrize("algorithms", [["kmeans"], ["gmm"], ["kmeans", "dbscan", "gmm"]])

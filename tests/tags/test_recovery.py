@@ -57,13 +57,10 @@ def test_driving_style_clusters_are_named_in_order(
     assert mean["aggressive"] > mean["cautious"] + 0.3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ARI 0.17 (this fleet) / 0.23 (80 x 14 days): the driving features separate "
-    "cautious from aggressive but not moderate (clustering the true aggressiveness gives "
-    "0.96; the best scaling/feature subset tried on the observed features 0.37)",
-)
 def test_driving_style_ari_target(style: tuple[pd.Series, pd.DataFrame]) -> None:
+    """ARI >= 0.6 against the true style (0.70 measured on this fleet from jerk; the harsh-event
+    rates and aggressiveness index gave 0.17: they separate cautious from aggressive but not
+    moderate within a week)."""
     got, truth = style
     assert adjusted_rand_score(truth.loc[got.index, "driving_style"], got) >= 0.6
 

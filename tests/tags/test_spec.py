@@ -73,7 +73,7 @@ class TestBuiltin:
         assert [c.when for c in tier.rule.cases][:2] == ["msrp_cny > 400000", "msrp_cny >= 150000"]
         style = cat.tags["l2_driving_style"]
         assert style.method == "cluster" and style.cluster is not None
-        assert style.cluster.algorithms == ["kmeans", "dbscan"]
+        assert style.cluster.algorithms == ["kmeans", "gmm", "dbscan"]
         assert style.cluster.selection == ["silhouette", "calinski_harabasz"]
         ubi = cat.tags["l4_ubi_risk"]
         assert ubi.method == "model" and ubi.model is not None and ubi.cadence == "quarterly"
