@@ -119,6 +119,8 @@ def test_scan_catches_leaks(parties: Path, tmp_path: Path) -> None:
 @pytest.mark.filterwarnings(
     r"ignore:unclosed file <_io\.\w+ name='/dev/null':ResourceWarning",
     r"ignore:subprocess \d+ is still running:ResourceWarning",
+    # the same leftovers when they reach pytest's unraisable-exception hook instead
+    r"ignore:Exception ignored in. <_io\.FileIO name='/dev/null':pytest.PytestUnraisableExceptionWarning",
 )
 def test_flower_simulation(parties: Path, tmp_path: Path) -> None:
     audit = tmp_path / "audit"
