@@ -179,6 +179,7 @@ def main() -> None:
     env = {
         **os.environ,
         "AUTOPERSONA_API_SECRET": SECRET,
+        "AUTOPERSONA_PSEUDONYM_KEY": "bench-pseudonym-key-0123456789abcdef",
         "AUTOPERSONA_WAREHOUSE": str(tmp / "wh.duckdb"),
         "AUTOPERSONA_API_POOL_SIZE": os.environ.get("AUTOPERSONA_API_POOL_SIZE", "4"),
     }

@@ -10,6 +10,7 @@ from autopersona.api.config import ApiSettings
 from autopersona.api.keys import KeyStore
 
 SECRET = "test-secret-for-api-keys-0123456789"
+PSEUDONYM_KEY = "test-pseudonym-key-0123456789abcdef0123"
 #: Campaign whose A/B feedback the tests post through the API.
 CAMPAIGN = "api_test_campaign"
 
@@ -49,6 +50,7 @@ def settings_for(db: Path, **kw: object) -> ApiSettings:
     base = {
         "warehouse": db,
         "api_secret": SECRET,
+        "pseudonym_key": PSEUDONYM_KEY,
         "api_keys_file": db.with_suffix(".keys.json"),
         "memory_limit": "1GB",
         "threads": 1,

@@ -471,6 +471,9 @@ def test_default_secret_refused_outside_demo(demo_db: Path) -> None:
     with pytest.raises(ConfigError, match="at least 16"):
         create_app(ApiSettings(warehouse=demo_db, api_secret="short"))
     assert create_app(ApiSettings(warehouse=demo_db, demo=True)) is not None
+    # a good API secret is not enough: the pseudonym key must not be the published default
+    with pytest.raises(ConfigError, match="AUTOPERSONA_PSEUDONYM_KEY"):
+        create_app(ApiSettings(warehouse=demo_db, demo=False, api_secret="x" * 20))
 
 
 def test_parse_as_of_is_the_stores(client: TestClient, keys: dict[str, str]) -> None:

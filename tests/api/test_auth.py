@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from apicheck import SECRET, hdr, make_key
+from apicheck import PSEUDONYM_KEY, SECRET, hdr, make_key
 from fastapi.testclient import TestClient
 
 from autopersona.api.config import ApiSettings
@@ -146,6 +146,7 @@ def test_keys_cli(tmp_path: Path) -> None:
     env = {
         "AUTOPERSONA_WAREHOUSE": str(tmp_path / "wh.duckdb"),
         "AUTOPERSONA_API_SECRET": SECRET,
+        "AUTOPERSONA_PSEUDONYM_KEY": PSEUDONYM_KEY,
         "PATH": "/usr/bin:/bin",
     }
     run = [sys.executable, "-c", "from autopersona.cli import main; main()"]

@@ -72,4 +72,10 @@ class ApiSettings(Settings):
             )
         if len(self.api_secret.get_secret_value()) < 16:
             raise ConfigError("AUTOPERSONA_API_SECRET must be at least 16 characters")
+        from autopersona.privacy.pseudo import InsecureKeyError, check_settings
+
+        try:  # the service pseudonymises what it ingests: no published or short key either
+            check_settings(self)
+        except InsecureKeyError as exc:
+            raise ConfigError(str(exc)) from exc
         return self
