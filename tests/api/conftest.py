@@ -9,11 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from apicheck import CAMPAIGN, build_demo, make_key, settings_for
 from fastapi.testclient import TestClient
 
 from autopersona.api.app import create_app
 from autopersona.api.config import ApiSettings
+
+from .apicheck import CAMPAIGN, build_demo, make_key, settings_for
 
 
 def _log_decisions(db: Path) -> bool:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from apicheck import CAMPAIGN, hdr
 from fastapi.testclient import TestClient
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
@@ -21,6 +20,8 @@ from autopersona.ingest.engine import ingest
 from autopersona.store.profiles import DuckDBProfileStore, parse_as_of
 from autopersona.store.warehouse import Warehouse
 from autopersona.tags.spec import load_catalogue
+
+from .apicheck import CAMPAIGN, hdr
 
 
 def _wh(client: TestClient) -> Warehouse:

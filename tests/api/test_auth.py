@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from apicheck import PSEUDONYM_KEY, SECRET, hdr, make_key
 from fastapi.testclient import TestClient
 
 from autopersona.api.config import ApiSettings
 from autopersona.api.keys import KeyStore
+
+from .apicheck import PSEUDONYM_KEY, SECRET, hdr, make_key
 
 AUD = {"expression": "l1_vehicle_tier == 'luxury'"}
 ROW = {

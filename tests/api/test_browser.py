@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apicheck import CAMPAIGN
+
+from .apicheck import CAMPAIGN
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

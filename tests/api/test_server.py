@@ -9,12 +9,13 @@ from collections.abc import Iterator
 import httpx
 import pandas as pd
 import pytest
-from apicheck import hdr, make_key
 from fastapi.testclient import TestClient
 
 from autopersona.api.app import create_app
 from autopersona.api.config import ApiSettings
 from autopersona.api.data import PROFILE_COLUMNS
+
+from .apicheck import hdr, make_key
 
 PG_URL = os.environ.get("AUTOPERSONA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -37,11 +37,8 @@ Examples
 >>> from autopersona.tags.spec import load_catalogue
 >>> rng = np.random.default_rng(0)
 >>> centres = {"cautious": 0.1, "moderate": 0.45, "aggressive": 0.8}
->>> rows = [{"aggressiveness_index": c + rng.normal(0, 0.03),
-...          "harsh_accel_per_100km": 10 * c + rng.normal(0, 0.3),
-...          "harsh_brake_per_100km": 8 * c + rng.normal(0, 0.3),
-...          "harsh_corner_per_100km": 5 * c + rng.normal(0, 0.3),
-...          "speed_volatility": 2 * c + rng.normal(0, 0.1)}
+>>> rows = [{"jerk_abs_mean_mps3": 0.08 + 0.1 * c + rng.normal(0, 0.003),
+...          "high_jerk_share": 0.05 * c + rng.normal(0, 0.002)}
 ...         for c in centres.values() for _ in range(15)]
 >>> env = pd.DataFrame(rows, index=pd.Index([f"V{i:02d}" for i in range(45)], name="entity"))
 >>> fit = fit_cluster_tag(load_catalogue().tags["l2_driving_style"], env)
