@@ -166,7 +166,9 @@ def profile_stage(console: Console, wh: Warehouse) -> ProfileStageResult:
         )
     else:
         res.notes["sentiment"] = reason
-        console.print(f"[yellow]sentiment skipped[/]: {reason}")
+        from rich.markup import escape
+
+        console.print(f"[yellow]sentiment skipped[/]: {escape(reason)}")  # "[sentiment]" is text
     res.seconds["sentiment"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
