@@ -215,6 +215,48 @@ def test_refresh_only_recomputes_due_tags(
     ).refreshed == _buildable(cat)
 
 
+def test_purpose_tag_needs_consent_and_a_withdrawal_closes_it(
+    wh: Warehouse, store: ProfileStore, tmp_path: Path
+) -> None:
+    """A tag declaring ``purpose: ubi`` is built only for vehicles whose people consent to UBI
+    processing; withdrawing that consent closes the value at the next refresh (history kept)."""
+    folder = tmp_path / "purpose-cat"
+    folder.mkdir()
+    (folder / "ubi.yaml").write_text(
+        NIGHT_DRIVER.replace("cadence: weekly", "cadence: weekly\n    purpose: ubi"),
+        encoding="utf-8",
+    )
+    cat = load_catalogue(folder)
+    assert cat.tags["night_driver"].purpose == "ubi"
+    wh.con.execute(
+        "INSERT INTO accounts (account_id, source, vin) VALUES "
+        "('A1', 'owner', 'V1'), ('A2', 'owner', 'V2')"
+    )
+    granted = T0 - timedelta(days=30)
+    wh.con.execute(
+        "INSERT INTO consents (account_id, purpose, channel, granted, ts) VALUES "
+        "('A1', 'ubi', 'any', true, ?), ('A2', 'ubi', 'any', true, ?), "
+        "('A1', 'marketing', 'any', true, ?)",
+        [granted, granted, granted],
+    )
+    refresh(wh, store, cat, as_of=T0, due_only=False)
+    assert set(store.profile_show("V1")["tag_id"]) == {"night_driver"}
+    assert set(store.profile_show("V2")["tag_id"]) == {"night_driver"}
+    # A2 withdraws UBI consent the day after
+    wh.con.execute(
+        "INSERT INTO consents (account_id, purpose, channel, granted, ts) VALUES "
+        "('A2', 'ubi', 'any', false, ?)",
+        [T0 + timedelta(days=1)],
+    )
+    later = T0 + timedelta(days=2)
+    rep = refresh(wh, store, cat, as_of=later, due_only=False)
+    assert store.profile_show("V2").empty
+    assert "no ubi consent" in rep.notes["night_driver"]
+    assert store.profile_show("V1")["value"].tolist() == ["yes"]
+    # history: as of T0 the value was there
+    assert store.profile_show("V2", as_of=T0 + timedelta(hours=1))["value"].tolist() == ["yes"]
+
+
 def test_redefined_tag_is_due_again(wh: Warehouse, store: ProfileStore, tmp_path: Path) -> None:
     refresh(wh, store, load_catalogue(), as_of=T0)
     folder = tmp_path / "cat"

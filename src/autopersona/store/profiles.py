@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
@@ -356,6 +356,30 @@ class ProfileStore:
                 self._sql(f"INSERT INTO {{s}}.tag_assignments ({cols}) VALUES ({vals})"),
                 inserts,
             )
+
+    def close_except(self, tag_id: str, keep: set[str], as_of: datetime) -> int:
+        """Close the current values of ``tag_id`` held by entities outside ``keep``.
+
+        They stay valid until ``as_of`` (history is kept): e.g. people who withdrew the
+        consent the tag's purpose needs.  Returns how many were closed.
+        """
+        cur = self._query(
+            self._sql(
+                "SELECT entity_type, entity FROM {s}.tag_assignments "
+                "WHERE valid_to IS NULL AND tag_id = ?"
+            ),
+            [tag_id],
+        )
+        when = _utc(as_of)
+        closes: list[Sequence[Any]] = [
+            [when, r.entity_type, r.entity, tag_id]
+            for r in cur.itertuples()
+            if str(r.entity) not in keep
+        ]
+        if closes:
+            with self._transaction():
+                self._apply(closes, [], [])
+        return len(closes)
 
     def record_run(
         self, tag_id: str, as_of: datetime, digest: str, catalogue_version: str, assignments: int
@@ -708,6 +732,17 @@ def refresh(
         return rep
     df = build_tags(wh, cat, as_of=when, tags=todo, period=period, notes=rep.notes)
     w = store.write(df, when)
+    purposed = [t for t in todo if cat.tags[t].purpose is not None]
+    if purposed:  # a withdrawn consent ends the values its purpose produced
+        from autopersona.privacy.consent import consented
+
+        for t in purposed:
+            spec = cat.tags[t]
+            assert spec.purpose is not None
+            kind: Literal["vin", "account"] = "vin" if spec.entity == "vin" else "account"
+            n = store.close_except(t, consented(wh, spec.purpose, "any", when, kind), when)
+            if n:
+                rep.notes[t] = f"{t}: {n} value(s) closed: no {spec.purpose} consent"
     rep.assignments = len(df)
     rep.changed = w.opened
     counts = df["tag_id"].value_counts().to_dict()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -61,6 +61,7 @@ class Builder:
     notes: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     _events: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _consent: dict[tuple[str, str, datetime], set[str]] = field(default_factory=dict)
 
     def tag_values(self, tag_id: str) -> dict[str, list[str]]:
         """Values of the tags a tag reads (categorical codes of a model)."""
@@ -96,6 +97,9 @@ class Builder:
         results: dict[str, pd.DataFrame] = {}
         for t in order:
             res = self._one(t, env, as_of)
+            allowed = self.consented(t, as_of)
+            if allowed is not None and len(res):
+                res = res[res["entity"].astype(str).isin(allowed)].reset_index(drop=True)
             col = pd.Series([None] * len(env), index=env.index, dtype=object)
             if len(res):
                 res = res[res["entity"].isin(env.index)]
@@ -103,6 +107,23 @@ class Builder:
             env[t] = col
             results[t] = res
         return env, results
+
+    def consented(self, t: str, as_of: datetime) -> set[str] | None:
+        """Entities consented for tag ``t``'s purpose at ``as_of`` (None: the tag has none).
+
+        Consent is per person (:mod:`autopersona.privacy.consent`): a VIN needs every person
+        linked to it, a customer id its own account's consent; no decision means no consent.
+        """
+        purpose = self.cat.tags[t].purpose
+        if purpose is None:
+            return None
+        from autopersona.privacy.consent import consented
+
+        kind: Literal["vin", "account"] = "vin" if self.cat.tags[t].entity == "vin" else "account"
+        key = (purpose, kind, as_of)
+        if key not in self._consent:
+            self._consent[key] = consented(self.wh, purpose, "any", as_of, kind)
+        return self._consent[key]
 
     def _one(self, t: str, env: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
         spec = self.cat.tags[t]
@@ -184,8 +205,12 @@ class Builder:
             feats = list(spec.model.features)
             sub = Builder(self.wh, self.cat, self.period, train=False, save=False)
 
+            allowed = self.consented(t, as_of)  # consent now governs training now
+
             def env_at(snapshot: datetime) -> pd.DataFrame:
                 e, _ = sub.env(spec.entity, deps, snapshot, set(feats))
+                if allowed is not None:
+                    e = e[e.index.astype(str).isin(allowed)]
                 return e.reindex(columns=feats)
 
             try:

@@ -65,6 +65,8 @@ Tier = Literal["L1", "L2", "L3", "L4", "basic", "behaviour", "interest", "value"
 Method = Literal["rule", "score", "cluster", "model"]
 Cadence = Literal["static", "weekly", "monthly", "quarterly"]
 Entity = Literal["vin", "customer_id"]
+#: Processing purposes of the consent registry (:mod:`autopersona.privacy.consent`).
+Purpose = Literal["marketing", "ubi", "analytics", "partner_sharing"]
 
 #: Days after which a tag of each cadence is due again (static: never, once computed).
 CADENCE_DAYS: dict[str, int | None] = {
@@ -246,6 +248,11 @@ class TagSpec(_Strict):
     inputs: list[str] = Field(min_length=1)
     sources: list[str] = Field(min_length=1)
     cadence: Cadence
+    purpose: Purpose | None = Field(
+        default=None,
+        description="Purpose whose consent the tag needs: entities without it (at the as-of "
+        "time) get no value, a value they had is closed, and a model tag trains without them.",
+    )
     rule: RuleConfig | None = None
     score: ScoreConfig | None = None
     cluster: ClusterConfig | None = None
