@@ -487,6 +487,10 @@ def _when_sql(cond: Condition | None) -> str:
 
 
 # ============================================================================ engine
+#: Quarantine reason of a row that carries an erased person's identifier.
+ERASED_REASON = "erased person"
+
+
 def _privacy_hook(wh: Warehouse) -> Any:
     """Pseudonymisation at ingest when on (:class:`autopersona.privacy.pseudo.IngestHook`)."""
     hook = getattr(wh, "ingest_hook", None)
@@ -509,6 +513,53 @@ class _Run:
         self.con: duckdb.DuckDBPyConnection = wh.con
         self.run_id = run_id
         self.hook = _privacy_hook(wh)
+        self._suppression: bool | None = None  # erased identifiers on file (read once)
+
+    def suppress(self, c: Any) -> None:
+        """Quarantine rows carrying an erased person's identifier (``_ap_typed`` in place).
+
+        Erasure (:func:`autopersona.privacy.erase.erase_person`) leaves keyed hashes of the
+        person's identifiers in ``erasure_suppression``; a row whose personal-data column
+        (``pii`` in the contract) holds one of them gets the reason, so re-delivered data of
+        an erased person is kept out of every table (and of future training sets).  Its
+        quarantine row keeps file, row, field and reason but not the raw record.
+        """
+        con = self.con
+        if self._suppression is None:
+            from autopersona.privacy.erase import SUPPRESSION_TABLE
+
+            n = self.one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                [SUPPRESSION_TABLE],
+            )
+            self._suppression = bool(n) and bool(
+                self.one(f"SELECT count(*) FROM {SUPPRESSION_TABLE}")
+            )
+        if not self._suppression:
+            return
+        from autopersona.privacy.erase import suppressed
+
+        for col in c.columns:
+            if not col.pii:
+                continue
+            name = _q(col.name)
+            values = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT CAST({name} AS VARCHAR) FROM _ap_typed "
+                    f"WHERE {name} IS NOT NULL"
+                ).fetchall()
+            ]
+            hit = sorted(suppressed(self.wh, values))
+            if not hit:
+                continue
+            reason = f"{ERASED_REASON}: {col.name} is on the erasure suppression list"
+            con.execute(
+                f"UPDATE _ap_typed SET _reasons = list_append(_reasons, {_lit(reason)}), "
+                f"_field = coalesce(_field, {_lit(col.name)}) "
+                f"WHERE CAST({name} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
+                [hit],
+            )
 
     def one(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.con.execute(sql, list(params or [])).fetchall()
@@ -595,6 +646,7 @@ class _Run:
                        {repairs_sql} AS _repairs
                 FROM {source} s"""
         )
+        self.suppress(c)
         n_sel, n_rawdup = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE _dup) FROM _ap_typed"
         ).fetchall()[0]
@@ -764,6 +816,8 @@ class _Run:
         raw_sql = f"coalesce(q.raw, {raw_json})"
         if self.hook is not None:
             raw_sql = self.hook.raw(raw_sql)
+        # an erased person's row is counted and explained, but no copy of it is kept
+        raw_sql = f"CASE WHEN q.reason LIKE '%{ERASED_REASON}%' THEN NULL ELSE {raw_sql} END"
         if rep.quarantined:
             con.execute(
                 f"""INSERT INTO {QUARANTINE_TABLE}
