@@ -402,6 +402,7 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
         proc.send_signal(signal.SIGKILL)  # mid-stream: no clean-up at all
         proc.communicate(timeout=10)
         killed_at = listener.received.unique
+        push_killed_at = webhook.at("/push").unique
         t.join(30)
         assert killed_at < n
         proc = _engine_proc(cfg, whp, "killme-1", tmp_path / "run2.log")
@@ -412,9 +413,11 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
         assert proc.returncode == 0, (tmp_path / "run2.log").read_text()[-2000:]
         stats = json.loads(out.decode().strip().splitlines()[-1])
         assert stats["errors"] == []
-        # Effectively once: every key arrived; raw repeats only from the kill window.
+        # Effectively once: every key arrived; raw repeats only from the kill window — a
+        # repeat is a message the killed process sent but had not yet marked sent, so there
+        # are never more of them than it delivered (typically about 20; 64 seen on a busy box)
         hu_dup, push_dup = listener.received.duplicates, webhook.at("/push").duplicates
-        assert hu_dup <= 60 and push_dup <= 60, (hu_dup, push_dup)
+        assert hu_dup <= killed_at and push_dup <= push_killed_at, (hu_dup, push_dup)
         with Warehouse(whp, read_only=True) as wh:
             assert wh.sql(
                 "SELECT count(*), count(DISTINCT idempotency_key) FROM strategy_decisions"
