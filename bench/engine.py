@@ -29,7 +29,6 @@ Runtime is bounded (default well under 2 minutes: the tail wait ends when everyt
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import queue
@@ -41,7 +40,6 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,8 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from autopersona.strategy.decision import Decision, idempotency_key
 
 PREFIX = "bench/v1"
 
@@ -96,31 +96,6 @@ def _client(cid: str) -> mqtt.Client:
 
 
 # --------------------------------------------------------------------------- contenders
-@dataclass(frozen=True)
-class BenchDecision:
-    """A decision with the fields delivery reads."""
-
-    decision_id: str
-    idempotency_key: str
-    person_id: str
-    vin: str | None
-    strategy_id: str
-    trigger: str
-    trigger_key: str
-    channel: str | None
-    status: str
-    guard: str | None
-    reason: str
-    arm: str
-    priority: int
-    expected_value: float
-    title: str
-    body: str
-    offer: dict[str, Any]
-    created_at: datetime
-    not_after: datetime | None
-
-
 class MinimalEngine:
     """One head-unit send decision per event, logged in ``strategy_decisions``.
 
@@ -134,10 +109,10 @@ class MinimalEngine:
         self.wh = wh
         create_decision_table(wh.con)
 
-    def on_event(self, event: dict[str, Any], *, log: bool = True) -> list[BenchDecision]:
+    def on_event(self, event: dict[str, Any], *, log: bool = True) -> list[Decision]:
         person = f"P-{event['vin']}"
-        key = hashlib.sha256(f"bench\x1f{person}\x1f{event['event_id']}".encode()).hexdigest()
-        d = BenchDecision(
+        key = idempotency_key("bench", person, event["event_id"])
+        d = Decision(
             uuid.uuid4().hex, key, person, event["vin"], "bench", "event", event["event_id"],
             "head_unit", "send", None, "bench", "treatment", 1, 1.0, "Charging stops",
             "Two fast chargers on your route.", {"code": "TRIP10"}, datetime.now(UTC), None,
@@ -146,7 +121,7 @@ class MinimalEngine:
             self.log([d])
         return [d]
 
-    def log(self, decisions: list[BenchDecision]) -> int:
+    def log(self, decisions: list[Decision]) -> int:
         import pyarrow as pa
 
         from autopersona.strategy.decision import DECISION_COLUMNS, DECISIONS_TABLE
@@ -169,7 +144,7 @@ class MinimalEngine:
 
     def release_held(
         self, vin: str, speed_mps: float, now: datetime, *, log: bool = True
-    ) -> list[BenchDecision]:
+    ) -> list[Decision]:
         return []
 
 

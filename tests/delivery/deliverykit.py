@@ -9,7 +9,6 @@ deliveries, so tests can tell "delivered exactly once" from "delivered at least 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import shutil
 import socket
@@ -33,6 +32,8 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 from pgcheck import PG_URL, pg_unavailable
+
+from autopersona.strategy.decision import Decision, idempotency_key
 
 __all__ = ["PG_URL", "pg_unavailable"]
 
@@ -304,32 +305,9 @@ class Publisher:
 
 
 # --------------------------------------------------------------------------- engine
-def key_of(strategy_id: str, person: str, trigger_key: str) -> str:
-    blob = "\x1f".join((strategy_id, person, trigger_key)).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-@dataclass(frozen=True)
-class FakeDecision:
-    decision_id: str
-    idempotency_key: str
-    person_id: str
-    vin: str | None
-    strategy_id: str
-    trigger: str
-    trigger_key: str
-    channel: str | None
-    status: str
-    guard: str | None
-    reason: str
-    arm: str
-    priority: int
-    expected_value: float
-    title: str
-    body: str
-    offer: dict[str, Any]
-    created_at: datetime
-    not_after: datetime | None
+# the engine's own record and key (the fake engine only decides differently)
+FakeDecision = Decision
+key_of = idempotency_key
 
 
 class FakeEngine:
