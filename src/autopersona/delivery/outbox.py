@@ -51,14 +51,12 @@ Examples
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -66,6 +64,7 @@ import pandas as pd
 
 from autopersona.delivery._arrow import INT, STR, TS, rows_table
 from autopersona.delivery.config import RetryPolicy
+from autopersona.store.sqlbase import SchemaStore
 
 if TYPE_CHECKING:
     from autopersona.store.warehouse import Warehouse
@@ -81,7 +80,6 @@ __all__ = [
 ]
 
 STATUSES = ("pending", "sending", "sent", "failed", "dead")
-_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _COLS = [
     "idempotency_key",
     "decision_id",
@@ -184,7 +182,7 @@ class SendResult:
         return cls(ok=False, error=f"expired: not sent by {not_after.isoformat()}", expired=True)
 
 
-class Outbox:
+class Outbox(SchemaStore):
     """Shared logic of both backends; subclasses supply connection and SQL details.
 
     Parameters
@@ -195,14 +193,10 @@ class Outbox:
         Retry policy (attempts, backoff, jitter seed).
     """
 
-    json_type = "JSON"
-    placeholder = "?"
     lease_s: float = 30.0
 
     def __init__(self, schema: str, policy: RetryPolicy | None = None) -> None:
-        if not _SCHEMA_RE.match(schema):
-            raise ValueError(f"invalid schema name {schema!r}")
-        self.schema = schema
+        super().__init__(schema)
         self.policy = policy or RetryPolicy()
 
     # ----------------------------------------------------------- backend hooks
@@ -228,24 +222,8 @@ class Outbox:
         """The same outbox on a connection of its own (for another thread)."""
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Close the connection if the outbox opened it."""
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # ----------------------------------------------------------- schema
     def _sql(self, sql: str) -> str:
-        sql = sql.replace("{s}", f'"{self.schema}"').replace("{json}", self.json_type)
-        return sql.replace("?", self.placeholder)
+        return self.sql(sql)
 
     def create_tables(self) -> None:
         """Create the schema and tables if absent."""

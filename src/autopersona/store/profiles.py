@@ -44,17 +44,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
+
+from autopersona.store.sqlbase import SchemaStore
 
 if TYPE_CHECKING:
     from autopersona.store.warehouse import Warehouse
@@ -87,7 +87,6 @@ _COLS = [
     "model_version",
     "computed_at",
 ]
-_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def parse_as_of(text: str) -> datetime:
@@ -156,7 +155,7 @@ class RefreshReport:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-class ProfileStore:
+class ProfileStore(SchemaStore):
     """Shared logic of both backends; subclasses supply the connection and SQL details.
 
     Parameters
@@ -165,13 +164,8 @@ class ProfileStore:
         Schema holding the tables (created if absent).
     """
 
-    json_type = "JSON"
-    placeholder = "?"
-
     def __init__(self, schema: str) -> None:
-        if not _SCHEMA_RE.match(schema):
-            raise ValueError(f"invalid schema name {schema!r}")
-        self.schema = schema
+        super().__init__(schema)
 
     # ----------------------------------------------------------- backend hooks
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -188,24 +182,8 @@ class ProfileStore:
         raise NotImplementedError
         yield  # pragma: no cover
 
-    def close(self) -> None:
-        """Close the connection (if the store opened it)."""
-
-    def __enter__(self) -> ProfileStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # ----------------------------------------------------------- schema
     def _sql(self, sql: str) -> str:
-        sql = sql.replace("{s}", f'"{self.schema}"').replace("{json}", self.json_type)
-        return sql.replace("?", self.placeholder)
+        return self.sql(sql)
 
     def create_tables(self) -> None:
         """Create the schema, tables and indexes if absent."""

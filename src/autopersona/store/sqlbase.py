@@ -1,0 +1,59 @@
+"""What every schema-scoped SQL store shares (profile store, outbox).
+
+One code path for DuckDB and PostgreSQL, with the backend's placeholder and JSON type filled
+into shared SQL.
+
+>>> class Demo(SchemaStore):
+...     placeholder = "%s"
+>>> Demo("ap").sql("SELECT * FROM {s}.t WHERE x = ? AND j::{json} IS NOT NULL")
+'SELECT * FROM "ap".t WHERE x = %s AND j::JSON IS NOT NULL'
+>>> Demo("bad name")
+Traceback (most recent call last):
+...
+ValueError: invalid schema name 'bad name'
+"""
+
+from __future__ import annotations
+
+import re
+from types import TracebackType
+from typing import Self
+
+__all__ = ["SchemaStore"]
+
+_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class SchemaStore:
+    """Tables in one schema; subclasses supply the connection.
+
+    SQL is written once with ``{s}`` for the schema, ``{json}`` for the JSON column type and
+    ``?`` for parameters; :meth:`sql` turns it into the backend's dialect.
+    """
+
+    json_type = "JSON"
+    placeholder = "?"
+
+    def __init__(self, schema: str) -> None:
+        if not _SCHEMA_RE.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.schema = schema
+
+    def sql(self, sql: str) -> str:
+        """``sql`` with the schema, JSON type and placeholder of this backend."""
+        sql = sql.replace("{s}", f'"{self.schema}"').replace("{json}", self.json_type)
+        return sql.replace("?", self.placeholder)
+
+    def close(self) -> None:
+        """Close the connection if the store opened it."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
