@@ -21,6 +21,10 @@ def _shared_data() -> Path:
 
 SHARED_DATA = _shared_data()
 
+# conftest files are plugins, not test modules: under --doctest-modules pytest would also
+# import each as a module named "conftest", and two of them clash ("import file mismatch")
+collect_ignore_glob = ["conftest.py", "*/conftest.py"]
+
 
 @pytest.fixture
 def shared_data() -> Path:
