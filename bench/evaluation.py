@@ -2,8 +2,8 @@
 
 The data is synthetic (numpy, fixed seed): one row per message — strategy (20), channel
 (4), arm (precision / baseline / holdout), day (30), person, and the funnel flags sent,
-delivered, exposed, clicked, conversions, redemptions, revenue — written once to a cached
-Parquet file.  Each contender, in its own process (``bench/_harness.py``), reads the file
+delivered, exposed, clicked, voice reply, dwell, conversions, redemptions, revenue,
+referrals — written once to a cached Parquet file.  Each contender, in its own process (``bench/_harness.py``), reads the file
 and computes the same analysis:
 
 1. the four-layer funnel per strategy, channel, segment (= arm) and day — autopersona runs
@@ -58,6 +58,10 @@ def generate(rows: int, path: Path, seed: int = 7) -> None:
         conversions = conv.astype(np.int64) + (conv & (rng.random(n) < 0.1))
         redemptions = (conv & (rng.random(n) < 0.6)).astype(np.int64)
         revenue = np.where(conversions > 0, rng.lognormal(5, 0.8, n) * conversions, 0.0)
+        voice = exposed & (rng.random(n) < 0.05)
+        dwell = np.where(exposed & (rng.random(n) < 0.9), rng.lognormal(2, 0.6, n), np.nan)
+        referrals = (conv & (rng.random(n) < 0.08)).astype(np.int64)
+        referral_value = np.where(referrals > 0, rng.lognormal(5, 0.5, n), 0.0)
         table = pa.table(
             {
                 "strategy": pa.array(np.char.add("s", strategy.astype(str))).dictionary_encode(),
@@ -70,9 +74,13 @@ def generate(rows: int, path: Path, seed: int = 7) -> None:
                 "is_exposed": exposed,
                 "is_clicked": clicked,
                 "is_visited": clicked,
+                "is_voice": voice,
+                "dwell_s": pa.array(dwell, mask=np.isnan(dwell)),
                 "conversions": conversions,
                 "redemptions": redemptions,
                 "revenue": revenue,
+                "referrals": referrals,
+                "referral_value": referral_value,
             }
         )
         if writer is None:
@@ -215,7 +223,7 @@ def main() -> int:
 
     from _harness import best_of
 
-    data = args.cache / f"autopersona-bench-exposures-{args.rows}.parquet"
+    data = args.cache / f"autopersona-bench-exposures-v2-{args.rows}.parquet"
     if not data.is_file():
         t0 = time.perf_counter()
         generate(args.rows, data)

@@ -8,6 +8,8 @@ import pandas as pd
 from autopersona.store.warehouse import Warehouse
 
 STEPS = ("sent", "delivered", "exposed", "clicked", "converted", "redeemed")
+#: Side events of a message: (step, after which funnel step, probability).
+SIDE = (("voice_reply", "exposed", 0.3), ("referral", "converted", 0.4))
 
 
 def random_events(n_msgs: int, seed: int) -> pd.DataFrame:
@@ -22,20 +24,32 @@ def random_events(n_msgs: int, seed: int) -> pd.DataFrame:
         arm = ["precision", "baseline"][int(rng.integers(0, 2))]
         ts = t0 + pd.Timedelta(hours=float(rng.uniform(0, 96)))
         probs = (1.0, 0.9, 0.7, 0.3, 0.4, 0.5)
+        reached = []
         for step, p in zip(STEPS, probs, strict=True):
             if rng.random() > p:
                 break
+            reached.append(step)
+        for side, after, p in SIDE:
+            if after in reached and rng.random() < p:
+                reached.append(side)
+        for k, step in enumerate(reached):
+            dwell = None
+            if step in ("exposed", "clicked") and rng.random() < 0.8:
+                dwell = float(rng.uniform(1, 60))
             rows.append(
                 {
                     "event_id": f"m{i}-{step}",
                     "person_id": person,
-                    "ts": ts + pd.Timedelta(minutes=10 * STEPS.index(step)),
+                    "ts": ts + pd.Timedelta(minutes=10 * k),
                     "campaign_id": camp,
                     "decision_id": f"m{i}",
                     "arm": arm,
                     "channel": ch,
                     "event_type": step,
-                    "value": float(rng.uniform(10, 500)) if step == "converted" else None,
+                    "value": float(rng.uniform(10, 500))
+                    if step in ("converted", "referral")
+                    else None,
+                    "dwell_s": dwell,
                 }
             )
     for j in range(n_msgs // 10):  # organic purchases: no decision, no channel
@@ -50,6 +64,7 @@ def random_events(n_msgs: int, seed: int) -> pd.DataFrame:
                 "channel": "none",
                 "event_type": "converted",
                 "value": 99.0,
+                "dwell_s": None,
             }
         )
     return pd.DataFrame(rows)
@@ -57,9 +72,12 @@ def random_events(n_msgs: int, seed: int) -> pd.DataFrame:
 
 def load_events(wh: Warehouse, ev: pd.DataFrame) -> None:
     """Append ``ev`` (contract columns) to the warehouse's ``marketing_feedback``."""
+    ev = ev.copy()
+    if "dwell_s" not in ev.columns:
+        ev["dwell_s"] = None
     wh.con.register("_ev", ev)
     wh.con.execute(
         "INSERT INTO marketing_feedback SELECT event_id, person_id, ts, campaign_id, "
-        "decision_id, arm, channel, event_type, value FROM _ev"
+        "decision_id, arm, channel, event_type, value, dwell_s FROM _ev"
     )
     wh.con.unregister("_ev")

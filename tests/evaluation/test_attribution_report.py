@@ -49,7 +49,7 @@ def loaded(wh: Warehouse) -> Warehouse:
     )
     wh.con.register("_ev", ev)
     wh.con.execute(
-        "INSERT INTO marketing_feedback SELECT event_id, person_id, ts, campaign_id, "
+        "INSERT INTO marketing_feedback BY NAME SELECT event_id, person_id, ts, campaign_id, "
         "decision_id, arm, channel, event_type, value FROM _ev"
     )
     wh.con.unregister("_ev")

@@ -128,3 +128,66 @@ def test_hillstrom_through_the_warehouse(wh: Warehouse, shared_data: Path) -> No
     assert round(mens["lift"], 6) == 0.006805
     lo, hi = confint_proportions_2indep(267, 21_307, 122, 21_306, method="wald")
     assert (mens["ci_low"], mens["ci_high"]) == pytest.approx((lo, hi), abs=1e-12)
+
+
+def test_voice_dwell_referral_and_ltv(wh: Warehouse) -> None:
+    """The new interaction and value metrics, by hand on a small case."""
+    t = pd.Timestamp("2026-03-02 08:00", tz="UTC")
+
+    def e(
+        i: str, person: str, step: str, value: float | None = None, dwell: float | None = None
+    ) -> dict[str, object]:
+        return {
+            "event_id": f"{i}-{step}",
+            "person_id": person,
+            "ts": t,
+            "campaign_id": "c",
+            "decision_id": i,
+            "arm": "treatment",
+            "channel": "head_unit",
+            "event_type": step,
+            "value": value,
+            "dwell_s": dwell,
+        }
+
+    rows = [e("a", "P1", s) for s in ("sent", "delivered")]
+    rows += [e("a", "P1", "exposed", dwell=10.0), e("a", "P1", "clicked", dwell=30.0)]
+    rows += [e("a", "P1", "voice_reply"), e("a", "P1", "converted", 200.0)]
+    rows += [e("a", "P1", "referral", 80.0)]
+    rows += [e("b", "P2", s) for s in ("sent", "delivered")]
+    rows += [e("b", "P2", "exposed", dwell=4.0), e("b", "P2", "voice_reply")]
+    rows += [e("c", "P3", s) for s in ("sent", "delivered", "exposed")]  # no dwell recorded
+    rows += [e("d", "P3", s) for s in ("sent", "delivered")]
+    load_events(wh, pd.DataFrame(rows))
+    r = funnel_metrics(wh, ("strategy",)).iloc[0]
+    assert (r.exposed, r.voice_replies) == (3, 2)
+    assert r.voice_reply_rate == pytest.approx(2 / 3)
+    assert r.mean_dwell_s == pytest.approx((40.0 + 4.0) / 2)  # c has no dwell
+    assert (r.referrals, r.referral_value, r.persons) == (1, 80.0, 3)
+    assert r.referral_rate == pytest.approx(1 / 4)
+    assert r.ltv_change == pytest.approx((200.0 + 80.0) / 3)
+    ev = pd.DataFrame(rows)
+    ref = funnel_from_events(ev, ("strategy",)).iloc[0]
+    for col in ("voice_reply_rate", "mean_dwell_s", "referral_rate", "ltv_change"):
+        assert ref[col] == pytest.approx(r[col])
+
+
+def test_new_metrics_against_a_plain_pandas_computation(wh: Warehouse) -> None:
+    """Voice-reply rate, dwell, referral rate and LTV change per channel, recomputed directly."""
+    ev = random_events(800, seed=7)
+    load_events(wh, ev)
+    got = funnel_metrics(wh, ("channel",)).set_index("channel")
+    msg = ev[ev["decision_id"].notna()]
+    for ch, g in msg.groupby("channel"):
+        per = g.groupby("decision_id")
+        types = per["event_type"].agg(set)
+        sent = types.map(lambda s: "sent" in s)
+        exposed = types.map(lambda s: "sent" in s and "exposed" in s)
+        voice = types.map(lambda s: "sent" in s and "voice_reply" in s)
+        referred = types.map(lambda s: "sent" in s and "referral" in s)
+        dwell = per["dwell_s"].sum(min_count=1)[exposed]
+        assert got.loc[ch, "voice_reply_rate"] == pytest.approx(voice.sum() / exposed.sum())
+        assert got.loc[ch, "mean_dwell_s"] == pytest.approx(dwell.mean())
+        assert got.loc[ch, "referral_rate"] == pytest.approx(referred.sum() / sent.sum())
+        value = g.loc[g["event_type"].isin(["converted", "referral"]), "value"].sum()
+        assert got.loc[ch, "ltv_change"] == pytest.approx(value / g["person_id"].nunique())

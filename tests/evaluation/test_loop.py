@@ -211,7 +211,8 @@ def test_funnel_sql_matches_pandas_on_loop_events(
     fleet_wh: Warehouse, persons: pd.DataFrame
 ) -> None:
     res = run_loop(fleet_wh, persons, seed=SEED)
-    seg = persons[["person_id", "vehicle_tier"]].rename(columns={"vehicle_tier": "segment"})
+    tier = persons.set_index("vin")["vehicle_tier"]
+    seg = pd.DataFrame({"person_id": res.units["person_id"], "segment": res.units["vin"].map(tier)})
     by = ("strategy", "channel", "segment", "day")
     sql = funnel_metrics(fleet_wh, by, segments=seg)
     ref = funnel_from_events(res.events, by, segments=seg)

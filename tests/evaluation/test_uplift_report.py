@@ -55,7 +55,7 @@ def campaign(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 def load(wh: Warehouse, events: pd.DataFrame, accounts: pd.DataFrame) -> None:
     wh.con.register("_ev", events)
     wh.con.execute(
-        "INSERT INTO marketing_feedback SELECT event_id, person_id, ts, campaign_id, "
+        "INSERT INTO marketing_feedback BY NAME SELECT event_id, person_id, ts, campaign_id, "
         "decision_id, arm, channel, event_type, value FROM _ev"
     )
     wh.con.unregister("_ev")

@@ -291,14 +291,17 @@ def test_fatigue_rests_people_who_never_respond(small_wh: Warehouse) -> None:
         for i in range(6)
     ]
     small_wh.con.executemany(
-        "INSERT INTO marketing_feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        "INSERT INTO marketing_feedback (event_id, person_id, ts, campaign_id, decision_id, arm, "
+        "channel, event_type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
     )
     d = engine(small_wh).on_event(route("V1", t.isoformat()))[0]
     assert (d.status, d.guard) == ("suppressed", "fatigue")
     assert "6 messages in 30 days without a response" in d.reason
     small_wh.con.execute(
-        "INSERT INTO marketing_feedback VALUES ('C1', 'V1', ?, 'old', NULL, 'treatment', "
-        "'app', 'clicked', NULL)",
+        "INSERT INTO marketing_feedback (event_id, person_id, ts, campaign_id, decision_id, arm, "
+        "channel, event_type, value) VALUES ('C1', 'V1', ?, 'old', NULL, 'treatment', 'app', "
+        "'clicked', NULL)",
         [t - timedelta(days=3, hours=12)],
     )
     d = engine(small_wh).on_event(route("V1", (t + timedelta(days=2)).isoformat()))[0]

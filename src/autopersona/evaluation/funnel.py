@@ -12,15 +12,22 @@ Layers and columns (per group):
 * reach — ``sent``, ``delivered``, ``exposed``; ``send_success`` = delivered / sent,
   ``exposure_rate`` = exposed / delivered;
 * interaction — ``clicked``, ``visited``; ``ctr`` = clicked / exposed;
+  ``voice_replies`` (sent messages answered by voice on the head unit) and
+  ``voice_reply_rate`` = voice_replies / exposed; ``mean_dwell_s`` = mean over exposed sent
+  messages with a recorded dwell of the message's dwell (the sum of its events' ``dwell_s``:
+  time on screen plus reading after a click);
 * conversion — ``converted`` (all conversions, organic included), ``cvr`` = sent messages
   that converted / sent, ``click_cvr`` = converted / clicked among sent messages,
   ``order_value`` = value / conversions, ``redeemed``, ``redemption_rate`` = redeemed /
   conversions;
 * value — ``revenue``, ``revenue_per_message`` (per sent message), ``buyers`` and
-  ``repurchase_rate`` (buyers with two or more conversions / buyers).
+  ``repurchase_rate`` (buyers with two or more conversions / buyers); ``referrals``
+  (``referral`` events), ``referral_value`` (their value: the referred customers' first
+  orders), ``referral_rate`` = sent messages that brought a referral / sent; ``persons``
+  (distinct) and ``ltv_change`` = (revenue + referral_value) / persons, the customer value
+  the group's people added in the window.
 
-A rate whose denominator is 0 is null.  Dwell time and voice replies are not in the
-``marketing_feedback`` contract, so they are not computed here.
+A rate whose denominator is 0 is null.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -50,19 +58,27 @@ METRICS = (
     "exposed",
     "clicked",
     "visited",
+    "voice_replies",
     "converted",
     "redeemed",
     "revenue",
     "buyers",
+    "referrals",
+    "referral_value",
+    "persons",
     "send_success",
     "exposure_rate",
     "ctr",
+    "voice_reply_rate",
+    "mean_dwell_s",
     "cvr",
     "click_cvr",
     "order_value",
     "redemption_rate",
     "revenue_per_message",
     "repurchase_rate",
+    "referral_rate",
+    "ltv_change",
 )
 
 
@@ -87,7 +103,8 @@ def funnel_sql(
 
     ``messages`` names a table already at message level (the columns of the ``m`` step:
     ``strategy, person_id, channel, arm, day, is_sent, is_delivered, is_exposed, is_clicked,
-    is_visited, conversions, redemptions, revenue``); ``events`` is then not read.
+    is_visited, is_voice, dwell_s, conversions, redemptions, revenue, referrals,
+    referral_value``); ``events`` is then not read.
     """
     dims = _check_by(by)
     strategy = "coalesce(d.strategy_id, e.campaign_id)" if decisions else "e.campaign_id"
@@ -131,9 +148,13 @@ def funnel_sql(
            bool_or(event_type = 'exposed') AS is_exposed,
            bool_or(event_type = 'clicked') AS is_clicked,
            bool_or(event_type = 'visited') AS is_visited,
+           bool_or(event_type = 'voice_reply') AS is_voice,
+           sum(dwell_s) AS dwell_s,
            count(*) FILTER (WHERE event_type = 'converted') AS conversions,
            count(*) FILTER (WHERE event_type = 'redeemed') AS redemptions,
-           coalesce(sum(value) FILTER (WHERE event_type = 'converted'), 0) AS revenue
+           coalesce(sum(value) FILTER (WHERE event_type = 'converted'), 0) AS revenue,
+           count(*) FILTER (WHERE event_type = 'referral') AS referrals,
+           coalesce(sum(value) FILTER (WHERE event_type = 'referral'), 0) AS referral_value
     FROM ev GROUP BY msg
 """
     return f"""
@@ -148,11 +169,17 @@ def funnel_sql(
            count(*) FILTER (WHERE is_sent AND is_exposed) AS exposed,
            count(*) FILTER (WHERE is_sent AND is_clicked) AS clicked,
            count(*) FILTER (WHERE is_visited) AS visited,
+           count(*) FILTER (WHERE is_sent AND is_voice) AS voice_replies,
            sum(conversions)::BIGINT AS converted,
            sum(redemptions)::BIGINT AS redeemed,
            sum(revenue) AS revenue,
+           sum(referrals)::BIGINT AS referrals,
+           sum(referral_value) AS referral_value,
+           count(DISTINCT person_id) AS persons,
+           avg(dwell_s) FILTER (WHERE is_sent AND is_exposed) AS mean_dwell_s,
            count(*) FILTER (WHERE is_sent AND conversions > 0) AS sent_converted,
            count(*) FILTER (WHERE is_sent AND is_clicked AND conversions > 0) AS clicked_converted,
+           count(*) FILTER (WHERE is_sent AND referrals > 0) AS sent_referred,
            coalesce(sum(revenue) FILTER (WHERE is_sent), 0) AS sent_revenue
     FROM md GROUP BY {group}
 ), b AS (
@@ -161,17 +188,22 @@ def funnel_sql(
           WHERE conversions > 0 GROUP BY ALL)
     GROUP BY {group}
 )
-SELECT {g_dims}, messages, sent, delivered, exposed, clicked, visited, converted, redeemed,
-       revenue, coalesce(b.buyers, 0) AS buyers,
+SELECT {g_dims}, messages, sent, delivered, exposed, clicked, visited, voice_replies,
+       converted, redeemed, revenue, coalesce(b.buyers, 0) AS buyers, referrals,
+       referral_value, persons,
        delivered / nullif(sent, 0) AS send_success,
        exposed / nullif(delivered, 0) AS exposure_rate,
        clicked / nullif(exposed, 0) AS ctr,
+       voice_replies / nullif(exposed, 0) AS voice_reply_rate,
+       mean_dwell_s,
        sent_converted / nullif(sent, 0) AS cvr,
        clicked_converted / nullif(clicked, 0) AS click_cvr,
        revenue / nullif(converted, 0) AS order_value,
        redeemed / nullif(converted, 0) AS redemption_rate,
        sent_revenue / nullif(sent, 0) AS revenue_per_message,
-       b.repeaters / nullif(b.buyers, 0) AS repurchase_rate
+       b.repeaters / nullif(b.buyers, 0) AS repurchase_rate,
+       sent_referred / nullif(sent, 0) AS referral_rate,
+       (revenue + referral_value) / nullif(persons, 0) AS ltv_change
 FROM g LEFT JOIN b ON {on}
 ORDER BY {g_dims}
 """
@@ -234,9 +266,14 @@ def funnel_from_events(
     e["ch_real"] = e["channel"].where(e["channel"] != "none")
     for name in ("sent", "delivered", "exposed", "clicked", "visited"):
         e[f"is_{name}"] = t == name
+    e["is_voice"] = t == "voice_reply"
+    if "dwell_s" not in e.columns:
+        e["dwell_s"] = np.nan
     e["conv"] = (t == "converted").astype(int)
     e["red"] = (t == "redeemed").astype(int)
     e["rev"] = e["value"].where(t == "converted").fillna(0.0)
+    e["ref"] = (t == "referral").astype(int)
+    e["ref_val"] = e["value"].where(t == "referral").fillna(0.0)
     g = e.groupby("msg", sort=False)
     m = pd.DataFrame(
         {
@@ -250,9 +287,13 @@ def funnel_from_events(
             "is_exposed": g["is_exposed"].any(),
             "is_clicked": g["is_clicked"].any(),
             "is_visited": g["is_visited"].any(),
+            "is_voice": g["is_voice"].any(),
+            "dwell_s": g["dwell_s"].sum(min_count=1),
             "conversions": g["conv"].sum(),
             "redemptions": g["red"].sum(),
             "revenue": g["rev"].sum(),
+            "referrals": g["ref"].sum(),
+            "referral_value": g["ref_val"].sum(),
         }
     )
     return funnel_from_messages(m, dims, segments=segments)
@@ -277,6 +318,9 @@ def funnel_from_messages(
     m["delivered_"] = s & m["is_delivered"]
     m["exposed_"] = s & m["is_exposed"]
     m["clicked_"] = s & m["is_clicked"]
+    m["voice_"] = s & m["is_voice"]
+    m["dwell_"] = m["dwell_s"].where(m["exposed_"])
+    m["sent_ref"] = s & (m["referrals"] > 0)
     m["sent_conv"] = s & (m["conversions"] > 0)
     m["clicked_conv"] = m["clicked_"] & (m["conversions"] > 0)
     m["sent_rev"] = m["revenue"].where(s, 0.0)
@@ -289,9 +333,15 @@ def funnel_from_messages(
             "exposed": gg["exposed_"].sum(),
             "clicked": gg["clicked_"].sum(),
             "visited": gg["is_visited"].sum(),
+            "voice_replies": gg["voice_"].sum(),
             "converted": gg["conversions"].sum(),
             "redeemed": gg["redemptions"].sum(),
             "revenue": gg["revenue"].sum(),
+            "referrals": gg["referrals"].sum(),
+            "referral_value": gg["referral_value"].sum(),
+            "persons": gg["person_id"].nunique(),
+            "mean_dwell_s": gg["dwell_"].mean(),
+            "sent_ref": gg["sent_ref"].sum(),
             "sent_conv": gg["sent_conv"].sum(),
             "clicked_conv": gg["clicked_conv"].sum(),
             "sent_rev": gg["sent_rev"].sum(),
@@ -310,10 +360,13 @@ def funnel_from_messages(
     out["send_success"] = ratio(out["delivered"], out["sent"])
     out["exposure_rate"] = ratio(out["exposed"], out["delivered"])
     out["ctr"] = ratio(out["clicked"], out["exposed"])
+    out["voice_reply_rate"] = ratio(out["voice_replies"], out["exposed"])
     out["cvr"] = ratio(out["sent_conv"], out["sent"])
     out["click_cvr"] = ratio(out["clicked_conv"], out["clicked"])
     out["order_value"] = ratio(out["revenue"], out["converted"])
     out["redemption_rate"] = ratio(out["redeemed"], out["converted"])
     out["revenue_per_message"] = ratio(out["sent_rev"], out["sent"])
     out["repurchase_rate"] = ratio(repeat, out["buyers"])
-    return out.drop(columns=["sent_conv", "clicked_conv", "sent_rev"]).reset_index()
+    out["referral_rate"] = ratio(out["sent_ref"], out["sent"])
+    out["ltv_change"] = ratio(out["revenue"] + out["referral_value"], out["persons"])
+    return out[list(METRICS)].reset_index()

@@ -87,7 +87,7 @@ class LoopResult:
 
     config: LoopConfig
     seed: int
-    units: pd.DataFrame  # vin, arm, recipient, converted, value
+    units: pd.DataFrame  # vin, arm, recipient, converted, value, person_id
     messages: pd.DataFrame
     events: pd.DataFrame
     headline: ex.PropDiff  # precision recipients - baseline recipients
@@ -178,7 +178,7 @@ def _decisions(msgs: pd.DataFrame, cfg: LoopConfig) -> list[Any]:
             Decision(
                 decision_id=str(r["message_id"]),
                 idempotency_key=idempotency_key(cfg.strategy_id, str(r["vin"]), key),
-                person_id=str(r["vin"]),
+                person_id=str(r["person_id"]),
                 vin=str(r["vin"]),
                 strategy_id=cfg.strategy_id,
                 trigger="schedule",
@@ -220,8 +220,12 @@ def run_loop(
         Experiment settings; the same seed gives the same assignment, answers and result.
     write
         Append the decisions to ``strategy_decisions`` and the events to
-        ``marketing_feedback`` (vehicles are addressed by vin, so ``person_id`` is the
-        vin in the decisions); rerunning the same experiment and seed adds nothing twice.
+        ``marketing_feedback``; rerunning the same experiment and seed adds nothing twice.
+
+    Persons are named as the warehouse knows them, never by the simulator's hidden ids: the
+    decisions and feedback of a vehicle carry its identity-linked person
+    (:func:`autopersona.identity.resolve.vin_person`; the VIN when linkage has not run),
+    so feedback joins the profiles and the vehicle tags' labels through the identity tables.
     """
     from autopersona.simulate.response import organic_conversions, respond
     from autopersona.tags.expr import parse
@@ -301,10 +305,18 @@ def run_loop(
     )
     events = pd.concat([assigned, answered, organic], ignore_index=True)
     vin_of = persons.set_index("person_id")["vin"]
-    conv = events[events["event_type"] == "converted"].assign(vin=lambda e: e.person_id.map(vin_of))
+    events["vin"] = events["person_id"].map(vin_of)
+    conv = events[events["event_type"] == "converted"]
     per_vin = conv.groupby("vin")["value"].agg(["size", "sum"])
     units["converted"] = units["vin"].map(per_vin["size"]).fillna(0).gt(0).astype(int)
     units["value"] = units["vin"].map(per_vin["sum"]).fillna(0.0)
+    # from here on persons are the warehouse's (identity-linked), not the simulator's
+    from autopersona.identity.resolve import vin_person
+
+    units["person_id"] = vin_person(wh, units["vin"]).to_numpy()
+    events["person_id"] = events["vin"].map(units.set_index("vin")["person_id"])
+    events = events.drop(columns="vin")
+    msgs = msgs.merge(units[["vin", "person_id"]], on="vin", how="left")
     r_p = units[(units["arm"] == "precision") & units["recipient"]]
     r_b = units[(units["arm"] == "baseline") & units["recipient"]]
     if len(r_p) == 0 or len(r_b) == 0:

@@ -3,6 +3,7 @@
 Given messages (vin or person, strategy, offer kind, discount, channel, send time) it draws
 the funnel events of ``marketing_feedback`` — ``sent``, ``delivered``, ``exposed``,
 ``clicked``, ``converted`` (with the order value) and ``redeemed`` (a coupon was used) —
+— and ``voice_reply`` (head unit), ``referral`` and the dwell time of exposures and clicks —
 from each person's hidden truth in ``truth/persons.parquet`` and
 ``truth/vehicles_truth.parquet``.  This module and the scoring tests are the only readers
 of the truth outside the simulator itself.
@@ -22,6 +23,14 @@ Per message (all probabilities independent given the person)
 * **value**: the kind's list price for the vehicle tier (economy / mid / luxury), times
   ``1 - d`` and a log-normal(0, 0.1) factor; a conversion with a discount is also
   ``redeemed``.
+* **dwell** (``dwell_s``): an exposure stays on screen ``b_c (0.5 + 10 r_c)`` seconds times a
+  log-normal(0, 0.5) factor (``b_c``: head_unit 6, app 8, sms 5, email 12); a click reads
+  the offer ``30 (0.5 + a)`` seconds times a log-normal(0, 0.5) factor.
+* **voice_reply | exposed** (head unit only): ``clip(2 r_head_unit, 0.005, 0.5)``, ten
+  seconds after the exposure.
+* **referral | converted**: ``0.3 max(satisfaction, 0)`` (the hidden satisfaction in
+  [-1, 1]); the referred customer's first order is worth the ``shop`` list price for the
+  tier times a log-normal(0, 0.3) factor, one to fourteen days after the conversion.
 * **organic** conversions (no message, e.g. the holdout) over a campaign of ``days``:
   ``1 - (1 - 0.004 a)^days`` for eligible persons, without discount.
 
@@ -44,7 +53,8 @@ Examples
 ...     "resp_head_unit": [0.2], "resp_app": [0.1], "resp_sms": [0.05], "resp_email": [0.02],
 ...     "vas_sensitivity": [0.9], "aftermarket_propensity": [0.5], "price_sensitivity": [0.3],
 ...     "range_anxiety": [0.5], "churn_propensity": [0.2], "shop_sessions_per_week": [1.0],
-...     "vehicle_tier": ["luxury"], "adas_equipped": [True], "energy_type": ["BEV"]})
+...     "satisfaction": [0.5], "vehicle_tier": ["luxury"], "adas_equipped": [True],
+...     "energy_type": ["BEV"]})
 >>> msgs = pd.DataFrame({"message_id": [f"m{i}" for i in range(200)], "vin": "V1",
 ...     "strategy_id": "s", "offer_kind": "adas_pilot", "discount": 0.1, "channel": "head_unit",
 ...     "send_ts": pd.Timestamp("2026-03-02 10:00", tz="UTC")})
@@ -75,6 +85,7 @@ __all__ = [
 CHANNELS = ("head_unit", "app", "sms", "email")
 DELIVERED = {"head_unit": 0.92, "app": 0.97, "sms": 0.99, "email": 0.98}
 EXPOSED = {"head_unit": 0.80, "app": 0.55, "sms": 0.90, "email": 0.35}
+DWELL_BASE_S = {"head_unit": 6.0, "app": 8.0, "sms": 5.0, "email": 12.0}
 ORGANIC_DAILY = 0.004
 
 Frame = pd.DataFrame
@@ -170,6 +181,7 @@ _PERSON_COLS = [
     "range_anxiety",
     "churn_propensity",
     "shop_sessions_per_week",
+    "satisfaction",
     "vehicle_tier",
 ]
 
@@ -266,7 +278,9 @@ def respond(messages: pd.DataFrame, persons: pd.DataFrame, *, seed: int) -> pd.D
     pp = p.loc[m[key]].reset_index()
     m["send_ts"] = pd.to_datetime(m["send_ts"], utc=True)
     mid = m["message_id"]
-    u = {s: _uniform(seed, mid, s) for s in ("dlv", "exp", "clk", "cnv", "val1", "val2", "lag")}
+    steps_u = ("dlv", "exp", "clk", "cnv", "val1", "val2", "lag", "dw1", "dw2", "cd1", "cd2",
+               "vr", "ref", "rv1", "rv2", "rlag")  # fmt: skip
+    u = {s: _uniform(seed, mid, s) for s in steps_u}
     ch = m["channel"]
     p_dlv = ch.map(DELIVERED).to_numpy(float)
     p_exp = ch.map(EXPOSED).to_numpy(float)
@@ -282,11 +296,13 @@ def respond(messages: pd.DataFrame, persons: pd.DataFrame, *, seed: int) -> pd.D
     sens = pp["price_sensitivity"].to_numpy(float)
     p_cnv = np.zeros(len(m))
     value = np.zeros(len(m))
+    aff = np.zeros(len(m))
     for kind, idx in m.groupby("offer_kind").groups.items():
         rows = m.index.get_indexer(idx)
         elig_f, aff_f, _ = OFFER_KINDS[str(kind)]
         sub = pp.iloc[rows]
         a = aff_f(sub)
+        aff[rows] = a
         pc = np.clip(a * (1 - 0.6 * sens[rows]) * (1 + 3 * sens[rows] * disc[rows]), 0, 0.95)
         p_cnv[rows] = np.where(elig_f(sub), pc, 0.0)
         value[rows] = _price(str(kind), sub["vehicle_tier"]) * (1 - disc[rows])
@@ -300,23 +316,39 @@ def respond(messages: pd.DataFrame, persons: pd.DataFrame, *, seed: int) -> pd.D
     first = conv.sort_values(["send_ts", "message_id"]).drop_duplicates([key, "strategy_id"])
     converted &= m["message_id"].isin(first["message_id"]).to_numpy()
     lag_h = 0.5 + 47.5 * u["lag"]  # conversion within two days of the click
-    steps = [
-        ("sent", np.ones(len(m), dtype=bool), 0.0),
-        ("delivered", delivered, 5.0),
-        ("exposed", exposed, 600.0),
-        ("clicked", clicked, 660.0),
-        ("converted", converted, None),
-        ("redeemed", converted & (disc > 0), None),
+    is_hu = (ch == "head_unit").to_numpy()
+    voice = exposed & is_hu & (u["vr"] < np.clip(2 * pp["resp_head_unit"].to_numpy(float),
+                                                   0.005, 0.5))  # fmt: skip
+    sat = np.clip(pp["satisfaction"].to_numpy(float), 0.0, 1.0)
+    referral = converted & (u["ref"] < 0.3 * sat)
+    exp_dwell = ch.map(DWELL_BASE_S).to_numpy(float) * (0.5 + 10 * resp)
+    exp_dwell = np.minimum(exp_dwell * _lognormal(u["dw1"], u["dw2"], 0.5), 3600.0)
+    clk_dwell = np.minimum(30 * (0.5 + aff) * _lognormal(u["cd1"], u["cd2"], 0.5), 3600.0)
+    ref_value = _price("shop", pp["vehicle_tier"]) * _lognormal(u["rv1"], u["rv2"], 0.3)
+    conv_s = 660 + lag_h * 3600
+    ref_s = conv_s + (1 + 13 * u["rlag"]) * 86400  # one to fourteen days later
+    nan = np.full(len(m), np.nan)
+
+    def at(secs: float) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return np.full(len(m), secs)
+
+    # (event type, which messages, seconds after the send, value, dwell) per step
+    steps: list[tuple[str, np.ndarray[Any, Any], np.ndarray[Any, Any], Any, Any]] = [
+        ("sent", np.ones(len(m), dtype=bool), at(0.0), nan, nan),
+        ("delivered", delivered, at(5.0), nan, nan),
+        ("exposed", exposed, at(600.0), nan, exp_dwell),
+        ("voice_reply", voice, at(610.0), nan, nan),
+        ("clicked", clicked, at(660.0), nan, clk_dwell),
+        ("converted", converted, conv_s, value, nan),
+        ("redeemed", converted & (disc > 0), conv_s, nan, nan),
+        ("referral", referral, ref_s, ref_value, nan),
     ]
     out = []
-    for name, mask, secs in steps:
+    for name, mask, secs, val, dwell in steps:
         if not mask.any():
             continue
         sel = m.loc[mask]
-        if secs is None:
-            ts = sel["send_ts"] + pd.to_timedelta(660 + lag_h[mask] * 3600, unit="s")
-        else:
-            ts = sel["send_ts"] + pd.to_timedelta(secs, unit="s")
+        ts = sel["send_ts"] + pd.to_timedelta(secs[mask], unit="s")
         out.append(
             pd.DataFrame(
                 {
@@ -330,7 +362,8 @@ def respond(messages: pd.DataFrame, persons: pd.DataFrame, *, seed: int) -> pd.D
                     "arm": sel["arm"].to_numpy(),
                     "channel": sel["channel"].to_numpy(),
                     "event_type": name,
-                    "value": value[mask] if name == "converted" else np.nan,
+                    "value": val[mask],
+                    "dwell_s": np.round(dwell[mask], 1),
                 }
             )
         )
@@ -382,5 +415,6 @@ def organic_conversions(
             "channel": "none",
             "event_type": "converted",
             "value": value[hit],
+            "dwell_s": np.nan,
         }
     )
