@@ -16,11 +16,12 @@ import typer
 __all__ = ["register"]
 
 # (module, function) pairs whose ``register(app)`` adds further evaluation commands
-# (uplift, bandits, attribution). A module that does not exist yet is skipped.
+# (uplift, bandits, attribution, feedback intake). A module that does not exist yet is skipped.
 _EXTRA: tuple[tuple[str, str], ...] = (
     ("autopersona.evaluation.uplift_cli", "register"),
     ("autopersona.evaluation.bandit_cli", "register"),
     ("autopersona.evaluation.attribution_cli", "register"),
+    ("autopersona.delivery.feedback_cli", "register"),
 )
 
 

@@ -1,0 +1,540 @@
+r"""Feedback in: channel events (webhook or MQTT) joined to their decisions and ingested.
+
+Channels report what happened to a message — ``sent``, ``delivered``, ``exposed``,
+``clicked``, ``voice_reply``, ``converted``, ``redeemed``, ``referral`` (with ``value`` and
+``dwell_s``) — as one JSON object per event.  :class:`FeedbackIntake` turns a batch of such
+payloads into ``marketing_feedback`` rows:
+
+1. **parse**: each payload must be UTF-8 JSON, an object, at most ``max_bytes``;
+2. **join to the decision** that caused it: ``decision_id`` or ``idempotency_key`` (the key
+   the outbox sent with the message) is looked up in ``strategy_decisions``; the decision
+   fills what the channel left out — ``campaign_id`` (the strategy), ``person_id``, ``arm``
+   and ``channel`` (``app_push`` is the ``app`` channel) — and an event naming an unknown
+   decision, or another person than its decision, is refused.  An event with neither key
+   (an organic purchase) passes as it is;
+3. **event key**: a channel that sends no ``event_id`` gets ``{decision_id}-{event_type}``
+   for the once-per-message steps (sent, delivered, exposed, clicked, voice_reply), so a
+   retried report is a duplicate, not a second event;
+4. **ingest** through :func:`autopersona.ingest.engine.ingest_file`, the very code path of
+   ``autopersona ingest`` and ``POST /v1/events``: contract types, allowed values, ranges,
+   duplicates (same ``event_id`` and values: counted, not loaded twice), key conflicts and
+   quarantine with the reason.
+
+Nothing is lost: a payload refused at step 1 or 2 goes to the quarantine table
+(``_quarantine``) with its reason and raw text, like a row refused by the contract; every
+payload of a batch ends up loaded, duplicate or quarantined
+(:attr:`IntakeReport.received` ``= loaded + duplicates + quarantined``).
+
+:class:`FeedbackListener` feeds the intake from MQTT: protocol 5, QoS 1, a persistent
+session (``clean_start=False`` with a session expiry) on ``{prefix}/feedback/+`` (the last
+level names the channel, used when the payload has none); acknowledgements are manual and
+sent only after the batch is in the warehouse, so a listener killed at any point leaves
+unacknowledged messages that the broker delivers again, and the event key makes the
+redelivery a counted duplicate.
+
+Examples
+--------
+>>> from autopersona.store.warehouse import Warehouse
+>>> with Warehouse(":memory:") as wh:
+...     intake = FeedbackIntake(wh)
+...     ok = b'{"event_id": "e1", "person_id": "P1", "ts": "2026-03-02T10:00:00Z", '
+...     ok += b'"campaign_id": "c1", "channel": "app", "event_type": "clicked", "dwell_s": 12}'
+...     rep = intake.ingest([Inbound(ok, "mqtt:x"), Inbound(b"not json", "mqtt:x"),
+...                          Inbound(ok, "mqtt:x")])
+...     n = wh.sql("SELECT count(*) FROM marketing_feedback")[0][0]
+>>> rep.received, rep.loaded, rep.duplicates, rep.quarantined, n
+(3, 1, 1, 1, 1)
+>>> rep.reasons
+{'invalid JSON': 1}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import queue
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as mqtt
+
+from autopersona.delivery.mqtt import ConnectionWatch, connect_properties, make_client
+
+if TYPE_CHECKING:
+    from autopersona.delivery.config import MqttBroker
+    from autopersona.store.warehouse import Warehouse
+
+__all__ = [
+    "FEEDBACK_TABLE",
+    "ONCE_PER_MESSAGE",
+    "FeedbackIntake",
+    "FeedbackListener",
+    "Inbound",
+    "IntakeReport",
+    "ListenerStats",
+    "feedback_topic",
+]
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_TABLE = "marketing_feedback"
+#: Steps a message goes through at most once: their event key can be derived.
+ONCE_PER_MESSAGE = ("sent", "delivered", "exposed", "clicked", "voice_reply")
+#: Decision channels named differently in the feedback contract.
+CHANNEL_ALIASES = {"app_push": "app"}
+_RAW_KEEP = 2000  # characters of a refused payload kept in the quarantine
+
+
+def feedback_topic(prefix: str, channel: str = "+") -> str:
+    """Topic of channel feedback: ``{prefix}/feedback/{channel}``.
+
+    >>> feedback_topic("autopersona/v1"), feedback_topic("p", "head_unit")
+    ('autopersona/v1/feedback/+', 'p/feedback/head_unit')
+    """
+    return f"{prefix}/feedback/{channel}"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One feedback payload and where it came from (``mqtt:{topic}``, ``webhook``…)."""
+
+    payload: bytes | str | dict[str, Any]
+    source: str = "webhook"
+    channel: str | None = None  # channel named by the transport (e.g. the topic)
+
+
+@dataclass
+class IntakeReport:
+    """What one batch did: ``received = loaded + duplicates + quarantined``."""
+
+    run_id: str
+    received: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    joined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready counts."""
+        return dict(self.__dict__)
+
+
+def _text(payload: bytes | str | dict[str, Any]) -> str:
+    if isinstance(payload, dict):
+        return json.dumps(payload, default=str, ensure_ascii=False)
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", errors="replace")
+    return payload
+
+
+class _Refused(ValueError):
+    def __init__(self, reason: str, field_name: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field_name
+
+
+def _parse(payload: bytes | str | dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    if isinstance(payload, dict):
+        return dict(payload)
+    raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+    if not raw.strip():
+        raise _Refused("empty payload")
+    if len(raw) > max_bytes:
+        raise _Refused(f"oversized: {len(raw)} bytes > limit {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Refused(f"non-UTF-8 bytes at byte {exc.start}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Refused(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise _Refused(f"expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+class FeedbackIntake:
+    """Join feedback payloads to their decisions and ingest them (see the module doc).
+
+    Parameters
+    ----------
+    wh
+        Warehouse holding ``marketing_feedback`` and the decision log.
+    max_bytes
+        Largest payload accepted.
+    """
+
+    def __init__(self, wh: Warehouse, *, max_bytes: int = 65536) -> None:
+        self.wh = wh
+        self.max_bytes = max_bytes
+        self.columns = [c.name for c in wh.contracts[FEEDBACK_TABLE].columns]
+
+    # ------------------------------------------------------------------ decisions
+    def _decisions(self, ids: set[str], keys: set[str]) -> dict[str, dict[str, Any]]:
+        """Decisions by decision id and by idempotency key (the latest row of a key)."""
+        from autopersona.strategy.decision import DECISIONS_TABLE
+
+        if not ids and not keys:
+            return {}
+        exists = self.wh.sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+            [DECISIONS_TABLE],
+        )
+        if not exists[0][0]:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        cols = ("decision_id", "idempotency_key", "person_id", "strategy_id", "arm", "channel")
+        for col, values in (("decision_id", ids), ("idempotency_key", keys)):
+            if not values:
+                continue
+            marks = ", ".join("?" for _ in values)
+            rows = self.wh.sql(
+                f"SELECT {', '.join(cols)} FROM {DECISIONS_TABLE} WHERE {col} IN ({marks}) "
+                "ORDER BY created_at, decision_id",
+                sorted(values),
+            )
+            for r in rows:
+                d = dict(zip(cols, r, strict=True))
+                out[f"{col}:{d[col]}"] = d
+        return out
+
+    def _join(self, ev: dict[str, Any], decisions: dict[str, dict[str, Any]]) -> bool:
+        """Fill ``ev`` from its decision (True when it has one); raise _Refused."""
+        did, key = ev.get("decision_id"), ev.get("idempotency_key")
+        if did in (None, "") and key in (None, ""):
+            return False
+        d = None
+        if did not in (None, ""):
+            d = decisions.get(f"decision_id:{did}")
+            if d is None:
+                raise _Refused(f"unknown decision: decision_id {did!r}", "decision_id")
+        if key not in (None, ""):
+            by_key = decisions.get(f"idempotency_key:{key}")
+            if by_key is None:
+                raise _Refused(f"unknown decision: idempotency_key {key!r}", "idempotency_key")
+            if d is not None and by_key["decision_id"] != d["decision_id"]:
+                raise _Refused(
+                    f"decision mismatch: idempotency_key {key!r} belongs to decision "
+                    f"{by_key['decision_id']!r}, not {did!r}",
+                    "idempotency_key",
+                )
+            d = by_key
+        assert d is not None
+        person = ev.get("person_id")
+        if person not in (None, "") and str(person) != str(d["person_id"]):
+            raise _Refused(
+                f"decision mismatch: person_id {person!r} is not the person "
+                f"{d['person_id']!r} of decision {d['decision_id']!r}",
+                "person_id",
+            )
+        ev["decision_id"] = d["decision_id"]
+        ev["person_id"] = d["person_id"]
+        if ev.get("campaign_id") in (None, ""):
+            ev["campaign_id"] = d["strategy_id"]
+        if ev.get("arm") in (None, ""):
+            ev["arm"] = d["arm"]
+        if ev.get("channel") in (None, "") and d["channel"]:
+            ev["channel"] = CHANNEL_ALIASES.get(str(d["channel"]), d["channel"])
+        return True
+
+    # ------------------------------------------------------------------ batch
+    def ingest(self, batch: Sequence[Inbound]) -> IntakeReport:
+        """Parse, join and ingest ``batch``; every payload is loaded, duplicate or quarantined."""
+        from autopersona.ingest.engine import ingest_file
+
+        rep = IntakeReport(run_id="fb-" + uuid.uuid4().hex[:12], received=len(batch))
+        parsed: list[tuple[Inbound, dict[str, Any] | None, _Refused | None]] = []
+        for item in batch:
+            try:
+                parsed.append((item, _parse(item.payload, self.max_bytes), None))
+            except _Refused as exc:
+                parsed.append((item, None, exc))
+        ids = {str(e["decision_id"]) for _, e, _ in parsed if e and e.get("decision_id")}
+        keys = {str(e["idempotency_key"]) for _, e, _ in parsed if e and e.get("idempotency_key")}
+        decisions = self._decisions(ids, keys)
+        refused: list[tuple[Inbound, _Refused]] = []
+        rows: list[tuple[Inbound, dict[str, Any]]] = []
+        for item, ev, err in parsed:
+            if ev is None:
+                assert err is not None
+                refused.append((item, err))
+                continue
+            if ev.get("channel") in (None, "") and item.channel:
+                ev["channel"] = CHANNEL_ALIASES.get(item.channel, item.channel)
+            elif isinstance(ev.get("channel"), str):
+                ev["channel"] = CHANNEL_ALIASES.get(ev["channel"], ev["channel"])
+            try:
+                rep.joined += self._join(ev, decisions)
+            except _Refused as exc:
+                refused.append((item, exc))
+                continue
+            derive = ev.get("event_id") in (None, "") and ev.get("decision_id")
+            if derive and ev.get("event_type") in ONCE_PER_MESSAGE:
+                ev["event_id"] = f"{ev['decision_id']}-{ev['event_type']}"
+            rows.append((item, {c: ev.get(c) for c in self.columns}))
+        if rows:
+            with tempfile.TemporaryDirectory(prefix="autopersona-feedback-") as tmp:
+                path = Path(tmp) / f"{FEEDBACK_TABLE}.jsonl"
+                with path.open("w", encoding="utf-8") as fh:
+                    for _, r in rows:
+                        fh.write(json.dumps(r, default=str, ensure_ascii=False) + "\n")
+                fr = ingest_file(self.wh, path, table=FEEDBACK_TABLE, run_id=rep.run_id)
+                self._label_sources(rep.run_id, str(path), [i.source for i, _ in rows])
+            t = next(x for x in fr.targets if x.table == FEEDBACK_TABLE)
+            rep.loaded, rep.duplicates, rep.quarantined = t.loaded, t.duplicates, t.quarantined
+            rep.reasons.update(t.reasons)
+        if refused:
+            self._quarantine(rep.run_id, refused)
+            rep.quarantined += len(refused)
+            kinds = Counter(e.reason.split(":")[0].split("(")[0].strip() for _, e in refused)
+            for k, n in kinds.items():
+                rep.reasons[k] = rep.reasons.get(k, 0) + n
+        return rep
+
+    def _label_sources(self, run_id: str, path: str, sources: list[str]) -> None:
+        """Quarantine rows of the run name the payload's source instead of the temp file."""
+        from autopersona.store.warehouse import QUARANTINE_TABLE
+
+        by_row = sorted({(i + 1, s) for i, s in enumerate(sources)})
+        if not by_row:
+            return
+        self.wh.con.executemany(
+            f"UPDATE {QUARANTINE_TABLE} SET source_file = ? "
+            "WHERE run_id = ? AND source_file = ? AND row_number = ?",
+            [[s, run_id, path, n] for n, s in by_row],
+        )
+
+    def _quarantine(self, run_id: str, refused: list[tuple[Inbound, _Refused]]) -> None:
+        from autopersona.store.warehouse import QUARANTINE_TABLE
+
+        now = datetime.now(UTC)
+        rows = []
+        for item, err in refused:
+            raw = _text(item.payload)
+            sha = hashlib.sha256(raw.encode("utf-8", errors="replace")).hexdigest()
+            rows.append(
+                [
+                    run_id,
+                    item.source,
+                    sha,
+                    FEEDBACK_TABLE,
+                    None,
+                    err.field,
+                    err.reason,
+                    raw[:_RAW_KEEP],
+                    now,
+                ]
+            )
+        self.wh.con.executemany(
+            f"INSERT INTO {QUARANTINE_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+
+
+# ---------------------------------------------------------------------------- MQTT
+@dataclass
+class ListenerStats:
+    """Counters of a running listener."""
+
+    received: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    joined: int = 0
+    batches: int = 0
+    reconnects: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict."""
+        return {k: v for k, v in self.__dict__.items() if k != "errors"}
+
+
+@dataclass(frozen=True)
+class _Msg:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+class FeedbackListener:
+    """Consume channel feedback from MQTT into ``marketing_feedback`` (see the module doc).
+
+    Parameters
+    ----------
+    wh
+        Warehouse (the intake writes there; use one listener per warehouse file).
+    broker
+        Host, port, topic prefix, keepalive and session expiry
+        (:class:`autopersona.delivery.config.MqttBroker`).
+    client_id
+        MQTT client id; keep it stable so the broker resumes the session (and its queue).
+    batch_max, batch_wait_s
+        Most payloads per ingestion, and how long to wait for more once one has arrived.
+    """
+
+    def __init__(
+        self,
+        wh: Warehouse,
+        broker: MqttBroker,
+        *,
+        client_id: str = "autopersona-feedback",
+        batch_max: int = 500,
+        batch_wait_s: float = 0.05,
+        max_bytes: int = 65536,
+    ) -> None:
+        self.wh = wh
+        self.broker = broker
+        self.client_id = client_id
+        self.topic = feedback_topic(broker.topic_prefix)
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.intake = FeedbackIntake(wh, max_bytes=max_bytes)
+        self.stats = ListenerStats()
+        self.watch = ConnectionWatch()
+        self.subscribed = threading.Event()
+        self._inbox: queue.Queue[_Msg] = queue.Queue()
+        self._accepting = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.client = make_client(client_id, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self.watch.on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.reconnect_delay_set(1, 30)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self.watch.on_connect(client, userdata, flags, rc, props)
+        if rc.is_failure:
+            log.warning("connect refused: %s", rc)
+            return
+        if self.watch.connects > 1:
+            self.stats.reconnects += 1
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
+        if any(rc.is_failure for rc in rcs):
+            log.error("subscription to %s refused: %s", self.topic, [str(r) for r in rcs])
+        else:
+            self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not self._accepting.is_set():
+            return  # not acknowledged: delivered again when the session resumes
+        self.stats.received += 1
+        self._inbox.put(_Msg(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+
+    def process(self, batch: Sequence[_Msg]) -> IntakeReport:
+        """Ingest one batch of MQTT messages (the channel comes from the topic's last level)."""
+        items = [
+            Inbound(m.payload, f"mqtt:{m.topic}", m.topic.rsplit("/", 1)[-1] or None) for m in batch
+        ]
+        rep = self.intake.ingest(items)
+        s = self.stats
+        s.loaded += rep.loaded
+        s.duplicates += rep.duplicates
+        s.quarantined += rep.quarantined
+        s.joined += rep.joined
+        s.batches += 1
+        return rep
+
+    def _processor(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    first = self._inbox.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                batch = [first]
+                deadline = time.monotonic() + self.batch_wait_s
+                while len(batch) < self.batch_max:
+                    try:
+                        batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+                    except queue.Empty:
+                        break
+                self.process(batch)
+                for m in batch:  # only now: the batch is in the warehouse
+                    self.client.ack(m.mid, m.qos)
+        except Exception as exc:  # pragma: no cover - reported, then the listener stops
+            log.exception("feedback processor failed")
+            self.stats.errors.append(f"processor: {type(exc).__name__}: {exc}")
+            self._stop.set()
+
+    def start(self) -> None:
+        """Connect (persistent session), subscribe and start processing."""
+        self._accepting.set()
+        self._thread = threading.Thread(
+            target=self._processor, name=f"{self.client_id}-processor", daemon=True
+        )
+        self._thread.start()
+        b = self.broker
+        self.client.connect_async(
+            b.host,
+            b.port,
+            keepalive=b.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(b.session_expiry_s, b.receive_maximum),
+        )
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until connected and subscribed (True) or the timeout passes (False)."""
+        return self.watch.connected.wait(timeout) and self.subscribed.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking messages, finish the batch in flight, disconnect."""
+        self._accepting.clear()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def run_forever(
+        self,
+        *,
+        install_signals: bool = True,
+        until: Callable[[ListenerStats], bool] | None = None,
+        status_every_s: float = 0.0,
+        on_status: Callable[[ListenerStats], None] | None = None,
+    ) -> ListenerStats:
+        """Run until SIGTERM/SIGINT, a fatal error or ``until(stats)``; then stop cleanly."""
+        done = threading.Event()
+
+        def _handler(signum: int, frame: FrameType | None) -> None:
+            done.set()
+
+        if install_signals:
+            signal.signal(signal.SIGTERM, _handler)
+            signal.signal(signal.SIGINT, _handler)
+        self.start()
+        last = time.monotonic()
+        with contextlib.suppress(KeyboardInterrupt):
+            while not done.wait(0.1):
+                if self._stop.is_set() or (until is not None and until(self.stats)):
+                    break
+                if on_status and status_every_s and time.monotonic() - last >= status_every_s:
+                    on_status(self.stats)
+                    last = time.monotonic()
+        self.stop()
+        return self.stats
