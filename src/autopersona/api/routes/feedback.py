@@ -1,4 +1,9 @@
-"""Experiments and reports from the feedback log (``marketing_feedback``)."""
+"""Experiments and reports from the feedback log (``marketing_feedback``); feedback webhook.
+
+``POST /v1/feedback`` takes the channels' events: joined to their decisions and ingested with
+the file-ingestion rules by :class:`autopersona.delivery.feedback.FeedbackIntake`, the same
+intake as the MQTT listener (``autopersona feedback listen``).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
 
 from autopersona.api.deps import Principal, require, state
 from autopersona.api.errors import ApiError, ErrorResponse
-from autopersona.api.models import ExperimentReport, ExperimentSummary
+from autopersona.api.models import EventBatch, ExperimentReport, ExperimentSummary
 from autopersona.api.queries import campaigns, experiment_report
 from autopersona.api.routes._optional import optional
 
@@ -74,3 +80,51 @@ async def funnel_report(
         return await anyio.to_thread.run_sync(run)
     except ValueError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
+
+
+class FeedbackResult(BaseModel):
+    """What a feedback batch did: ``received = loaded + duplicates + quarantined``."""
+
+    run_id: str
+    received: int
+    loaded: int
+    duplicates: int
+    quarantined: int
+    joined: int = Field(description="Events joined to a logged decision.")
+    reasons: dict[str, int]
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackResult,
+    responses={**_ERRORS, 413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+async def post_feedback(
+    request: Request,
+    batch: EventBatch,
+    _: Principal = Depends(require("write:events")),  # noqa: B008
+) -> FeedbackResult:
+    """Channel feedback webhook: events joined to their decisions, validated, loaded.
+
+    Each event names its decision by ``decision_id`` or ``idempotency_key``; refused events
+    are quarantined with the reason, repeats are counted as duplicates.
+    """
+    st = state(request)
+    if st.settings.api_read_only:
+        raise ApiError(503, "unavailable", "the warehouse is open read-only in this server")
+    if len(batch.rows) > st.settings.api_max_rows:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"{len(batch.rows)} rows in one batch; at most {st.settings.api_max_rows}",
+        )
+
+    def run() -> FeedbackResult:
+        from autopersona.delivery.feedback import FeedbackIntake, Inbound
+
+        wh = st.backend.warehouse()
+        with st.backend.write_lock:
+            rep = FeedbackIntake(wh).ingest([Inbound(r, "webhook") for r in batch.rows])
+        return FeedbackResult(**rep.as_dict())
+
+    return await anyio.to_thread.run_sync(run)
