@@ -9,7 +9,8 @@ import pytest
 
 from autopersona.store.warehouse import Warehouse
 
-COMMERCE_TABLES = ("accounts", "orders", "commerce_events", "reviews")
+#: consents too: commerce tags are built for customers who consent to their purpose
+COMMERCE_TABLES = ("accounts", "consents", "orders", "commerce_events", "reviews")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from autopersona.models.churn import (
     churn_warning,
     purchase_windows,
 )
+from autopersona.privacy.consent import record_consent
 from autopersona.store.warehouse import Warehouse
 
 AS_OF = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday: the week of 23 Feb is the latest complete
@@ -45,6 +46,13 @@ def _insert(wh: Warehouse, orders: dict[str, list[str]]) -> None:
     wh.con.register("_o", df)
     wh.con.execute("INSERT INTO orders BY NAME SELECT * FROM _o")
     wh.con.unregister("_o")
+    for cust in orders:  # each customer an account that consents to analytics (RFM tiers)
+        wh.con.execute(
+            "INSERT INTO accounts (account_id, source) SELECT ?, 'ecommerce' "
+            "WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE account_id = ?)",
+            [cust, cust],
+        )
+        record_consent(wh, cust, "analytics", "any", True, datetime(2025, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ def test_unavailable_reason_names_the_missing_package(monkeypatch: pytest.Monkey
 
 @needs_model
 def test_satisfaction_tag_grades_the_latest_sentiment_week(commerce_wh: Warehouse) -> None:
+    from autopersona.privacy.consent import consented
     from autopersona.tags.rules import build_rule_tags
 
     have = commerce_wh.sql(
@@ -129,11 +130,14 @@ def test_satisfaction_tag_grades_the_latest_sentiment_week(commerce_wh: Warehous
         "SELECT customer_id, satisfaction_index FROM features_sentiment "
         "QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY period_start DESC) = 1"
     ).df()
+    # an analytics tag: customers who consent to analytics get it
+    ok = consented(commerce_wh, "analytics", entity="account")
     expect = {
         r.customer_id: "satisfied"
         if r.satisfaction_index >= 0.7
         else ("neutral" if r.satisfaction_index >= 0.25 else "dissatisfied")
         for r in latest.itertuples()
+        if r.customer_id in ok
     }
     got = tags["value"].to_dict()
     assert {c: got.get(c) for c in expect} == expect

@@ -18,6 +18,7 @@ from pgcheck import PG_URL, pg_unavailable
 from typer.testing import CliRunner
 
 from autopersona.cli import app
+from autopersona.privacy.consent import record_consent
 from autopersona.store.profiles import (
     PostgresProfileStore,
     ProfileStore,
@@ -122,15 +123,32 @@ class TestHistory:
 
 
 # ----------------------------------------------------------------------------- refresh
+CONSENTED_SINCE = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _consent_everyone(w: Warehouse, vins: list[str]) -> None:
+    """An owner account ``O-<vin>`` per VIN, consenting to every purpose since 2025."""
+    from autopersona.privacy.consent import PURPOSES, record_consent
+
+    for v in vins:
+        w.con.execute(
+            "INSERT INTO accounts (account_id, source, vin) VALUES (?, 'owner', ?)", [f"O-{v}", v]
+        )
+        for purpose in PURPOSES:
+            record_consent(w, f"O-{v}", purpose, "any", True, CONSENTED_SINCE)
+
+
 @pytest.fixture
 def wh(tmp_path: Path) -> Iterator[Warehouse]:
-    """Three vehicles; driving and cabin features for two weeks (V1's mileage rises)."""
+    """Three vehicles whose owners consent to every purpose; driving and cabin features for
+    two weeks (V1's mileage rises)."""
     with Warehouse(tmp_path / "wh.duckdb") as w:
         w.con.execute(
             "INSERT INTO vehicles (vin, msrp_cny, energy_type, region) VALUES "
             "('V1', 450000, 'BEV', 'Shanghai'), ('V2', 200000, 'PHEV', 'Beijing'), "
             "('V3', 90000, 'ICE', NULL)"
         )
+        _consent_everyone(w, ["V1", "V2", "V3"])
         drv = pd.DataFrame(
             {
                 "vin": ["V1", "V2", "V1", "V2"],
@@ -155,7 +173,8 @@ def wh(tmp_path: Path) -> Iterator[Warehouse]:
         yield w
 
 
-NIGHT_DRIVER = """tags:
+NIGHT_DRIVER = """purpose: analytics
+tags:
   - id: night_driver
     tier: L2
     category: driving time
@@ -255,6 +274,55 @@ def test_purpose_tag_needs_consent_and_a_withdrawal_closes_it(
     assert store.profile_show("V1")["value"].tolist() == ["yes"]
     # history: as of T0 the value was there
     assert store.profile_show("V2", as_of=T0 + timedelta(hours=1))["value"].tolist() == ["yes"]
+
+
+def test_withdrawing_one_purpose_ends_only_that_purposes_tags(
+    wh: Warehouse, store: ProfileStore, tmp_path: Path
+) -> None:
+    """Withdrawing analytics consent: the next refresh gives the person no analytics tag (the
+    values they had are closed) and leaves their UBI tag; withdrawing UBI consent ends only
+    the UBI tag; other people are untouched.  The UBI tag is the night-driver rule declared
+    with ``purpose: ubi`` next to the built-in catalogue."""
+    folder = tmp_path / "cat"
+    shutil.copytree(builtin_dir(), folder)
+    (folder / "ubi.yaml").write_text(
+        NIGHT_DRIVER.replace("night_driver", "night_ubi").replace(
+            "purpose: analytics", "purpose: ubi"
+        ),
+        encoding="utf-8",
+    )
+    cat = load_catalogue(folder)
+    by_purpose = {t: s.purpose for t, s in cat.tags.items()}
+    assert by_purpose["night_ubi"] == "ubi" and by_purpose["l1_vehicle_tier"] == "analytics"
+
+    def purposes(vin: str) -> set[str | None]:
+        return {by_purpose[t] for t in store.profile_show(vin)["tag_id"]}
+
+    refresh(wh, store, cat, as_of=T0, due_only=False)
+    assert purposes("V1") == purposes("V2") == {"analytics", "ubi"}
+    v2 = store.profile_show("V2")[["tag_id", "value"]]
+    # V1's owner withdraws analytics
+    record_consent(wh, "O-V1", "analytics", "any", False, T0 + timedelta(days=1))
+    rep = refresh(wh, store, cat, as_of=T0 + timedelta(days=2), due_only=False)
+    assert purposes("V1") == {"ubi"}
+    assert store.profile_show("V1")["tag_id"].tolist() == ["night_ubi"]
+    assert "no analytics consent" in rep.notes["l1_vehicle_tier"]
+    assert store.profile_show("V2")[["tag_id", "value"]].equals(v2)
+    # V2's owner withdraws UBI: only the UBI tag goes
+    record_consent(wh, "O-V2", "ubi", "any", False, T0 + timedelta(days=3))
+    refresh(wh, store, cat, as_of=T0 + timedelta(days=4), due_only=False)
+    assert purposes("V2") == {"analytics"}
+    assert (
+        store.profile_show("V2")
+        .query("tag_id != 'night_ubi'")[["tag_id", "value"]]
+        .reset_index(drop=True)
+        .equals(v2.query("tag_id != 'night_ubi'").reset_index(drop=True))
+    )
+    assert purposes("V1") == {"ubi"}
+    # history is kept: as of T0 V1 had its analytics tags
+    assert "analytics" in {
+        by_purpose[t] for t in store.profile_show("V1", as_of=T0 + timedelta(hours=1))["tag_id"]
+    }
 
 
 def test_redefined_tag_is_due_again(wh: Warehouse, store: ProfileStore, tmp_path: Path) -> None:
@@ -437,6 +505,7 @@ def _learnable_warehouse(path: Path) -> Warehouse:
     ):
         w.con.register(name, df)
     w.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) SELECT * FROM _veh")
+    _consent_everyone(w, vins)
     w.con.execute("CREATE TABLE features_driving AS SELECT * FROM _d")
     w.con.execute("CREATE TABLE features_mobility AS SELECT * FROM _m")
     w.con.execute("CREATE TABLE features_service AS SELECT * FROM _s")
@@ -453,7 +522,8 @@ def test_refresh_stores_cluster_and_model_tags(store: ProfileStore, tmp_path: Pa
     folder = tmp_path / "catalogue"
     shutil.copytree(builtin_dir(), folder)
     (folder / "offer.yaml").write_text(
-        """tags:
+        """purpose: marketing
+tags:
   - id: calm_buyer
     tier: L4
     category: offer

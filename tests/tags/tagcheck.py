@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from autopersona.catalog import CatalogError
+from autopersona.store.warehouse import Warehouse
 from autopersona.tags.spec import Catalogue, load_catalogue
 
 
@@ -24,13 +27,16 @@ def full_catalogue() -> Catalogue:
 
 
 def build_fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The clean fleet of the tag tests: 30 vehicles x 7 days (seed 3), simulated, ingested
-    and featurised once per test process (later calls reuse it).
+    """The clean fleet of the tag tests: 30 vehicles x 7 days (seed 3), simulated, ingested,
+    featurised and its accounts linked into persons once per test process (later calls
+    reuse it).  Linkage matters to consent: a VIN is profiled when every person linked to it
+    consents, and unlinked accounts of one person would each count as a person.
 
     Returns (simulation folder, warehouse file with features).  Kept out of a
     ``conftest.py``: with ``--doctest-modules`` two test folders' ``conftest`` modules clash.
     """
     from autopersona.features.build import build_features
+    from autopersona.identity.link import link_identities
     from autopersona.ingest.engine import ingest
     from autopersona.simulate import MessConfig, simulate
     from autopersona.store.warehouse import Warehouse
@@ -43,5 +49,43 @@ def build_fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         with Warehouse(db) as wh:
             ingest([sim / "tables"], wh)
             build_features(wh)
+            link_identities(wh)
         done.touch()
     return sim, db
+
+
+def consenting(db: Path, purpose: str, at: datetime | None = None) -> set[str]:
+    """VINs of the fleet whose people consent to ``purpose`` at ``at`` (default now).
+
+    Tags of a purpose are built for these only, so recovery is scored over them: the
+    truth scoring measures accuracy among the people who are profiled.
+    """
+    from autopersona.privacy.consent import consented
+    from autopersona.store.warehouse import Warehouse
+
+    with Warehouse(db, read_only=True) as wh:
+        vins = {str(r[0]) for r in wh.sql("SELECT vin FROM vehicles")}
+        return consented(wh, purpose, "any", at, "vin") & vins
+
+
+def consent_everyone(wh: Warehouse, vins: list[str], at: datetime) -> None:
+    """An owner account per VIN (``O-<vin>``) that consents to every purpose since ``at``:
+    synthetic warehouses of unit tests whose subject is not consent."""
+    from autopersona.privacy.consent import PURPOSES
+
+    acc = pd.DataFrame({"account_id": [f"O-{v}" for v in vins], "vin": vins})
+    con = pd.DataFrame(
+        [(a, p, "any", True, at, "test") for a in acc["account_id"] for p in PURPOSES],
+        columns=["account_id", "purpose", "channel", "granted", "ts", "source"],
+    )
+    wh.con.register("_acc", acc)
+    wh.con.register("_con", con)
+    wh.con.execute(
+        "INSERT INTO accounts (account_id, source, vin) SELECT account_id, 'owner', vin FROM _acc"
+    )
+    wh.con.execute(
+        "INSERT INTO consents (account_id, purpose, channel, granted, ts, source) "
+        "SELECT * FROM _con"
+    )
+    wh.con.unregister("_acc")
+    wh.con.unregister("_con")

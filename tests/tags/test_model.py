@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import logit
+from tagcheck import consent_everyone
 
 from autopersona.catalog import CatalogError
 from autopersona.store.warehouse import Warehouse
@@ -141,6 +142,7 @@ def _warehouse(wh: Warehouse, n: int = 160, seed: int = 0) -> pd.Series:
     for name, df in (("_veh", veh), ("_f", pd.DataFrame(feats)), ("_s", pd.DataFrame(recs))):
         wh.con.register(name, df)
     wh.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) SELECT * FROM _veh")
+    consent_everyone(wh, vins, datetime(2022, 1, 1, tzinfo=UTC))
     wh.con.execute("CREATE TABLE features_service AS SELECT * FROM _f")
     wh.con.execute(
         "INSERT INTO service_records (service_id, vin, ts, visit_type) "

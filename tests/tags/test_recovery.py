@@ -1,6 +1,8 @@
 """Recovery on the simulated fleet: driving-style clusters and aftermarket propensity.
 
-The builders read only the warehouse; the simulator's truth is read here, to score them.
+The builders read only the warehouse; the simulator's truth is read here, to score them —
+over the vehicles each tag's purpose lets it profile (people consenting to analytics for the
+driving style, to marketing for the aftermarket propensity): accuracy among the profiled.
 Figures measured (printed with ``-s``) and the gaps to the issue's targets are in the
 xfail reasons; the ceilings quoted there are what the *true* latent values reach against
 the same realised labels.
@@ -15,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
-from tagcheck import build_fleet
+from tagcheck import build_fleet, consenting
 
 from autopersona.store.warehouse import Warehouse
 from autopersona.tags.build import Builder, build_tags
@@ -45,10 +47,13 @@ def style(fleet: tuple[Path, Path]) -> tuple[pd.Series, pd.DataFrame]:
 
 
 def test_driving_style_clusters_are_named_in_order(
-    style: tuple[pd.Series, pd.DataFrame],
+    style: tuple[pd.Series, pd.DataFrame], fleet: tuple[Path, Path]
 ) -> None:
     got, truth = style
-    assert set(got.index) == set(truth.index)  # every vehicle drove this week
+    # every vehicle drove this week; the analytics tag goes to those whose people consent
+    # to analytics (27 of 30 here), and the ARI is scored over them
+    assert set(got.index) == consenting(fleet[1], "analytics", AS_OF)
+    assert len(got) >= 0.8 * len(truth)
     ari = adjusted_rand_score(truth.loc[got.index, "driving_style"], got)
     print(f"driving style ARI {ari:.3f} on {len(got)} vehicles")
     assert ari > 0.1
@@ -57,10 +62,16 @@ def test_driving_style_clusters_are_named_in_order(
     assert mean["aggressive"] > mean["cautious"] + 0.3
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="clustered on the 27 analytics-consenting vehicles only, the ARI is 0.57 on this "
+    "fleet (0.70 when the 3 others were clustered too); on 36 and 40 vehicles of the same seed "
+    "0.55 and 0.50 (0.53 and 0.52 clustering everyone): the 0.70 was a favourable draw of 30",
+)
 def test_driving_style_ari_target(style: tuple[pd.Series, pd.DataFrame]) -> None:
-    """ARI >= 0.6 against the true style (0.70 measured on this fleet from jerk; the harsh-event
-    rates and aggressiveness index gave 0.17: they separate cautious from aggressive but not
-    moderate within a week)."""
+    """ARI >= 0.6 against the true style (measured from jerk; the harsh-event rates and
+    aggressiveness index gave 0.17: they separate cautious from aggressive but not moderate
+    within a week)."""
     got, truth = style
     assert adjusted_rand_score(truth.loc[got.index, "driving_style"], got) >= 0.6
 

@@ -227,6 +227,7 @@ def test_user_adds_a_tag_by_editing_yaml(tmp_path: Path) -> None:
     _write(
         folder / "team_night_owls.yaml",
         """description: A tag added by the marketing team, YAML only.
+purpose: marketing
 tags:
   - id: night_owl
     tier: L2
@@ -245,6 +246,7 @@ tags:
     )
     cat = load_catalogue(folder)
     assert "night_owl" in cat.tags and cat.dependencies("night_owl") == ["l1_vehicle_tier"]
+    assert cat.tags["night_owl"].purpose == "marketing"
     res = runner.invoke(app, ["tags", "list", "--catalogue", str(folder), "--json"])
     assert res.exit_code == 0, res.output
     assert "night_owl" in {t["id"] for t in json.loads(res.output)}
@@ -290,7 +292,7 @@ class TestCli:
         res = runner.invoke(app, ["tags", "show", "l1_vehicle_tier"])
         d = json.loads(res.output)
         assert d["rule"]["cases"][0] == {"value": "luxury", "when": "msrp_cny > 400000"}
-        assert d["declared_at"].endswith("l1_basic.yaml:5")
+        assert d["declared_at"].endswith("l1_basic.yaml:6")
 
     def test_show_unknown(self) -> None:
         res = runner.invoke(app, ["tags", "show", "nope"])
@@ -312,6 +314,7 @@ class TestCli:
     rule:
       cases:
         - {value: "yes", when: "distance_km > 500 and l1_vehicle_tier == 'luxury'"}
+purpose: analytics
 """,
         )
         res = runner.invoke(app, ["tags", "validate", str(p)])
@@ -352,3 +355,38 @@ def test_cluster_config_checks(tmp_path: Path) -> None:
         "c.yaml:16: tags -> 0 -> cluster -> naming -> rank_by: column 1: 'harsh_brake_per_100km' is not a clustering feature"
         in text
     )
+
+
+def test_every_tag_has_a_purpose_from_the_file_or_its_own(tmp_path: Path) -> None:
+    """A file's ``purpose`` is the default of its tags, a tag's own overrides it, and a tag
+    left without one is an error at its line (the built-in catalogue declares them all)."""
+    cat = load_catalogue()
+    assert all(t.purpose is not None for t in cat.tags.values())
+    assert cat.tags["l2_driving_style"].purpose == "analytics"
+    assert cat.tags["l4_aftermarket_propensity"].purpose == "marketing"
+    assert cat.tags["l4_ubi_risk"].purpose == "ubi"  # overrides its file's marketing
+    tag = """  - id: {id}
+    tier: L2
+    category: x
+    values: [p]
+    definition: d
+    method: rule
+    inputs: [distance_km]
+    sources: [motion]
+    cadence: weekly
+{extra}    rule:
+      cases:
+        - {{value: p, when: "distance_km > 1"}}
+"""
+    body = tag.format(id="own", extra="    purpose: ubi\n") + tag.format(id="inherits", extra="")
+    _write(tmp_path / "a.yaml", "purpose: partner_sharing\ntags:\n" + body)
+    got = load_catalogue(tmp_path).tags
+    assert (got["own"].purpose, got["inherits"].purpose) == ("ubi", "partner_sharing")
+    _write(tmp_path / "a.yaml", "tags:\n" + body)
+    with pytest.raises(CatalogError) as info:
+        load_catalogue(tmp_path)
+    assert [str(e).split(": ", 1)[0] for e in info.value.errors] == [f"{tmp_path / 'a.yaml'}:15"]
+    assert "tag 'inherits' has no purpose" in str(info.value)
+    _write(tmp_path / "a.yaml", "purpose: ads\ntags:\n" + body)
+    with pytest.raises(CatalogError, match=r"a.yaml:1: purpose: .*'marketing'"):
+        load_catalogue(tmp_path)

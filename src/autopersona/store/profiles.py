@@ -688,9 +688,13 @@ def refresh(
     Examples
     --------
     >>> from autopersona.store.warehouse import Warehouse
+    >>> from autopersona.privacy.consent import record_consent
     >>> with Warehouse(":memory:") as wh:
     ...     _ = wh.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) "
     ...                        "VALUES ('V1', 520000, 'BEV')")
+    ...     _ = wh.con.execute("INSERT INTO accounts (account_id, source, vin) "
+    ...                        "VALUES ('A1', 'owner', 'V1')")
+    ...     record_consent(wh, "A1", "analytics", "any", True, datetime(2025, 1, 1, tzinfo=UTC))
     ...     ps = open_store(warehouse=wh)
     ...     rep = refresh(wh, ps, as_of=datetime(2026, 1, 1, tzinfo=UTC))
     ...     again = refresh(wh, ps, as_of=datetime(2026, 1, 2, tzinfo=UTC))

@@ -17,14 +17,20 @@ Examples
 --------
 >>> from autopersona.store.warehouse import Warehouse
 >>> from autopersona.tags.spec import load_catalogue
+>>> from autopersona.privacy.consent import record_consent
 >>> with Warehouse(":memory:") as wh:
 ...     _ = wh.con.execute("INSERT INTO vehicles (vin, msrp_cny, energy_type) "
-...                        "VALUES ('V1', 520000, 'BEV')")
+...                        "VALUES ('V1', 520000, 'BEV'), ('V2', 90000, 'ICE')")
+...     _ = wh.con.execute("INSERT INTO accounts (account_id, source, vin) "
+...                        "VALUES ('A1', 'owner', 'V1'), ('A2', 'owner', 'V2')")
+...     record_consent(wh, "A1", "analytics", "any", True, datetime(2026, 1, 1, tzinfo=UTC))
 ...     notes = {}
 ...     out = build_tags(wh, load_catalogue(), tags=["l1_vehicle_tier", "l2_driving_style"],
-...                      notes=notes)
+...                      as_of=datetime(2026, 2, 1, tzinfo=UTC), notes=notes)
 >>> out["value"].tolist(), notes["l2_driving_style"].split(";")[-1]
 (['luxury'], ' needs 20')
+
+V2's owner gave no analytics consent, so V2 gets no analytics tag (L1 to L3 are analytics).
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ class Builder:
 
     ``train`` is false while computing the inputs of a training snapshot (no nested
     training); ``save`` stores trained models and cluster fits in ``_models``.
+    ``consent_at`` is the time whose consent decides who is processed (default: each
+    build's as-of time): a model trained now reads past snapshots of the people who
+    consent now.
     """
 
     wh: Warehouse
@@ -61,6 +70,7 @@ class Builder:
     notes: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     _events: dict[str, pd.DataFrame] = field(default_factory=dict)
+    consent_at: datetime | None = None
     _consent: dict[tuple[str, str, datetime], set[str]] = field(default_factory=dict)
 
     def tag_values(self, tag_id: str) -> dict[str, list[str]]:
@@ -120,9 +130,10 @@ class Builder:
         from autopersona.privacy.consent import consented
 
         kind: Literal["vin", "account"] = "vin" if self.cat.tags[t].entity == "vin" else "account"
-        key = (purpose, kind, as_of)
+        at = self.consent_at or as_of
+        key = (purpose, kind, at)
         if key not in self._consent:
-            self._consent[key] = consented(self.wh, purpose, "any", as_of, kind)
+            self._consent[key] = consented(self.wh, purpose, "any", at, kind)
         return self._consent[key]
 
     def _one(self, t: str, env: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
@@ -131,10 +142,10 @@ class Builder:
         if spec.method in ("rule", "score"):
             return evaluate_tag(self.cat, t, env) if len(env) else empty
         if spec.method == "cluster":
-            return self._cluster(t, as_of)
+            return self._cluster(t, as_of, self.consented(t, as_of))
         return self._model(t, env, as_of)
 
-    def _cluster(self, t: str, as_of: datetime) -> pd.DataFrame:
+    def _cluster(self, t: str, as_of: datetime, allowed: set[str] | None) -> pd.DataFrame:
         from autopersona.tags.cluster import ClusterTooSmall, fit_cluster_tag, load_window_means
         from autopersona.tags.model import save_fit_record
 
@@ -148,6 +159,8 @@ class Builder:
             self.period,
             spec.cluster.window,
         )
+        if allowed is not None:  # the clusters are fitted on consented entities only
+            feats = feats[feats.index.astype(str).isin(allowed)]
         try:
             fit = fit_cluster_tag(spec, feats)
         except ClusterTooSmall as exc:
@@ -203,7 +216,7 @@ class Builder:
         if self.train and model_due(model, spec, as_of):
             deps = [d for d in self.cat.order([t]) if d != t]
             feats = list(spec.model.features)
-            sub = Builder(self.wh, self.cat, self.period, train=False, save=False)
+            sub = Builder(self.wh, self.cat, self.period, train=False, save=False, consent_at=as_of)
 
             allowed = self.consented(t, as_of)  # consent now governs training now
 

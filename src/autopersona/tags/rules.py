@@ -20,7 +20,9 @@ column                    meaning
 ========================  ==========================================================
 
 An entity gets no assignment for a tag when every input the tag reads is null for it, or
-when no case fires and the tag has no ``else``.
+when no case fires and the tag has no ``else``, or when its people do not consent to the
+tag's purpose at ``as_of`` (:func:`autopersona.privacy.consent.consented`; :func:`evaluate_tag`
+itself works on whatever rows it is given).
 
 Examples
 --------
@@ -41,11 +43,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from autopersona.privacy.consent import consented
 from autopersona.store.warehouse import Warehouse
 from autopersona.tags.spec import Catalogue, TagSpec, known_names, load_catalogue
 
@@ -342,6 +345,7 @@ def build_rule_tags(
             raise ValueError(f"{t}: method {cat.tags[t].method} is not built by rules")
     order = cat.order(sorted(wanted))
     results: list[pd.DataFrame] = []
+    consent: dict[tuple[str, str], set[str]] = {}
     for entity in ("vin", "customer_id"):
         ids = [t for t in order if cat.tags[t].entity == entity]
         if not ids:
@@ -363,6 +367,14 @@ def build_rule_tags(
                 if len(env)
                 else pd.DataFrame(columns=["entity", "value", "score", "reasons"])
             )
+            if spec.purpose is not None and len(res):
+                ok = consent.get((spec.purpose, entity))
+                if ok is None:
+                    kind: Literal["vin", "account"] = "vin" if entity == "vin" else "account"
+                    ok = consent[(spec.purpose, entity)] = consented(
+                        wh, spec.purpose, "any", when, kind
+                    )
+                res = res[res["entity"].astype(str).isin(ok)].reset_index(drop=True)
             col = pd.Series([None] * len(env), index=env.index, dtype=object)
             if len(res):
                 col.loc[res["entity"].to_numpy()] = res["value"].to_numpy()

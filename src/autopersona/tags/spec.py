@@ -3,7 +3,9 @@ r"""The tag catalogue: every tag declared as data in ``tags/catalogue/*.yaml``.
 A tag has an id, a tier (L1 basic … L4 potential, or a commerce level), a category, the
 values it may take, a definition, a method (``rule``, ``score``, ``cluster`` or ``model``)
 with that method's configuration, its inputs (features, master-data columns or other tags),
-its source tables and a refresh cadence.  Files are validated with pydantic
+its source tables, a refresh cadence and the consent purpose it serves (the file's default
+``purpose`` unless the tag names its own; every tag must end up with one).  Files are
+validated with pydantic
 (``extra="forbid"``) and then checked as a whole — unknown names, values outside
 ``values``, duplicate ids across files, dependency cycles — and every problem is reported as
 ``file:line: path: message``.
@@ -16,8 +18,10 @@ Examples
 --------
 >>> cat = load_catalogue()
 >>> t = cat.tags["l1_vehicle_tier"]
->>> t.tier, t.method, t.values, t.cadence
-('L1', 'rule', ['luxury', 'mid', 'economy'], 'static')
+>>> t.tier, t.method, t.values, t.cadence, t.purpose
+('L1', 'rule', ['luxury', 'mid', 'economy'], 'static', 'analytics')
+>>> cat.tags["l4_ubi_risk"].purpose, cat.tags["l4_vas_sensitivity"].purpose
+('ubi', 'marketing')
 >>> cat.version[:7] == cat.version[:7].lower()
 True
 """
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -46,6 +50,7 @@ from autopersona.tags.expr import Expr, ExprError, parse
 
 __all__ = [
     "CADENCE_DAYS",
+    "PURPOSES",
     "Catalogue",
     "CatalogueFile",
     "ClusterConfig",
@@ -67,6 +72,7 @@ Cadence = Literal["static", "weekly", "monthly", "quarterly"]
 Entity = Literal["vin", "customer_id"]
 #: Processing purposes of the consent registry (:mod:`autopersona.privacy.consent`).
 Purpose = Literal["marketing", "ubi", "analytics", "partner_sharing"]
+PURPOSES: tuple[str, ...] = get_args(Purpose)
 
 #: Days after which a tag of each cadence is due again (static: never, once computed).
 CADENCE_DAYS: dict[str, int | None] = {
@@ -251,7 +257,8 @@ class TagSpec(_Strict):
     purpose: Purpose | None = Field(
         default=None,
         description="Purpose whose consent the tag needs: entities without it (at the as-of "
-        "time) get no value, a value they had is closed, and a model tag trains without them.",
+        "time) get no value, a value they had is closed, and a cluster or model tag fits "
+        "without them.  Default: the file's ``purpose``; every tag ends up with one.",
     )
     rule: RuleConfig | None = None
     score: ScoreConfig | None = None
@@ -322,9 +329,15 @@ class TagSpec(_Strict):
 
 
 class CatalogueFile(_Strict):
-    """One catalogue file: a description and its tags."""
+    """One catalogue file: a description, the default purpose of its tags, and its tags.
+
+    ``purpose`` is the consent purpose of every tag of the file that declares none of its
+    own (e.g. ``analytics`` for a file of profile tags, with a ``marketing`` propensity tag
+    overriding it).  A tag left without a purpose is an error.
+    """
 
     description: str = ""
+    purpose: Purpose | None = None
     tags: list[TagSpec] = Field(min_length=1)
 
 
@@ -411,17 +424,35 @@ def _tables() -> set[str]:
 
 
 # ----------------------------------------------------------------------------- loading
-def _load_file(path: Path) -> tuple[CatalogueFile, dict[Any, int]]:
+def _load_file(path: Path) -> tuple[CatalogueFile, dict[Any, int], list[CatalogIssue]]:
+    """The file's tags (each with its effective purpose), line map and purpose issues."""
     data, lines = load_yaml_with_lines(path)
     try:
         f = CatalogueFile.model_validate(data)
     except pydantic.ValidationError as exc:
         raise CatalogError(issues_from_validation(path, exc, lines)) from None
+    missing = [
+        CatalogIssue(
+            str(path),
+            line_for(lines, ("tags", i, "id")),
+            f"tags -> {i} -> purpose",
+            f"tag {t.id!r} has no purpose: give it one or give the file a default "
+            f"(purpose: one of {', '.join(PURPOSES)})",
+        )
+        for i, t in enumerate(f.tags)
+        if t.purpose is None and f.purpose is None
+    ]
     tags = [
-        t.model_copy(update={"file": str(path), "line": line_for(lines, ("tags", i, "id"))})
+        t.model_copy(
+            update={
+                "file": str(path),
+                "line": line_for(lines, ("tags", i, "id")),
+                "purpose": t.purpose or f.purpose,
+            }
+        )
         for i, t in enumerate(f.tags)
     ]
-    return f.model_copy(update={"tags": tags}), lines
+    return f.model_copy(update={"tags": tags}), lines, missing
 
 
 def pending_files(folder: str | Path | None = None) -> list[Path]:
@@ -475,10 +506,11 @@ def load_catalogue(
     loaded: list[tuple[Path, CatalogueFile, dict[Any, int]]] = []
     for name in sorted(paths):
         try:
-            f, lines = _load_file(paths[name])
+            f, lines, missing = _load_file(paths[name])
         except CatalogError as exc:
             errors.extend(exc.errors)
             continue
+        errors.extend(missing)
         loaded.append((paths[name], f, lines))
     tags: dict[str, TagSpec] = {}
     where: dict[str, tuple[Path, dict[Any, int], int]] = {}
