@@ -400,6 +400,14 @@ def main() -> int:
             f"thread wall time per event: decide+commit {1e3 * st['process_s'] / n:.2f} ms, "
             f"dispatch {1e3 * st['dispatch_s'] / n:.2f} ms"
         )
+        threads = st.get("thread_cpu_s") or {}
+        if threads:
+            parts = ", ".join(f"{k} {1e3 * v / n:.3f}" for k, v in sorted(threads.items()))
+            rest = st["cpu_s"] - sum(threads.values())
+            print(
+                f"{'':>10}  engine CPU ms per event by thread: {parts}, "
+                f"other (paho network loops, DuckDB workers, main) {1e3 * rest / n:.3f}"
+            )
         ce, cg = r["echo"]["cpu_ms_per_event"], r["engine"]["cpu_ms_per_event"]
         print(
             f"{'':>10}  CPU time per event (load-independent): echo client {ce:.3f} ms, "

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["INT", "STR", "TS", "rows_table"]
+__all__ = ["INT", "STR", "TS", "columns_table", "rows_table"]
 
 STR = pa.string()
 INT = pa.int32()
@@ -24,3 +24,16 @@ def rows_table(rows: Sequence[dict[str, Any]], schema: dict[str, Any]) -> pa.Tab
     (2, 1)
     """
     return pa.table({c: pa.array([r.get(c) for r in rows], type=t) for c, t in schema.items()})
+
+
+def columns_table(columns: Sequence[Sequence[Any]], schema: dict[str, Any]) -> pa.Table:
+    """An Arrow table from one value list per ``schema`` entry, in the schema's order.
+
+    >>> columns_table([("a", "b"), (1, None)], {"k": STR, "n": INT}).column("n").to_pylist()
+    [1, None]
+    """
+    if len(columns) != len(schema):
+        raise ValueError(f"{len(columns)} columns for a schema of {len(schema)}")
+    return pa.table(
+        {c: pa.array(v, type=t) for (c, t), v in zip(schema.items(), columns, strict=True)}
+    )

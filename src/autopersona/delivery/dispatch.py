@@ -243,9 +243,16 @@ class Dispatcher:
 
     def dispatch(self, messages: Sequence[OutboxMessage]) -> DispatchReport:
         """Send claimed messages and record the outcome of each."""
-        report = DispatchReport()
+        return self.record(self.send(messages))
+
+    def send(self, messages: Sequence[OutboxMessage]) -> list[tuple[OutboxMessage, SendResult]]:
+        """Send claimed messages (expired, unroutable and unaddressed ones fail at once).
+
+        Returns each message with its result, for :meth:`record`; until then the rows stay
+        leased, so a worker that dies in between has them sent again after the lease.
+        """
         if not messages:
-            return report
+            return []
         now = self.clock()
         groups: dict[str, list[OutboxMessage]] = defaultdict(list)
         done: list[tuple[OutboxMessage, SendResult]] = []
@@ -261,6 +268,13 @@ class Dispatcher:
         for name, group in groups.items():
             results = self.channels[name].send_batch(group)
             done.extend(zip(group, results, strict=True))
+        return done
+
+    def record(self, done: Sequence[tuple[OutboxMessage, SendResult]]) -> DispatchReport:
+        """Record send results in the outbox (one transaction) and count them."""
+        report = DispatchReport()
+        if not done:
+            return report
         self.outbox.complete(done, now=self.clock())
         for m, r in done:
             last = m.attempts + 1 >= (m.max_attempts or self.outbox.policy.max_attempts)

@@ -2,10 +2,12 @@ r"""The live engine: vehicle events from MQTT in, decisions and messages out.
 
 Flow of one MQTT batch::
 
-    broker --QoS 1--> on_message --> queue --> processor thread:
+    broker --QoS 1--> on_message --> inbox --> processor thread (a batch = what is waiting):
         validate (JSON, size, fields; refused -> event_dead_letters with the reason)
         BEGIN
-          skip events already in live_events (a redelivery after a crash)
+          skip events already processed (this run's in memory; live_events has the
+            primary key: a redelivery after a restart fails the insert, and the batch is
+            redone with live_events looked up)
           StrategyEngine.on_event(event)        -> strategy_decisions
           StrategyEngine.release_held(...)       (events with payload.speed_mps)
           outbox rows of the ``send`` decisions, leased to this worker
@@ -14,7 +16,9 @@ Flow of one MQTT batch::
         PUBACK every message of the batch       (only now: nothing is lost in a crash)
         hand the new outbox rows to the dispatcher
     dispatcher thread: send handed-off rows at once; every ``poll_s`` claim due rows
-        (retries, rows of a dead worker whose lease ran out); record each attempt.
+        (retries, rows of a dead worker whose lease ran out)
+    recorder thread: record each attempt (outbox status, delivery_attempts), one
+        transaction for every round waiting, while the dispatcher sends the next one
 
 MQTT: protocol 5, QoS 1, a persistent session (``clean_start=False`` + session expiry), and
 the shared subscription ``$share/{group}/{prefix}/vehicles/+/events`` so that several workers
@@ -46,28 +50,36 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Protocol
 
+import duckdb
+import orjson
 import paho.mqtt.client as mqtt
 
-from autopersona.delivery._arrow import INT, STR, TS, rows_table
+from autopersona.delivery._arrow import INT, STR, TS, columns_table
 from autopersona.delivery.channels import Channel, build_channels
 from autopersona.delivery.config import ChannelsConfig
 from autopersona.delivery.dispatch import (
     Contacts,
     DecisionLike,
     Dispatcher,
-    DispatchReport,
     WarehouseContacts,
     messages_for,
 )
 from autopersona.delivery.mqtt import ConnectionWatch, connect_properties, make_client
 from autopersona.delivery.mqtt import vin_from_topic as _vin_from_topic
-from autopersona.delivery.outbox import DuckDBOutbox, Outbox, OutboxMessage, open_outbox
+from autopersona.delivery.outbox import (
+    DuckDBOutbox,
+    Outbox,
+    OutboxMessage,
+    SendResult,
+    open_outbox,
+)
 
 __all__ = [
     "LIVE_EVENTS_TABLE",
@@ -117,14 +129,18 @@ def parse_event(topic: str | None, payload: bytes, max_bytes: int = 65536) -> di
     if len(payload) > max_bytes:
         raise EventRejected(f"oversized: {len(payload)} bytes > limit {max_bytes}")
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EventRejected(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
-    try:
-        event = json.loads(text)
-    except json.JSONDecodeError as exc:
-        why = f"malformed JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
-        raise EventRejected(why) from None
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # The standard library says precisely what is wrong (and accepts what it accepts).
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EventRejected(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+        try:
+            event = json.loads(text)
+        except json.JSONDecodeError as exc:
+            why = f"malformed JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+            raise EventRejected(why) from None
     if not isinstance(event, dict):
         raise EventRejected(f"not a JSON object but {type(event).__name__}")
     for name in _REQUIRED:
@@ -165,7 +181,9 @@ class LiveStats:
     reconnects: int = 0
     process_s: float = 0.0
     dispatch_s: float = 0.0
+    record_s: float = 0.0
     dispatch_errors: int = 0
+    thread_cpu_s: dict[str, float] = field(default_factory=dict)
     last_dispatch_error: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -253,6 +271,9 @@ class LiveEngine:
             warehouse=wh, policy=config.retry, lease_s=config.lease_s
         )
         self.batch_max = batch_max
+        self.recent_max = 200_000
+        self._recent: set[str] = set()
+        self._recent_order: deque[str] = deque()
         self.batch_wait_s = batch_wait_s
         self.poll_s = poll_s
         self.contacts = contacts or WarehouseContacts(wh.con)
@@ -264,8 +285,13 @@ class LiveEngine:
         self.stats = LiveStats()
         self.watch = ConnectionWatch()
         self.subscribed = threading.Event()
-        self._inbox: queue.Queue[_Inbound] = queue.Queue()
+        # on_message appends (deque.append is atomic) and sets the flag; the processor
+        # clears it and drains everything queued: no lock per message on either side.
+        self._inbox: deque[_Inbound] = deque()
+        self._arrived = threading.Event()
         self._handoff: queue.Queue[list[OutboxMessage]] = queue.Queue()
+        self._results: queue.Queue[list[tuple[OutboxMessage, SendResult]]] = queue.Queue()
+        self._dispatcher_done = threading.Event()
         self._accepting = threading.Event()
         self._stop = threading.Event()
         self._processor_done = threading.Event()
@@ -276,6 +302,7 @@ class LiveEngine:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_raw_message = self._on_raw_message
         self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(1, 30)
 
@@ -332,12 +359,14 @@ class LiveEngine:
             log.warning("disconnected from the broker (%s); reconnecting", rc)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._on_raw_message(msg.topic, msg.mid, msg.qos, bytes(msg.payload))
+
+    def _on_raw_message(self, topic: str, mid: int, qos: int, payload: bytes) -> None:
         if not self._accepting.is_set():
             return  # not acknowledged: the broker delivers it again to the next session
         self.stats.received += 1
-        self._inbox.put(
-            _Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), datetime.now(UTC))
-        )
+        self._inbox.append(_Inbound(mid, qos, topic, payload, datetime.now(UTC)))
+        self._arrived.set()
 
     # ------------------------------------------------------------------ processing
     def _tx(self) -> contextlib.ExitStack:
@@ -350,19 +379,35 @@ class LiveEngine:
             stack.enter_context(self.outbox.transaction())
         return stack
 
-    def _seen(self, event_ids: list[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        marks = ", ".join("?" for _ in event_ids)
+    def _seen(self, event_ids: list[str], *, look_up: bool) -> set[str]:
+        """Events already processed.
+
+        Those of this run (in memory) and, with ``look_up``, those in ``live_events`` (one
+        query with the ids as a list parameter).
+        """
+        seen = {e for e in event_ids if e in self._recent}
+        if not look_up or not event_ids:
+            return seen
         rows = self.wh.con.execute(
-            f"SELECT event_id FROM {LIVE_EVENTS_TABLE} WHERE event_id IN ({marks})", event_ids
+            f"SELECT event_id FROM {LIVE_EVENTS_TABLE} "
+            "WHERE event_id IN (SELECT unnest(?::VARCHAR[]))",
+            [event_ids],
         ).fetchall()
-        return {str(r[0]) for r in rows}
+        return seen | {str(r[0]) for r in rows}
+
+    def _remember(self, event_ids: list[str]) -> None:
+        recent, order = self._recent, self._recent_order
+        for e in event_ids:
+            if e not in recent:
+                recent.add(e)
+                order.append(e)
+        while len(order) > self.recent_max:
+            recent.discard(order.popleft())
 
     def _insert_ledger(self, rows: list[list[Any]]) -> None:
         cols = {"event_id": STR, "vin": STR, "type": STR, "topic": STR, "decisions": INT,
                 "worker": STR, "received_at": TS, "processed_at": TS}  # fmt: skip
-        table = rows_table([dict(zip(cols, r, strict=True)) for r in rows], cols)
+        table = columns_table(list(zip(*rows, strict=True)), cols)
         name = f"_live_ledger_{threading.get_ident()}"
         self.wh.con.register(name, table)
         try:
@@ -399,12 +444,23 @@ class LiveEngine:
         return datetime.now(UTC)
 
     def _apply(
-        self, items: list[tuple[_Inbound, dict[str, Any] | None, str | None]]
+        self,
+        items: list[tuple[_Inbound, dict[str, Any] | None, str | None]],
+        *,
+        look_up: bool = True,
     ) -> list[OutboxMessage]:
-        """One transaction over ``items`` (inbound, parsed event or None, refusal reason)."""
+        """One transaction over ``items`` (inbound, parsed event or None, refusal reason).
+
+        Without ``look_up`` the ledger is not queried first: events are taken as new unless
+        this run processed them, and an event that is in ``live_events`` all the same (a
+        redelivery after a restart) makes the ledger insert fail on its primary key, which
+        rolls the whole transaction back (see :meth:`process`).
+        """
         now = datetime.now(UTC)
         with self._tx():
-            seen = self._seen([str(e["event_id"]) for _, e, _ in items if e is not None])
+            seen = self._seen(
+                [str(e["event_id"]) for _, e, _ in items if e is not None], look_up=look_up
+            )
             decisions: list[DecisionLike] = []
             ledger: list[list[Any]] = []
             done: set[str] = set()
@@ -443,7 +499,12 @@ class LiveEngine:
             if self.batch_log and decisions:
                 self.engine.log(decisions)  # type: ignore[attr-defined]
             messages = messages_for(decisions, self.config, self.contacts)
-            new = set(self.outbox.enqueue(messages, now=now, claim_for=self.worker_id))
+            new = set(
+                self.outbox.enqueue(
+                    messages, now=now, claim_for=self.worker_id, assume_new=not look_up
+                )
+            )
+        self._remember([r[0] for r in ledger])
         self.stats.rejected += rejected
         self.stats.duplicates += duplicates
         self.stats.decisions += len(decisions)
@@ -454,8 +515,12 @@ class LiveEngine:
     def process(self, batch: Sequence[_Inbound]) -> list[OutboxMessage]:
         """Validate, decide and record one batch in one transaction; returns new messages.
 
-        When the transaction fails (an engine error on one event), the batch is redone one
-        event per transaction and an event that still fails is dead-lettered with the error.
+        The batch is first written optimistically (no ledger query; plain inserts).  When
+        that transaction fails on a primary key (an event or message that is already
+        recorded), it is rolled back and redone with the ledger looked up and the outbox
+        insert skipping known keys.  When a transaction fails otherwise (an engine error on
+        one event), the batch is redone one event per transaction and an event that still
+        fails is dead-lettered with the error.
         """
         items: list[tuple[_Inbound, dict[str, Any] | None, str | None]] = []
         for b in batch:
@@ -466,8 +531,13 @@ class LiveEngine:
             except EventRejected as exc:
                 items.append((b, None, str(exc)))
         try:
-            return self._apply(items)
+            try:
+                return self._apply(items, look_up=False)
+            except duckdb.IntegrityError:
+                self._rolled_back()
+                return self._apply(items)
         except Exception as exc:
+            self._rolled_back()
             if len(items) == 1:
                 inbound, _, _ = items[0]
                 why = f"engine error: {type(exc).__name__}: {exc}"
@@ -478,6 +548,31 @@ class LiveEngine:
             out.extend(self.process([one[0]]))
         return out
 
+    def _next_batch(self) -> list[_Inbound]:
+        """Up to ``batch_max`` queued events (waiting 0.1 s for the first one).
+
+        The batch is whatever arrived while the previous one was processed, so it grows with
+        the load by itself; when fewer than ``batch_max`` are waiting, it lingers
+        ``batch_wait_s`` once for more.
+        """
+        inbox = self._inbox
+        if not inbox:
+            if not self._arrived.wait(0.1):
+                return []
+            self._arrived.clear()
+            if self.batch_wait_s > 0 and len(inbox) < self.batch_max:
+                time.sleep(self.batch_wait_s)
+        else:
+            self._arrived.clear()
+        n = min(len(inbox), self.batch_max)
+        return [inbox.popleft() for _ in range(n)]
+
+    def _rolled_back(self) -> None:
+        """Tell the engine that decisions it made for a rolled-back batch were not kept."""
+        invalidate = getattr(self.engine, "invalidate", None)
+        if callable(invalidate):
+            invalidate()
+
     def _processor(self) -> None:
         try:
             while True:
@@ -485,21 +580,12 @@ class LiveEngine:
                     # Messages still queued here are not acknowledged: the broker delivers
                     # them again when this worker's session resumes.
                     return
-                try:
-                    first = self._inbox.get(timeout=0.1)
-                except queue.Empty:
+                batch = self._next_batch()
+                if not batch:
                     continue
-                batch = [first]
-                deadline = time.monotonic() + self.batch_wait_s
-                while len(batch) < self.batch_max:
-                    try:
-                        batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
-                    except queue.Empty:
-                        break
                 t0 = time.perf_counter()
                 new = self.process(batch)
-                for b in batch:
-                    self.client.ack(b.mid, b.qos)
+                self.client.ack_many((b.mid, b.qos) for b in batch)
                 self.stats.process_s += time.perf_counter() - t0
                 self.stats.batches += 1
                 if new:
@@ -509,16 +595,11 @@ class LiveEngine:
             self.stats.errors.append(f"processor: {type(exc).__name__}: {exc}")
             self._stop.set()
         finally:
+            self.stats.thread_cpu_s["processor"] = time.thread_time()
             self._processor_done.set()
 
-    def _count(self, rep: DispatchReport, t0: float) -> None:
-        self.stats.dispatch_s += time.perf_counter() - t0
-        self.stats.sent += rep.sent
-        self.stats.retried += rep.retried
-        self.stats.dead += rep.dead
-
     def _dispatcher(self) -> None:
-        """Send handed-off rows at once and poll for due ones.
+        """Send handed-off rows at once and poll for due ones; results go to the recorder.
 
         A failing round (database hiccup, adapter bug) is logged and counted; its rows stay
         leased and are claimed again when the lease runs out, so the loop goes on.
@@ -530,8 +611,7 @@ class LiveEngine:
             while True:
                 try:
                     msgs = self._handoff.get(timeout=min(self.poll_s, 0.05))
-                    # Merge every hand-off waiting: one send round and one bookkeeping
-                    # transaction for all of them (rounds, not messages, cost the most).
+                    # Merge every hand-off waiting: one send round for all of them.
                     while len(msgs) < 5000:
                         try:
                             msgs = msgs + self._handoff.get_nowait()
@@ -545,17 +625,61 @@ class LiveEngine:
                     continue
                 t0 = time.perf_counter()
                 try:
-                    rep = disp.dispatch(msgs) if msgs is not None else disp.run_once()
+                    if msgs is None:
+                        msgs = outbox.claim(self.worker_id, limit=500)
+                        next_poll = time.monotonic() + self.poll_s
+                    done = disp.send(msgs)
                 except Exception as exc:
                     log.exception("dispatch round failed; its messages are retried later")
                     self.stats.dispatch_errors += 1
                     self.stats.last_dispatch_error = f"{type(exc).__name__}: {exc}"
                     time.sleep(min(1.0, self.poll_s))
                     continue
-                self._count(rep, t0)
-                if msgs is None:
-                    next_poll = time.monotonic() + self.poll_s
+                self.stats.dispatch_s += time.perf_counter() - t0
+                if done:
+                    self._results.put(done)
         finally:
+            self.stats.thread_cpu_s["dispatcher"] = time.thread_time()
+            self._dispatcher_done.set()
+            if outbox is not self.outbox:
+                outbox.close()
+
+    def _recorder(self) -> None:
+        """Record send results in the outbox, merging every round that is waiting.
+
+        Off the sending path: the next round goes out while this one is written down.
+        Until a row is recorded it stays leased, so a crash in between means the message is
+        sent again with the same idempotency key after the lease (at least once, as before).
+        """
+        outbox = self.outbox.clone()
+        disp = Dispatcher(outbox, self.channels, owner=self.worker_id)
+        try:
+            while True:
+                try:
+                    done = self._results.get(timeout=0.05)
+                except queue.Empty:
+                    if self._dispatcher_done.is_set() and self._results.empty():
+                        return
+                    continue
+                while True:
+                    try:
+                        done = done + self._results.get_nowait()
+                    except queue.Empty:
+                        break
+                t0 = time.perf_counter()
+                try:
+                    rep = disp.record(done)
+                except Exception as exc:
+                    log.exception("recording sends failed; the messages are sent again later")
+                    self.stats.dispatch_errors += 1
+                    self.stats.last_dispatch_error = f"{type(exc).__name__}: {exc}"
+                    continue
+                self.stats.record_s += time.perf_counter() - t0
+                self.stats.sent += rep.sent
+                self.stats.retried += rep.retried
+                self.stats.dead += rep.dead
+        finally:
+            self.stats.thread_cpu_s["recorder"] = time.thread_time()
             if outbox is not self.outbox:
                 outbox.close()
 
@@ -566,7 +690,11 @@ class LiveEngine:
         if released:
             log.info("released %d leases of a previous run of %s", released, self.worker_id)
         self._accepting.set()
-        for target, name in ((self._processor, "processor"), (self._dispatcher, "dispatcher")):
+        for target, name in (
+            (self._processor, "processor"),
+            (self._dispatcher, "dispatcher"),
+            (self._recorder, "recorder"),
+        ):
             t = threading.Thread(target=target, name=f"{self.worker_id}-{name}", daemon=True)
             t.start()
             self._threads.append(t)

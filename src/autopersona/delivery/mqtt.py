@@ -1,21 +1,195 @@
-"""Small helpers around paho-mqtt 2.x (MQTT 5): clients, connection waits, topic parsing."""
+"""Small helpers around paho-mqtt 2.x (MQTT 5): clients, connection waits, topic parsing.
+
+:class:`FastClient` is paho's client with three changes for the live engine's hot path
+(thousands of messages a second through one Python process):
+
+* socket reads are buffered (paho reads every packet with three ``recv`` calls: one for the
+  command byte, one per length byte, one for the rest) and one wake-up of the network loop
+  handles every packet that arrived, not one packet per ``select``;
+* an inbound PUBLISH without MQTT 5 properties can go straight to ``on_raw_message(topic,
+  mid, qos, payload)`` without paho's message object and property parsing (a PUBLISH that
+  carries properties, or any message when no raw callback is set, takes paho's own path);
+* :meth:`FastClient.ack_many` acknowledges a whole batch with one write;
+* a plain PUBACK is handled without paho's property and reason-code objects, and a PUBACK
+  whose reason code is an error (the broker refused the message, e.g. quota exceeded) is
+  kept in :attr:`FastClient.refused` by message id — paho counts any PUBACK as delivered;
+* the broker's MQTT 5 Receive Maximum (CONNACK) caps the messages in flight: paho ignores
+  it, and a broker that gets more refuses the excess (Mosquitto's default is 20).
+
+:func:`publish_properties` encodes the PUBLISH properties of one message directly (the
+same bytes as paho's :class:`~paho.mqtt.properties.Properties`, which fills a table of every
+property name per instance).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import struct
 import threading
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
+from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = ["ConnectionWatch", "connect_properties", "make_client", "vin_from_topic"]
+__all__ = [
+    "ConnectionWatch",
+    "FastClient",
+    "connect_properties",
+    "make_client",
+    "publish_properties",
+    "vin_from_topic",
+]
+
+_READ_SIZE = 1 << 16
+_PACKETS_PER_WAKE = 5000
+_PUBACK = struct.Struct("!BBH")
+_LEN = struct.Struct("!H")
+_EXPIRY = struct.Struct("!BL")
+_PUBLISH = 0x30
+_PUBACK_CMD = 0x40
+
+RawMessageCallback = Callable[[str, int, int, bytes], None]
+_PUBACK_OK = ReasonCode(PacketTypes.PUBACK, "Success")
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
-def make_client(client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
-    """An MQTT 5 client with the version-2 callback API."""
-    c = mqtt.Client(
+class FastClient(mqtt.Client):
+    """paho's MQTT client with buffered reads, a raw PUBLISH callback and batched acks.
+
+    Behaves as :class:`paho.mqtt.client.Client` unless :attr:`on_raw_message` is set (see
+    the module docstring).  The overridden hooks are paho 2.x internals; the delivery tests
+    run every path against a real broker.
+
+    >>> c = FastClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    >>> c.on_raw_message is None, c.ack_many([])
+    (True, <MQTTErrorCode.MQTT_ERR_SUCCESS: 0>)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = bytearray()
+        self._rbuf_sock: Any = None
+        #: ``(topic, mid, qos, payload)`` for each inbound PUBLISH without properties.
+        self.on_raw_message: RawMessageCallback | None = None
+        #: Reason code (>= 0x80) of each QoS 1 publish the broker refused, by message id;
+        #: whoever waits for a publish pops its entry (message ids are reused).
+        self.refused: dict[int, int] = {}
+        self._inflight_wanted: int | None = None
+
+    # ------------------------------------------------------------------ connecting
+    def _handle_connack(self) -> MQTTErrorCode:
+        if self._protocol == MQTTProtocolVersion.MQTTv5:
+            if self._inflight_wanted is None:
+                self._inflight_wanted = self._max_inflight_messages
+            props = Properties(PacketTypes.CONNACK)  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):  # paho reports a malformed CONNACK itself
+                props.unpack(bytes(self._in_packet["packet"])[2:])  # type: ignore[no-untyped-call]
+            limit = int(getattr(props, "ReceiveMaximum", 65535))
+            wanted = self._inflight_wanted
+            self._max_inflight_messages = min(wanted, limit) if wanted else limit
+        return super()._handle_connack()
+
+    # ------------------------------------------------------------------ reading
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._rbuf_sock:  # a new connection: nothing carried over
+            self._rbuf_sock = self._sock
+            self._rbuf.clear()
+        buf = self._rbuf
+        if not buf:
+            data = super()._sock_recv(max(bufsize, _READ_SIZE))
+            if len(data) <= bufsize:
+                return data
+            buf += data
+        out = bytes(buf[:bufsize])
+        del buf[:bufsize]
+        return out
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Handle every packet that is readable now (buffered or on the socket)."""
+        n = 0
+        while True:
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            n += 1
+            # Stop only with an empty buffer: select() knows nothing of buffered bytes.
+            if n >= _PACKETS_PER_WAKE and not self._rbuf:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        cb = self.on_raw_message
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if cb is None or qos == 2 or self._protocol != MQTTProtocolVersion.MQTTv5:
+            return super()._handle_publish()
+        packet = bytes(self._in_packet["packet"])
+        try:
+            end = 2 + int.from_bytes(packet[:2], "big")
+            topic = packet[2:end].decode("utf-8")
+            mid = 0
+            if qos:
+                mid = int.from_bytes(packet[end : end + 2], "big")
+                end += 2
+            has_props = packet[end] != 0
+        except (IndexError, UnicodeDecodeError):
+            return super()._handle_publish()  # let paho report what is wrong with it
+        if has_props or not topic:
+            return super()._handle_publish()
+        with self._in_callback_mutex:
+            try:
+                cb(topic, mid, qos, packet[end + 1 :])
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_raw_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) < 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = int.from_bytes(packet[:2], "big")
+        reason = packet[2] if len(packet) > 2 else 0
+        if reason >= 0x80:
+            self.refused[mid] = reason
+        if len(packet) > 3 and packet[3] != 0:
+            return super()._handle_pubackcomp(cmd)  # with properties: paho's own path
+        code = _PUBACK_OK if reason == 0 else ReasonCode(PacketTypes.PUBACK, identifier=reason)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, code, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # ------------------------------------------------------------------ acknowledging
+    def ack_many(self, messages: Iterable[tuple[int, int]]) -> MQTTErrorCode:
+        """Acknowledge ``(mid, qos)`` pairs (with ``manual_ack``): QoS 1 ones in one write."""
+        if not self._manual_ack:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        blob = bytearray()
+        for mid, qos in messages:
+            if qos == 1:
+                blob += _PUBACK.pack(_PUBACK_CMD, 2, mid)
+            elif qos == 2:
+                self.ack(mid, qos)
+        if not blob:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._packet_queue(_PUBACK_CMD, bytes(blob), 0, 1)
+
+
+def make_client(client_id: str, *, manual_ack: bool = False) -> FastClient:
+    """An MQTT 5 :class:`FastClient` with the version-2 callback API."""
+    c = FastClient(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
@@ -27,6 +201,67 @@ def make_client(client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
     c.max_inflight_messages_set(100)
     c.max_queued_messages_set(0)
     return c
+
+
+class _PackedProperties(Properties):
+    """PUBLISH properties already in wire format (what :meth:`Properties.pack` returns)."""
+
+    packetType = PacketTypes.PUBLISH
+    _packed: bytes
+    _fields: tuple[Any, ...]
+
+    def __init__(self, packed: bytes, fields: tuple[Any, ...]) -> None:  # no name table
+        d = self.__dict__
+        d["_packed"] = packed
+        d["_fields"] = fields
+
+    def pack(self) -> bytes:
+        return self._packed
+
+    def __str__(self) -> str:
+        expiry, content_type, user = self._fields
+        return f"[MessageExpiryInterval={expiry}, ContentType={content_type}, UserProperty={user}]"
+
+    __repr__ = __str__
+
+
+def publish_properties(
+    *,
+    content_type: str | None = None,
+    user_properties: Sequence[tuple[str, str]] = (),
+    message_expiry_s: int | None = None,
+) -> Properties:
+    """PUBLISH properties for one message, already in wire format.
+
+    The same bytes as a :class:`~paho.mqtt.properties.Properties` with those fields:
+
+    >>> p = Properties(PacketTypes.PUBLISH)
+    >>> p.MessageExpiryInterval = 60
+    >>> p.ContentType = "application/json"
+    >>> p.UserProperty = [("idempotency_key", "k1"), ("ünï", "cödé")]
+    >>> fast = publish_properties(content_type="application/json",
+    ...     user_properties=[("idempotency_key", "k1"), ("ünï", "cödé")], message_expiry_s=60)
+    >>> fast.pack() == p.pack()
+    True
+    """
+    parts = []
+    if message_expiry_s is not None:
+        parts.append(_EXPIRY.pack(0x02, int(message_expiry_s)))
+    if content_type is not None:
+        parts.append(_content_type(content_type))
+    for k, v in user_properties:
+        kb, vb = k.encode("utf-8"), v.encode("utf-8")
+        parts.append(b"\x26" + _LEN.pack(len(kb)) + kb + _LEN.pack(len(vb)) + vb)
+    body = b"".join(parts)
+    size = len(body)
+    head = bytes((size,)) if size < 128 else bytes(VariableByteIntegers.encode(size))  # type: ignore[no-untyped-call]
+    return _PackedProperties(head + body, (message_expiry_s, content_type, user_properties))
+
+
+@functools.lru_cache(maxsize=16)
+def _content_type(value: str) -> bytes:
+    b = value.encode("utf-8")
+    return b"\x03" + _LEN.pack(len(b)) + b
 
 
 def connect_properties(session_expiry_s: int, receive_maximum: int | None = None) -> Properties:

@@ -63,6 +63,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pandas as pd
 
 from autopersona.delivery._arrow import INT, STR, TS, rows_table
+from autopersona.delivery._json import dumps
 from autopersona.delivery.config import RetryPolicy
 from autopersona.store.sqlbase import SchemaStore
 
@@ -203,7 +204,7 @@ class Outbox(SchemaStore):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
+    def _insert_rows(self, rows: list[dict[str, Any]], assume_new: bool = False) -> list[str]:
         raise NotImplementedError
 
     def _update_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -273,12 +274,18 @@ class Outbox(SchemaStore):
         *,
         now: datetime | None = None,
         claim_for: str | None = None,
+        assume_new: bool = False,
     ) -> list[str]:
         """Add messages; a key already in the outbox is left alone.  Returns the new keys.
 
         With ``claim_for`` the new rows are written already leased to that worker (status
         ``sending``), so it can send them right after the commit without a second round
         trip; if it dies first, the lease runs out and any worker picks them up.
+
+        ``assume_new`` is for a caller that knows the keys are new unless something went
+        wrong and redoes its transaction when it did: a DuckDB outbox then writes with a
+        plain insert, which is cheaper and fails (``duckdb.ConstraintException``) on a key
+        already there instead of skipping it.  PostgreSQL ignores it.
         """
         if not messages:
             return []
@@ -296,7 +303,7 @@ class Outbox(SchemaStore):
                     "decision_id": m.decision_id,
                     "channel": m.channel,
                     "address": m.address,
-                    "payload": json.dumps(m.payload, default=str, sort_keys=True),
+                    "payload": dumps(m.payload),
                     "status": "sending" if claim_for else "pending",
                     "attempts": 0,
                     "max_attempts": m.max_attempts or self.policy.max_attempts,
@@ -310,7 +317,7 @@ class Outbox(SchemaStore):
                     "sent_at": None,
                 }
             )
-        return self._insert_rows(rows)
+        return self._insert_rows(rows, assume_new)
 
     def claim(
         self, owner: str, *, limit: int = 500, now: datetime | None = None
@@ -541,17 +548,18 @@ class DuckDBOutbox(Outbox):
         cur = self.con.execute(sql, list(params))
         return cur.fetchall() if cur.description else []
 
-    def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
+    def _insert_rows(self, rows: list[dict[str, Any]], assume_new: bool = False) -> list[str]:
         table = rows_table(rows, _ARROW)
         sel = ", ".join(f"CAST({c} AS JSON)" if c == "payload" else c for c in _COLS)
         name = f"_ob_rows_{uuid.uuid4().hex[:8]}"
+        insert = f"INSERT INTO {{s}}.outbox ({', '.join(_COLS)}) SELECT {sel} FROM {name}"
         self.con.register(name, table)
         try:
+            if assume_new:
+                self.con.execute(self._sql(insert))
+                return [r["idempotency_key"] for r in rows]
             got = self.con.execute(
-                self._sql(
-                    f"INSERT INTO {{s}}.outbox ({', '.join(_COLS)}) SELECT {sel} FROM {name} "
-                    "ON CONFLICT DO NOTHING RETURNING idempotency_key"
-                )
+                self._sql(f"{insert} ON CONFLICT DO NOTHING RETURNING idempotency_key")
             ).fetchall()
         finally:
             self.con.unregister(name)
@@ -678,7 +686,7 @@ class PostgresOutbox(Outbox):
             )
         )
 
-    def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
+    def _insert_rows(self, rows: list[dict[str, Any]], assume_new: bool = False) -> list[str]:
         sql = self._sql(
             f"INSERT INTO {{s}}.outbox ({', '.join(_COLS)}) "
             f"VALUES ({', '.join('?' for _ in _COLS)}) "

@@ -9,19 +9,18 @@ acknowledges it (PUBACK); a broker that is down or slow makes the attempt retrya
 from __future__ import annotations
 
 import contextlib
-import copy
-import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
+from autopersona.delivery._json import dumps_bytes
 from autopersona.delivery.channels.base import IDEMPOTENCY_FIELD, Channel, message_body
 from autopersona.delivery.config import MqttBroker, MqttSpec
-from autopersona.delivery.mqtt import ConnectionWatch, make_client
+from autopersona.delivery.mqtt import ConnectionWatch, make_client, publish_properties
 from autopersona.delivery.outbox import OutboxMessage, SendResult
 
 __all__ = ["HeadUnitChannel", "headunit_topic"]
@@ -60,8 +59,6 @@ class HeadUnitChannel(Channel):
         self.client.on_disconnect = self.watch.on_disconnect
         self.client.reconnect_delay_set(1, 30)
         self._started = False
-        self._props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        self._props.ContentType = "application/json"
 
     def _ensure(self, wait_s: float) -> bool:
         if not self._started:
@@ -90,16 +87,18 @@ class HeadUnitChannel(Channel):
         now = datetime.now(UTC)
         infos: list[mqtt.MQTTMessageInfo | SendResult] = []
         for m in messages:
-            # Building paho Properties is slow (a table per instance): copy a template.
-            props = copy.copy(self._props)
-            props.UserProperty = [(IDEMPOTENCY_FIELD, m.idempotency_key)]
+            expiry = None
             if m.not_after is not None:
-                left = int((m.not_after - now).total_seconds())
-                if left <= 0:
+                expiry = int((m.not_after - now).total_seconds())
+                if expiry <= 0:
                     infos.append(SendResult.too_late(m.not_after))
                     continue
-                props.MessageExpiryInterval = left
-            body = json.dumps(message_body(m), default=str, sort_keys=True)
+            props = publish_properties(
+                content_type="application/json",
+                user_properties=[(IDEMPOTENCY_FIELD, m.idempotency_key)],
+                message_expiry_s=expiry,
+            )
+            body = dumps_bytes(message_body(m))
             infos.append(self.client.publish(m.address, body, qos=self.spec.qos, properties=props))
         deadline = time.monotonic() + self.spec.timeout_s
         out: list[SendResult] = []
@@ -110,9 +109,14 @@ class HeadUnitChannel(Channel):
             try:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
             except (RuntimeError, ValueError) as exc:
+                self.client.refused.pop(info.mid, None)
                 out.append(SendResult.retry(f"head_unit: {exc}"))
                 continue
-            if info.is_published():
+            refused = self.client.refused.pop(info.mid, None)
+            if refused is not None:
+                why = ReasonCode(PacketTypes.PUBACK, identifier=refused)
+                out.append(SendResult.retry(f"head_unit: the broker refused it ({why})"))
+            elif info.is_published():
                 out.append(SendResult.sent())
             else:
                 out.append(SendResult.retry(f"head_unit: no PUBACK in {self.spec.timeout_s:g}s"))

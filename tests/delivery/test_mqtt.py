@@ -1,0 +1,184 @@
+"""FastClient (paho with buffered reads, raw PUBLISH callback, batched acks) against Mosquitto."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from deliverykit import PrivateBroker, free_port, port_open, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from autopersona.delivery.channels import HeadUnitChannel
+from autopersona.delivery.config import MqttBroker, MqttSpec
+from autopersona.delivery.mqtt import FastClient, connect_properties, make_client
+from autopersona.delivery.outbox import OutboxMessage
+
+pytestmark = pytest.mark.integration
+
+
+def _publisher(port: int) -> mqtt.Client:
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+    )
+    c.max_inflight_messages_set(20)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def _subscriber(
+    port: int,
+    topic: str,
+    client_id: str,
+    *,
+    manual_ack: bool = False,
+    on_raw: Any = None,
+    on_message: Any = None,
+) -> FastClient:
+    c = make_client(client_id, manual_ack=manual_ack)
+    c.on_raw_message = on_raw  # before connecting: a resumed session delivers at once
+    if on_message is not None:
+        c.on_message = on_message
+    ready = threading.Event()
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=1)
+    c.on_subscribe = lambda *a: ready.set()
+    c.connect("127.0.0.1", port, clean_start=False, properties=connect_properties(600))
+    c.loop_start()
+    assert ready.wait(10), "subscriber did not subscribe"
+    return c
+
+
+def _close(*clients: mqtt.Client) -> None:
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_raw_callback_burst_and_property_fallback(shared_broker: int, prefix: str) -> None:
+    """A burst of small messages arrives whole through the buffered reader; a message with
+    properties takes paho's path (on_message) with its properties."""
+    raw: list[tuple[str, int, bytes]] = []
+    full: list[Any] = []
+    sub = _subscriber(
+        shared_broker,
+        f"{prefix}/#",
+        f"sub-{uuid.uuid4().hex[:8]}",
+        on_raw=lambda topic, mid, qos, payload: raw.append((topic, qos, payload)),
+        on_message=lambda c, u, msg: full.append(msg),
+    )
+    pub = _publisher(shared_broker)
+    try:
+        n = 3000
+        infos = [pub.publish(f"{prefix}/a/{i % 7}", f"m{i}".encode(), qos=1) for i in range(n)]
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = [("k", "v")]
+        pub.publish(f"{prefix}/b", b"with-props", qos=1, properties=props)
+        for info in infos:
+            info.wait_for_publish(10)
+        assert wait_until(lambda: len(raw) >= n and len(full) >= 1, 20)
+        time.sleep(0.2)
+    finally:
+        _close(pub, sub)
+    assert sorted(p for _, _, p in raw) == sorted(f"m{i}".encode() for i in range(n))
+    assert {t for t, _, _ in raw} == {f"{prefix}/a/{i}" for i in range(7)}
+    assert {q for _, q, _ in raw} == {1}
+    assert [(m.topic, m.payload) for m in full] == [(f"{prefix}/b", b"with-props")]
+    assert full[0].properties.UserProperty == [("k", "v")]
+
+
+def test_ack_many_acknowledges_exactly_those_messages(private_broker: PrivateBroker) -> None:
+    """Messages acknowledged with ack_many are not delivered again when the session resumes;
+    the others are."""
+    port = private_broker.port
+    topic = f"acks-{uuid.uuid4().hex[:6]}/e"
+    cid = f"worker-{uuid.uuid4().hex[:6]}"
+    got: list[tuple[int, int, bytes]] = []
+    sub = _subscriber(
+        port, topic, cid, manual_ack=True, on_raw=lambda t, mid, q, p: got.append((mid, q, p))
+    )
+    pub = _publisher(port)
+    try:
+        for i in range(40):
+            pub.publish(topic, f"e{i}".encode(), qos=1).wait_for_publish(5)
+        assert wait_until(lambda: len(got) >= 40, 10)
+        first = sorted(got, key=lambda g: int(g[2][1:]))
+        sub.ack_many((mid, qos) for mid, qos, p in first if int(p[1:]) < 25)
+        time.sleep(0.5)  # let the acknowledgements reach the broker
+        _close(sub)
+        again: list[bytes] = []
+        sub2 = _subscriber(
+            port, topic, cid, manual_ack=True, on_raw=lambda t, mid, q, p: again.append(p)
+        )
+        try:
+            assert wait_until(lambda: len(again) >= 15, 10)
+            time.sleep(0.5)
+        finally:
+            _close(sub2)
+    finally:
+        _close(pub)
+    assert sorted(again) == sorted(f"e{i}".encode() for i in range(25, 40))
+
+
+def test_receive_maximum_caps_messages_in_flight(shared_broker: int) -> None:
+    """The broker's Receive Maximum (Mosquitto's default 20) caps paho's window of 100."""
+    c = make_client(f"rm-{uuid.uuid4().hex[:8]}")
+    seen: dict[str, Any] = {}
+    done = threading.Event()
+
+    def on_connect(cl: Any, u: Any, f: Any, rc: Any, props: Any) -> None:
+        seen["limit"] = getattr(props, "ReceiveMaximum", None)
+        done.set()
+
+    c.on_connect = on_connect
+    c.connect("127.0.0.1", shared_broker)
+    c.loop_start()
+    try:
+        assert done.wait(10)
+    finally:
+        _close(c)
+    if seen["limit"] is None:
+        pytest.skip("this broker announces no Receive Maximum")
+    assert c.max_inflight_messages == min(100, int(seen["limit"]))
+
+
+def test_refused_publish_is_retryable(tmp_path: Path) -> None:
+    """A PUBACK with an error reason code (here: not authorised by the broker's ACL) makes the
+    head-unit send a retryable failure instead of a delivery; allowed topics still go out."""
+    if PrivateBroker.unavailable():
+        pytest.skip("the mosquitto binary is not installed")
+    port = free_port()
+    (tmp_path / "acl").write_text("topic readwrite ok/#\n")
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        # user root: a broker started by root would read the ACL as 'mosquitto' and fail
+        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"acl_file {tmp_path}/acl\nlog_dest file {tmp_path}/mosquitto.log\n"
+    )
+    broker = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ch = HeadUnitChannel(
+        MqttSpec(kind="mqtt", timeout_s=5), MqttBroker(port=port), client_id="hu-acl"
+    )
+    try:
+        assert wait_until(lambda: port_open(port), 10)
+        msgs = [
+            OutboxMessage("k-ok", "d1", "head_unit", "ok/vehicles/V1/headunit", {"title": "T"}),
+            OutboxMessage("k-no", "d2", "head_unit", "no/vehicles/V1/headunit", {"title": "T"}),
+        ]
+        ok, refused = ch.send_batch(msgs)
+    finally:
+        ch.close()
+        broker.terminate()
+        broker.wait(10)
+    assert ok.ok
+    assert not refused.ok and refused.retryable
+    assert "refused" in (refused.error or "") and "authori" in (refused.error or "")
