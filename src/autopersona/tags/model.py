@@ -296,7 +296,12 @@ def fit_classifier(
 
 # ----------------------------------------------------------------------------- labels
 def label_events(wh: Warehouse, tag: TagSpec) -> pd.DataFrame:
-    """Every event row of the tag's label: ``entity``, ``time`` (UTC) and ``amount``."""
+    """Every event row of the tag's label: ``entity``, ``time`` (UTC) and ``amount``.
+
+    For a per-VIN tag, an event whose ``entity`` column is not ``vin`` (a ``person_id`` of
+    ``marketing_feedback``, an account id) is resolved to the person's VINs through the
+    identity tables (:func:`autopersona.identity.resolve.to_vins`); unknown persons drop out.
+    """
     assert tag.model is not None
     frames = []
     for ev in tag.model.label.events:
@@ -322,15 +327,19 @@ def label_events(wh: Warehouse, tag: TagSpec) -> pd.DataFrame:
             if ev.amount is not None and len(df)
             else np.ones(len(df))
         )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "entity": df[ev.entity].astype(str).to_numpy()[keep],
-                    "time": pd.to_datetime(df[ev.time], utc=True).to_numpy()[keep],
-                    "amount": amount[keep],
-                }
-            )
+        rows = pd.DataFrame(
+            {
+                "entity": df[ev.entity].astype(str).to_numpy()[keep],
+                "time": pd.to_datetime(df[ev.time], utc=True).to_numpy()[keep],
+                "amount": amount[keep],
+            }
         )
+        if tag.entity == "vin" and ev.entity != "vin":
+            # rows naming persons (e.g. feedback) count for each of the person's vehicles
+            from autopersona.identity.resolve import to_vins
+
+            rows = to_vins(wh, rows)
+        frames.append(rows)
     if not frames:
         return pd.DataFrame(
             {
