@@ -169,18 +169,27 @@ def register(app: typer.Typer) -> None:
         ] = False,
         as_json: Annotated[bool, _JSON] = False,
     ) -> None:
-        """Evaluate schedule, calendar and metric-change triggers in batch and log decisions."""
+        """Evaluate schedule, calendar and metric-change triggers in batch and log decisions.
+
+        Strategies with ``offer_arms`` get one arm per message by Thompson sampling on the
+        conversions the feedback recorded for each arm (``strategy/offers.py``).
+        """
         from autopersona.settings import get_settings
         from autopersona.store.profiles import open_store
         from autopersona.store.warehouse import Warehouse
         from autopersona.strategy.engine import StrategyEngine, summarise
+        from autopersona.strategy.offers import assign_offer_arms
 
         cat = _load(catalogue, channels)
         when = _when(as_of)
         with Warehouse(warehouse or get_settings().warehouse) as wh:
             ps = open_store(store, warehouse=wh)
             try:
-                decisions = StrategyEngine(wh, cat, profiles=ps).run_batch(when, log=not dry_run)
+                engine = StrategyEngine(wh, cat, profiles=ps)
+                decisions = engine.run_batch(when, log=False)
+                decisions, offers = assign_offer_arms(wh.con, cat, decisions, as_of=when)
+                if not dry_run:
+                    engine.log(decisions)
             finally:
                 ps.close()
         rows = summarise(decisions, [s.id for s in cat.enabled() if s.trigger.event is None])
@@ -191,12 +200,20 @@ def register(app: typer.Typer) -> None:
                     "logged": not dry_run,
                     "decisions": len(decisions),
                     "strategies": rows,
+                    "offer_arms": offers,
                 }
             )
             return
         from rich.console import Console
 
-        print_summary(Console(), rows, f"Batch run as of {when.isoformat()}")
+        console = Console()
+        print_summary(console, rows, f"Batch run as of {when.isoformat()}")
+        for sid, o in offers.items():
+            means = ", ".join(f"{a} {m:.1%}" for a, m in o["posterior_mean"].items())
+            given = ", ".join(f"{a} {n}" for a, n in o["assigned"].items())
+            console.print(
+                f"{sid}: offer arms by Thompson sampling — sent {given} (posterior {means})"
+            )
 
 
 def print_summary(console: Any, rows: list[dict[str, Any]], title: str) -> None:

@@ -70,6 +70,7 @@ __all__ = [
     "Experiment",
     "Fatigue",
     "MetricTrigger",
+    "OfferArm",
     "Policy",
     "ScheduleTrigger",
     "StrategyCatalogue",
@@ -333,6 +334,25 @@ class ChannelRule(_Strict):
     channels: list[str] = Field(min_length=1)
 
 
+#: Fields an offer arm's own title/body may use besides ``offer_<key>``.
+ARM_FIELDS = ("person_id", "vin", "strategy_id", "trigger_key")
+
+
+class OfferArm(_Strict):
+    """An offer or coupon variant of a strategy, chosen per message by Thompson sampling.
+
+    The batch run samples on the conversions the feedback recorded for each arm
+    (:mod:`autopersona.strategy.offers`).  ``offer`` is merged over the strategy's ``offer``.  An arm that changes an offer field
+    the content shows must bring its own ``title``/``body`` (templates over ``offer_<key>``
+    and :data:`ARM_FIELDS` only).
+    """
+
+    id: str = Field(pattern=_ID)
+    offer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    title: str | None = None
+    body: str | None = None
+
+
 class StrategySpec(_Strict):
     """One strategy of the catalogue."""
 
@@ -349,6 +369,7 @@ class StrategySpec(_Strict):
     channel_rules: list[ChannelRule] = Field(default_factory=list)
     content: Content
     offer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    offer_arms: list[OfferArm] = Field(default_factory=list)
     value_cny: float = Field(default=0.0, ge=0)
     response_rate: float = Field(default=0.05, ge=0, le=1)
     priority: int = Field(default=50, ge=0, le=1000)
@@ -366,7 +387,36 @@ class StrategySpec(_Strict):
             raise ValueError("control_share + baseline_share too large")  # pragma: no cover
         if self.trigger.event is not None and self.entity != "vin":
             raise ValueError("event triggers need entity vin (events come from vehicles)")
+        if self.offer_arms:
+            self._check_arms()
         return self
+
+    def _check_arms(self) -> None:
+        ids = [a.id for a in self.offer_arms]
+        if len(ids) < 2 or len(set(ids)) != len(ids):
+            raise ValueError(f"offer_arms: two or more arms with distinct ids (got {ids})")
+        shown = {
+            i[len("offer_") :]
+            for _, text in self.templates()
+            for i in string.Template(text).get_identifiers()
+            if i.startswith("offer_")
+        }
+        for a in self.offer_arms:
+            changed = sorted(k for k in shown if k in a.offer and a.offer[k] != self.offer.get(k))
+            if changed and (a.title is None or a.body is None):
+                raise ValueError(
+                    f"offer arm {a.id!r} changes {', '.join(changed)} shown by the content: "
+                    "give the arm its own title and body"
+                )
+            allowed = {f"offer_{k}" for k in {**self.offer, **a.offer}} | set(ARM_FIELDS)
+            for text in (a.title, a.body):
+                names = set(string.Template(text).get_identifiers()) if text else set()
+                if names - allowed:
+                    raise ValueError(
+                        f"offer arm {a.id!r}: unknown template field(s) "
+                        f"{', '.join(sorted(names - allowed))} (use offer_<key> and "
+                        f"{', '.join(ARM_FIELDS)})"
+                    )
 
     def expressions(self) -> list[tuple[Loc, str]]:
         """``(location, expression)`` of every expression the strategy declares."""
@@ -399,7 +449,9 @@ class StrategySpec(_Strict):
 
     def digest(self) -> str:
         """Hash of the declaration."""
-        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+        skip = set() if self.offer_arms else {"offer_arms"}  # digests of strategies without
+        dumped = self.model_dump_json(by_alias=True, exclude=skip)  # arms stay as they were
+        return hashlib.sha256(dumped.encode()).hexdigest()[:16]
 
 
 class StrategyFile(_Strict):
@@ -455,6 +507,7 @@ def context_names(spec: StrategySpec) -> set[str]:
     ['days_to_trigger_date', 'local_date', 'offer_code']
     """
     out = set(_CONTEXT) | {f"offer_{k}" for k in spec.offer}
+    out |= {f"offer_{k}" for a in spec.offer_arms for k in a.offer}
     if spec.trigger.event:
         out |= set(spec.trigger.event.payload)
     return out
