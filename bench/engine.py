@@ -166,7 +166,8 @@ def run_engine(port: int, folder: Path, kind: str) -> None:
             )
         }
     )  # fmt: skip
-    wh = Warehouse(folder / "bench.duckdb", memory_limit="1GB", threads=2)
+    # As `autopersona run` opens it: one DuckDB thread (small statements).
+    wh = Warehouse(folder / "bench.duckdb", memory_limit="1GB", threads=1)
     if kind == "strategy":
         from autopersona.strategy import StrategyEngine
 

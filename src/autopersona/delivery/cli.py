@@ -35,7 +35,7 @@ def _config(path: Path | None) -> Any:
         raise typer.Exit(1) from None
 
 
-def _warehouse(path: Path | None, *, read_only: bool = False) -> Any:
+def _warehouse(path: Path | None, *, read_only: bool = False, threads: int | None = None) -> Any:
     from autopersona.settings import get_settings
     from autopersona.store.warehouse import Warehouse
 
@@ -43,7 +43,7 @@ def _warehouse(path: Path | None, *, read_only: bool = False) -> Any:
     if read_only and not Path(p).exists():
         typer.echo(f"error: no warehouse at {p}", err=True)
         raise typer.Exit(1)
-    return Warehouse(p, read_only=read_only)
+    return Warehouse(p, read_only=read_only, threads=threads)
 
 
 def _engine_factory(spec: str) -> Any:
@@ -92,6 +92,13 @@ def register(app: typer.Typer) -> None:
         status_every: Annotated[
             float, typer.Option(help="Print counters every N seconds (0: only at the end).")
         ] = 0.0,
+        threads: Annotated[
+            int,
+            typer.Option(
+                help="DuckDB worker threads (the engine's statements are small: more threads "
+                "add scheduling, not speed)."
+            ),
+        ] = 1,
     ) -> None:
         """Run the live engine: MQTT vehicle events in, decisions, outbox, channels out.
 
@@ -113,7 +120,7 @@ def register(app: typer.Typer) -> None:
         if over:
             cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update=over)})
         factory = _engine_factory(engine)
-        wh = _warehouse(warehouse)
+        wh = _warehouse(warehouse, threads=threads)
         ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
         try:
             live = LiveEngine(

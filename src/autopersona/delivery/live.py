@@ -415,6 +415,41 @@ class LiveEngine:
         finally:
             self.wh.con.unregister(name)
 
+    def _decide_all(self, events: list[dict[str, Any]]) -> list[list[DecisionLike]]:
+        """Each event's decisions, in order.
+
+        An engine with ``on_events`` (the strategy engine) evaluates each run of events in
+        one call (consents, caps and profiles read once per run, decisions logged in one
+        statement; the outcome is that of one ``on_event`` after the other).  A run ends
+        after an event with ``payload.speed_mps``, whose held messages are released before
+        the next event is evaluated, as with one event at a time.
+        """
+        many = getattr(self.engine, "on_events", None)
+        if not callable(many):
+            return [self._decide(e) for e in events]
+        eng: Any = self.engine
+        kw = {"log": False} if self.batch_log else {}
+        out: list[list[DecisionLike]] = []
+        run: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            if run:
+                for res in many(run, **kw):
+                    if isinstance(res, Exception):
+                        raise res  # as on_event would: the batch is redone event by event
+                    out.append(list(res))
+                run.clear()
+
+        for event in events:
+            run.append(event)
+            speed = (event.get("payload") or {}).get("speed_mps")
+            if isinstance(speed, int | float) and not isinstance(speed, bool):
+                flush()
+                vin, now = str(event["vin"]), self._event_time(event)
+                out[-1].extend(eng.release_held(vin, float(speed), now, **kw))
+        flush()
+        return out
+
     def _decide(self, event: dict[str, Any]) -> list[DecisionLike]:
         if self.batch_log:
             return self._decide_unlogged(event)
@@ -464,6 +499,7 @@ class LiveEngine:
             decisions: list[DecisionLike] = []
             ledger: list[list[Any]] = []
             done: set[str] = set()
+            fresh: list[tuple[_Inbound, dict[str, Any]]] = []
             rejected = duplicates = 0
             for inbound, event, reason in items:
                 if event is None:
@@ -480,11 +516,13 @@ class LiveEngine:
                     duplicates += 1
                     continue
                 done.add(eid)
-                got = self._decide(event)
+                fresh.append((inbound, event))
+            got_all = self._decide_all([e for _, e in fresh])
+            for (inbound, event), got in zip(fresh, got_all, strict=True):
                 decisions.extend(got)
                 ledger.append(
                     [
-                        eid,
+                        str(event["event_id"]),
                         event["vin"],
                         event["type"],
                         inbound.topic,

@@ -9,7 +9,9 @@
 * an inbound PUBLISH without MQTT 5 properties can go straight to ``on_raw_message(topic,
   mid, qos, payload)`` without paho's message object and property parsing (a PUBLISH that
   carries properties, or any message when no raw callback is set, takes paho's own path);
-* :meth:`FastClient.ack_many` acknowledges a whole batch with one write;
+* :meth:`FastClient.ack_many` acknowledges a whole batch with one write, and a packet
+  queued from another thread wakes the network loop only if no wake-up is pending yet
+  (paho writes to its wake-up socket for every packet);
 * a plain PUBACK is handled without paho's property and reason-code objects, and a PUBACK
   whose reason code is an error (the broker refused the message, e.g. quota exceeded) is
   kept in :attr:`FastClient.refused` by message id — paho counts any PUBACK as delivered;
@@ -80,6 +82,8 @@ class FastClient(mqtt.Client):
         #: whoever waits for a publish pops its entry (message ids are reused).
         self.refused: dict[int, int] = {}
         self._inflight_wanted: int | None = None
+        self._wake_pending = False
+        self._wake_sock: Any = None
 
     # ------------------------------------------------------------------ connecting
     def _handle_connack(self) -> MQTTErrorCode:
@@ -170,6 +174,52 @@ class FastClient(mqtt.Client):
             if mid in self._out_messages:
                 return self._do_on_publish(mid, code, _NO_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # ------------------------------------------------------------------ writing
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        wake = self._sockpairW
+        if wake is not None:
+            if wake is not self._wake_sock:  # a new wake-up socket (reconnect, loop_start)
+                self._wake_sock = wake
+                self._wake_pending = False
+            # Appended before the flag is read, and loop_write clears the flag before it
+            # drains the queue: a packet is never left behind by a skipped wake-up.
+            if not self._wake_pending:
+                self._wake_pending = True
+                with contextlib.suppress(BlockingIOError):
+                    wake.send(b"0")
+        if (
+            self._thread is None
+            and self._on_socket_register_write is None
+            and self._in_callback_mutex.acquire(False)
+        ):
+            self._in_callback_mutex.release()
+            return self.loop_write()
+        self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop_write(self) -> MQTTErrorCode:
+        """Write what is queued (clearing the pending wake-up first)."""
+        self._wake_pending = False
+        return super().loop_write()
 
     # ------------------------------------------------------------------ acknowledging
     def ack_many(self, messages: Iterable[tuple[int, int]]) -> MQTTErrorCode:
