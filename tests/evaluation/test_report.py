@@ -94,6 +94,9 @@ def test_report_cli_writes_a_self_contained_page(wh_path: Path, tmp_path: Path) 
         assert body.count("data:image/png;base64,") == 1
     for section in ("Funnel", "Lift", "Uplift", "Bandits"):
         assert f"<h2>{section}</h2>" in page
+    funnel = page.split("<h2>Funnel</h2>")[1].split("</section>")[0]
+    for metric in ("voice_reply_rate", "mean_dwell_s", "referral_rate", "ltv_change"):
+        assert metric in funnel  # the interaction and value layers are reported
     # no external asset: no src/href pointing anywhere, no scripts
     assert not re.search(r"(src|href)=\"(?!data:)", page)
     assert "<script" not in page and "<link" not in page

@@ -277,6 +277,14 @@ def build_report(
         cols = ["strategy", "arm", "sent", "delivered", "exposed", "clicked", "converted"]
         rates = ["send_success", "exposure_rate", "ctr", "cvr", "order_value", "redemption_rate"]
         rep.add_table("Funnel", f[cols + rates], "Reach, interaction, conversion and value.")
+        more = ["voice_replies", "voice_reply_rate", "mean_dwell_s", "buyers", "repurchase_rate"]
+        more += ["referrals", "referral_rate", "persons", "ltv_change"]
+        rep.add_table(
+            "Funnel",
+            f[["strategy", "arm", *more]],
+            "Interaction (voice replies per exposure, seconds of dwell per exposed message) and "
+            "value (repurchase, referrals per sent message, revenue and referral value per person).",
+        )
     lt = lift_table(wh, control=control)
     if lt.empty:
         rep.add_text("Lift", f"no campaign has a control arm ({', '.join(control)}).")
