@@ -97,9 +97,12 @@ COARSEN_TARGETS: tuple[tuple[str, str, str], ...] = (
     ("features_mobility", "work_lat", "work_lon"),
 )
 _PSEUDO_RE = re.compile(r"^p[vpe]_[0-9a-f]{32}$")
-#: Patterns of clear identifiers (for scans): 17-character VINs, phone-like digit runs, e-mails.
+#: Patterns of clear identifiers (for scans): 17-character VINs (letters and digits: a run of
+#: 17 digits is a number, e.g. in a stored model), phone-like digit runs, e-mails.
 RAW_PATTERNS: dict[str, re.Pattern[str]] = {
-    "vin": re.compile(r"\b[A-HJ-NPR-Z0-9]{17}\b"),
+    "vin": re.compile(
+        r"\b(?=[A-HJ-NPR-Z0-9]{0,16}[A-HJ-NPR-Z])(?=[A-HJ-NPR-Z0-9]{0,16}\d)[A-HJ-NPR-Z0-9]{17}\b"
+    ),
     "phone": re.compile(r"(?<![0-9a-f])\+?\d[\d\s().-]{8,}\d(?![0-9a-f])"),
     "email": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
 }
@@ -386,7 +389,7 @@ def _pseudonymise_text(wh: Warehouse, table: str, column: str, p: Pseudonymiser)
 
 
 def scan_raw_identifiers(wh: Warehouse, known: dict[str, set[str]] | None = None) -> list[str]:
-    """Every text column of every table searched for clear VINs, phones and e-mails.
+    """Every text column of every table (every schema) searched for clear VINs, phones, e-mails.
 
     With ``known`` (kind → clear values, e.g. from the source files) the scan looks for
     those exact values; otherwise for anything shaped like one (:data:`RAW_PATTERNS`).
@@ -394,25 +397,31 @@ def scan_raw_identifiers(wh: Warehouse, known: dict[str, set[str]] | None = None
     """
     found: list[str] = []
     tables = wh.sql(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND data_type IN ('VARCHAR', 'JSON', 'VARCHAR[]')"
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+        "WHERE table_catalog = current_database() "
+        "AND table_schema NOT IN ('information_schema', 'pg_catalog') "
+        "AND data_type IN ('VARCHAR', 'JSON', 'VARCHAR[]') "
+        "ORDER BY table_schema, table_name, ordinal_position"
     )
-    for table, column in tables:
+    for schema, table, column in tables:
         expr = f'CAST("{column}" AS VARCHAR)'
         texts = [
             str(r[0])
-            for r in wh.sql(f'SELECT DISTINCT {expr} FROM "{table}" WHERE "{column}" IS NOT NULL')
+            for r in wh.sql(
+                f'SELECT DISTINCT {expr} FROM "{schema}"."{table}" WHERE "{column}" IS NOT NULL'
+            )
         ]
         if not texts:
             continue
         blob = "\n".join(texts)
+        name = table if schema == "main" else f"{schema}.{table}"
         for kind, pat in RAW_PATTERNS.items():
             if known is not None:
                 hit = any(v and v in blob for v in known.get(kind, set()))
             else:
                 hit = any(not is_pseudonym(m) for m in pat.findall(blob))
             if hit:
-                found.append(f"{table}.{column}: {kind}")
+                found.append(f"{name}.{column}: {kind}")
     return found
 
 
