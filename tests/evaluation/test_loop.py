@@ -102,6 +102,39 @@ def test_response_click_rate_tracks_channel_responsiveness(persons: pd.DataFrame
     assert np.corrcoef(df["click"], expected)[0, 1] > 0.15
 
 
+def test_voice_dwell_and_referral_follow_the_hidden_propensities(persons: pd.DataFrame) -> None:
+    msgs = _messages(persons, "shop", n_waves=8)
+    ev = respond(msgs, persons, seed=2)
+    p = persons.set_index("person_id")
+    exposed = ev[ev.event_type == "exposed"]
+    # voice replies: only to exposed head-unit messages, at clip(2 r_head_unit, 0.005, 0.5)
+    voice = ev[ev.event_type == "voice_reply"]
+    assert set(voice["decision_id"]) <= set(exposed["decision_id"])
+    assert (voice["channel"] == "head_unit").all()
+    hu_ev = respond(msgs.assign(channel="head_unit"), persons, seed=2)
+    hu = hu_ev[hu_ev.event_type == "exposed"]
+    replied = hu["decision_id"].isin(
+        set(hu_ev.loc[hu_ev.event_type == "voice_reply", "decision_id"])
+    )
+    want = np.clip(2 * p.loc[hu["person_id"], "resp_head_unit"].to_numpy(), 0.005, 0.5)
+    assert replied.mean() == pytest.approx(want.mean(), abs=0.03)
+    assert np.corrcoef(replied, want)[0, 1] > 0.1
+    # dwell on screen grows with the person's responsiveness on that channel
+    resp = [p.loc[r.person_id, f"resp_{r.channel}"] for r in exposed.itertuples()]
+    assert exposed["dwell_s"].notna().all() and (exposed["dwell_s"] > 0).all()
+    assert np.corrcoef(np.log(exposed["dwell_s"]), resp)[0, 1] > 0.3
+    assert ev.loc[~ev.event_type.isin(["exposed", "clicked"]), "dwell_s"].isna().all()
+    # referrals: after a conversion, only by people with a positive hidden satisfaction
+    ref = ev[ev.event_type == "referral"]
+    conv = ev[ev.event_type == "converted"]
+    assert len(ref) > 0 and set(ref["decision_id"]) <= set(conv["decision_id"])
+    assert (p.loc[ref["person_id"], "satisfaction"] > 0).all()
+    assert (ref["value"] > 0).all()
+    ts = conv.set_index("decision_id")["ts"]
+    lag = ref["ts"].to_numpy() - ts.loc[ref["decision_id"]].to_numpy()
+    assert (lag >= pd.Timedelta(days=1)).all() and (lag <= pd.Timedelta(days=14)).all()
+
+
 def test_response_rejects_bad_messages(persons: pd.DataFrame) -> None:
     msgs = _messages(persons.head(2), "shop", 1)
     with pytest.raises(TruthError, match="unknown channel 'fax'"):
