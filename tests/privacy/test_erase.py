@@ -262,7 +262,7 @@ def test_retention_deletes_rows_past_each_tables_period(fleet: Fleet, tmp_path: 
         later = newest + timedelta(days=365 + 1)
         dry = enforce_retention(wh, later, dry_run=True)
         assert dry["motion"] == wh.count("motion") > 0  # 365 days
-        assert dry["vehicles"] == "no time column"
+        assert dry["vehicles"] == dry["accounts"] == 0  # active within 10 years
         kept_orders = wh.count("orders")
         out = enforce_retention(wh, later)
         assert out == dry
@@ -273,6 +273,63 @@ def test_retention_deletes_rows_past_each_tables_period(fleet: Fleet, tmp_path: 
         )
         assert wh.sql("SELECT count(*) FROM orders WHERE ts < ?", [cutoff]) == [(0,)]
         assert enforce_retention(wh, later)["motion"] == 0
+        # ten years after the last activity, master data goes too
+        decade = newest + timedelta(days=3650 + 2)
+        gone = enforce_retention(wh, decade)
+        assert gone["vehicles"] == 16 and wh.count("vehicles") == 0
+        assert gone["accounts"] > 0 and wh.count("accounts") == 0
+
+
+def test_retention_of_tables_without_a_time_column_follows_the_last_activity(
+    tmp_path: Path,
+) -> None:
+    """Vehicles and accounts age by their rows' last activity: related time-stamped rows,
+    their own dates, else the latest ingest of their table; untouched ones past the period go."""
+    now = datetime(2036, 6, 1, tzinfo=UTC)
+    recent, old = now - timedelta(days=100), now - timedelta(days=3650 + 30)
+    with Warehouse(tmp_path / "wh.duckdb") as wh:
+        wh.con.execute(
+            "INSERT INTO vehicles (vin, registration_date) VALUES "
+            "('ACTIVE', DATE '2020-01-01'), ('IDLE', DATE '2020-01-01'), "
+            "('NEWREG', ?), ('UNDATED', NULL), ('UNDATED_OLD', NULL)",
+            [recent.date()],
+        )
+        wh.con.execute(
+            "INSERT INTO service_records (service_id, vin, ts) VALUES "
+            "('S1', 'ACTIVE', ?), ('S2', 'IDLE', ?)",
+            [recent, old],
+        )
+        wh.con.execute(
+            "INSERT INTO accounts (account_id, source, created_at) VALUES "
+            "('BUYER', 'ecommerce', ?), ('DORMANT', 'ecommerce', ?), ('NEW', 'app', ?)",
+            [old, old, recent],
+        )
+        wh.con.execute(  # an account is a commerce customer: its orders keep it
+            "INSERT INTO orders (order_id, line_no, customer_id, ts) VALUES ('O1', 1, 'BUYER', ?)",
+            [recent],
+        )
+        wh.con.execute(  # the undated vehicles: only their table's ingest runs date them
+            "INSERT INTO _ingest_runs VALUES "
+            "('r1', 'vehicles.csv', '-', 'identity:vehicles', 'vehicles', 5, 5, 0, 0, ?, 1)",
+            [old],
+        )
+        dry = enforce_retention(wh, now, dry_run=True)
+        assert (dry["vehicles"], dry["accounts"]) == (3, 1)  # IDLE and both undated; DORMANT
+        wh.con.execute(
+            "INSERT INTO _ingest_runs VALUES "
+            "('r2', 'vehicles.csv', '-', 'identity:vehicles', 'vehicles', 1, 1, 0, 0, ?, 1)",
+            [recent],
+        )  # a recent delivery of the table: undated rows may be that recent, they are kept
+        out = enforce_retention(wh, now)
+        assert out["vehicles"] == 1 and out["accounts"] == 1
+        assert sorted(r[0] for r in wh.sql("SELECT vin FROM vehicles")) == [
+            "ACTIVE",
+            "NEWREG",
+            "UNDATED",
+            "UNDATED_OLD",
+        ]
+        assert sorted(r[0] for r in wh.sql("SELECT account_id FROM accounts")) == ["BUYER", "NEW"]
+        assert enforce_retention(wh, now) == {k: 0 for k in out}
 
 
 def test_identifier_columns_are_found_by_name() -> None:

@@ -4,8 +4,13 @@ Retention
 ---------
 Each contract declares ``retention_days``; :func:`enforce_retention` deletes the rows whose
 time column is older than that (system logs have their own limits, :data:`SYSTEM_RETENTION`).
-Tables without a time column (master data such as ``vehicles`` and ``accounts``) are kept
-until erasure; the report says so.
+A table without a time column (master data such as ``vehicles`` and ``accounts``) ages by
+the *last activity* of each row (:func:`last_activity`): the latest time of any time-stamped
+row naming its key (a vehicle's trips, signals, services…; an account's orders, events,
+consents…, where ``customer_id`` names an account too), or its own dates
+(``registration_date``, ``created_at``) when later; a row with neither ages from the latest
+ingest run that loaded its table (rows cannot be told apart there, so this keeps them
+longer, never shorter).  A vehicle or account untouched for its retention period goes.
 
 Erasure
 -------
@@ -56,6 +61,7 @@ __all__ = [
     "AUDIT_TABLE",
     "EXEMPT_TABLES",
     "IDENTIFIER_COLUMNS",
+    "KEY_ALIASES",
     "SUPPRESSION_TABLE",
     "SYSTEM_RETENTION",
     "Backend",
@@ -64,6 +70,7 @@ __all__ = [
     "PostgresBackend",
     "enforce_retention",
     "erase_person",
+    "last_activity",
     "resolve_person",
     "suppressed",
 ]
@@ -545,12 +552,71 @@ def suppressed(wh: Warehouse, values: Iterable[str]) -> set[str]:
 
 
 # ============================================================================ retention
+#: Names under which other tables refer to a key column (an account is a commerce customer).
+KEY_ALIASES: dict[str, tuple[str, ...]] = {"account_id": ("account_id", "customer_id")}
+
+
+def last_activity(wh: Warehouse, table: str) -> str | None:
+    """SQL giving ``key, last_activity`` per row of ``table``, a table without a time column.
+
+    The latest of: every time-stamped contract table's time over its rows naming the key
+    (:data:`KEY_ALIASES`), the row's own date and timestamp columns, and — only when both
+    are missing — the latest ingest run that loaded ``table``.  ``None`` when the table has
+    no single-column key.
+
+    >>> from autopersona.store.warehouse import Warehouse
+    >>> with Warehouse(":memory:") as wh:
+    ...     _ = wh.con.execute("INSERT INTO vehicles (vin, registration_date) VALUES "
+    ...                        "('V1', DATE '2020-05-01'), ('V2', DATE '2020-05-01')")
+    ...     _ = wh.con.execute("INSERT INTO service_records (service_id, vin, ts) VALUES "
+    ...                        "('S1', 'V1', TIMESTAMPTZ '2024-03-01 10:00:00+00')")
+    ...     rows = wh.sql(last_activity(wh, "vehicles") + " ORDER BY 1")
+    >>> [(k, t.date().isoformat()) for k, t in rows]
+    [('V1', '2024-03-01'), ('V2', '2020-05-01')]
+    """
+    c = wh.contracts[table]
+    if len(c.primary_key) != 1:
+        return None
+    key = c.primary_key[0]
+    names = KEY_ALIASES.get(key, (key,))
+    present = {r[0] for r in wh.sql("SELECT table_name FROM information_schema.tables")}
+    related = [
+        f'SELECT "{col}" AS k, "{o.time_column}" AS t FROM "{o.table}"'
+        for o in wh.contracts.values()
+        if o.time_column and o.table != table and o.table in present
+        for col in names
+        if col in o.column_names
+    ]
+    own = [
+        f'CAST(r."{col.name}" AS TIMESTAMPTZ)'
+        for col in c.columns
+        if col.type in ("date", "timestamp") and col.name != key
+    ]
+    act = (
+        f"(SELECT k, max(t) AS t FROM ({' UNION ALL '.join(related)}) GROUP BY k)"
+        if related
+        else "(SELECT NULL AS k, CAST(NULL AS TIMESTAMPTZ) AS t WHERE false)"
+    )
+    ingested = (
+        f"(SELECT max(started_at) FROM _ingest_runs WHERE target_table = '{table}' AND loaded > 0)"
+        if "_ingest_runs" in present
+        else "CAST(NULL AS TIMESTAMPTZ)"
+    )
+    latest = f"greatest(a.t, {', '.join(own)})" if own else "a.t"
+    return (
+        f'SELECT r."{key}" AS k, coalesce({latest}, {ingested}) AS last_activity '
+        f'FROM "{table}" r LEFT JOIN {act} a ON a.k = r."{key}"'
+    )
+
+
 def enforce_retention(
     wh: Warehouse, now: datetime | None = None, *, dry_run: bool = False
 ) -> dict[str, int | str]:
     """Delete rows older than their table's retention; returns rows (to be) deleted per table.
 
-    Tables with ``retention_days`` but no time column are reported as ``"no time column"``.
+    A table without a time column ages by each row's last activity (:func:`last_activity`);
+    one whose rows cannot be dated at all (no single-column key) is reported as
+    ``"no time column"`` and kept.
     """
     now = now or datetime.now(UTC)
     out: dict[str, int | str] = {}
@@ -562,7 +628,17 @@ def enforce_retention(
     targets += [(t, col, days) for t, (col, days) in SYSTEM_RETENTION.items()]
     for table, col, days in targets:
         if col is None:
-            out[table] = "no time column"
+            activity = last_activity(wh, table)
+            if activity is None:
+                out[table] = "no time column"
+                continue
+            key = wh.contracts[table].primary_key[0]
+            expired = f"SELECT k FROM ({activity}) WHERE last_activity < ?"
+            cutoff = now - timedelta(days=days)
+            n = int(wh.sql(f"SELECT count(*) FROM ({expired})", [cutoff])[0][0])
+            if n and not dry_run:
+                wh.con.execute(f'DELETE FROM "{table}" WHERE "{key}" IN ({expired})', [cutoff])
+            out[table] = n
             continue
         cutoff = now - timedelta(days=days)
         n = int(wh.sql(f'SELECT count(*) FROM "{table}" WHERE "{col}" < ?', [cutoff])[0][0])
