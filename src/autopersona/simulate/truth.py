@@ -8,8 +8,11 @@ Distributions (per person)
 --------------------------
 * **city**: Shanghai 84 %, Urumqi, Tokyo, Hong Kong, Berlin, Los Angeles 3–4 % each; the
   person's IANA time zone is the city's.
-* **driving_style**: aggressive 25 % / moderate 50 % / cautious 25 %; a continuous
-  ``aggressiveness`` is uniform in [0.67, 1], [0.34, 0.66], [0, 0.33] respectively and sets
+* **driving_style**: aggressive 25 % / moderate 50 % / cautious 25 %, a latent driver
+  type; the continuous ``aggressiveness`` scatters around the type's centre (0.8, 0.5,
+  0.2) as ``centre + 0.36 (Beta(3, 3) - 0.5)``, so types are groups whose thin tails
+  overlap ([0.62, 0.98], [0.32, 0.68], [0.02, 0.38]) rather than cuts of one uniform
+  continuum, which no clustering of behaviour could recover; it sets
   ``speed_factor = 0.88 + 0.32 a`` (cruise speed relative to the limit), mean acceleration
   ``1.1 + 1.3 a`` m/s², mean braking ``1.1 + 1.35 a`` m/s², lateral acceleration accepted in
   corners ``2.0 + 2.6 a`` m/s² (0.4 g = 3.92), time headway ``2.8 - 1.9 a`` s.
@@ -347,8 +350,8 @@ def sample_person(k: int, seed: int, start: date, rng: np.random.Generator) -> P
     city = _pick_city(rng)
     style_i = int(rng.choice(3, p=[0.25, 0.5, 0.25]))
     style = STYLES[style_i]
-    lo, hi = ((0.67, 1.0), (0.34, 0.66), (0.0, 0.33))[style_i]
-    a = float(rng.uniform(lo, hi))
+    centre = (0.8, 0.5, 0.2)[style_i]
+    a = centre + 0.36 * (float(rng.beta(3.0, 3.0)) - 0.5)
     speed_factor = 0.88 + 0.32 * a + float(rng.normal(0, 0.015))
     accel = 1.1 + 1.3 * a
     brake = 1.1 + 1.35 * a
