@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,8 +14,11 @@ from fastapi.testclient import TestClient
 
 from autopersona.api.app import create_app
 from autopersona.api.config import ApiSettings
+from autopersona.api.data import PROFILE_COLUMNS
 
 from .apicheck import CAMPAIGN, build_demo, make_key, settings_for
+
+PG_URL = os.environ.get("AUTOPERSONA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _log_decisions(db: Path) -> bool:
@@ -133,3 +137,41 @@ def live_server(settings: ApiSettings, keys: dict[str, str]) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _pg() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3) as con:
+            con.execute("SELECT 1")
+        return None
+    except Exception as exc:  # any failure to connect means: skip
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@pytest.fixture
+def pg_settings(settings: ApiSettings, client: TestClient) -> Iterator[ApiSettings]:
+    """A PostgreSQL schema holding a copy of the demo's tag assignments."""
+    reason = _pg()
+    if reason:
+        pytest.skip(f"PostgreSQL not available at {PG_URL}: {reason}")
+    import psycopg
+
+    from autopersona.store.profiles import PostgresProfileStore
+
+    schema = f"ap_api_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    ps = PostgresProfileStore(PG_URL, schema=schema)
+    wh = client.app.state.ap.backend.warehouse()  # type: ignore[attr-defined]
+    rows = wh.con.cursor().execute(f"SELECT {', '.join(PROFILE_COLUMNS)} FROM tag_assignments")
+    data = rows.fetchall()
+    cols = ", ".join(PROFILE_COLUMNS)
+    marks = ", ".join("%s" for _ in PROFILE_COLUMNS)
+    with ps.con.cursor() as cur:
+        cur.executemany(f'INSERT INTO "{schema}".tag_assignments ({cols}) VALUES ({marks})', data)
+    ps.close()
+    try:
+        yield settings.model_copy(update={"store": f"{PG_URL}?schema={schema}"})
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-
 import httpx
 import pandas as pd
 import pytest
@@ -13,11 +9,8 @@ from fastapi.testclient import TestClient
 
 from autopersona.api.app import create_app
 from autopersona.api.config import ApiSettings
-from autopersona.api.data import PROFILE_COLUMNS
 
 from .apicheck import hdr, make_key
-
-PG_URL = os.environ.get("AUTOPERSONA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def test_real_http(live_server: str, keys: dict[str, str], settings: ApiSettings) -> None:
@@ -44,44 +37,6 @@ def test_real_http(live_server: str, keys: dict[str, str], settings: ApiSettings
         assert c.get("/v1/ping", headers=hdr(slow)).status_code == 200
         r = c.get("/v1/ping", headers=hdr(slow))
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-
-
-def _pg() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3) as con:
-            con.execute("SELECT 1")
-        return None
-    except Exception as exc:  # any failure to connect means: skip
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-@pytest.fixture
-def pg_settings(settings: ApiSettings, client: TestClient) -> Iterator[ApiSettings]:
-    """A PostgreSQL schema holding a copy of the demo's tag assignments."""
-    reason = _pg()
-    if reason:
-        pytest.skip(f"PostgreSQL not available at {PG_URL}: {reason}")
-    import psycopg
-
-    from autopersona.store.profiles import PostgresProfileStore
-
-    schema = f"ap_api_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    ps = PostgresProfileStore(PG_URL, schema=schema)
-    wh = client.app.state.ap.backend.warehouse()  # type: ignore[attr-defined]
-    rows = wh.con.cursor().execute(f"SELECT {', '.join(PROFILE_COLUMNS)} FROM tag_assignments")
-    data = rows.fetchall()
-    cols = ", ".join(PROFILE_COLUMNS)
-    marks = ", ".join("%s" for _ in PROFILE_COLUMNS)
-    with ps.con.cursor() as cur:
-        cur.executemany(f'INSERT INTO "{schema}".tag_assignments ({cols}) VALUES ({marks})', data)
-    ps.close()
-    try:
-        yield settings.model_copy(update={"store": f"{PG_URL}?schema={schema}"})
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as con:
-            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _norm(tags: list[dict[str, object]]) -> list[dict[str, object]]:

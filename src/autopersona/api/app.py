@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse
 
 from autopersona import __version__
 from autopersona.api.config import ApiSettings
-from autopersona.api.deps import AppState, Principal, authenticate
+from autopersona.api.deps import AppState, Principal, authenticate, document_security
 from autopersona.api.errors import ErrorResponse, install
 from autopersona.api.limits import BodyLimit
 from autopersona.api.models import Ping
@@ -108,12 +108,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         tags,
     )
 
-    for r in (profiles, tags, audiences, events, strategies, feedback, privacy):
+    routers = (profiles, tags, audiences, events, strategies, feedback, privacy)
+    for r in routers:
         app.include_router(r.router)
 
     from autopersona.api.dashboard import routes as dash
 
     app.include_router(dash.router)
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            declared = [*app.routes, *(x for r in routers for x in r.router.routes)]
+            document_security(declared, generate())
+        return generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     async def docs() -> HTMLResponse:

@@ -56,6 +56,9 @@ class ApiSettings(Settings):
     api_read_only: bool = False
     #: Connections in the PostgreSQL pool of each server process.
     api_pool_size: int = Field(default=8, ge=1, le=200)
+    #: Current profiles kept in memory per server process (PostgreSQL store; 0: none); a
+    #: profile of a dozen tags is about 5 kB.
+    api_profile_cache: int = Field(default=20_000, ge=0)
 
     def keys_path(self) -> Path:
         """Where the API keys live: ``api_keys_file`` or ``<warehouse>.keys.json``."""

@@ -4,7 +4,9 @@ The profile store is the one :func:`autopersona.store.profiles.open_store` opens
 same URL (its tables are created there if absent); the service reads it with plain SQL so a
 lookup costs one indexed query and no DataFrame:
 
-* PostgreSQL: a pool of async connections (:class:`psycopg_pool.AsyncConnectionPool`);
+* PostgreSQL: a pool of async connections (:class:`psycopg_pool.AsyncConnectionPool`), and
+  current profiles served from memory (:mod:`autopersona.api.cache`, invalidated by a
+  trigger and ``LISTEN``/``NOTIFY``);
 * DuckDB: one connection per server process, a cursor per query, run in a worker thread.
 
 The warehouse (identity, features, feedback, decision and delivery logs, event ingestion) is
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
+from autopersona.api.cache import PgInvalidator, ProfileCache, install
 from autopersona.api.config import ApiSettings
 from autopersona.api.errors import ApiError
 
@@ -93,6 +96,9 @@ class Backend:
         self.schema = "main"
         self.pg_url = ""
         self._pool: AsyncConnectionPool | None = None
+        #: Current profiles of this process (PostgreSQL store with a cache), and its feed.
+        self.cache: ProfileCache | None = None
+        self.invalidator: PgInvalidator | None = None
         self._wh: Warehouse | None = None
         self._wh_error: str | None = None
         self._store_con: duckdb.DuckDBPyConnection | None = None
@@ -113,7 +119,11 @@ class Backend:
             # creates the schema and tables if absent, and splits off ?schema=
             ps = PostgresProfileStore(self.settings.store)
             self.schema, self.pg_url = ps.schema, ps.url
-            ps.close()
+            try:
+                if self.settings.api_profile_cache > 0:
+                    install(ps.con, ps.schema)
+            finally:
+                ps.close()
 
             async def configure(con: Any) -> None:
                 await con.set_autocommit(True)
@@ -124,6 +134,10 @@ class Backend:
                 self.pg_url, min_size=n, max_size=n, open=False, configure=configure
             )
             await self._pool.open(wait=True, timeout=15)
+            if self.settings.api_profile_cache > 0:
+                self.cache = ProfileCache(self.settings.api_profile_cache)
+                self.invalidator = PgInvalidator(self.pg_url, self.schema, self.cache)
+                await self.invalidator.start()
         elif self.store_kind == "duckdb-file":
             from autopersona.store.profiles import DuckDBProfileStore
 
@@ -132,6 +146,9 @@ class Backend:
 
     async def close(self) -> None:
         """Close every connection."""
+        if self.invalidator is not None:
+            await self.invalidator.close()
+            self.invalidator = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -210,3 +227,34 @@ class Backend:
                 return names, await cur.fetchall()
         dcon = self._store_con if self._store_con is not None else self.warehouse().con
         return await anyio.to_thread.run_sync(self._duck_rows, dcon, q, params)
+
+    # ------------------------------------------------------------------ profile cache
+    def profile_cache(self) -> ProfileCache | None:
+        """The cache of current profiles if it may be used now (notifications read first)."""
+        inv = self.invalidator
+        if inv is None:
+            return None
+        inv.poll()
+        return self.cache if self.cache is not None and self.cache.enabled else None
+
+    async def profiles_changed(self, entities: Iterable[str] | None, *, notify: bool) -> None:
+        """Forget cached profiles of ``entities`` (None: all) here, then in other processes.
+
+        With ``notify`` the generation is bumped (every process empties its cache), as the
+        trigger does for changes of ``tag_assignments``; either way this returns once this
+        process has handled every change committed so far.
+        """
+        if self.cache is not None:
+            if entities is None:
+                self.cache.clear()
+            else:
+                self.cache.drop(entities)
+        inv = self.invalidator
+        if inv is None or self._pool is None:
+            return
+        try:
+            if notify:
+                await inv.bump(self._pool)
+            await inv.catch_up(self._pool)
+        except Exception as exc:  # the others may not have been told: stop trusting the cache
+            inv.reset(f"cannot notify a change: {exc}")

@@ -23,6 +23,7 @@ __all__ = [
     "evaluate_audience",
     "experiment_report",
     "history",
+    "linked_entities",
     "person_entities",
     "person_of",
     "profile_json",
@@ -86,13 +87,28 @@ async def profile_json(be: Backend, entities: list[str], as_of: datetime | None)
 
     On PostgreSQL ``json_agg`` renders the rows (times in ISO 8601 with offset, ``reasons`` as
     the stored JSON), so the service passes text through without converting any value; on
-    DuckDB the rows are serialised here.
+    DuckDB the rows are serialised here.  Current profiles (no ``as_of``) come from the
+    process's cache when it holds them (:mod:`autopersona.api.cache`).
     """
     if be.store_kind != "postgresql":
         rows = await profile_rows(be, entities, as_of)
         return json.dumps(rows, default=_iso, ensure_ascii=False, separators=(",", ":"))
     if not entities:
         return "[]"
+    cache = be.profile_cache() if as_of is None else None
+    if cache is None:
+        return await _pg_profile_json(be, entities, as_of)
+    key = tuple(entities)
+    text = cache.get(key)
+    if text is None:
+        epoch = cache.epoch
+        text = await _pg_profile_json(be, entities, None)
+        if be.profile_cache() is cache:  # still listening; notifications read
+            cache.put(key, text, epoch)
+    return text
+
+
+async def _pg_profile_json(be: Backend, entities: list[str], as_of: datetime | None) -> str:
     marks = ", ".join("?" for _ in entities)
     cond = "valid_to IS NULL"
     params: list[Any] = list(entities)
@@ -147,6 +163,23 @@ async def person_entities(be: Backend, person_id: str) -> list[str] | None:
         [person_id],
     )
     return vins + [str(a[0]) for a in acc]
+
+
+async def linked_entities(be: Backend, accounts: list[str], most: int = 200) -> set[str] | None:
+    """The accounts and every VIN and account of their persons (None: more than ``most``)."""
+    out = set(accounts)
+    tables = await be.wh_tables()
+    if not accounts or "identity_links" not in tables or "persons" not in tables:
+        return out
+    marks = ", ".join("?" for _ in accounts)
+    _, rows = await be.wh_rows(
+        f"SELECT DISTINCT person_id FROM identity_links WHERE account_id IN ({marks})", accounts
+    )
+    if len(rows) > most:
+        return None
+    for (pid,) in rows:
+        out.update(await person_entities(be, str(pid)) or [])
+    return out
 
 
 async def person_of(be: Backend, entity: str) -> str | None:

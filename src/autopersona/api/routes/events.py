@@ -23,6 +23,7 @@ from autopersona.api.data import Backend
 from autopersona.api.deps import Principal, require, state
 from autopersona.api.errors import ApiError, ErrorResponse
 from autopersona.api.models import ConsentBatch, EventBatch, IngestResult, QuarantinedRow
+from autopersona.api.queries import linked_entities
 
 __all__ = ["ingest_rows", "router"]
 
@@ -130,4 +131,11 @@ async def post_consents(
         d["ts"] = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
         rows.append(d)
     st = state(request)
-    return await anyio.to_thread.run_sync(ingest_rows, st.backend, "consents", rows)
+    be = st.backend
+    res = await anyio.to_thread.run_sync(ingest_rows, be, "consents", rows)
+    withdrawn = sorted({c.account_id for c in batch.consents if not c.granted})
+    if withdrawn and be.cache is not None:
+        # cached profiles of these people are forgotten here and, by the notification, in
+        # every other process (what a purpose tag may show follows the consent)
+        await be.profiles_changed(await linked_entities(be, withdrawn), notify=True)
+    return res

@@ -64,8 +64,14 @@ async def erasure(
     try:
         res = await anyio.to_thread.run_sync(run)
     except ValueError as exc:
+        await be.profiles_changed(None, notify=True)
         raise ApiError(422, "invalid_request", str(exc)) from None
     except RuntimeError as exc:
+        await be.profiles_changed(None, notify=True)
         raise ApiError(500, "erasure_unverified", str(exc)) from None
+    # no cached profile outlives the erasure: this process forgets them all before answering,
+    # and the other processes by the notification (the store's trigger sends one too when
+    # the erasure deleted tag assignments)
+    await be.profiles_changed(None, notify=True)
     out: dict[str, Any] = res.to_dict() if hasattr(res, "to_dict") else {"result": str(res)}
     return {"kind": body.kind, **out}
