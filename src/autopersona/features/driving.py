@@ -1,7 +1,8 @@
 """Driving-behaviour features per vehicle and period (design brief §3), written once in Ibis.
 
-The stage is order-free so that it runs close to scan speed.  One hash aggregate reads
-``motion`` once and returns partial sums, counts and maxima per (vehicle, UTC hour).  Hours
+The stage is order-free: one hash aggregate reads ``motion`` once and returns partial
+sums, counts and maxima per (vehicle, UTC hour); that aggregate, not the reading, is most
+of the stage's time (``bench/features.py`` times it alone as raw SQL).  Hours
 nest in days, ISO weeks and months, so pandas rolls them up to the period (sums, counts and
 maxima add up; standard deviations come from sums of squares), and the same rows are the
 histogram of moving seconds per UTC hour from which local night hours come (each hour
