@@ -282,6 +282,12 @@ def register(app: typer.Typer) -> None:
         folder: Annotated[
             Path | None, typer.Option("--folder", help="Where the parties' data go (temp).")
         ] = None,
+        gradient_noise: Annotated[
+            float,
+            typer.Option(
+                "--gradient-noise", min=0.0, help="Std of Gaussian noise on the sent gradients."
+            ),
+        ] = 0.0,
         as_json: Annotated[bool, _JSON_OPT] = False,
     ) -> None:
         """Train the UBI-risk model across four simulated parties; compare with central training."""
@@ -299,7 +305,7 @@ def register(app: typer.Typer) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             where = make_parties((folder or Path(tmp)) / "parties", n=people, seed=seed)
             run = run_in_process if mode == "inprocess" else simulate_flower
-            fed = run(where, newton_rounds=rounds)
+            fed = run(where, newton_rounds=rounds, gradient_noise=gradient_noise)
             central = central_baseline(where, fed.train_ids, fed.test_ids)
         singles = {k: v for k, v in central.items() if k != "pooled"}
         out: dict[str, Any] = {
@@ -313,6 +319,7 @@ def register(app: typer.Typer) -> None:
             "auc_central": central["pooled"],
             "auc_gap": fed.auc_test - central["pooled"],
             "auc_single_party": singles,
+            "gradient_noise": gradient_noise,
         }
         if as_json:
             _out(out)

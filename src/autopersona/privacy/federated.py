@@ -39,11 +39,25 @@ transport-free, :func:`flower_strategy` / :func:`flower_client_app` carry them o
 4. ``finish`` — parties apply the last step (their bottom models stay with them).
 
 Raw rows never leave a party: :class:`PartyData` refuses to be pickled or copied out, and
-the messages carry blinded points, positions, per-row scores and gradients only.  What the
-scores and gradients do reveal is documented, not hidden: per-row gradients ``p - y`` tell a
-party the sign of each training label (label leakage, a known property of split learning);
-a party's score vector is a one-dimensional projection of its rows.  Adding noise to both
-(DP-SGD style) is the standard mitigation and is not done here.
+the messages carry blinded points, positions, per-row scores and gradients only.  Two
+protections cover what those would still reveal:
+
+* **Secure aggregation of the scores.**  A party's score change ``X_k d_k`` is a projection
+  of its rows; the coordinator needs only the sum over parties.  In the ``psi`` round every
+  party also returns an X25519 public key; the coordinator relays all keys with ``align``;
+  each pair of parties derives a shared seed (Diffie–Hellman, which the coordinator cannot
+  compute) and, every round, the lower-ordered party adds a pseudo-random mask vector
+  (Gaussian, scale :data:`MASK_SCALE`) that the other subtracts.  Each party's reply is
+  masked; the masks cancel in the coordinator's sum (to float rounding, ~1e-10).  Real-valued
+  masks hide statistically, not perfectly (integer masks modulo 2^k would), and a dropped
+  party stops the round (no mask recovery).
+* **Noisy gradients.**  Per-row gradients ``p - y`` tell a party the sign of each training
+  label (label leakage, a known property of split learning).  With ``gradient_noise = σ``
+  the coordinator adds Gaussian noise N(0, σ²) to every row's gradient before sending it
+  (the same noisy vector to every party); its own line search uses the exact labels.
+  A row's label moves its gradient by exactly 1, so each round is a Gaussian mechanism with
+  sensitivity 1 on that row's label; the test reports how far label inference from the
+  gradients falls and how close the model stays to central training.
 
 The comparison baseline, :func:`central_baseline`, pools the parties' raw rows in one
 place — which the federation exists to avoid — and fits scikit-learn's logistic regression
@@ -71,6 +85,7 @@ from autopersona.privacy.psi import BlindingKey, hash_points, points_from_array,
 
 __all__ = [
     "LABEL_FILE",
+    "MASK_SCALE",
     "PARTIES",
     "Coordinator",
     "FederatedResult",
@@ -96,6 +111,8 @@ PARTIES: dict[str, tuple[str, ...]] = {
 PARTY_ORDER = tuple(PARTIES)
 #: The coordinator's label file (under the data folder; read only by the coordinator).
 LABEL_FILE = "_coordinator/claims_label.parquet"
+#: Standard deviation of the pairwise secure-aggregation masks (scores are of order 1).
+MASK_SCALE = 1000.0
 Msg = tuple[list[np.ndarray], dict[str, Any]]
 
 
@@ -198,7 +215,57 @@ class PartyNode:
         self.state["perm"] = perm.astype(np.int64)
         theirs = key.blind(points_from_array(arrays[0]))
         ours = self.data.blinded_ids(key, perm)
-        return [points_to_array(theirs), points_to_array(ours)]
+        return [points_to_array(theirs), points_to_array(ours), self._mask_key()]
+
+    def _mask_key(self) -> np.ndarray:
+        """A fresh X25519 key pair for the masks; the private half stays in the state."""
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+            PublicFormat,
+        )
+
+        sk = X25519PrivateKey.generate()
+        raw = sk.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        self.state["mask_sk"] = np.frombuffer(raw, dtype=np.uint8).copy()
+        pub = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return np.frombuffer(pub, dtype=np.uint8).copy()
+
+    def _mask_seeds(self, keys: np.ndarray, order: list[str]) -> None:
+        """Shared seeds with every other party (+1: this party adds the mask, -1: subtracts)."""
+        import hashlib
+
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (
+            X25519PrivateKey,
+            X25519PublicKey,
+        )
+
+        sk = X25519PrivateKey.from_private_bytes(bytes(self.state.pop("mask_sk")))
+        me = order.index(self.data.party)
+        seeds, signs = [], []
+        for j, other in enumerate(order):
+            if j == me:
+                continue
+            shared = sk.exchange(X25519PublicKey.from_public_bytes(bytes(keys[j])))
+            pair = "|".join(sorted((self.data.party, other)))
+            digest = hashlib.sha256(b"autopersona/fl-mask|" + pair.encode() + shared).digest()
+            seeds.append(np.frombuffer(digest, dtype=np.uint8))
+            signs.append(1.0 if me < j else -1.0)
+        self.state["mask_seeds"] = np.array(seeds, dtype=np.uint8).reshape(-1, 32)
+        self.state["mask_signs"] = np.array(signs, dtype=np.float64)
+
+    def _mask(self, n: int, step: int) -> np.ndarray:
+        """The party's share of the round's masks (they sum to zero over the parties)."""
+        out = np.zeros(n)
+        seeds = self.state.get("mask_seeds")
+        if seeds is None:
+            return out
+        for seed, sign in zip(seeds, self.state["mask_signs"], strict=True):
+            entropy = [int.from_bytes(bytes(seed), "big"), int(step)]
+            out += sign * np.random.default_rng(entropy).normal(0.0, MASK_SCALE, n)
+        return out
 
     def _align(self, arrays: list[np.ndarray], config: dict[str, Any]) -> list[np.ndarray]:
         perm = self.state["perm"]
@@ -212,6 +279,8 @@ class PartyNode:
             w=np.zeros(len(self.data.columns)),
             d=np.zeros(len(self.data.columns)),
         )
+        if len(arrays) > 2 and "mask_sk" in self.state:
+            self._mask_seeds(arrays[2], str(config["parties"]).split(","))
         return [np.array([len(train), len(test)], dtype=np.int64)]
 
     def _apply(self, config: dict[str, Any]) -> None:
@@ -230,7 +299,9 @@ class PartyNode:
         s["d"] = d
         xt = self.data.standardised(s["test"], s["mean"], s["std"])
         norms = np.array([w @ w, w @ d, d @ d])
-        return [x @ d, xt @ d, norms]
+        out = np.concatenate([x @ d, xt @ d, norms])
+        out += self._mask(len(out), int(config.get("step", 0)))
+        return [out[: len(x)], out[len(x) : len(x) + len(xt)], out[len(x) + len(xt) :]]
 
     def _finish(self, arrays: list[np.ndarray], config: dict[str, Any]) -> list[np.ndarray]:
         self._apply(config)
@@ -282,6 +353,9 @@ class Coordinator:
         L2 penalty of every party's weights (scikit-learn's ``C = 1 / lam``).
     test_share, seed
         Held-out share of the intersection and the split's seed.
+    gradient_noise, noise_seed
+        Standard deviation of the Gaussian noise on the per-row gradients sent to the
+        parties (0: exact gradients), and its random seed (default: fresh entropy).
     """
 
     def __init__(
@@ -294,9 +368,15 @@ class Coordinator:
         lam: float = 1.0,
         test_share: float = 0.3,
         seed: int = 0,
+        gradient_noise: float = 0.0,
+        noise_seed: int | None = None,
     ) -> None:
         if len(ids) != len(labels):
             raise ValueError("ids and labels differ in length")
+        if gradient_noise < 0:
+            raise ValueError("gradient_noise must be >= 0")
+        self.gradient_noise = gradient_noise
+        self._noise = np.random.default_rng(noise_seed)
         self.ids = list(ids)
         self.y_all = np.asarray(labels, dtype=np.float64)
         self.parties = list(parties)
@@ -331,13 +411,17 @@ class Coordinator:
             a = points_to_array(self._blinded_own)
             return {p: ([a], {"op": "psi"}) for p in self.parties}
         if r == 2:
+            cfg: dict[str, Any] = {"op": "align", "parties": ",".join(self.parties)}
             return {
-                p: ([self._pos_train[p], self._pos_test[p]], {"op": "align"}) for p in self.parties
+                p: ([self._pos_train[p], self._pos_test[p], self._mask_keys], dict(cfg))
+                for p in self.parties
             }
         if r < self.total_rounds:
             g = _sigmoid(self.z_train) - self.y_train
             h = _sigmoid(self.z_train) * (1.0 - _sigmoid(self.z_train))
-            cfg = {"op": "newton", "alpha": self.alpha}
+            if self.gradient_noise > 0:
+                g = g + self._noise.normal(0.0, self.gradient_noise, len(g))
+            cfg = {"op": "newton", "alpha": self.alpha, "step": r}
             return {p: ([g, h], dict(cfg)) for p in self.parties}
         if r == self.total_rounds:
             return {p: ([], {"op": "finish", "alpha": self.alpha}) for p in self.parties}
@@ -373,6 +457,10 @@ class Coordinator:
             where[p] = {pt: j for j, pt in enumerate(b2)}
             mine[p] = a2
             member &= np.array([pt in where[p] for pt in a2])
+        keys = [replies[p][0][2] if len(replies[p][0]) > 2 else None for p in self.parties]
+        if any(k is None or np.asarray(k).shape != (32,) for k in keys):
+            raise RuntimeError("every party must send a 32-byte mask key with its psi reply")
+        self._mask_keys = np.stack([np.asarray(k, dtype=np.uint8) for k in keys])
         idx = np.flatnonzero(member)
         if len(idx) < 20:
             raise RuntimeError(f"the parties share only {len(idx)} people: too few to train")
@@ -448,10 +536,22 @@ def audit_record(folder: Path, who: str, direction: str, msg: Msg) -> None:
 
 
 def run_in_process(
-    folder: Path, *, audit: Path | None = None, newton_rounds: int = 8, lam: float = 1.0
+    folder: Path,
+    *,
+    audit: Path | None = None,
+    newton_rounds: int = 8,
+    lam: float = 1.0,
+    gradient_noise: float = 0.0,
+    noise_seed: int | None = None,
 ) -> FederatedResult:
     """Run the protocol without Flower (each party still only sees its own folder)."""
-    coord = Coordinator.from_folder(folder, newton_rounds=newton_rounds, lam=lam)
+    coord = Coordinator.from_folder(
+        folder,
+        newton_rounds=newton_rounds,
+        lam=lam,
+        gradient_noise=gradient_noise,
+        noise_seed=noise_seed,
+    )
     nodes = {p: PartyNode(PartyData.load(folder, p), {}, lam) for p in PARTY_ORDER}
     for _ in range(coord.total_rounds):
         replies = {}
@@ -691,7 +791,13 @@ def _audit_mod(folder: Path, party: str | None) -> Callable[..., Any]:
 
 
 def simulate_flower(
-    folder: Path, *, audit: Path | None = None, newton_rounds: int = 8, lam: float = 1.0
+    folder: Path,
+    *,
+    audit: Path | None = None,
+    newton_rounds: int = 8,
+    lam: float = 1.0,
+    gradient_noise: float = 0.0,
+    noise_seed: int | None = None,
 ) -> FederatedResult:
     """Run the protocol in Flower's simulation engine (Ray, loopback only, 4 virtual nodes)."""
     from flwr.server import ServerApp, ServerConfig
@@ -706,7 +812,13 @@ def simulate_flower(
         ray_constants.ENABLE_RAY_CLUSTER = False
     # Ray otherwise warns (FutureWarning) that it will stop overriding accelerator env vars.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    coord = Coordinator.from_folder(folder, newton_rounds=newton_rounds, lam=lam)
+    coord = Coordinator.from_folder(
+        folder,
+        newton_rounds=newton_rounds,
+        lam=lam,
+        gradient_noise=gradient_noise,
+        noise_seed=noise_seed,
+    )
     server = ServerApp(
         config=ServerConfig(num_rounds=coord.total_rounds), strategy=flower_strategy(coord)
     )
