@@ -122,25 +122,9 @@ class MinimalEngine:
         return [d]
 
     def log(self, decisions: list[Decision]) -> int:
-        import pyarrow as pa
+        from autopersona.strategy.decision import write_decisions
 
-        from autopersona.strategy.decision import DECISION_COLUMNS, DECISIONS_TABLE
-
-        cols = {c: pa.string() for c in DECISION_COLUMNS}
-        cols.update(priority=pa.int32(), expected_value=pa.float64(),
-                    created_at=pa.timestamp("us", tz="UTC"),
-                    not_after=pa.timestamp("us", tz="UTC"))  # fmt: skip
-        rows = [{**d.__dict__, "offer": json.dumps(d.offer)} for d in decisions]
-        table = pa.table({c: pa.array([r[c] for r in rows], type=t) for c, t in cols.items()})
-        names = ", ".join(f'"{c}"' for c in DECISION_COLUMNS)
-        self.wh.con.register("_bench_decisions", table)
-        try:
-            self.wh.con.execute(
-                f"INSERT INTO {DECISIONS_TABLE} ({names}) SELECT {names} FROM _bench_decisions"
-            )
-        finally:
-            self.wh.con.unregister("_bench_decisions")
-        return len(rows)
+        return write_decisions(self.wh.con, decisions, create=False)  # the engine's writer
 
     def release_held(
         self, vin: str, speed_mps: float, now: datetime, *, log: bool = True
