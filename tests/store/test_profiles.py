@@ -325,6 +325,24 @@ def test_withdrawing_one_purpose_ends_only_that_purposes_tags(
     }
 
 
+def test_a_withdrawal_closes_values_of_tags_that_are_not_due(
+    wh: Warehouse, store: ProfileStore
+) -> None:
+    """A static tag is never due again, yet a withdrawal ends its value at the next refresh."""
+    cat = load_catalogue()
+    refresh(wh, store, cat, as_of=T0)
+    assert store.profile_show("V3").set_index("tag_id").loc["l1_vehicle_tier", "value"] == (
+        "economy"
+    )
+    record_consent(wh, "O-V3", "analytics", "any", False, T0 + timedelta(hours=1))
+    rep = refresh(wh, store, cat, as_of=T0 + timedelta(hours=2))
+    assert rep.refreshed == [] and cat.tags["l1_vehicle_tier"].cadence == "static"
+    assert store.profile_show("V3").empty
+    assert "no analytics consent" in rep.notes["l1_vehicle_tier"]
+    assert not store.profile_show("V1").empty  # the others keep theirs
+    assert "l1_vehicle_tier" in set(store.profile_show("V3", as_of=T0)["tag_id"])
+
+
 def test_redefined_tag_is_due_again(wh: Warehouse, store: ProfileStore, tmp_path: Path) -> None:
     refresh(wh, store, load_catalogue(), as_of=T0)
     folder = tmp_path / "cat"

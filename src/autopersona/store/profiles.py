@@ -710,24 +710,27 @@ def refresh(
     buildable = sorted(t for t, s in cat.tags.items() if s.method in BUILDABLE)
     todo = due_tags(cat, store, when) if due_only else buildable
     rep = RefreshReport(as_of=when, refreshed=todo, skipped=[t for t in buildable if t not in todo])
-    if not todo:
-        return rep
-    df = build_tags(wh, cat, as_of=when, tags=todo, period=period, notes=rep.notes)
-    w = store.write(df, when)
-    purposed = [t for t in todo if cat.tags[t].purpose is not None]
-    if purposed:  # a withdrawn consent ends the values its purpose produced
-        from autopersona.privacy.consent import consented
+    if todo:
+        df = build_tags(wh, cat, as_of=when, tags=todo, period=period, notes=rep.notes)
+        w = store.write(df, when)
+        rep.assignments = len(df)
+        rep.changed = w.opened
+        counts = df["tag_id"].value_counts().to_dict()
+        for t in todo:
+            store.record_run(t, when, cat.tags[t].digest(), cat.version, int(counts.get(t, 0)))
+    # every refresh, due tags or not (a static tag is never due again): a withdrawn consent
+    # ends the values its purpose produced
+    from autopersona.privacy.consent import consented
 
-        for t in purposed:
-            spec = cat.tags[t]
-            assert spec.purpose is not None
-            kind: Literal["vin", "account"] = "vin" if spec.entity == "vin" else "account"
-            n = store.close_except(t, consented(wh, spec.purpose, "any", when, kind), when)
-            if n:
-                rep.notes[t] = f"{t}: {n} value(s) closed: no {spec.purpose} consent"
-    rep.assignments = len(df)
-    rep.changed = w.opened
-    counts = df["tag_id"].value_counts().to_dict()
-    for t in todo:
-        store.record_run(t, when, cat.tags[t].digest(), cat.version, int(counts.get(t, 0)))
+    allowed: dict[tuple[str, str], set[str]] = {}
+    for t in buildable:
+        spec = cat.tags[t]
+        if spec.purpose is None:
+            continue
+        kind: Literal["vin", "account"] = "vin" if spec.entity == "vin" else "account"
+        if (spec.purpose, kind) not in allowed:
+            allowed[(spec.purpose, kind)] = consented(wh, spec.purpose, "any", when, kind)
+        n = store.close_except(t, allowed[(spec.purpose, kind)], when)
+        if n:
+            rep.notes[t] = f"{t}: {n} value(s) closed: no {spec.purpose} consent"
     return rep
