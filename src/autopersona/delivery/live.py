@@ -233,6 +233,9 @@ class LiveEngine:
         Most events per transaction, and how long to wait for more once one has arrived.
     poll_s
         How often the dispatcher looks for due retries.
+    record_wait_s
+        How long the recorder gathers send results before writing them (one transaction for
+        all; the messages are already out, so this delays only the bookkeeping).
     channels
         Channel adapters (default: built from ``config``).
     contacts
@@ -256,6 +259,7 @@ class LiveEngine:
         batch_max: int = 500,
         batch_wait_s: float = 0.002,
         poll_s: float = 0.5,
+        record_wait_s: float = 0.05,
         channels: dict[str, Channel] | None = None,
         contacts: Contacts | None = None,
         batch_log: bool = False,
@@ -271,6 +275,7 @@ class LiveEngine:
             warehouse=wh, policy=config.retry, lease_s=config.lease_s
         )
         self.batch_max = batch_max
+        self.record_wait_s = record_wait_s
         self.recent_max = 200_000
         self._recent: set[str] = set()
         self._recent_order: deque[str] = deque()
@@ -699,11 +704,19 @@ class LiveEngine:
                     if self._dispatcher_done.is_set() and self._results.empty():
                         return
                     continue
+                # Gather rounds for record_wait_s: each transaction costs the same for 30
+                # rows as for 1000, and nobody waits for it (the messages are out).
+                deadline = time.monotonic() + self.record_wait_s
                 while True:
+                    left = deadline - time.monotonic()
                     try:
-                        done = done + self._results.get_nowait()
+                        if left > 0 and not self._dispatcher_done.is_set():
+                            more = self._results.get(timeout=left)
+                        else:
+                            more = self._results.get_nowait()
                     except queue.Empty:
                         break
+                    done = done + more
                 t0 = time.perf_counter()
                 try:
                     rep = disp.record(done)
