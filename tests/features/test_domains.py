@@ -336,6 +336,8 @@ def test_sparse_tables_give_nulls_not_crashes(wh: Warehouse) -> None:
     assert pd.isna(sv.at["V2", "vehicle_age_years"]) and sv.at["V2", "visits"] == 1
     assert sv.at["V2", "after_warning_share"] == 1.0 and pd.isna(sv.at["V2", "warning_delay_days"])
     assert pd.isna(sv.at["V2", "maintenance_interval_days"]) and sv.at["V2", "spend_cny"] == 0
+    assert sv.at["V2", "accessory_visits_to_date"] == 0  # a maintenance visit is not one
+    assert pd.isna(sv.at["V2", "accessory_visits_per_year"])  # no registration date
     co = commerce_features(eng).iloc[0]
     assert (co.customer_id, co.chats, co.reviews, co.events) == ("C1", 1, 0, 0)
     assert pd.isna(co.modal_hour) and pd.isna(co.rating_mean)

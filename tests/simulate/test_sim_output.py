@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from scipy.stats import spearmanr
 from simcheck import Q, check_table
 
 from autopersona.contracts import contract_names, get_contract
@@ -239,6 +241,30 @@ def test_orders_match_purchase_events(cq: Q) -> None:
     assert customers == 0
 
 
+def test_discretionary_purchases_follow_aftermarket_propensity(cq: Q) -> None:
+    """Accessory visits per year of the car's age rank people by their hidden aftermarket
+    propensity; orders fitted to a car (VIN set) were researched in its category first."""
+    got = cq.np(
+        """WITH acc AS (SELECT vin, count(*) FILTER (WHERE visit_type = 'accessory') AS n
+                        FROM T.service_records GROUP BY 1)
+           SELECT p.aftermarket_propensity AS p, coalesce(acc.n, 0) / greatest(
+                    date_diff('day', v.registration_date, DATE '2026-01-05') / 365.25, 0.25
+                  ) AS rate
+           FROM R.persons p JOIN T.vehicles v USING (vin) LEFT JOIN acc USING (vin)"""
+    )
+    rho = spearmanr(np.asarray(got["p"]), np.asarray(got["rate"])).statistic
+    assert rho > 0.6, rho
+    fitted, researched = cq.one(
+        """SELECT count(*), count(*) FILTER (WHERE EXISTS (
+                    SELECT 1 FROM T.commerce_events e
+                    WHERE e.customer_id = o.customer_id AND e.category = o.category
+                      AND e.event_type = 'view' AND e.ts < o.ts
+                      AND e.ts > o.ts - INTERVAL 14 DAY))
+           FROM T.orders o WHERE o.vin IS NOT NULL AND NOT o.is_cancellation"""
+    )
+    assert int(str(fitted)) > 0 and researched == fitted
+
+
 def test_review_sentiment_matches_rating(cq: Q) -> None:
     """Review wording varies, and a plain word lexicon scores high ratings above low ones."""
     rows = cq.rows("SELECT rating, text FROM T.reviews WHERE kind = 'review'")
@@ -250,6 +276,7 @@ def test_review_sentiment_matches_rating(cq: Q) -> None:
         *("poor", "terrible", "broke", "waste", "cheap", "disappoint", "awful", "not worth"),
         *("stopped", "rattle", "not fit", "never", "useless", "expensive", "avoid", "worst"),
         *("return", "refund", "rubbish", "dangerous", "crash", "overheat", "scratch"),
+        "not recommend",  # "would not recommend" also holds the good word "recommend"
     )
 
     def lexicon(text: str) -> int:

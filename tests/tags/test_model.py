@@ -57,10 +57,17 @@ class TestFitClassifier:
         assert fit.metrics["label_rate_valid"] == pytest.approx(yv.mean())
         p = fit.predict(xv)
         assert ((p >= 0) & (p <= 1)).all()
-        # isotonic calibration is monotone in the booster's output
+        # centred isotonic calibration is monotone in the booster's output, and strictly
+        # increasing between its first and last knot: the booster's ranking survives
         raw = fit.raw(xv)
         o = np.argsort(raw)
         assert (np.diff(p[o]) >= -1e-12).all()
+        knots = fit.calibrator["x"]
+        inside = (raw > knots[0]) & (raw < knots[-1])
+        r_in, p_in = raw[inside], p[inside]
+        o_in = np.argsort(r_in)
+        distinct = np.diff(r_in[o_in]) > 0
+        assert inside.sum() > 200 and (np.diff(p_in[o_in])[distinct] > 0).all()
         # TreeSHAP: contributions plus bias add up to the raw log-odds
         c = fit.contributions(xv)
         assert c.shape == (400, 4)

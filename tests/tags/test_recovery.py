@@ -3,9 +3,9 @@
 The builders read only the warehouse; the simulator's truth is read here, to score them —
 over the vehicles each tag's purpose lets it profile (people consenting to analytics for the
 driving style, to marketing for the aftermarket propensity): accuracy among the profiled.
-Figures measured (printed with ``-s``) and the gaps to the issue's targets are in the
-xfail reasons; the ceilings quoted there are what the *true* latent values reach against
-the same realised labels.
+Figures are printed with ``-s``; the aftermarket "ceiling" is the AUC the *true* latent
+propensity reaches against the same realised labels (measured: model 0.77-0.83, ceiling
+0.82-0.88 on 150-vehicle fleets of seeds 3-5).
 """
 
 from __future__ import annotations

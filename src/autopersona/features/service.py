@@ -5,7 +5,8 @@ Two kinds of feature:
 * *in the period*: visits, spend, warnings sent and DTCs raised (by severity) — hash
   aggregates over the period's rows;
 * *to date* (the vehicle's history up to the period end): maintenance interval, spend per
-  visit, share of visits that followed a warning, warning-to-visit delay and the DTCs still
+  visit, share of visits that followed a warning, warning-to-visit delay, accessory visits
+  (discretionary purchases; also per year of the vehicle's age) and the DTCs still
   active.  These join each (vehicle, period) to the vehicle's earlier records with the
   condition ``record period <= period`` (the same as ``record time < period end``) and
   aggregate; means of consecutive gaps telescope to ``(last - first) / (n - 1)``, so no
@@ -41,14 +42,21 @@ LOOKBACK: dict[str, timedelta | None] = {
 SEVERITIES = ("info", "warning", "critical")
 KEY = ["vin", "period_start"]
 DAY_S = 86400.0
+#: the shortest vehicle age (years) a per-year rate divides by (a new car's first visit is
+#: not a rate of 50 a year)
+MIN_AGE_YEARS = 0.25
 
 
 class ServiceParams(BaseModel):
-    """Parameters of the service stage."""
+    """Parameters of the service stage.
+
+    Which visit types count as maintenance and which as discretionary accessory purchases.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     maintenance_types: tuple[str, ...] = ("maintenance",)
+    accessory_types: tuple[str, ...] = ("accessory",)
 
 
 def period_end(start: pd.Series, period: str) -> pd.Series:
@@ -151,11 +159,13 @@ def service_features(
         after_warning=hist.warning_id.notnull(),
         delay_s=ibis.ifelse(delay >= 0, delay, ibis.null("float64")),
         maint=hist.visit_type.isin(p.maintenance_types),
+        accessory=hist.visit_type.isin(p.accessory_types),
     )
     k = keys.select(k_vin="vin", k_period="period_start")
     j = k.join(hist, (k.k_vin == hist.vin) & (hist.h_period <= k.k_period))
     todate = j.group_by(vin=j.k_vin, period_start=j.k_period).aggregate(
         visits_to_date=j.count(),
+        accessory_visits_to_date=j.count(where=j.accessory),
         spend_to_date=j.amount.sum(),
         amount_n=j.amount.count(),
         after_warning_n=j.count(where=j.after_warning),
@@ -191,6 +201,7 @@ def _finish(df: pd.DataFrame, period: str) -> pd.DataFrame:
         "warnings",
         *(f"dtc_{s}_raised" for s in SEVERITIES),
         "visits_to_date",
+        "accessory_visits_to_date",
         "amount_n",
         "after_warning_n",
         "maint_days",
@@ -214,6 +225,8 @@ def _finish(df: pd.DataFrame, period: str) -> pd.DataFrame:
     vtd = out["visits_to_date"].astype("float64")
     out["after_warning_share"] = out["after_warning_n"] / vtd.where(vtd > 0)
     out["warning_delay_days"] = out["warning_delay_s"].astype("float64") / DAY_S
+    years = out["vehicle_age_years"].clip(lower=MIN_AGE_YEARS)
+    out["accessory_visits_per_year"] = out["accessory_visits_to_date"] / years
     cols = [
         "vin",
         "period_start",
@@ -226,6 +239,8 @@ def _finish(df: pd.DataFrame, period: str) -> pd.DataFrame:
         "spend_per_visit_cny",
         "after_warning_share",
         "warning_delay_days",
+        "accessory_visits_to_date",
+        "accessory_visits_per_year",
         *(f"dtc_{s}_raised" for s in SEVERITIES),
         "active_dtcs",
     ]

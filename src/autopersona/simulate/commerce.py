@@ -12,11 +12,20 @@ to its end:
   search, views 1 + Geometric products (favourite brands 60 % of the time), favourites
   some, adds to cart with probability falling with price x price sensitivity and rising
   with aftermarket propensity for car-related categories, removes some (with a reason)
-  and buys the rest with probability 0.55;
+  and buys the rest with probability ``0.55 + 0.2 p``;
 * a purchase is an order (lines from 1, quantity, unit price after any coupon, CNY) and
   one ``purchase`` event per line; 4–14 % of orders (more for price-sensitive people) are
   cancelled later: a ``cancel`` event per line and a cancellation order ``C<order_id>`` with
   negative quantities;
+* discretionary aftermarket purchases the vehicle side placed online
+  (:func:`autopersona.simulate.business.business_events`, ``online_purchases``) are bought
+  on the person's main account (:func:`main_account`): 1–3 research sessions in the two
+  weeks before (views of the category, sometimes an add-to-cart), then a session that
+  views, adds to cart and buys the product; the order is fitted to the car (``vin`` set
+  90 % of the time) and not cancelled;
+* car-related browsing follows the aftermarket propensity ``p``: the weight of car-related
+  categories in a session's focus is multiplied by ``0.4 + 1.2 p``, their add-to-cart
+  probability by ``0.3 + 1.4 p``;
 * reviews follow 20–40 % of kept purchases 3–14 days later with a rating
   ``round(3.6 + 1.6 satisfaction + quality + N(0, 0.6))`` and text composed from phrase
   pools along a per-rating clause plan (:func:`review_text`: varied wording whose sentiment
@@ -37,7 +46,14 @@ from autopersona.simulate.identity import Account
 from autopersona.simulate.ids import make_id, shared_rng
 from autopersona.simulate.truth import Person, VehicleSpec
 
-__all__ = ["CATEGORIES", "Catalogue", "catalogue", "commerce_rows", "review_text"]
+__all__ = [
+    "CATEGORIES",
+    "Catalogue",
+    "catalogue",
+    "commerce_rows",
+    "main_account",
+    "review_text",
+]
 
 US = 1_000_000
 DAY = 86400
@@ -111,6 +127,7 @@ CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[float, float], tuple[str, ...
     ),
 }
 CAT_NAMES = tuple(CATEGORIES)
+CAR_RELATED = np.array([CATEGORIES[c][3] for c in CAT_NAMES])
 PREFS: dict[str, dict[str, float]] = {
     "business_elite": {
         "car_accessories": 0.2,
@@ -351,7 +368,13 @@ def _prefs(p: Person, spec: VehicleSpec) -> np.ndarray[Any, np.dtype[np.float64]
         w[CAT_NAMES.index("charging_equipment")] += 0.15
     if p.driving_style == "aggressive":
         w[CAT_NAMES.index("performance_parts")] += 0.1
+    w = w * np.where(CAR_RELATED, 0.4 + 1.2 * p.aftermarket_propensity, 1.0)
     return np.asarray(w / w.sum())
+
+
+def main_account(accounts: list[Account]) -> Account | None:
+    """The person's main e-commerce account (the first that is not a duplicate), if any."""
+    return next((a for a in accounts if a.source == "ecommerce" and not a.duplicate), None)
 
 
 def commerce_rows(
@@ -363,8 +386,13 @@ def commerce_rows(
     t_end: int,
     tz_offset_s: int,
     rng: np.random.Generator,
+    fitted: list[int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rows of ``commerce_events``, ``orders`` and ``reviews`` for the person's e-commerce accounts."""
+    """Rows of ``commerce_events``, ``orders`` and ``reviews`` for the person's e-commerce accounts.
+
+    ``fitted``: times (s) of the vehicle's discretionary purchases made online (bought on
+    :func:`main_account`).
+    """
     cat = catalogue(seed)
     prefs = _prefs(p, spec)
     events: list[dict[str, Any]] = []
@@ -373,6 +401,7 @@ def commerce_rows(
     fav_brand = {c: CATEGORIES[c][0][int(rng.integers(3))] for c in CAT_NAMES}
     depth = 2 + 6 * (p.lifestyle == "trend_seeker") + float(rng.uniform(0, 4))
     country = p.city_obj.country
+    main = main_account(accounts)
     for acc in (a for a in accounts if a.source == "ecommerce"):
         share = 0.3 if acc.duplicate else 1.0
         t0 = max(t_hist, acc.created_at_us // US)
@@ -446,7 +475,7 @@ def commerce_rows(
                 related = CATEGORIES[cat.category[prod]][3]
                 p_cart = 0.18 * (1.2 - p.price_sensitivity * min(cat.price[prod] / 1500, 1.0))
                 if related:
-                    p_cart *= 0.7 + 0.8 * p.aftermarket_propensity
+                    p_cart *= 0.3 + 1.4 * p.aftermarket_propensity
                 if prod not in cart and rng.random() < p_cart:
                     ev("add_cart", t, prod)
                     cart.append(prod)
@@ -523,7 +552,7 @@ def commerce_rows(
                         "currency": "CNY",
                         "is_cancellation": False,
                         "country": country,
-                        "vin": spec.vin if CATEGORIES[c][3] and rng.random() < 0.4 else None,
+                        "vin": spec.vin if CATEGORIES[c][3] and rng.random() < 0.1 else None,
                     }
                 )
             if rng.random() < 0.04 + 0.1 * p.price_sensitivity:
@@ -616,11 +645,136 @@ def commerce_rows(
                                 "phone" if rng.random() < 0.3 else "app",
                             )
                         )
+        if acc is main and fitted:
+            _fitted_purchases(
+                p,
+                spec,
+                acc,
+                seed,
+                sorted(fitted),
+                t0,
+                t_end,
+                tz_offset_s,
+                n_ev,
+                n_ord,
+                rng,
+                prefs=prefs,
+                fav_brand=fav_brand,
+                events=events,
+                orders=orders,
+            )
     events.sort(key=lambda r: (r["ts"], r["event_id"]))
     orders.sort(key=lambda r: (r["ts"], r["order_id"], r["line_no"]))
     reviews = [r for r in reviews if r["ts"] < t_end * US]
     reviews.sort(key=lambda r: (r["ts"], r["message_id"]))
     return {"commerce_events": events, "orders": orders, "reviews": reviews}
+
+
+def _fitted_purchases(
+    p: Person,
+    spec: VehicleSpec,
+    acc: Account,
+    seed: int,
+    times: list[int],
+    t0: int,
+    t_end: int,
+    tz_offset_s: int,
+    n_ev: int,
+    n_ord: int,
+    rng: np.random.Generator,
+    *,
+    prefs: np.ndarray[Any, np.dtype[np.float64]],
+    fav_brand: dict[str, str],
+    events: list[dict[str, Any]],
+    orders: list[dict[str, Any]],
+) -> None:
+    """Research sessions and the order of each discretionary purchase at ``times`` (s)."""
+    cat = catalogue(seed)
+    w = prefs * CAR_RELATED
+    w = w / w.sum()
+    cust = acc.account_id
+
+    def at_shop_hour(t_day: float) -> int:
+        day0 = (int(t_day) + tz_offset_s) // DAY * DAY - tz_offset_s
+        return int(day0 + (p.shop_hour + rng.normal(0, 1.2)) % 24 * 3600)
+
+    def ev(kind: str, t_ev: int, sid: str, prod: int | None, query: str | None = None) -> None:
+        nonlocal n_ev
+        n_ev += 1
+        events.append(
+            {
+                "event_id": make_id("EVT", seed, cust, n_ev, size=8),
+                "customer_id": cust,
+                "session_id": sid,
+                "ts": t_ev * US,
+                "event_type": kind,
+                "product_id": cat.product_id[prod] if prod is not None else None,
+                "category": cat.category[prod] if prod is not None else None,
+                "brand": cat.brand[prod] if prod is not None else None,
+                "price_cny": float(cat.price[prod]) if prod is not None else math.nan,
+                "query": query,
+                "cancel_reason": None,
+            }
+        )
+
+    for t_buy in times:
+        t_pay = at_shop_hour(t_buy)
+        if t_pay < t0 or t_pay >= t_end - 3600:
+            continue
+        focus = int(rng.choice(len(CAT_NAMES), p=w))
+        name = CAT_NAMES[focus]
+        in_cat = [int(i) for i in np.flatnonzero(cat.cat_index == focus)]
+        same = [i for i in in_cat if cat.brand[i] == fav_brand[name]]
+        pool = same if (same and rng.random() < 0.6) else in_cat
+        pick = pool[int(rng.integers(len(pool)))]
+        for _ in range(int(rng.integers(1, 4))):  # research before buying
+            t = at_shop_hour(t_buy - float(rng.uniform(1, 14)) * DAY)
+            if t < t0:
+                continue
+            sid = make_id("SES", seed, cust, n_ev)
+            if rng.random() < 0.6:
+                nouns = CATEGORIES[name][2]
+                ev("search", t, sid, None, nouns[int(rng.integers(len(nouns)))].lower())
+                events[-1]["category"] = name
+                t += int(rng.integers(5, 40))
+            for _ in range(int(rng.integers(2, 6))):
+                prod = pick if rng.random() < 0.4 else in_cat[int(rng.integers(len(in_cat)))]
+                ev("view", t, sid, prod)
+                t += int(rng.integers(10, 120))
+            if rng.random() < 0.3:
+                ev("add_cart", t, sid, pick)
+        t = t_pay
+        sid = make_id("SES", seed, cust, n_ev)
+        ev("view", t, sid, pick)
+        t += int(rng.integers(10, 120))
+        ev("add_cart", t, sid, pick)
+        t += int(rng.integers(5, 60))
+        ev("purchase", t, sid, pick)
+        n_ord += 1
+        c = cat.category[pick]
+        qty = (
+            int(rng.choice([2, 4]))
+            if c == "tyres"
+            else (int(rng.integers(1, 4)) if c in ("cleaning", "maintenance_parts") else 1)
+        )
+        orders.append(
+            {
+                "order_id": make_id("ORD", seed, cust, n_ord, size=5),
+                "line_no": 1,
+                "customer_id": cust,
+                "ts": t * US,
+                "product_id": cat.product_id[pick],
+                "description": cat.description[pick],
+                "category": c,
+                "brand": cat.brand[pick],
+                "quantity": qty,
+                "unit_price": round(float(cat.price[pick]), 2),
+                "currency": "CNY",
+                "is_cancellation": False,
+                "country": p.city_obj.country,
+                "vin": spec.vin if rng.random() < 0.9 else None,
+            }
+        )
 
 
 def _msg(

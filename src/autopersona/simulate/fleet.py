@@ -23,7 +23,7 @@ import pyarrow as pa
 from autopersona.contracts import get_contract
 from autopersona.simulate.business import business_events
 from autopersona.simulate.cabin import cabin_columns, raise_dtcs
-from autopersona.simulate.commerce import commerce_rows
+from autopersona.simulate.commerce import commerce_rows, main_account
 from autopersona.simulate.config import COMMERCE_HISTORY_DAYS, MessConfig
 from autopersona.simulate.environment import city_weather
 from autopersona.simulate.geo import local_midnight_utc_s, utc_offset_s
@@ -288,6 +288,8 @@ def simulate_vehicle(seed: int, k: int, start: date, days: int, mess: MessConfig
     owner = next((a for a in accounts if a.source == "owner"), None) or next(
         (a for a in accounts if a.source == "app"), None
     )
+    t_hist = t_start - COMMERCE_HISTORY_DAYS * 86400
+    shop = main_account(accounts)
     biz = business_events(
         person,
         spec,
@@ -299,6 +301,7 @@ def simulate_vehicle(seed: int, k: int, start: date, days: int, mess: MessConfig
         t_end,
         seed,
         r["business"],
+        online_from=max(t_hist, shop.created_at_us // US) if shop else None,
     )
     tables["warnings"] = rows_to_arrow(get_contract("warnings"), biz.warnings)
     tables["service_records"] = rows_to_arrow(get_contract("service_records"), biz.services)
@@ -332,14 +335,7 @@ def simulate_vehicle(seed: int, k: int, start: date, days: int, mess: MessConfig
     # commerce
     off = utc_offset_s(person.timezone, start)
     com = commerce_rows(
-        person,
-        spec,
-        accounts,
-        seed,
-        t_start - COMMERCE_HISTORY_DAYS * 86400,
-        t_end,
-        off,
-        r["commerce"],
+        person, spec, accounts, seed, t_hist, t_end, off, r["commerce"], biz.online_purchases
     )
     for name, rows in com.items():
         tables[name] = rows_to_arrow(get_contract(name), rows)
