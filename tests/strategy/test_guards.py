@@ -79,6 +79,28 @@ def test_quiet_hours_match_the_local_wall_clock(at: datetime, tz: str, a: int, b
             t += step
 
 
+@pytest.mark.parametrize(
+    ("quiet", "at", "ends"),
+    [
+        # The end (02:30) falls in New York's spring-forward gap: quiet until the jump.
+        (("22:00", "02:30"), datetime(2025, 3, 9, 5, 0), datetime(2025, 3, 9, 7, 0)),
+        # The gap swallows the whole non-quiet hour [02:00, 03:00): quiet until next night.
+        (("03:00", "02:00"), datetime(2025, 3, 9, 0, 0), datetime(2025, 3, 10, 6, 0)),
+        # Fall back: 01:30 occurs twice; quiet ends at its first occurrence (EDT).
+        (("22:00", "01:30"), datetime(2025, 11, 2, 4, 0), datetime(2025, 11, 2, 5, 30)),
+    ],
+)
+def test_quiet_hours_end_across_dst_changes(
+    quiet: tuple[str, str], at: datetime, ends: datetime
+) -> None:
+    q = QuietHoursGuard(*quiet)
+    tz = "America/New_York"
+    end = q.ends(at.replace(tzinfo=UTC), tz)
+    assert end == ends.replace(tzinfo=UTC)
+    assert not q.is_quiet(end, tz)
+    assert q.is_quiet(end - timedelta(seconds=1), tz)
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     start=instants,

@@ -164,16 +164,54 @@ class QuietHoursGuard:
         return self._quiet_minute(loc.hour * 60 + loc.minute)
 
     def ends(self, at: datetime, tz: str | None) -> datetime:
-        """The UTC instant the quiet span containing ``at`` ends (``at`` if not quiet)."""
-        if not self.is_quiet(at, tz):
-            return _utc(at)
+        """The UTC instant the quiet span containing ``at`` ends (``at`` if not quiet).
+
+        That is the first instant whose local clock is outside the quiet hours.  When the
+        end time does not exist that day (the clock springs forward over it), the span ends
+        when the clock jumps, unless the jump lands in quiet hours again; then it runs on
+        to the next day's end.
+
+        >>> q = QuietHoursGuard("22:00", "02:30")
+        >>> q.ends(datetime(2025, 3, 9, 5, 0, tzinfo=UTC), "America/New_York")  # 00:00 EST
+        datetime.datetime(2025, 3, 9, 7, 0, tzinfo=datetime.timezone.utc)
+        """
+        u = _utc(at)
+        if not self.is_quiet(u, tz):
+            return u
         z = zone(tz)
-        loc = _utc(at).astimezone(z)
+        loc = u.astimezone(z)
         d = loc.date()
         if self.start > self.end and loc.hour * 60 + loc.minute >= self.start:
             d = d + timedelta(days=1)
-        end_local = datetime.combine(d, time(self.end // 60, self.end % 60), tzinfo=z)
-        return end_local.astimezone(UTC)
+        end = time(self.end // 60, self.end % 60)
+        for _ in range(3):
+            t = _first_instant_reading(datetime.combine(d, end), z)
+            if t > u and not self.is_quiet(t, tz):
+                return t
+            d = d + timedelta(days=1)
+        return t
+
+
+def _first_instant_reading(wall_time: datetime, z: ZoneInfo) -> datetime:
+    """The first UTC instant at which the clock of zone ``z`` reads ``wall_time`` or later.
+
+    The instant itself when that local time exists (its first occurrence when the clock
+    falls back), the moment of the jump when the clock springs forward over it.
+    """
+    t = wall_time.replace(tzinfo=z).astimezone(UTC)
+    if t.astimezone(z).replace(tzinfo=None) == wall_time:
+        return t
+    # A gap: before the jump (fold=1 takes the later offset) the clock reads less, after it
+    # (fold=0) more; bisect for the jump.
+    lo = int(wall_time.replace(tzinfo=z, fold=1).astimezone(UTC).timestamp())
+    hi = int(t.timestamp())
+    while hi - lo > 1:  # zone transitions fall on whole seconds
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, z).replace(tzinfo=None) >= wall_time:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
 
 
 # ----------------------------------------------------------------------------- ledger & caps
