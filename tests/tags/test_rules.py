@@ -248,3 +248,58 @@ def test_rule_tags_honour_consent_per_purpose(fleet_wh: Warehouse) -> None:
     assert vin in set(before["entity"]) and vin not in set(after["entity"])
     rest = before[before["entity"] != vin][cols].reset_index(drop=True)
     assert after[cols].reset_index(drop=True).equals(rest)
+
+
+def test_an_input_tag_is_computed_for_the_purpose_that_reads_it(tmp_path: Path) -> None:
+    """A marketing tag reading an analytics tag: a person consenting to marketing only gets
+    the marketing value (the vehicle tier is computed for that purpose), not the analytics
+    tag itself; one consenting to neither gets nothing."""
+    from autopersona.tags.build import build_tags
+
+    folder = tmp_path / "catalogue"
+    shutil.copytree(builtin_dir(), folder)
+    (folder / "offer.yaml").write_text(
+        """purpose: marketing
+tags:
+  - id: premium_offer
+    tier: L4
+    category: offer
+    values: ["yes", "no"]
+    definition: Premium offers for luxury cars.
+    method: rule
+    inputs: [l1_vehicle_tier]
+    sources: [vehicles]
+    cadence: weekly
+    rule:
+      cases:
+        - {value: "yes", when: "l1_vehicle_tier == 'luxury'"}
+      else: "no"
+""",
+        encoding="utf-8",
+    )
+    cat = load_catalogue(folder)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    with Warehouse(":memory:") as wh:
+        wh.con.execute(
+            "INSERT INTO vehicles (vin, msrp_cny) VALUES ('MKT', 500000), ('BOTH', 500000), "
+            "('NONE', 500000)"
+        )
+        wh.con.execute(
+            "INSERT INTO accounts (account_id, source, vin) VALUES "
+            "('A-MKT', 'owner', 'MKT'), ('A-BOTH', 'owner', 'BOTH'), ('A-NONE', 'owner', 'NONE')"
+        )
+        since = datetime(2026, 1, 1, tzinfo=UTC)
+        record_consent(wh, "A-MKT", "marketing", "any", True, since)
+        record_consent(wh, "A-BOTH", "marketing", "any", True, since)
+        record_consent(wh, "A-BOTH", "analytics", "any", True, since)
+        tags = ["premium_offer", "l1_vehicle_tier"]
+        for out in (
+            build_rule_tags(wh, cat, as_of=at, tags=tags),
+            build_tags(wh, cat, as_of=at, tags=tags),
+        ):
+            got = {(r.entity, r.tag_id): r.value for r in out.itertuples()}
+            assert got == {
+                ("MKT", "premium_offer"): "yes",
+                ("BOTH", "premium_offer"): "yes",
+                ("BOTH", "l1_vehicle_tier"): "luxury",
+            }

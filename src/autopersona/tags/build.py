@@ -95,28 +95,57 @@ class Builder:
         return names, prevs
 
     def env(
-        self, entity: str, order: list[str], as_of: datetime, extra: set[str] | None = None
+        self,
+        entity: str,
+        order: list[str],
+        as_of: datetime,
+        extra: set[str] | None = None,
+        readers: list[str] | None = None,
     ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         """Inputs as of ``as_of`` plus one column per tag of ``order`` (computed in order).
 
-        ``extra`` names more inputs to load (the features of a model being trained).
+        ``extra`` names more inputs to load (the features of a model being trained);
+        ``readers`` more tags that will read these columns (that model), whose purpose's
+        consenters get the columns' values too.
         """
         names, prevs = self._names(order)
         names |= {n for n in extra or set() if n not in self.cat.tags}
         env = load_inputs(self.wh, entity, names, prevs, as_of, self.period)
         results: dict[str, pd.DataFrame] = {}
         for t in order:
-            res = self._one(t, env, as_of)
-            allowed = self.consented(t, as_of)
-            if allowed is not None and len(res):
-                res = res[res["entity"].astype(str).isin(allowed)].reset_index(drop=True)
+            # computed for the entities consenting to the purpose of the tag or of any tag of
+            # ``order`` that reads it (an input of a marketing tag is marketing processing),
+            # published (``results``) only for those consenting to the tag's own purpose
+            needed = self._needed(t, [*order, *(readers or [])], as_of)
+            rows = env if needed is None else env[env.index.astype(str).isin(needed)]
+            res = self._one(t, rows, as_of)
             col = pd.Series([None] * len(env), index=env.index, dtype=object)
             if len(res):
                 res = res[res["entity"].isin(env.index)]
+                if needed is not None:
+                    res = res[res["entity"].astype(str).isin(needed)]
                 col.loc[res["entity"].to_numpy()] = res["value"].to_numpy()
             env[t] = col
-            results[t] = res
+            allowed = self.consented(t, as_of)
+            if allowed is not None and len(res):
+                res = res[res["entity"].astype(str).isin(allowed)]
+            results[t] = res.reset_index(drop=True)
         return env, results
+
+    def _needed(self, t: str, order: list[str], as_of: datetime) -> set[str] | None:
+        """Entities tag ``t`` is computed for (None: no restriction).
+
+        Those consenting to its purpose or to the purpose of a tag of ``order`` that reads
+        it, directly or not.
+        """
+        readers = [u for u in order if u != t and t in self.cat.order([u])]
+        out: set[str] = set()
+        for u in [t, *readers]:
+            ok = self.consented(u, as_of)
+            if ok is None:
+                return None
+            out |= ok
+        return out
 
     def consented(self, t: str, as_of: datetime) -> set[str] | None:
         """Entities consented for tag ``t``'s purpose at ``as_of`` (None: the tag has none).
@@ -221,7 +250,7 @@ class Builder:
             allowed = self.consented(t, as_of)  # consent now governs training now
 
             def env_at(snapshot: datetime) -> pd.DataFrame:
-                e, _ = sub.env(spec.entity, deps, snapshot, set(feats))
+                e, _ = sub.env(spec.entity, deps, snapshot, set(feats), readers=[t])
                 if allowed is not None:
                     e = e[e.index.astype(str).isin(allowed)]
                 return e.reindex(columns=feats)

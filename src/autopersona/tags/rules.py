@@ -367,18 +367,28 @@ def build_rule_tags(
                 if len(env)
                 else pd.DataFrame(columns=["entity", "value", "score", "reasons"])
             )
-            if spec.purpose is not None and len(res):
-                ok = consent.get((spec.purpose, entity))
-                if ok is None:
+            # an input of another tag is processing for that tag's purpose too: the column
+            # holds values for the consenters of every purpose reading it, the assignment only
+            # for those of the tag's own
+            users = [t, *(u for u in ids if u != t and t in cat.order([u]))]
+            needed: set[str] = set()
+            for u in users:
+                purpose = cat.tags[u].purpose
+                if purpose is None:
+                    break
+                if (purpose, entity) not in consent:
                     kind: Literal["vin", "account"] = "vin" if entity == "vin" else "account"
-                    ok = consent[(spec.purpose, entity)] = consented(
-                        wh, spec.purpose, "any", when, kind
-                    )
-                res = res[res["entity"].astype(str).isin(ok)].reset_index(drop=True)
+                    consent[(purpose, entity)] = consented(wh, purpose, "any", when, kind)
+                needed |= consent[(purpose, entity)]
+            else:
+                res = res[res["entity"].astype(str).isin(needed)].reset_index(drop=True)
             col = pd.Series([None] * len(env), index=env.index, dtype=object)
             if len(res):
                 col.loc[res["entity"].to_numpy()] = res["value"].to_numpy()
             env[t] = col
+            if spec.purpose is not None and len(res):
+                own = consent[(spec.purpose, entity)]
+                res = res[res["entity"].astype(str).isin(own)].reset_index(drop=True)
             if t in wanted:
                 res = res.assign(entity_type=entity, tag_id=t)
                 results.append(res)
