@@ -27,7 +27,7 @@ from autopersona.store.profiles import open_store, refresh
 from autopersona.store.warehouse import Warehouse
 from autopersona.strategy import Decision, StrategyEngine
 
-#: 30 vehicles x 14 days, seed 11: two complete weeks (5 and 12 January 2026), an aggressive
+#: 40 vehicles x 14 days, seed 11: two complete weeks (5 and 12 January 2026), an aggressive
 #: driver of an old car whose harsh braking rises, early-ownership ADAS trials ending later.
 FLEET = {"vehicles": 40, "days": 14, "seed": 11}
 DOMAINS = ["driving", "cabin", "service", "charging", "commerce"]
