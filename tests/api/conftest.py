@@ -74,7 +74,10 @@ def client(settings: ApiSettings, keys: dict[str, str]) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="session")
 def feedback(client: TestClient, keys: dict[str, str]) -> dict[str, int]:
-    """Post an A/B test's feedback events through the API: treatment 12/20, control 5/20."""
+    """Post an A/B test's feedback events through the API: treatment 12/20, control 5/20.
+
+    Per arm, ``conv + 4`` persons click and two more only answer by voice (interaction is
+    ``conv + 6``); the first converter refers someone."""
     rows = []
     n = 0
     for arm, conv in (("treatment", 12), ("control", 5)):
@@ -83,8 +86,12 @@ def feedback(client: TestClient, keys: dict[str, str]) -> dict[str, int]:
             steps = ["assigned", "sent", "delivered"]
             if i < conv + 4:
                 steps.append("clicked")
+            elif i < conv + 6:
+                steps.append("voice_reply")
             if i < conv:
                 steps.append("converted")
+            if i == 0:
+                steps.append("referral")
             for step in steps:
                 n += 1
                 rows.append(

@@ -333,8 +333,9 @@ def test_experiment_report_matches_statsmodels(
     for arm in ("treatment", "control"):
         a = arms[arm]
         assert (a["assigned"], a["reach"], a["conversion"]) == (n, n, feedback[arm])
-        assert a["interaction"] == feedback[arm] + 4
+        assert a["interaction"] == feedback[arm] + 6  # clicks and spoken replies
         assert a["value"] == pytest.approx(100.0 * feedback[arm])
+        assert a["referrers"] == 1
         lo, hi = proportion_confint(feedback[arm], n, method="wilson")
         assert (a["rate_low"], a["rate_high"]) == pytest.approx((lo, hi))
     lo, hi = confint_proportions_2indep(

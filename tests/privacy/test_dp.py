@@ -24,6 +24,7 @@ with warnings.catch_warnings():
 
     from autopersona.cli import app
 from autopersona.privacy.dp import (
+    FUNNEL_STEPS,
     LEDGER_TABLE,
     BudgetExceeded,
     BudgetLedger,
@@ -200,7 +201,10 @@ def test_reports_from_the_profile_store_and_funnel(filled: Path) -> None:
             "CASE WHEN i < 50 THEN 'sent' ELSE 'clicked' END FROM range(60) t(i)"
         )
         fun = funnel_report(wh, 1.0, ledger, campaign="c1")
-        assert fun.sensitivity == 8 and list(fun.counts)[:2] == ["assigned", "sent"]
+        assert fun.sensitivity == len(FUNNEL_STEPS) == 10 and list(fun.counts)[:2] == [
+            "assigned",
+            "sent",
+        ]
         got = ledger.entries()
         assert list(got["report"]) == [
             "tag_distribution:l1_vehicle_tier",

@@ -284,7 +284,8 @@ def test_unlogged_release_is_not_repeated(small_wh: Warehouse) -> None:
     assert fresh.release_held("V1", 0.0, t + timedelta(minutes=5)) == []
 
 
-def test_fatigue_rests_people_who_never_respond(small_wh: Warehouse) -> None:
+@pytest.mark.parametrize("response", ["clicked", "voice_reply"])
+def test_fatigue_rests_people_who_never_respond(small_wh: Warehouse, response: str) -> None:
     t = datetime(2026, 2, 10, 11, tzinfo=UTC)
     rows = [
         (f"F{i}", "V1", t - timedelta(days=i + 1), "old", None, "treatment", "app", "sent", None)
@@ -301,8 +302,8 @@ def test_fatigue_rests_people_who_never_respond(small_wh: Warehouse) -> None:
     small_wh.con.execute(
         "INSERT INTO marketing_feedback (event_id, person_id, ts, campaign_id, decision_id, arm, "
         "channel, event_type, value) VALUES ('C1', 'V1', ?, 'old', NULL, 'treatment', 'app', "
-        "'clicked', NULL)",
-        [t - timedelta(days=3, hours=12)],
+        "?, NULL)",
+        [t - timedelta(days=3, hours=12), response],
     )
     d = engine(small_wh).on_event(route("V1", (t + timedelta(days=2)).isoformat()))[0]
-    assert d.status == "send"  # only 3 unanswered since the click
+    assert d.status == "send"  # only 3 unanswered since the click or spoken reply

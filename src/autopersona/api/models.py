@@ -187,6 +187,7 @@ class ExperimentArm(BaseModel):
     interaction: int
     conversion: int
     value: float
+    referrers: int = 0
     rate: float | None
     rate_low: float | None
     rate_high: float | None

@@ -36,7 +36,7 @@ _COLS = ", ".join(PROFILE_COLUMNS)
 #: Event types of ``marketing_feedback`` in each of the four layers.
 FUNNEL: dict[str, tuple[str, ...]] = {
     "reach": ("sent", "delivered", "exposed"),
-    "interaction": ("visited", "clicked"),
+    "interaction": ("visited", "clicked", "voice_reply"),
     "conversion": ("converted", "redeemed"),
 }
 
@@ -303,7 +303,8 @@ async def experiment_report(be: Backend, campaign_id: str) -> dict[str, Any] | N
     """Four-layer funnel per arm and the treatment-vs-control conversion difference.
 
     Persons per arm are those ``assigned`` (or, without assignment events, any event); a layer
-    counts persons with at least one event of its types; value sums conversion values.  The
+    counts persons with at least one event of its types (a spoken head-unit reply is an
+    interaction); value sums conversion values and counts the persons who referred someone.  The
     difference uses the Newcombe (Wilson score) interval and a two-sided z test.
     """
     if not await table_exists(be, "marketing_feedback"):
@@ -317,14 +318,15 @@ async def experiment_report(be: Backend, campaign_id: str) -> dict[str, Any] | N
         "SELECT coalesce(arm, 'none') AS arm, "
         "count(DISTINCT person_id) FILTER (WHERE event_type = 'assigned') AS assigned, "
         "count(DISTINCT person_id) AS anyone, "
-        f"{cases}, coalesce(sum(value) FILTER (WHERE event_type IN ('converted', 'redeemed')), 0) "
+        f"{cases}, coalesce(sum(value) FILTER (WHERE event_type IN ('converted', 'redeemed')), 0), "
+        "count(DISTINCT person_id) FILTER (WHERE event_type = 'referral') "
         "FROM marketing_feedback WHERE campaign_id = ? GROUP BY 1 ORDER BY 1",
         [campaign_id],
     )
     if not rows:
         return None
     arms: list[dict[str, Any]] = []
-    for arm, assigned, anyone, reach, inter, conv, value in rows:
+    for arm, assigned, anyone, reach, inter, conv, value, referrers in rows:
         n = int(assigned) or int(anyone)
         lo, hi = _wilson(int(conv), n)
         arms.append(
@@ -335,6 +337,7 @@ async def experiment_report(be: Backend, campaign_id: str) -> dict[str, Any] | N
                 "interaction": int(inter),
                 "conversion": int(conv),
                 "value": float(value),
+                "referrers": int(referrers),
                 "rate": (int(conv) / n) if n else None,
                 "rate_low": lo,
                 "rate_high": hi,

@@ -90,8 +90,10 @@ FUNNEL_STEPS = (
     "exposed",
     "visited",
     "clicked",
+    "voice_reply",
     "converted",
     "redeemed",
+    "referral",
 )
 _TOL = 1e-9
 

@@ -1024,7 +1024,7 @@ class StrategyEngine:
         sql = (
             "SELECT person_id, count(*) FILTER (WHERE event_type = 'sent' AND ts > coalesce("
             "r, TIMESTAMPTZ '1970-01-01')) FROM (SELECT person_id, event_type, ts, max(ts) "
-            "FILTER (WHERE event_type IN ('visited', 'clicked', 'converted', 'redeemed')) "
+            "FILTER (WHERE event_type IN ('visited', 'clicked', 'voice_reply', 'converted', 'redeemed')) "
             "OVER (PARTITION BY person_id) AS r FROM marketing_feedback WHERE ts >= ? AND ts <= ?"
         )
         params: list[Any] = [at - timedelta(days=f.days), at]
