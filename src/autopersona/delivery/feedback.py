@@ -50,27 +50,24 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import queue
-import signal
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
-from autopersona.delivery.mqtt import ConnectionWatch, connect_properties, make_client
+from autopersona.delivery.mqtt import MqttConsumer
 
 if TYPE_CHECKING:
     from autopersona.delivery.config import MqttBroker
@@ -372,7 +369,7 @@ class _Msg:
     payload: bytes
 
 
-class FeedbackListener:
+class FeedbackListener(MqttConsumer[ListenerStats]):
     """Consume channel feedback from MQTT into ``marketing_feedback`` (see the module doc).
 
     Parameters
@@ -399,44 +396,13 @@ class FeedbackListener:
         max_bytes: int = 65536,
     ) -> None:
         self.wh = wh
-        self.broker = broker
-        self.client_id = client_id
-        self.topic = feedback_topic(broker.topic_prefix)
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.intake = FeedbackIntake(wh, max_bytes=max_bytes)
         self.stats = ListenerStats()
-        self.watch = ConnectionWatch()
-        self.subscribed = threading.Event()
         self._inbox: queue.Queue[_Msg] = queue.Queue()
-        self._accepting = threading.Event()
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.client = make_client(client_id, manual_ack=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self.watch.on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(1, 30)
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
-    ) -> None:
-        self.watch.on_connect(client, userdata, flags, rc, props)
-        if rc.is_failure:
-            log.warning("connect refused: %s", rc)
-            return
-        if self.watch.connects > 1:
-            self.stats.reconnects += 1
-        client.subscribe(self.topic, qos=1)
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
-    ) -> None:
-        if any(rc.is_failure for rc in rcs):
-            log.error("subscription to %s refused: %s", self.topic, [str(r) for r in rcs])
-        else:
-            self.subscribed.set()
+        self._init_consumer(client_id, broker, feedback_topic(broker.topic_prefix))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self._accepting.is_set():
@@ -480,61 +446,12 @@ class FeedbackListener:
             self.stats.errors.append(f"processor: {type(exc).__name__}: {exc}")
             self._stop.set()
 
-    def start(self) -> None:
-        """Connect (persistent session), subscribe and start processing."""
-        self._accepting.set()
+    def _start_workers(self) -> None:
         self._thread = threading.Thread(
             target=self._processor, name=f"{self.client_id}-processor", daemon=True
         )
         self._thread.start()
-        b = self.broker
-        self.client.connect_async(
-            b.host,
-            b.port,
-            keepalive=b.keepalive_s,
-            clean_start=False,
-            properties=connect_properties(b.session_expiry_s, b.receive_maximum),
-        )
-        self.client.loop_start()
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until connected and subscribed (True) or the timeout passes (False)."""
-        return self.watch.connected.wait(timeout) and self.subscribed.wait(timeout)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking messages, finish the batch in flight, disconnect."""
-        self._accepting.clear()
-        self._stop.set()
+    def _stop_workers(self, timeout: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def run_forever(
-        self,
-        *,
-        install_signals: bool = True,
-        until: Callable[[ListenerStats], bool] | None = None,
-        status_every_s: float = 0.0,
-        on_status: Callable[[ListenerStats], None] | None = None,
-    ) -> ListenerStats:
-        """Run until SIGTERM/SIGINT, a fatal error or ``until(stats)``; then stop cleanly."""
-        done = threading.Event()
-
-        def _handler(signum: int, frame: FrameType | None) -> None:
-            done.set()
-
-        if install_signals:
-            signal.signal(signal.SIGTERM, _handler)
-            signal.signal(signal.SIGINT, _handler)
-        self.start()
-        last = time.monotonic()
-        with contextlib.suppress(KeyboardInterrupt):
-            while not done.wait(0.1):
-                if self._stop.is_set() or (until is not None and until(self.stats)):
-                    break
-                if on_status and status_every_s and time.monotonic() - last >= status_every_s:
-                    on_status(self.stats)
-                    last = time.monotonic()
-        self.stop()
-        return self.stats

@@ -47,14 +47,12 @@ import contextlib
 import json
 import logging
 import queue
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any, Protocol
 
 import duckdb
@@ -71,7 +69,7 @@ from autopersona.delivery.dispatch import (
     WarehouseContacts,
     messages_for,
 )
-from autopersona.delivery.mqtt import ConnectionWatch, connect_properties, make_client
+from autopersona.delivery.mqtt import MqttConsumer
 from autopersona.delivery.mqtt import vin_from_topic as _vin_from_topic
 from autopersona.delivery.outbox import (
     DuckDBOutbox,
@@ -212,7 +210,7 @@ def _duck_tx(con: Any) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-class LiveEngine:
+class LiveEngine(MqttConsumer[LiveStats]):
     """Consume vehicle events from MQTT, decide, record, send (see the module docstring).
 
     Parameters
@@ -288,8 +286,6 @@ class LiveEngine:
             else build_channels(config, client_id=f"{self.worker_id}-out")
         )
         self.stats = LiveStats()
-        self.watch = ConnectionWatch()
-        self.subscribed = threading.Event()
         # on_message appends (deque.append is atomic) and sets the flag; the processor
         # clears it and drains everything queued: no lock per message on either side.
         self._inbox: deque[_Inbound] = deque()
@@ -297,19 +293,11 @@ class LiveEngine:
         self._handoff: queue.Queue[list[OutboxMessage]] = queue.Queue()
         self._results: queue.Queue[list[tuple[OutboxMessage, SendResult]]] = queue.Queue()
         self._dispatcher_done = threading.Event()
-        self._accepting = threading.Event()
-        self._stop = threading.Event()
         self._processor_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._shared_tx = isinstance(self.outbox, DuckDBOutbox) and self.outbox.con is wh.con
         self._create_tables()
-        self.client = make_client(self.worker_id, manual_ack=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_raw_message = self._on_raw_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(1, 30)
+        self._init_consumer(self.worker_id, config.mqtt, config.mqtt.events_topic)
 
     # ------------------------------------------------------------------ setup
     def _create_tables(self) -> None:
@@ -327,42 +315,6 @@ class LiveEngine:
         )
 
     # ------------------------------------------------------------------ MQTT callbacks
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
-    ) -> None:
-        self.watch.on_connect(client, userdata, flags, rc, props)
-        if rc.is_failure:
-            log.warning("connect refused: %s", rc)
-            return
-        if self.watch.connects > 1:
-            self.stats.reconnects += 1
-        b = self.config.mqtt
-        log.info(
-            "connected to %s:%d as %s (session present: %s)",
-            b.host,
-            b.port,
-            self.worker_id,
-            bool(getattr(flags, "session_present", False)),
-        )
-        client.subscribe(b.events_topic, qos=1)
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
-    ) -> None:
-        codes = [str(rc) for rc in rcs]
-        if any(rc.is_failure for rc in rcs):
-            log.error("subscription to %s refused: %s", self.config.mqtt.events_topic, codes)
-        else:
-            log.info("subscribed to %s", self.config.mqtt.events_topic)
-            self.subscribed.set()
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
-    ) -> None:
-        self.watch.on_disconnect(client, userdata, flags, rc, props)
-        if not self._stop.is_set():
-            log.warning("disconnected from the broker (%s); reconnecting", rc)
-
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._on_raw_message(msg.topic, msg.mid, msg.qos, bytes(msg.payload))
 
@@ -735,12 +687,11 @@ class LiveEngine:
                 outbox.close()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Connect, subscribe and start the processor and dispatcher threads."""
+    def _start_workers(self) -> None:
+        """Release the leases of a previous run, then start processor, dispatcher, recorder."""
         released = self.outbox.recover(self.worker_id)
         if released:
             log.info("released %d leases of a previous run of %s", released, self.worker_id)
-        self._accepting.set()
         for target, name in (
             (self._processor, "processor"),
             (self._dispatcher, "dispatcher"),
@@ -749,54 +700,13 @@ class LiveEngine:
             t = threading.Thread(target=target, name=f"{self.worker_id}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
-        b = self.config.mqtt
-        self.client.connect_async(
-            b.host,
-            b.port,
-            keepalive=b.keepalive_s,
-            clean_start=False,
-            properties=connect_properties(b.session_expiry_s, b.receive_maximum),
-        )
-        self.client.loop_start()
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until connected and subscribed (True) or the timeout passes (False)."""
-        return self.watch.connected.wait(timeout) and self.subscribed.wait(timeout)
+    def _stop_workers(self, timeout: float) -> None:
+        for t in self._threads:
+            t.join(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, finish the batch in flight, flush sends, disconnect."""
-        self._accepting.clear()
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout)
-        self.client.disconnect()
-        self.client.loop_stop()
+        super().stop(timeout)
         for ch in self.channels.values():
             ch.close()
-
-    def run_forever(
-        self,
-        *,
-        install_signals: bool = True,
-        status_every_s: float = 0.0,
-        on_status: Callable[[LiveStats], None] | None = None,
-    ) -> LiveStats:
-        """Start, run until SIGTERM/SIGINT (or a fatal thread error), then stop cleanly."""
-        done = threading.Event()
-
-        def _handler(signum: int, frame: FrameType | None) -> None:
-            done.set()
-
-        if install_signals:
-            signal.signal(signal.SIGTERM, _handler)
-            signal.signal(signal.SIGINT, _handler)
-        self.start()
-        last = time.monotonic()
-        while not done.wait(0.2):
-            if self._stop.is_set():
-                break
-            if on_status and status_every_s and time.monotonic() - last >= status_every_s:
-                on_status(self.stats)
-                last = time.monotonic()
-        self.stop()
-        return self.stats

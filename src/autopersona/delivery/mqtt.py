@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import signal
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from types import FrameType
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -41,6 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 __all__ = [
     "ConnectionWatch",
     "FastClient",
+    "MqttConsumer",
     "connect_properties",
     "make_client",
     "publish_properties",
@@ -56,6 +61,7 @@ _PUBLISH = 0x30
 _PUBACK_CMD = 0x40
 
 RawMessageCallback = Callable[[str, int, int, bytes], None]
+log = logging.getLogger(__name__)
 _PUBACK_OK = ReasonCode(PacketTypes.PUBACK, "Success")
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
@@ -347,6 +353,153 @@ class ConnectionWatch:
         """Paho ``on_disconnect``."""
         self.connected.clear()
         self.reason = str(rc)
+
+
+class _Counters(Protocol):
+    reconnects: int
+
+
+StatsT = TypeVar("StatsT", bound=_Counters)
+
+
+class MqttConsumer(Generic[StatsT]):
+    """Life cycle shared by the subscribers that acknowledge only after their own work.
+
+    A subclass sets up its state, then calls :meth:`_init_consumer`; it implements
+    ``_on_message`` (and, for the fast path, ``_on_raw_message``), :meth:`_start_workers`
+    and :meth:`_stop_workers`.  This class owns the client: a persistent session
+    (``clean_start=False``, session expiry and receive maximum from the broker settings),
+    manual acknowledgement, re-subscription on every reconnect (counted in
+    ``stats.reconnects``), :meth:`wait_connected`, and :meth:`run_forever`, which stops
+    cleanly on SIGTERM/SIGINT, a fatal error of a worker (``_stop`` set) or ``until(stats)``.
+    Messages that arrive while not accepting are not acknowledged, so the broker delivers
+    them again to the next session.
+    """
+
+    stats: StatsT
+    broker: Any  # host, port, keepalive_s, session_expiry_s, receive_maximum
+    topic: str
+    client_id: str
+
+    def _init_consumer(self, client_id: str, broker: Any, topic: str) -> None:
+        self.client_id = client_id
+        self.broker = broker
+        self.topic = topic
+        self.watch = ConnectionWatch()
+        self.subscribed = threading.Event()
+        self._accepting = threading.Event()
+        self._stop = threading.Event()
+        self.client = make_client(client_id, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        raw = getattr(self, "_on_raw_message", None)
+        if raw is not None:
+            self.client.on_raw_message = raw
+        self.client.on_subscribe = self._on_subscribe
+        self.client.reconnect_delay_set(1, 30)
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self.watch.on_connect(client, userdata, flags, rc, props)
+        if rc.is_failure:
+            log.warning("%s: connect refused: %s", self.client_id, rc)
+            return
+        if self.watch.connects > 1:
+            self.stats.reconnects += 1
+        log.info(
+            "connected to %s:%d as %s (session present: %s)",
+            self.broker.host,
+            self.broker.port,
+            self.client_id,
+            bool(getattr(flags, "session_present", False)),
+        )
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
+        if any(rc.is_failure for rc in rcs):
+            log.error("subscription to %s refused: %s", self.topic, [str(r) for r in rcs])
+        else:
+            log.info("subscribed to %s", self.topic)
+            self.subscribed.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self.watch.on_disconnect(client, userdata, flags, rc, props)
+        if not self._stop.is_set():
+            log.warning("%s: disconnected from the broker (%s); reconnecting", self.client_id, rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ life cycle
+    def _start_workers(self) -> None:
+        """Start the subclass's threads (before the client connects)."""
+        raise NotImplementedError
+
+    def _stop_workers(self, timeout: float) -> None:
+        """Join the subclass's threads (``_stop`` is already set; the client still runs)."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the workers, then connect (persistent session) and subscribe."""
+        self._accepting.set()
+        self._start_workers()
+        b = self.broker
+        self.client.connect_async(
+            b.host,
+            b.port,
+            keepalive=b.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(b.session_expiry_s, b.receive_maximum),
+        )
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until connected and subscribed (True) or the timeout passes (False)."""
+        return self.watch.connected.wait(timeout) and self.subscribed.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking messages, let the workers finish what they hold, disconnect."""
+        self._accepting.clear()
+        self._stop.set()
+        self._stop_workers(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def run_forever(
+        self,
+        *,
+        install_signals: bool = True,
+        until: Callable[[StatsT], bool] | None = None,
+        status_every_s: float = 0.0,
+        on_status: Callable[[StatsT], None] | None = None,
+    ) -> StatsT:
+        """Start; run until SIGTERM/SIGINT, a fatal worker error or ``until(stats)``; stop."""
+        done = threading.Event()
+
+        def _handler(signum: int, frame: FrameType | None) -> None:
+            done.set()
+
+        if install_signals:
+            signal.signal(signal.SIGTERM, _handler)
+            signal.signal(signal.SIGINT, _handler)
+        self.start()
+        last = time.monotonic()
+        with contextlib.suppress(KeyboardInterrupt):
+            while not done.wait(0.1):
+                if self._stop.is_set() or (until is not None and until(self.stats)):
+                    break
+                if on_status and status_every_s and time.monotonic() - last >= status_every_s:
+                    on_status(self.stats)
+                    last = time.monotonic()
+        self.stop()
+        return self.stats
 
 
 def vin_from_topic(topic: str) -> str | None:
