@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import logit
+from scipy.stats import spearmanr
 from tagcheck import consent_everyone
 
 from autopersona.catalog import CatalogError
@@ -18,12 +19,15 @@ from autopersona.store.warehouse import Warehouse
 from autopersona.tags.build import build_tags
 from autopersona.tags.model import (
     NotTrainable,
+    amounts_at,
     fit_classifier,
+    fit_regressor,
     label_events,
     labels_at,
     latest_model,
     list_models,
     model_due,
+    score_entities,
     snapshot_dates,
     train_tag_model,
 )
@@ -222,10 +226,137 @@ def test_too_few_labels_gives_no_assignment_and_a_reason() -> None:
         assert list_models(wh).empty
 
 
-def test_train_tag_model_rejects_regression_and_empty_data() -> None:
+def _spenders(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Features, next-year spend and previous-year spend of ``n`` synthetic customers."""
+    rng = np.random.default_rng(seed)
+    freq = rng.gamma(2.0, 1.5, size=n)
+    aov = rng.lognormal(5.0, 0.4, size=n)
+    buys = rng.poisson(freq)
+    spend = np.array(
+        [rng.gamma(4.0, a / 4.0, size=k).sum() for a, k in zip(aov, buys, strict=True)]
+    )
+    before = np.array(
+        [rng.gamma(4.0, a / 4.0, size=k).sum() for a, k in zip(aov, rng.poisson(freq), strict=True)]
+    )
+    x = pd.DataFrame({"frequency": freq, "avg_order_value": aov, "noise": rng.normal(size=n)})
+    return x, pd.Series(spend), pd.Series(before)
+
+
+class TestFitRegressor:
+    def test_learns_spend_and_beats_the_naive_baseline(self) -> None:
+        from scipy.stats import spearmanr
+        from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+        (xt, yt, _), (xv, yv, before) = _spenders(1500, 0), _spenders(600, 1)
+        fit = fit_regressor(xt, yt, xv, yv, categories={}, naive_valid=before)
+        pv = fit.predict(xv)
+        assert (pv >= 0).all() and fit.calibrator == {}
+        m = fit.metrics
+        assert m["mae"] == pytest.approx(mean_absolute_error(yv, pv))
+        assert m["rmse"] == pytest.approx(np.sqrt(mean_squared_error(yv, pv)))
+        assert m["r2"] == pytest.approx(r2_score(yv, pv))
+        assert m["spearman"] == pytest.approx(spearmanr(pv, yv).statistic)
+        assert m["mae_naive"] == pytest.approx(mean_absolute_error(yv, before))
+        assert m["rmse_naive"] == pytest.approx(np.sqrt(mean_squared_error(yv, before)))
+        oracle = xv["frequency"] * xv["avg_order_value"]  # the true expected spend
+        assert m["spearman"] > spearmanr(oracle, yv).statistic - 0.05
+        assert m["rmse"] < m["rmse_naive"] and m["r2"] > 0.3
+        # the mean prediction is close to the mean spend (Tweedie's log link is unbiased)
+        assert pv.mean() == pytest.approx(yv.mean(), rel=0.1)
+        # SHAP contributions (log scale) sum to the log prediction
+        c = fit.contributions(xv)
+        np.testing.assert_allclose(np.exp(c.sum(axis=1)), pv, rtol=1e-6)
+
+    def test_refuses_negative_or_all_zero_labels(self) -> None:
+        x, y, _ = _spenders(200, 2)
+        with pytest.raises(NotTrainable, match="negative"):
+            fit_regressor(x, y - 1e6, x, y, categories={})
+        with pytest.raises(NotTrainable, match="non-zero labels"):
+            fit_regressor(x, y * 0, x, y, categories={})
+
+
+def test_amounts_at_sums_the_window_and_floors_net_returns() -> None:
+    ev = pd.DataFrame(
+        {
+            "entity": ["A", "A", "B", "B", "C"],
+            "time": pd.to_datetime(
+                ["2026-01-05", "2026-03-01", "2026-01-07", "2026-01-08", "2025-12-31"], utc=True
+            ),
+            "amount": [100.0, 50.0, 80.0, -200.0, 999.0],
+        }
+    )
+    got = amounts_at(ev, pd.Index(["A", "B", "C", "D"]), T, 90)
+    assert got.to_dict() == {"A": 150.0, "B": 0.0, "C": 0.0, "D": 0.0}
+
+
+def test_ltv_regression_tag_trains_scores_and_explains() -> None:
+    """cm_ltv end to end on synthetic customers: snapshots, purged split, scores, reasons."""
+    cat = load_catalogue()
+    spec = cat.tags["cm_ltv"]
+    assert spec.model is not None and spec.model.task == "regression"
+    rng = np.random.default_rng(7)
+    n = 120
+    ids = pd.Index([f"C{i:03d}" for i in range(n)])
+    rate = rng.gamma(2.0, 2.0, size=n)  # orders a year: the customer's hidden habit
+    aov = rng.lognormal(5.0, 0.3, size=n)
+    start = T - timedelta(days=5 * 365)  # every snapshot has a full year behind it
+    rows = []
+    for i in range(n):
+        k = rng.poisson(rate[i] * 5)
+        for t in rng.uniform(0, 5 * 365, size=k):
+            rows.append(
+                (ids[i], start + timedelta(days=float(t)), float(aov[i] * rng.lognormal(0, 0.3)))
+            )
+    events = pd.DataFrame(rows, columns=["entity", "time", "amount"])
+    events["time"] = pd.to_datetime(events["time"], utc=True)
+
+    def env_at(s: datetime) -> pd.DataFrame:
+        past = events[
+            (events["time"] <= pd.Timestamp(s))
+            & (events["time"] > pd.Timestamp(s) - pd.Timedelta(days=365))
+        ]
+        g = past.groupby("entity")["amount"]
+        out = pd.DataFrame(index=ids)
+        out["frequency"] = g.size().reindex(ids).fillna(0).astype(float)
+        out["monetary"] = g.sum().reindex(ids).fillna(0.0)
+        out["avg_order_value"] = g.mean().reindex(ids)
+        out["orders_to_date"] = out["frequency"]
+        out["recency_days"] = (
+            (pd.Timestamp(s) - past.groupby("entity")["time"].max())
+            .dt.days.reindex(ids)
+            .astype(float)
+        )
+        out["repurchase_interval_days"] = 365.0 / out["frequency"].where(out["frequency"] > 0)
+        out["cm_rfm_tier"] = np.where(out["monetary"] >= 1000, "high_value", "potential")
+        return out
+
+    tiers = {"cm_rfm_tier": ["high_value", "potential", "churn_warning"]}
+    model = train_tag_model(spec, env_at, events, T, tag_values=tiers)
+    assert model.task == "regression" and model.fit.calibrator == {}
+    m = model.fit.metrics
+    assert m["train_snapshots"] == 4 and m["valid_snapshots"] == 2
+    # measured: Spearman 0.67 on the validation snapshots, where the hidden expected spend
+    # reaches 0.74 against the same realised years (one year of orders is a noisy sample);
+    # RMSE 341 against 383 for last year's spend as the forecast, R^2 0.48
+    assert m["spearman"] > 0.55 and m["rmse"] < m["rmse_naive"] and m["r2"] > 0.3
+    scored = score_entities(spec, model, env_at(T), tag_values=tiers, events=events, as_of=T)
+    assert len(scored) == n
+    truth = pd.Series(rate * aov, index=ids)  # expected spend next year
+    rho = spearmanr(scored.set_index("entity")["score"], truth.loc[scored["entity"]]).statistic
+    print(f"cm_ltv: validation {m}; Spearman of scores at T with the expected spend {rho:.3f}")
+    assert rho > 0.7  # measured 0.815
+    r = json.loads(scored["reasons"].iloc[0])
+    assert r["grade"] == "prediction" and r["prediction"] == pytest.approx(
+        scored["score"].iloc[0], rel=1e-5
+    )
+    assert float(scored["value"].iloc[0]) == pytest.approx(scored["score"].iloc[0], rel=1e-5)
+    assert len(r["top_reasons"]) == 3
+
+
+def test_train_tag_model_rejects_empty_data() -> None:
     cat = load_catalogue()
     empty = pd.DataFrame(columns=["entity", "time", "amount"])
-    with pytest.raises(NotTrainable, match="regression"):
+    with pytest.raises(NotTrainable, match="no label events in orders"):
         train_tag_model(cat.tags["cm_ltv"], lambda s: pd.DataFrame(), empty, T, tag_values={})
     spec = cat.tags[TAG]
     assert spec.model is not None

@@ -34,6 +34,19 @@ Training as of ``T``
 * Too few rows (``min_rows``), too few positives (``min_positives``) or a single class in
   either fold: no model, and the reason is reported (:class:`NotTrainable`).
 
+Regression tags
+---------------
+With ``task: regression`` the label is the **sum of the events' ``amount``** in
+``(s_j, s_j + horizon]`` (0 without events; e.g. net spend over the next 365 days).  The
+same snapshots, purged split and features; LightGBM with a Tweedie objective (spend is
+zero for many entities and right-skewed otherwise; power 1.5, log link), no calibration.
+Metrics on the later fold: MAE, RMSE, R² against the validation mean, the Spearman rank
+correlation, and the MAE and RMSE of the *naive* forecast — each entity's spend in the
+equally long window before the snapshot — the baseline the model's RMSE must beat (the model
+predicts means, so RMSE is its yardstick; MAE favours medians, often 0 here).  ``min_positives`` counts training
+rows with a non-zero label.  The value is the prediction (or a grade by ``grades`` cut-offs
+on it); reasons hold the prediction and the top TreeSHAP contributions (log scale).
+
 Scoring and storage
 -------------------
 Calibrated probability → grade by the declared cut-offs; ``reasons`` hold the probability,
@@ -83,10 +96,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MODELS_TABLE",
     "PARAMS",
+    "REGRESSION_PARAMS",
     "FittedClassifier",
     "NotTrainable",
     "StoredModel",
+    "amounts_at",
     "fit_classifier",
+    "fit_regressor",
     "label_events",
     "label_history",
     "labels_at",
@@ -306,6 +322,88 @@ def fit_classifier(
     )
 
 
+#: LightGBM parameters of regression tags: :data:`PARAMS` with a Tweedie objective.
+REGRESSION_PARAMS: dict[str, Any] = {
+    **PARAMS,
+    "objective": "tweedie",
+    "tweedie_variance_power": 1.5,
+}
+
+
+def fit_regressor(
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    x_valid: pd.DataFrame,
+    y_valid: pd.Series,
+    *,
+    categories: dict[str, list[str]],
+    naive_valid: pd.Series | None = None,
+    min_positives: int = 2,
+) -> FittedClassifier:
+    """Train a Tweedie booster on the earlier fold and measure it on the later one.
+
+    ``naive_valid`` (each validation row's amount in the window before its snapshot) gives
+    the naive baseline's MAE.  The result has no calibrator (predictions are amounts).
+
+    Raises
+    ------
+    NotTrainable
+        Fewer than ``min_positives`` non-zero training labels, or a negative label.
+    """
+    import lightgbm as lgb
+    from scipy.stats import spearmanr
+
+    features = list(x_train.columns)
+    yt = np.asarray(y_train, dtype=float)
+    yv = np.asarray(y_valid, dtype=float)
+    if (yt < 0).any() or (yv < 0).any():
+        raise NotTrainable("negative label amounts (a Tweedie model needs amounts >= 0)")
+    if int((yt > 0).sum()) < min_positives:
+        raise NotTrainable(
+            f"{int((yt > 0).sum())} non-zero labels in training (needs {min_positives})"
+        )
+    xt = _encode(x_train, features, categories)
+    xv = _encode(x_valid, features, categories)
+    cat_idx = [i for i, f in enumerate(features) if f in categories]
+    params = dict(REGRESSION_PARAMS)
+    params["min_data_in_leaf"] = int(min(PARAMS["min_data_in_leaf"], max(5, len(yt) // 20)))
+    ds = lgb.Dataset(
+        xt,
+        label=yt,
+        feature_name=features,
+        categorical_feature=cat_idx,
+        params={"verbose": -1},
+        free_raw_data=False,
+    )
+    booster = lgb.train(params, ds, num_boost_round=ROUNDS)
+    pv = np.asarray(booster.predict(xv), dtype=float)
+    err = pv - yv
+    sst = float(((yv - yv.mean()) ** 2).sum())
+    rho = spearmanr(pv, yv).statistic if len(set(yv.tolist())) > 1 else float("nan")
+    metrics = {
+        "mae": float(np.abs(err).mean()),
+        "rmse": float(np.sqrt((err**2).mean())),
+        "r2": float(1.0 - (err**2).sum() / sst) if sst > 0 else float("nan"),
+        "spearman": float(rho),
+        "n_train": float(len(yt)),
+        "n_valid": float(len(yv)),
+        "label_mean_train": float(yt.mean()),
+        "label_mean_valid": float(yv.mean()),
+        "nonzero_rate_valid": float((yv > 0).mean()),
+    }
+    if naive_valid is not None:
+        naive_err = np.asarray(naive_valid, dtype=float) - yv
+        metrics["mae_naive"] = float(np.abs(naive_err).mean())
+        metrics["rmse_naive"] = float(np.sqrt((naive_err**2).mean()))
+    return FittedClassifier(
+        booster_text=booster.model_to_string(),
+        features=features,
+        categories=categories,
+        calibrator={},
+        metrics=metrics,
+    )
+
+
 # ----------------------------------------------------------------------------- labels
 def label_events(wh: Warehouse, tag: TagSpec) -> pd.DataFrame:
     """Every event row of the tag's label: ``entity``, ``time`` (UTC) and ``amount``.
@@ -387,6 +485,29 @@ def labels_at(
     return pd.Series(y.astype(int), index=entities)
 
 
+def amounts_at(
+    events: pd.DataFrame, entities: pd.Index, snapshot: datetime, horizon_days: int
+) -> pd.Series:
+    """Sum of ``amount`` per entity over ``(snapshot, snapshot + horizon]``, at least 0.
+
+    No events give 0, and so does a negative net sum (more returned than bought).
+
+    >>> ev = pd.DataFrame({"entity": ["A", "A", "B"], "time": pd.to_datetime(
+    ...     ["2026-01-10", "2026-02-01", "2026-09-01"], utc=True), "amount": [10.0, 5.0, 7.0]})
+    >>> amounts_at(ev, pd.Index(["A", "B", "C"]), datetime(2026, 1, 1, tzinfo=UTC), 90).tolist()
+    [15.0, 0.0, 0.0]
+    """
+    t0 = pd.Timestamp(snapshot).tz_convert("UTC")
+    t1 = t0 + pd.Timedelta(days=horizon_days)
+    hit = events[(events["time"] > t0) & (events["time"] <= t1)]
+    sums = hit.groupby("entity")["amount"].sum()
+    return pd.Series(
+        sums.reindex(entities).fillna(0.0).clip(lower=0.0).astype(float).to_numpy(),
+        index=entities,
+        dtype=float,
+    )
+
+
 HISTORY_FEATURES = ("_label_events_past", "_label_days_since")
 
 
@@ -456,6 +577,7 @@ class StoredModel:
     fit: FittedClassifier
     snapshots: list[str] = field(default_factory=list)
     algorithm: str = "lightgbm"
+    task: str = "classification"
 
 
 def _present(env: pd.DataFrame, names: list[str]) -> pd.Series:
@@ -486,8 +608,7 @@ def train_tag_model(
     """
     cfg = tag.model
     assert cfg is not None
-    if cfg.task != "classification":
-        raise NotTrainable(f"{cfg.task} model tags are not built yet")
+    regression = cfg.task == "regression"
     if "lightgbm" not in cfg.algorithms:
         raise NotTrainable(f"no supported algorithm in {cfg.algorithms} (supported: lightgbm)")
     if not (events["time"] <= pd.Timestamp(as_of)).any():
@@ -503,7 +624,11 @@ def train_tag_model(
         env = env[_present(env, own)]
         if env.empty:
             continue
-        y = labels_at(events, env.index, s, cfg.label.horizon_days, cfg.label.positive)
+        horizon_days = cfg.label.horizon_days
+        if regression:
+            y = amounts_at(events, env.index, s, horizon_days)
+        else:
+            y = labels_at(events, env.index, s, horizon_days, cfg.label.positive)
         x = _with_history(tag, env.reindex(columns=feats), events, s)
         parts.append((j, s, x, y))
     n = sum(len(p[2]) for p in parts)
@@ -525,14 +650,25 @@ def train_tag_model(
     xv = pd.concat([p[2] for p in valid])
     yv = pd.concat([p[3] for p in valid])
     cats = infer_categories(pd.concat([xt, xv]), feats, tag_values)
-    fit = fit_classifier(xt, yt, xv, yv, categories=cats, min_positives=cfg.min_positives)
+    if regression:
+        before = timedelta(days=cfg.label.horizon_days)
+        naive = pd.concat(
+            [amounts_at(events, p[2].index, p[1] - before, cfg.label.horizon_days) for p in valid]
+        )
+        fit = fit_regressor(
+            xt, yt, xv, yv, categories=cats, naive_valid=naive, min_positives=cfg.min_positives
+        )
+    else:
+        fit = fit_classifier(xt, yt, xv, yv, categories=cats, min_positives=cfg.min_positives)
     h = hashlib.sha256()
     h.update(tag.digest().encode())
-    h.update(json.dumps([PARAMS, ROUNDS], sort_keys=True).encode())
+    h.update(
+        json.dumps([REGRESSION_PARAMS if regression else PARAMS, ROUNDS], sort_keys=True).encode()
+    )
     h.update(json.dumps([s.isoformat() for s in snaps]).encode())
     for x, y in ((xt, yt), (xv, yv)):
         h.update(pd.util.hash_pandas_object(x.astype(str), index=True).to_numpy().tobytes())
-        h.update(np.asarray(y, dtype=np.int8).tobytes())
+        h.update(np.asarray(y, dtype=np.float64 if regression else np.int8).tobytes())
     fit.metrics["train_snapshots"] = float(len(train))
     fit.metrics["valid_snapshots"] = float(len(valid))
     fit.metrics["purged_snapshots"] = float(purged)
@@ -545,6 +681,7 @@ def train_tag_model(
         catalogue_version=catalogue_version,
         fit=fit,
         snapshots=[s.isoformat() for s in snaps],
+        task=cfg.task,
     )
 
 
@@ -586,6 +723,7 @@ def score_entities(
     x = x.reindex(columns=fit.features)
     p = fit.predict(x)
     contrib = fit.contributions(x)
+    kind = "prediction" if cfg.task == "regression" else "probability"
     rows = []
     for i, ent in enumerate(env.index):
         grade, rule = None, "else"
@@ -595,13 +733,13 @@ def score_entities(
                 break
         if grade is None:
             grade = cfg.else_ if cfg.grades else f"{p[i]:.6g}"
-            rule = "else" if cfg.grades else "probability"
+            rule = "else" if cfg.grades else kind
         if grade is None:
             continue
         c = contrib[i, :-1]
         top = np.argsort(-np.abs(c), kind="stable")[:3]
         reasons = {
-            "probability": round(float(p[i]), 6),
+            kind: round(float(p[i]), 6),
             "grade": rule,
             "model": model.version,
             "algorithm": model.algorithm,
@@ -673,7 +811,13 @@ def save_model(wh: Warehouse, model: StoredModel) -> None:
             model.tag_digest,
             model.catalogue_version,
             json.dumps(model.fit.metrics, sort_keys=True),
-            json.dumps({"params": PARAMS, "rounds": ROUNDS}, sort_keys=True),
+            json.dumps(
+                {
+                    "params": REGRESSION_PARAMS if model.task == "regression" else PARAMS,
+                    "rounds": ROUNDS,
+                },
+                sort_keys=True,
+            ),
             json.dumps(meta, sort_keys=True),
             model.fit.booster_text,
         ],
