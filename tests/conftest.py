@@ -49,3 +49,22 @@ def wh() -> Iterator[Warehouse]:
 def wh_file(tmp_path: Path) -> Iterator[Warehouse]:
     with Warehouse(tmp_path / "wh.duckdb") as w:
         yield w
+
+
+@pytest.fixture
+def clear_identifiers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opt out of pseudonymisation (``AUTOPERSONA_PSEUDONYMISE=0``).
+
+    For tests that score against the simulator's truth by clear VIN (the truth files name
+    vehicles by VIN; with pseudonyms on, the warehouse does not).
+    """
+    monkeypatch.setenv("AUTOPERSONA_PSEUDONYMISE", "0")
+
+
+@pytest.fixture(scope="module")
+def clear_identifiers_module() -> Iterator[None]:
+    """:func:`clear_identifiers` for a whole module (its module-scoped fleets too):
+    ``pytestmark = pytest.mark.usefixtures("clear_identifiers_module")``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTOPERSONA_PSEUDONYMISE", "0")
+        yield

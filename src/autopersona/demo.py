@@ -9,8 +9,10 @@ it along the loop.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -49,14 +51,59 @@ def run_demo(
     """
     from rich.console import Console
 
-    from autopersona.ingest.engine import ingest
-    from autopersona.simulate import simulate
-    from autopersona.store.warehouse import Warehouse
-
     console = Console()
     t0 = time.perf_counter()
     if out.exists():
         shutil.rmtree(out)
+    with _demo_settings(out):
+        return _run(console, t0, out, vehicles, days, seed, progress)
+
+
+@contextlib.contextmanager
+def _demo_settings(out: Path) -> Iterator[None]:
+    """Demo mode (the published pseudonym key is accepted) and the vault in ``out``.
+
+    Pseudonymisation stays on unless ``AUTOPERSONA_PSEUDONYMISE=0`` is set; a vault or key
+    set in the environment is kept.  The environment is restored afterwards.
+    """
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("AUTOPERSONA_DEMO", "AUTOPERSONA_VAULT")}
+    os.environ["AUTOPERSONA_DEMO"] = "1"
+    os.environ.setdefault("AUTOPERSONA_VAULT", str(out / "vault.duckdb"))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(
+    console: Console, t0: float, out: Path, vehicles: int, days: int, seed: int, progress: bool
+) -> DemoResult:
+    from autopersona.ingest.engine import ingest
+    from autopersona.settings import DEFAULT_PSEUDONYM_KEY, get_settings
+    from autopersona.simulate import simulate
+    from autopersona.store.warehouse import Warehouse
+
+    out.mkdir(parents=True, exist_ok=True)
+    s = get_settings()
+    if s.pseudonymise:
+        key = (
+            "the published demo key"
+            if s.pseudonym_key.get_secret_value() == DEFAULT_PSEUDONYM_KEY
+            else "the configured key"
+        )
+        console.print(
+            f"pseudonymisation: on (demo mode, {key}): VINs, phones and e-mails are stored "
+            f"as keyed-HMAC pseudonyms; re-identification only through the audited vault "
+            f"{s.vault}"
+        )
+    else:
+        console.print("pseudonymisation: off (AUTOPERSONA_PSEUDONYMISE=0): identifiers in clear")
     fleet = out / "fleet"
     console.rule(f"[bold]Data[/] · simulate {vehicles} vehicles x {days} days (seed {seed})")
     summary = simulate(vehicles=vehicles, days=days, seed=seed, out=fleet, progress=progress)

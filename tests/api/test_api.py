@@ -51,8 +51,13 @@ def test_health_and_ping(client: TestClient, keys: dict[str, str]) -> None:
 def test_profile_matches_the_store(
     client: TestClient, keys: dict[str, str], settings: ApiSettings, demo_db: Path
 ) -> None:
+    from autopersona.settings import get_settings
+
     vins = _vins(client, keys)
-    assert len(vins) == 8
+    # 8 vehicles; with pseudonyms (the default) linkage compares phones and e-mails only for
+    # equality, and on this fleet one vehicle's linked people then do not all consent to
+    # analytics, so its analytics tags are not built (measured: 7 of 8; 8 in clear)
+    assert len(vins) == (7 if get_settings().pseudonymise else 8)
     vin = vins[0]
     r = client.get(f"/v1/profiles/vin/{vin}", headers=hdr(keys["read:profiles"]))
     assert r.status_code == 200
@@ -465,8 +470,12 @@ def test_openapi_and_local_docs(client: TestClient) -> None:
         assert client.get(path).status_code == 404
 
 
-def test_default_secret_refused_outside_demo(demo_db: Path) -> None:
+def test_default_secret_refused_outside_demo(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from autopersona.api.config import ConfigError
+
+    monkeypatch.delenv("AUTOPERSONA_PSEUDONYM_KEY", raising=False)  # the published default
 
     with pytest.raises(ConfigError, match="published default"):
         create_app(ApiSettings(warehouse=demo_db, demo=False))

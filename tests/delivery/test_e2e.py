@@ -25,16 +25,26 @@ _OFF = (13 - AT.hour + 12) % 24 - 12
 ZONE = f"Etc/GMT{-_OFF:+d}"
 
 
+def stored(vin: str) -> str:
+    """The VIN as the warehouse holds it: its pseudonym (pseudonymisation is on by default)."""
+    from autopersona.privacy.pseudo import live_pseudonyms
+
+    ps = live_pseudonyms()
+    return vin if ps is None else ps(vin)
+
+
 def fill(wh: Warehouse) -> None:
+    v1, v2, v3 = stored("V1"), stored("V2"), stored("V3")
     wh.con.execute(
         "INSERT INTO vehicles (vin, brand, model, energy_type, timezone) VALUES "
-        "('V1', 'Aurelis', 'S9', 'BEV', $z), ('V2', 'Meridian', 'M5', 'BEV', $z), "
-        "('V3', 'Zhiyuan', 'C3', 'ICE', $z)",
-        {"z": ZONE},
+        "($v1, 'Aurelis', 'S9', 'BEV', $z), ($v2, 'Meridian', 'M5', 'BEV', $z), "
+        "($v3, 'Zhiyuan', 'C3', 'ICE', $z)",
+        {"z": ZONE, "v1": v1, "v2": v2, "v3": v3},
     )
     wh.con.execute(
         "INSERT INTO accounts (account_id, source, vin) VALUES "
-        "('OWN-1', 'owner', 'V1'), ('OWN-2', 'owner', 'V2'), ('OWN-3', 'owner', 'V3')"
+        "('OWN-1', 'owner', $v1), ('OWN-2', 'owner', $v2), ('OWN-3', 'owner', $v3)",
+        {"v1": v1, "v2": v2, "v3": v3},
     )
     wh.con.executemany(
         "INSERT INTO consents VALUES (?, 'marketing', 'head_unit', true, ?, 'test')",
@@ -91,15 +101,22 @@ def test_route_events_reach_exactly_the_right_head_units(
         pub.event("V2", "s5", type="vehicle_state", ts=datetime.now(UTC).isoformat(),
                   speed_mps=0.0)  # fmt: skip
         assert wait_until(lambda: listener.received.unique == 2, 15), le.stats
+        # the payload names the vehicle as stored (its pseudonym); the message reaches the
+        # vehicle's own topic, re-identified through the audited vault at send time
+        v1, v2 = stored("V1"), stored("V2")
         bodies = {b["vin"]: b for b in listener.received.bodies.values()}
-        assert set(bodies) == {"V1", "V2"}
-        assert bodies["V1"]["title"] == "Charge on the way"
-        assert bodies["V1"]["body"] == "400 km planned, 120 km left in your S9."
-        assert bodies["V2"]["address"] == f"{prefix}/vehicles/V2/headunit"
+        assert set(bodies) == {v1, v2}
+        assert bodies[v1]["title"] == "Charge on the way"
+        assert bodies[v1]["body"] == "400 km planned, 120 km left in your S9."
+        assert bodies[v2]["address"] == f"{prefix}/vehicles/V2/headunit"
         log = wh.sql(
-            "SELECT vin, status, guard FROM strategy_decisions ORDER BY vin, created_at, status"
+            "SELECT vin, status, guard FROM strategy_decisions ORDER BY created_at, status"
         )
-        assert log == [("V1", "send", None), ("V2", "held", "driving_safety"), ("V2", "send", None)]
+        assert sorted(log, key=lambda r: (r[0] != v1, r[1] != "held")) == [
+            (v1, "send", None),
+            (v2, "held", "driving_safety"),
+            (v2, "send", None),
+        ]
         assert wait_until(lambda: le.outbox.clone().counts() == {"sent": 2}, 5)
         assert listener.received.duplicates == 0
     finally:

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 from autopersona.delivery.config import load_channels_config
 from autopersona.delivery.live import EventRejected, LiveEngine, parse_event
+from autopersona.privacy.pseudo import live_pseudonyms
 from autopersona.store.warehouse import Warehouse
 
 HERE = Path(__file__).resolve().parent
@@ -165,20 +166,33 @@ def test_events_become_messages_on_every_channel_and_bad_ones_dead_letters(rig: 
     assert wait_until(lambda: live.stats.processed == 14 and live.stats.rejected == 4, 10)
     assert live.stats.duplicates == 1
     assert (rig.listener.received.duplicates, rig.webhook.at("/push").duplicates) == (0, 0)
+    # pseudonymisation is on: the engine sees the VIN's pseudonym (the fake engine names the
+    # person after it), the head units get their messages on their clear topics all the same
+    ps = live_pseudonyms()
+    assert ps is not None
     (mail,) = rig.smtp.received.bodies.values()
-    assert mail["to"] == ["p-vin9@example.org"]
+    assert mail["to"] == [f"p-{ps('VIN9')}@example.org"]
     assert rig.webhook.at("/sms").bodies.popitem()[1]["address"] == "+4915100000000"
     reasons = sorted(r["reason"] for r in live.outbox.event_dead_letters())
     assert reasons[0].startswith("engine error: ValueError: engine exploded on purpose")
     assert reasons[1].startswith("malformed JSON: Expecting ',' delimiter")
     assert reasons[2].startswith("oversized: ")
-    assert reasons[3] == "vin 'OTHER' does not match topic vehicle 'VINX'"
+    assert reasons[3] == f"vin {ps('OTHER')!r} does not match topic vehicle {ps('VINX')!r}"
+    assert all("/vehicles/pv_" in r["topic"] for r in live.outbox.event_dead_letters())
+    # every head-unit address was re-identified through the vault, each read audited
+    assert live.resolver is not None
+    audit = live.resolver.vault.con.execute(
+        "SELECT purpose, count(*) FILTER (WHERE found) FROM reidentification_audit GROUP BY 1"
+    ).fetchall()
+    assert dict(audit).get("delivery:head_unit", 0) >= 12
     wh = rig.engines[0][1]
     assert wait_until(lambda: live.outbox.clone().counts() == {"sent": 15}, 5)
     assert wh.sql("SELECT count(*), count(DISTINCT idempotency_key) FROM strategy_decisions") == [
         (15, 15)
     ]
     assert wh.count("live_events") == 14
+    ledger = wh.sql("SELECT DISTINCT vin, topic FROM live_events")
+    assert all(v.startswith("pv_") and f"/vehicles/{v}/" in t for v, t in ledger)
 
 
 @pytest.mark.integration

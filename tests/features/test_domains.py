@@ -27,6 +27,11 @@ from autopersona.ingest.engine import ingest
 from autopersona.simulate import simulate
 from autopersona.store.warehouse import Warehouse
 
+# Feature steps group by whatever identifies a vehicle; these tests score them against the
+# simulator's truth and name vehicles by their clear VINs: in clear (AUTOPERSONA_PSEUDONYMISE=0;
+# features on pseudonyms: tests/privacy/test_pseudo_pipeline.py).
+pytestmark = pytest.mark.usefixtures("clear_identifiers_module")
+
 FLEET = {"vehicles": 30, "days": 7, "seed": 3}
 START = date(2026, 1, 8)  # a Thursday: the week holds Thu-Sun, the next Mon-Wed
 WEEK2 = datetime(2026, 1, 12, tzinfo=UTC)

@@ -18,6 +18,11 @@ from autopersona.features.engines import DuckDBEngine
 from autopersona.ingest.engine import ingest
 from autopersona.store.warehouse import Warehouse
 
+# Feature steps group by whatever identifies a vehicle; these tests score them against the
+# simulator's truth and name vehicles by their clear VINs: in clear (AUTOPERSONA_PSEUDONYMISE=0;
+# features on pseudonyms: tests/privacy/test_pseudo_pipeline.py).
+pytestmark = pytest.mark.usefixtures("clear_identifiers_module")
+
 T0 = pd.Timestamp("2026-01-05 08:00:00", tz="UTC")  # a Monday
 
 

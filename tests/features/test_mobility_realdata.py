@@ -19,7 +19,11 @@ from autopersona.ingest.engine import ingest
 from autopersona.ingest.mapping import resolve_mapping
 from autopersona.store.warehouse import Warehouse
 
-pytestmark = pytest.mark.realdata
+# Feature steps group by whatever identifies a vehicle; these tests score them against the
+# simulator's truth and name vehicles by their clear VINs: in clear (AUTOPERSONA_PSEUDONYMISE=0;
+# features on pseudonyms: tests/privacy/test_pseudo_pipeline.py).
+
+pytestmark = [pytest.mark.realdata, pytest.mark.usefixtures("clear_identifiers_module")]
 
 TWIZY_TOLERANCE = 0.12
 """Largest allowed |speed-integral / GPS distance - 1| per trip (measured: 0.103)."""

@@ -15,7 +15,12 @@ import pytest
 from autopersona.features.mobility import vehicle_mobility
 from autopersona.features.runner import SPARK_SCHEMAS, spark_mobility_fn
 
+# Feature steps group by whatever identifies a vehicle; these tests score them against the
+# simulator's truth and name vehicles by their clear VINs: in clear (AUTOPERSONA_PSEUDONYMISE=0;
+# features on pseudonyms: tests/privacy/test_pseudo_pipeline.py).
+
 pytestmark = [
+    pytest.mark.usefixtures("clear_identifiers_module"),
     pytest.mark.slow,
     # py4j leaves sockets to the garbage collector
     pytest.mark.filterwarnings("ignore::ResourceWarning"),

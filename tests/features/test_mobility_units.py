@@ -36,6 +36,11 @@ from autopersona.features.trips import (
     window_overlap_s,
 )
 
+# Feature steps group by whatever identifies a vehicle; these tests score them against the
+# simulator's truth and name vehicles by their clear VINs: in clear (AUTOPERSONA_PSEUDONYMISE=0;
+# features on pseudonyms: tests/privacy/test_pseudo_pipeline.py).
+pytestmark = pytest.mark.usefixtures("clear_identifiers_module")
+
 TZ = "Asia/Shanghai"
 HOME = (31.2000, 121.4000)
 WORK = (31.2600, 121.4700)  # ~9.5 km away

@@ -23,9 +23,14 @@ from autopersona.ingest.engine import ingest
 from autopersona.simulate import simulate
 from autopersona.store.warehouse import Warehouse
 
+# Feature steps group by whatever identifies a vehicle; these tests score them against the
+# simulator's truth and name vehicles by their clear VINs: in clear (AUTOPERSONA_PSEUDONYMISE=0;
+# features on pseudonyms: tests/privacy/test_pseudo_pipeline.py).
+
 # Spark's py4j client leaves sockets for the garbage collector, and Ibis's PySpark backend
 # reads pandas' deprecated 'future.infer_string' option: neither is ours to fix here.
 pytestmark = [
+    pytest.mark.usefixtures("clear_identifiers_module"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
     pytest.mark.filterwarnings("ignore:The 'future.infer_string' option is deprecated"),

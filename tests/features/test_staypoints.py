@@ -32,6 +32,11 @@ from autopersona.features.staypoints import (
 )
 from autopersona.store.warehouse import Warehouse
 
+# Feature steps group by whatever identifies a vehicle; these tests score them against the
+# simulator's truth and name vehicles by their clear VINs: in clear (AUTOPERSONA_PSEUDONYMISE=0;
+# features on pseudonyms: tests/privacy/test_pseudo_pipeline.py).
+pytestmark = pytest.mark.usefixtures("clear_identifiers_module")
+
 T0 = pd.Timestamp("2024-03-04 08:00:00", tz="UTC")
 R = 6_371_000.0
 

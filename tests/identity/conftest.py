@@ -40,3 +40,19 @@ def linked(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Linked:
         ingest([fleet.accounts, fleet.vehicles], wh)
         report = link_identities(wh, threshold=0.9, seed=42)
     return Linked(path, report)
+
+
+@pytest.fixture(scope="session")
+def linked_clear(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Linked:
+    """As :func:`linked`, ingested in clear (``AUTOPERSONA_PSEUDONYMISE=0``).
+
+    For the linkage-quality test: with keyed-HMAC pseudonyms Splink compares phones and
+    e-mails only for equality (a typo gives another pseudonym), so its recall is the clear
+    data's only when it sees clear values.
+    """
+    path = tmp_path_factory.mktemp("identity-linked-clear") / "wh.duckdb"
+    with pytest.MonkeyPatch.context() as mp, Warehouse(path) as wh:
+        mp.setenv("AUTOPERSONA_PSEUDONYMISE", "0")
+        ingest([fleet.accounts, fleet.vehicles], wh)
+        report = link_identities(wh, threshold=0.9, seed=42)
+    return Linked(path, report)

@@ -78,6 +78,8 @@ def test_odometer_going_backwards_is_quarantined(wh: Warehouse, tmp_path: Path) 
     )
 
 
+# asserts on the clear vehicle ids of its rows: in clear (AUTOPERSONA_PSEUDONYMISE=0)
+@pytest.mark.usefixtures("clear_identifiers")
 def test_ffill_carries_the_previous_value_within_a_vehicle(wh: Warehouse, tmp_path: Path) -> None:
     p = tmp_path / "vehicle_signals.parquet"
     df = pd.concat([_signals([80.0, None, None, 79.0]), _signals([None, 50.0]).assign(vin="V2")])
@@ -94,6 +96,8 @@ def test_ffill_carries_the_previous_value_within_a_vehicle(wh: Warehouse, tmp_pa
     ]
 
 
+# asserts on the clear vehicle ids of its rows: in clear (AUTOPERSONA_PSEUDONYMISE=0)
+@pytest.mark.usefixtures("clear_identifiers")
 def test_fill_rule_uses_the_declared_default(wh: Warehouse, tmp_path: Path) -> None:
     p = tmp_path / "vehicles.csv"
     p.write_text("vin,energy_type,adas_equipped\nV1,BEV,\nV2,ICE,true\n")
@@ -120,6 +124,8 @@ def test_asof_alignment_view(wh: Warehouse, tmp_path: Path) -> None:
     assert got[71] is None  # older than the 30 s tolerance: not attached
 
 
+# asserts on the clear vehicle ids of its rows: in clear (AUTOPERSONA_PSEUDONYMISE=0)
+@pytest.mark.usefixtures("clear_identifiers")
 def test_quarantined_rows_keep_the_raw_record(wh: Warehouse, tmp_path: Path) -> None:
     p = tmp_path / "motion.parquet"
     _motion(spike_at=10).to_parquet(p)

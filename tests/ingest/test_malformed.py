@@ -114,6 +114,8 @@ def test_backwards_timestamps_are_loaded_in_order_and_counted(
     assert lats == [31.2, 31.2001, 31.2002]
 
 
+# the refusal names the clear VIN: in clear (AUTOPERSONA_PSEUDONYMISE=0)
+@pytest.mark.usefixtures("clear_identifiers")
 def test_duplicate_timestamps_with_other_values_are_a_key_conflict(
     wh: Warehouse, tmp_path: Path
 ) -> None:

@@ -53,6 +53,8 @@ def test_twizy_pieces(wh: Warehouse, tests_data: Path) -> None:
     assert 10 < vmax < 30
 
 
+# looks vehicles up by their VED ids: in clear (AUTOPERSONA_PSEUDONYMISE=0)
+@pytest.mark.usefixtures("clear_identifiers")
 def test_ved_static(wh: Warehouse, tests_data: Path) -> None:
     rep = _run(wh, "ved", tests_data / "ved" / "ved_static_all.csv")
     assert _counts(rep, "vehicles") == (384, 384, 0, 0)

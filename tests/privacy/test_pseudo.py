@@ -40,7 +40,8 @@ with warnings.catch_warnings():
 KEY = "0123456789abcdef0123456789abcdef-test"
 
 
-def test_default_or_short_key_is_refused_outside_demo() -> None:
+def test_default_or_short_key_is_refused_outside_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTOPERSONA_PSEUDONYM_KEY", raising=False)
     with pytest.raises(InsecureKeyError, match="published default"):
         check_settings(Settings(demo=False))
     with pytest.raises(InsecureKeyError, match="at least 32"):

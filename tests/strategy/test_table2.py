@@ -66,9 +66,17 @@ def wh(fleet: Fleet, tmp_path: Path) -> Iterator[Warehouse]:
 
 
 def truth(fleet: Fleet) -> pd.DataFrame:
+    """The simulator's truth, its VINs pseudonymised with the key as ingestion did (a scoring
+    harness holds the key; the warehouse and the decisions hold pseudonyms only)."""
+    from autopersona.privacy.pseudo import live_pseudonyms
+
     persons = pd.read_parquet(fleet.truth / "persons.parquet")
     vehicles = pd.read_parquet(fleet.truth / "vehicles_truth.parquet")
-    return persons.merge(vehicles[["vin", "age_years", "adas_equipped", "energy_type"]], on="vin")
+    out = persons.merge(vehicles[["vin", "age_years", "adas_equipped", "energy_type"]], on="vin")
+    ps = live_pseudonyms()
+    if ps is not None:
+        out["vin"] = [ps(str(v)) for v in out["vin"]]
+    return out
 
 
 def fired(decisions: list[Decision], strategy_id: str) -> set[str]:

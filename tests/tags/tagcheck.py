@@ -89,3 +89,19 @@ def consent_everyone(wh: Warehouse, vins: list[str], at: datetime) -> None:
     )
     wh.con.unregister("_acc")
     wh.con.unregister("_con")
+
+
+def read_truth(path: Path) -> pd.DataFrame:
+    """A simulator truth file indexed by VIN as the warehouse names vehicles.
+
+    With pseudonymisation on (the default) the warehouse holds keyed-HMAC pseudonyms: the
+    truth's VINs are pseudonymised with the same key, as a scoring harness holding the key
+    does (the warehouse itself never sees a clear VIN).
+    """
+    from autopersona.privacy.pseudo import live_pseudonyms
+
+    df = pd.read_parquet(path)
+    ps = live_pseudonyms()
+    if ps is not None:
+        df["vin"] = [ps(str(v)) for v in df["vin"]]
+    return df.set_index("vin")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
-from tagcheck import build_fleet, consenting
+from tagcheck import build_fleet, consenting, read_truth
 
 from autopersona.privacy.consent import consented
 from autopersona.store.warehouse import Warehouse
@@ -42,7 +42,7 @@ def style(fleet: tuple[Path, Path]) -> tuple[pd.Series, pd.DataFrame]:
     with Warehouse(fleet[1], read_only=True) as wh:
         b = Builder(wh, load_catalogue(), save=False)
         _, res = b.env("vin", [STYLE], AS_OF)
-    truth = pd.read_parquet(fleet[0] / "truth" / "vehicles_truth.parquet").set_index("vin")
+    truth = read_truth(fleet[0] / "truth" / "vehicles_truth.parquet")
     return res[STYLE].set_index("entity")["value"], truth
 
 
@@ -101,9 +101,7 @@ def later_window(after_fleet: tuple[Path, Path]) -> tuple[pd.DataFrame, dict[str
     """Train as of 2025-01-01, score four later quarterly snapshots, realise their labels."""
     sim, db = after_fleet
     cat = load_catalogue()
-    propensity = pd.read_parquet(sim / "truth" / "persons.parquet").set_index("vin")[
-        "aftermarket_propensity"
-    ]
+    propensity = read_truth(sim / "truth" / "persons.parquet")["aftermarket_propensity"]
     rows = []
     with Warehouse(db) as wh:
         notes: dict[str, str] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tagcheck import build_fleet, consenting, full_catalogue
+from tagcheck import build_fleet, consenting, full_catalogue, read_truth
 
 from autopersona.privacy.consent import record_consent
 from autopersona.store.warehouse import Warehouse
@@ -40,7 +40,7 @@ def test_l1_tier_and_energy_are_exact_on_clean_data(
 ) -> None:
     with fleet_wh as wh:
         out = build_rule_tags(wh, tags=["l1_vehicle_tier", "l1_energy_type"])
-    truth = pd.read_parquet(fleet[0] / "truth" / "vehicles_truth.parquet").set_index("vin")
+    truth = read_truth(fleet[0] / "truth" / "vehicles_truth.parquet")
     got = out.pivot(index="entity", columns="tag_id", values="value")
     # analytics tags: every vehicle whose people consent to analytics, and only those
     ok = consenting(fleet[1], "analytics")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from autopersona.delivery.config import ChannelsConfig, FileSpec, MqttSpec, load
 from autopersona.delivery.outbox import Outbox, OutboxMessage, SendResult
 
 __all__ = [
+    "AddressResolverLike",
     "Contacts",
     "DecisionLike",
     "DispatchReport",
@@ -77,6 +78,14 @@ class DecisionLike(Protocol):
     def created_at(self) -> datetime: ...  # noqa: D102
     @property
     def not_after(self) -> datetime | None: ...  # noqa: D102
+
+
+class AddressResolverLike(Protocol):
+    """Clear address of a pseudonymous one (see :class:`~autopersona.privacy.pseudo.AddressResolver`)."""
+
+    def resolve(self, channel: str, address: str) -> str | None:
+        """The clear address, or None when it cannot be re-identified."""
+        ...
 
 
 class Contacts(Protocol):
@@ -226,6 +235,12 @@ class Dispatcher:
         Lease owner name of this dispatcher (unique per worker).
     clock
         Returns the current UTC time (tests pass a fixed clock).
+    resolver
+        Re-identification of pseudonymous addresses at send time
+        (:class:`autopersona.privacy.pseudo.AddressResolver`: one audited vault read per
+        message) for the channels that need a clear address (``clear_address``: head unit,
+        SMS, e-mail).  The outbox keeps the pseudonymous address; only the adapter sees the
+        clear one.  ``None``: addresses are sent as they are.
     """
 
     def __init__(
@@ -235,11 +250,22 @@ class Dispatcher:
         *,
         owner: str = "dispatcher",
         clock: Callable[[], datetime] | None = None,
+        resolver: AddressResolverLike | None = None,
     ) -> None:
         self.outbox = outbox
         self.channels = channels
         self.owner = owner
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.resolver = resolver
+
+    def _clear(self, m: OutboxMessage) -> OutboxMessage | None:
+        """``m`` with the clear address its channel needs (None: no mapping in the vault)."""
+        if self.resolver is None or not getattr(self.channels[m.channel], "clear_address", False):
+            return m
+        address = self.resolver.resolve(m.channel, m.address)
+        if address is None:
+            return None
+        return m if address == m.address else replace(m, address=address)
 
     def dispatch(self, messages: Sequence[OutboxMessage]) -> DispatchReport:
         """Send claimed messages and record the outcome of each."""
@@ -254,7 +280,7 @@ class Dispatcher:
         if not messages:
             return []
         now = self.clock()
-        groups: dict[str, list[OutboxMessage]] = defaultdict(list)
+        groups: dict[str, list[tuple[OutboxMessage, OutboxMessage]]] = defaultdict(list)
         done: list[tuple[OutboxMessage, SendResult]] = []
         for m in messages:
             if m.not_after is not None and m.not_after <= now:
@@ -263,11 +289,13 @@ class Dispatcher:
                 done.append((m, SendResult.fail(f"no channel {m.channel!r} is configured")))
             elif not m.address:
                 done.append((m, SendResult.fail(f"{m.channel}: no address for this person")))
+            elif (clear := self._clear(m)) is None:
+                done.append((m, SendResult.fail(f"{m.channel}: no vault mapping for the address")))
             else:
-                groups[m.channel].append(m)
+                groups[m.channel].append((m, clear))
         for name, group in groups.items():
-            results = self.channels[name].send_batch(group)
-            done.extend(zip(group, results, strict=True))
+            results = self.channels[name].send_batch([c for _, c in group])
+            done.extend(zip([m for m, _ in group], results, strict=True))
         return done
 
     def record(self, done: Sequence[tuple[OutboxMessage, SendResult]]) -> DispatchReport:
@@ -319,15 +347,23 @@ def deliver_pending(
     ``target`` is an :class:`~autopersona.delivery.outbox.Outbox` or a
     :class:`~autopersona.store.warehouse.Warehouse` (its embedded outbox).  With
     :func:`file_sink_config` the "sending" is writing JSON lines — what the demo uses.
+    With pseudonymisation on, the head-unit, SMS and e-mail adapters get clear addresses
+    through the audited vault (:class:`~autopersona.privacy.pseudo.AddressResolver`).
     """
     from autopersona.delivery.outbox import open_outbox
+    from autopersona.privacy.pseudo import AddressResolver
 
     config = channels_config or load_channels_config()
     outbox = target if isinstance(target, Outbox) else open_outbox(warehouse=target)
     outbox.policy = config.retry
     channels = build_channels(config, client_id=f"{config.mqtt.client_id}-{owner}")
+    resolver = None
+    if any(getattr(ch, "clear_address", False) for ch in channels.values()):
+        resolver = AddressResolver.from_settings(actor=owner)
     try:
-        return Dispatcher(outbox, channels, owner=owner).drain(limit=limit)
+        return Dispatcher(outbox, channels, owner=owner, resolver=resolver).drain(limit=limit)
     finally:
         for ch in channels.values():
             ch.close()
+        if resolver is not None:
+            resolver.close()

@@ -32,6 +32,10 @@ sent only after the batch is in the warehouse, so a listener killed at any point
 unacknowledged messages that the broker delivers again, and the event key makes the
 redelivery a counted duplicate.
 
+With pseudonymisation on (the default), identifiers in accepted events become pseudonyms in
+ingestion, and the raw text of a refused payload is quarantined with its VIN, phone and
+e-mail fields (or patterns) pseudonymised.
+
 Examples
 --------
 >>> from autopersona.store.warehouse import Warehouse
@@ -317,12 +321,16 @@ class FeedbackIntake:
         )
 
     def _quarantine(self, run_id: str, refused: list[tuple[Inbound, _Refused]]) -> None:
+        from autopersona.privacy.pseudo import live_pseudonyms
         from autopersona.store.warehouse import QUARANTINE_TABLE
 
+        ps = live_pseudonyms()  # refused raw text keeps no clear VIN, phone or e-mail
         now = datetime.now(UTC)
         rows = []
         for item, err in refused:
             raw = _text(item.payload)
+            if ps is not None:
+                raw = ps.raw(raw.encode("utf-8", errors="replace")).decode("utf-8")
             sha = hashlib.sha256(raw.encode("utf-8", errors="replace")).hexdigest()
             rows.append(
                 [

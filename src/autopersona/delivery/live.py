@@ -39,6 +39,13 @@ commit in one DuckDB transaction.  With a PostgreSQL outbox the outbox transacti
 first, then the warehouse one; a crash between the two leaves outbox rows without their
 decision log, and the redelivered event recreates the decisions with the same idempotency
 keys, whose outbox rows already exist (enqueue is idempotent).
+
+Pseudonymisation (on unless ``AUTOPERSONA_PSEUDONYMISE=0``): events arrive with clear VINs;
+:func:`parse_event` replaces the payload's VIN by its keyed-HMAC pseudonym (the one
+ingestion gave the vehicle; computed once per VIN, LRU-cached) right after validation, and
+the ledger, dead letters and every lookup see only the pseudonymous VIN and topic.  The
+dispatcher re-identifies head-unit topics, phones and e-mails through the audited vault at
+send time (:class:`autopersona.privacy.pseudo.AddressResolver`).
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import orjson
@@ -78,6 +85,9 @@ from autopersona.delivery.outbox import (
     SendResult,
     open_outbox,
 )
+
+if TYPE_CHECKING:
+    from autopersona.privacy.pseudo import AddressResolver, VinPseudonyms
 
 __all__ = [
     "LIVE_EVENTS_TABLE",
@@ -110,12 +120,18 @@ class EngineLike(Protocol):
         ...
 
 
-def parse_event(topic: str | None, payload: bytes, max_bytes: int = 65536) -> dict[str, Any]:
+def parse_event(
+    topic: str | None,
+    payload: bytes,
+    max_bytes: int = 65536,
+    pseudonyms: VinPseudonyms | None = None,
+) -> dict[str, Any]:
     """Validate one MQTT event payload and return it as a dict.
 
     The payload must be at most ``max_bytes``, UTF-8 JSON, an object with non-empty string
     ``event_id``, ``vin`` and ``type`` (and ``payload`` an object when present), and its VIN
-    must be the topic's.
+    must be the topic's.  With ``pseudonyms`` the returned VIN is the vehicle's pseudonym
+    (and a refusal names pseudonyms only).
 
     >>> parse_event("p/vehicles/V1/events", b'{"event_id": "e1", "vin": "V1", "type": "x"}')
     {'event_id': 'e1', 'vin': 'V1', 'type': 'x'}
@@ -154,7 +170,12 @@ def parse_event(topic: str | None, payload: bytes, max_bytes: int = 65536) -> di
     if topic is not None:
         tv = _vin_from_topic(topic)
         if tv is not None and tv != event["vin"]:
+            if pseudonyms is not None:
+                ev, tv = pseudonyms(event["vin"]), pseudonyms(tv)
+                raise EventRejected(f"vin {ev!r} does not match topic vehicle {tv!r}")
             raise EventRejected(f"vin {event['vin']!r} does not match topic vehicle {tv!r}")
+    if pseudonyms is not None:
+        event["vin"] = pseudonyms(event["vin"])
     return event
 
 
@@ -238,6 +259,12 @@ class LiveEngine(MqttConsumer[LiveStats]):
         Channel adapters (default: built from ``config``).
     contacts
         Phone / e-mail lookup (default: the warehouse's accounts).
+    pseudonyms
+        VIN pseudonyms of arriving events (default: from settings when pseudonymisation
+        is on, :func:`autopersona.privacy.pseudo.live_pseudonyms`).
+    resolver
+        Re-identification of addresses at send time (default: the audited vault of the
+        settings when pseudonymisation is on).
     batch_log
         Log the decisions of a whole MQTT batch with one ``engine.log`` call (the engine's
         ``on_event(event, log=False)``) instead of one write per event.  Faster on DuckDB,
@@ -261,7 +288,22 @@ class LiveEngine(MqttConsumer[LiveStats]):
         channels: dict[str, Channel] | None = None,
         contacts: Contacts | None = None,
         batch_log: bool = False,
+        pseudonyms: VinPseudonyms | None = None,
+        resolver: AddressResolver | None = None,
     ) -> None:
+        from autopersona.privacy.pseudo import AddressResolver, Vault, live_pseudonyms
+        from autopersona.settings import get_settings
+
+        settings = get_settings()
+        self.resolver = resolver
+        vault = None
+        if settings.pseudonymise and (pseudonyms is None or resolver is None):
+            # one vault: a VIN first seen live is mapped before its message is sent
+            vault = resolver.vault if resolver is not None else Vault(settings.vault)
+        self.pseudonyms = pseudonyms if pseudonyms is not None else live_pseudonyms(settings, vault)
+        if resolver is None and vault is not None:
+            actor = f"live:{worker_id or config.mqtt.client_id}"
+            self.resolver = AddressResolver.from_settings(settings, actor=actor, vault=vault)
         if batch_log and not callable(getattr(engine, "log", None)):
             raise TypeError("batch_log needs an engine with log(decisions) and on_event(log=)")
         self.batch_log = batch_log
@@ -461,10 +503,11 @@ class LiveEngine(MqttConsumer[LiveStats]):
             for inbound, event, reason in items:
                 if event is None:
                     rejected += 1
+                    ps = self.pseudonyms
                     self.outbox.dead_letter_event(
-                        inbound.topic,
+                        inbound.topic if ps is None else ps.topic(inbound.topic),
                         reason or "refused",
-                        inbound.payload,
+                        inbound.payload if ps is None else ps.raw(inbound.payload),
                         received_at=inbound.received_at,
                     )
                     continue
@@ -482,7 +525,9 @@ class LiveEngine(MqttConsumer[LiveStats]):
                         str(event["event_id"]),
                         event["vin"],
                         event["type"],
-                        inbound.topic,
+                        inbound.topic
+                        if self.pseudonyms is None
+                        else self.pseudonyms.topic(inbound.topic),
                         len(got),
                         self.worker_id,
                         inbound.received_at,
@@ -520,9 +565,8 @@ class LiveEngine(MqttConsumer[LiveStats]):
         items: list[tuple[_Inbound, dict[str, Any] | None, str | None]] = []
         for b in batch:
             try:
-                items.append(
-                    (b, parse_event(b.topic, b.payload, self.config.event_max_bytes), None)
-                )
+                ev = parse_event(b.topic, b.payload, self.config.event_max_bytes, self.pseudonyms)
+                items.append((b, ev, None))
             except EventRejected as exc:
                 items.append((b, None, str(exc)))
         try:
@@ -600,7 +644,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
         leased and are claimed again when the lease runs out, so the loop goes on.
         """
         outbox = self.outbox.clone()
-        disp = Dispatcher(outbox, self.channels, owner=self.worker_id)
+        disp = Dispatcher(outbox, self.channels, owner=self.worker_id, resolver=self.resolver)
         next_poll = 0.0
         try:
             while True:
@@ -710,3 +754,5 @@ class LiveEngine(MqttConsumer[LiveStats]):
         super().stop(timeout)
         for ch in self.channels.values():
             ch.close()
+        if self.resolver is not None:
+            self.resolver.close()

@@ -59,6 +59,7 @@ __all__ = [
     "expected_rates",
     "profile_frame",
     "run_loop",
+    "truth_as_stored",
 ]
 
 ARMS = ("precision", "baseline", "holdout")
@@ -199,6 +200,35 @@ def _decisions(msgs: pd.DataFrame, cfg: LoopConfig) -> list[Any]:
     return out
 
 
+def truth_as_stored(persons: pd.DataFrame, stored_vins: pd.Series) -> pd.DataFrame:
+    """The simulator's truth with its VINs as the warehouse names vehicles.
+
+    With pseudonymisation on (the default) the warehouse holds keyed-HMAC pseudonyms; the
+    response model plays the customers' side, so, like a scoring harness, it holds the key
+    and pseudonymises the truth's VINs with it.  A warehouse in clear leaves them as they are.
+
+    >>> from autopersona.privacy.pseudo import Pseudonymiser
+    >>> from autopersona.settings import Settings
+    >>> t = pd.DataFrame({"vin": ["LSVAA4182E2123456"], "person_id": ["p1"]})
+    >>> truth_as_stored(t, pd.Series(["LSVAA4182E2123456"]))["vin"].tolist()
+    ['LSVAA4182E2123456']
+    >>> pv = Pseudonymiser(Settings().pseudonym_key.get_secret_value()).pseudonym("vin", t.vin[0])
+    >>> truth_as_stored(t, pd.Series([pv]))["vin"].tolist() == [pv]
+    True
+    """
+    from autopersona.privacy.pseudo import from_settings, is_pseudonym
+
+    stored = stored_vins.dropna().astype(str)
+    if stored.empty or not stored.map(is_pseudonym).any():
+        return persons
+    if persons["vin"].dropna().astype(str).map(is_pseudonym).all():
+        return persons
+    p = from_settings()
+    out = persons.copy()
+    out["vin"] = [p.pseudonym("vin", v) if isinstance(v, str) else v for v in out["vin"]]
+    return out
+
+
 def run_loop(
     wh: Warehouse,
     persons: pd.DataFrame,
@@ -232,6 +262,7 @@ def run_loop(
 
     cfg = config or LoopConfig()
     prof = profile_frame(wh)
+    persons = truth_as_stored(persons, prof["vin"])
     prof = prof[prof["vin"].isin(persons["vin"])].reset_index(drop=True)
     if len(prof) < 10:
         raise ValueError(f"the warehouse has {len(prof)} simulated vehicles; need at least 10")

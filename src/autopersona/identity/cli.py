@@ -19,7 +19,8 @@ def person_summary(wh: Any, key: str) -> list[dict[str, Any]]:
         Warehouse on which ``identity link`` has run.
     key
         An account id, or a VIN (matched after normalisation, on the person's VINs and on
-        the accounts' own VIN field).
+        the accounts' own VIN field; a clear VIN also by its pseudonym when
+        pseudonymisation is on, and a pseudonym as it is).
 
     Returns
     -------
@@ -41,22 +42,32 @@ def person_summary(wh: Any, key: str) -> list[dict[str, Any]]:
     """
     from autopersona.identity.link import LINKS_TABLE, PERSONS_TABLE
     from autopersona.identity.normalise import normalise_vin
+    from autopersona.privacy.pseudo import InsecureKeyError, is_pseudonym, live_pseudonyms
 
     exists = wh.con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [LINKS_TABLE]
     ).fetchall()[0][0]
     if not exists:
         return []
-    vin = normalise_vin(key)
+    vin = key if is_pseudonym(key) else normalise_vin(key)
+    vins = [vin] if vin else []
+    if vin and not is_pseudonym(vin):
+        # the warehouse names vehicles by pseudonym when pseudonymisation is on
+        try:
+            ps = live_pseudonyms()
+        except InsecureKeyError:
+            ps = None
+        if ps is not None:
+            vins.append(ps(vin))
     vin_accounts = (
         [
             a
             for a, raw in wh.con.execute(
                 "SELECT account_id, vin FROM accounts WHERE vin IS NOT NULL"
             ).fetchall()
-            if normalise_vin(raw) == vin
+            if raw in vins or normalise_vin(raw) in vins
         ]
-        if vin
+        if vins
         else []
     )
     pids = [
@@ -65,9 +76,9 @@ def person_summary(wh: Any, key: str) -> list[dict[str, Any]]:
             f"""SELECT DISTINCT person_id FROM {LINKS_TABLE}
                 WHERE account_id = ? OR list_contains(?, account_id)
                 UNION
-                SELECT person_id FROM {PERSONS_TABLE} WHERE list_contains(vins, ?)
+                SELECT person_id FROM {PERSONS_TABLE} WHERE list_has_any(vins, ?)
                 ORDER BY 1""",
-            [key, vin_accounts, vin],
+            [key, vin_accounts, vins],
         ).fetchall()
     ]
     out: list[dict[str, Any]] = []

@@ -1058,6 +1058,8 @@ def ingest_file(
     finally:
         for tmp in (decoded, staged.table, staged.errors_table):
             _drop(con, tmp)
+    if run.hook is not None:  # the file's new pseudonyms are in the vault once it is loaded
+        run.hook.flush()
     return FileReport(
         str(path),
         sha,

@@ -4,7 +4,7 @@ Pseudonyms
 ----------
 A VIN, phone number or e-mail address becomes ``HMAC-SHA256(key, kind | normalised value)``,
 written ``pv_…`` (VIN), ``pp_…`` (phone) or ``pe_…`` (e-mail) with 32 hex digits (128 bits).
-Normalisation comes first (VIN upper-cased without spaces, phone in E.164, e-mail folded as
+Normalisation comes first (VIN as identity linkage reads it, phone in E.164, e-mail folded as
 identity linkage folds it), so one person's identifier gives one pseudonym whatever its
 spelling, and exact-key linkage works on pseudonyms as it does on clear values.  Without
 the key a pseudonym cannot be recomputed from a guessed VIN or phone (unlike a plain hash,
@@ -47,6 +47,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -67,15 +68,19 @@ __all__ = [
     "COARSEN_RESOLUTION",
     "COARSEN_TARGETS",
     "MAP_TABLE",
+    "AddressResolver",
     "IngestHook",
     "InsecureKeyError",
     "Kind",
     "Pseudonymiser",
     "Vault",
+    "VinPseudonyms",
     "check_settings",
     "coarsen_point",
     "coarsen_warehouse",
     "from_settings",
+    "is_pseudonym",
+    "live_pseudonyms",
     "pseudonymise_warehouse",
     "scan_raw_identifiers",
 ]
@@ -144,7 +149,11 @@ def _normalise(kind: str, value: str) -> str | None:
     if not text:
         return None
     if kind == "vin":
-        return re.sub(r"\s+", "", text).upper()
+        from autopersona.identity.normalise import normalise_vin
+
+        # as identity linkage reads a VIN (separators dropped, I/O/Q as 1/0/0), so a messy
+        # spelling gets the vehicle's pseudonym; other vehicle ids only lose their spaces
+        return normalise_vin(text) or re.sub(r"\s+", "", text).upper()
     if kind == "phone":
         from autopersona.identity.normalise import normalise_phone
 
@@ -220,8 +229,11 @@ class Vault:
     pending: dict[str, tuple[str, str]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        import threading
+
         import duckdb
 
+        self._lock = threading.Lock()  # record() and flush() may run on different threads
         self.con = duckdb.connect(str(self.path))
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(
@@ -246,15 +258,18 @@ class Vault:
         Writing is deferred because pseudonyms are also made inside DuckDB functions during
         ingestion, where no other DuckDB call may run; every read, erasure and close flushes.
         """
-        for ps, v in pairs.items():
-            self.pending.setdefault(ps, (kind, v))
+        with self._lock:
+            for ps, v in pairs.items():
+                self.pending.setdefault(ps, (kind, v))
 
     def flush(self) -> None:
         """Store the pending pairs (existing pseudonyms are kept)."""
-        if not self.pending:
-            return
+        with self._lock:
+            if not self.pending:
+                return
+            todo, self.pending = self.pending, {}
         df = pd.DataFrame(
-            [(ps, k, v) for ps, (k, v) in self.pending.items()],
+            [(ps, k, v) for ps, (k, v) in todo.items()],
             columns=["pseudonym", "kind", "value"],
         )
         self.con.register("_vault_new", df)
@@ -265,7 +280,6 @@ class Vault:
             )
         finally:
             self.con.unregister("_vault_new")
-        self.pending.clear()
 
     def reidentify(self, pseudonym: str, *, actor: str, purpose: str) -> str | None:
         """The clear value behind ``pseudonym``; the read is audited before it happens."""
@@ -482,8 +496,9 @@ class IngestHook:
     connection, wraps the value of every contract column flagged ``pii`` that holds a VIN,
     phone or e-mail in :meth:`wrap`, and the raw record it quarantines in :meth:`raw`.  Both
     are vectorised DuckDB functions over Arrow arrays; new pseudonyms go to the vault.
-    Turn it on with ``AUTOPERSONA_PSEUDONYMISE=1`` (key and vault from settings) or by
-    setting ``warehouse.ingest_hook = IngestHook(pseudonymiser)``.
+    On by default (key and vault from settings; ``AUTOPERSONA_PSEUDONYMISE=0`` opts out), or
+    set explicitly with ``warehouse.ingest_hook = IngestHook(pseudonymiser)``.  The engine
+    calls :meth:`flush` after each file, so the vault holds every pseudonym of what landed.
     """
 
     def __init__(self, p: Pseudonymiser) -> None:
@@ -498,15 +513,18 @@ class IngestHook:
         s = settings or get_settings()
         return cls(from_settings(Vault(s.vault), s))
 
-    def _flush(self) -> None:
-        # called while SQL is built, never from inside a DuckDB function
+    def flush(self) -> None:
+        """Write the pending pseudonyms to the vault (never from inside a DuckDB function)."""
         if self.p.vault is not None:
             self.p.vault.flush()
+
+    _flush = flush  # called while SQL is built
 
     def install(self, con: Any) -> None:
         """Register the functions on a DuckDB connection (once)."""
         if id(con) in self._installed:
             return
+        import duckdb
         import pyarrow as pa
 
         # a result left open by an earlier execute() blocks create_function: run one to the end
@@ -518,16 +536,26 @@ class IngestHook:
 
             return fn
 
+        def create(name: str, fn: Any) -> None:
+            # a connection may outlive the hook that registered it (same key)
+            with contextlib.suppress(Exception):  # not registered by this connection
+                con.remove_function(name)
+            try:
+                con.create_function(name, fn, ["VARCHAR"], "VARCHAR", type="arrow")
+            except duckdb.CatalogException as exc:
+                # registered by another connection of the same database (an API backend's
+                # cursors share one catalogue): the same key, so the same pseudonyms
+                if "already exists" not in str(exc):
+                    raise
+
         for kind in PREFIX:
-            con.create_function(
-                f"ap_pseudonym_{kind}", column_fn(kind), ["VARCHAR"], "VARCHAR", type="arrow"
-            )
+            create(f"ap_pseudonym_{kind}", column_fn(kind))
 
         def raw_fn(values: Any) -> Any:
             out = [None if v is None else _pseudonymise_json(v, self.p) for v in values.to_pylist()]
             return pa.array(out, type=pa.string())
 
-        con.create_function("ap_pseudonymise_raw", raw_fn, ["VARCHAR"], "VARCHAR", type="arrow")
+        create("ap_pseudonymise_raw", raw_fn)
         self._installed.add(id(con))
 
     def wrap(self, column: Any, value_sql: str) -> str:
@@ -542,3 +570,147 @@ class IngestHook:
         """The raw-record expression of the quarantine, with identifiers pseudonymised."""
         self._flush()
         return f"ap_pseudonymise_raw({raw_sql})"
+
+
+# ============================================================================ live events
+class VinPseudonyms:
+    """The VIN pseudonym of live events, computed once per VIN (LRU cache of ``max_size``).
+
+    Keyed HMAC is deterministic, so a VIN that arrives in clear on a live path (MQTT event,
+    API) gets the very pseudonym ingestion gave it, before any lookup or log line sees it.
+
+    >>> vp = VinPseudonyms(Pseudonymiser(b"k" * 32), max_size=2)
+    >>> a = vp("LSVAA4182E2123456")
+    >>> a == vp(" lsvaa4182e2123456") and a.startswith("pv_")
+    True
+    >>> vp.topic("ap/v1/vehicles/LSVAA4182E2123456/events") == f"ap/v1/vehicles/{a}/events"
+    True
+    >>> vp(a) == a  # a pseudonym stays itself
+    True
+    """
+
+    def __init__(self, p: Pseudonymiser, max_size: int = 100_000) -> None:
+        from collections import OrderedDict
+
+        self.p = p
+        self.max_size = max_size
+        self._cache: OrderedDict[str, str] = OrderedDict()
+
+    def __call__(self, vin: str) -> str:
+        """The pseudonym of ``vin`` (cached)."""
+        cache = self._cache
+        got = cache.get(vin)
+        if got is not None:
+            cache.move_to_end(vin)
+            return got
+        ps = self.p.many("vin", [vin])[0] or vin
+        cache[vin] = ps
+        if len(cache) > self.max_size:
+            cache.popitem(last=False)
+        return ps
+
+    def topic(self, topic: str | None) -> str | None:
+        """``topic`` with its ``…/vehicles/{vin}/…`` segment pseudonymised."""
+        if not topic:
+            return topic
+        parts = topic.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part == "vehicles" and parts[i + 1]:
+                parts[i + 1] = self(parts[i + 1])
+                return "/".join(parts)
+        return topic
+
+    def raw(self, payload: bytes) -> bytes:
+        """A refused raw payload with its identifiers pseudonymised (JSON fields or patterns)."""
+        text = payload.decode("utf-8", errors="replace")
+        return _pseudonymise_json(text, self.p).encode("utf-8")
+
+
+def live_pseudonyms(
+    settings: Settings | None = None, vault: Vault | None = None
+) -> VinPseudonyms | None:
+    """VIN pseudonyms for live paths when pseudonymisation is on (else ``None``).
+
+    The key is checked (:func:`check_settings`).  With a ``vault`` a VIN first seen live is
+    mapped too (so a head-unit message can reach it); without one only pseudonyms are
+    computed (scoring harnesses, refused payloads).
+    """
+    from autopersona.settings import get_settings
+
+    s = settings or get_settings()
+    if not s.pseudonymise:
+        return None
+    return VinPseudonyms(from_settings(vault, s))
+
+
+# ============================================================================ sending
+class AddressResolver:
+    """Clear addresses at send time, each read through the audited :class:`Vault`.
+
+    A message's address is a pseudonym (``pp_…`` for SMS, ``pe_…`` for e-mail) or a
+    head-unit topic with a ``pv_…`` segment; :meth:`resolve` returns the clear address a
+    channel needs, or ``None`` when the vault has no mapping.  Every lookup is one audited
+    :meth:`Vault.reidentify` (actor, purpose ``delivery:<channel>``, a fingerprint); nothing
+    is cached, so every send is on the audit trail.  Addresses without a pseudonym pass
+    unchanged.  Safe to share between threads (one lock around the vault).
+
+    >>> v = Vault()
+    >>> p = Pseudonymiser(b"k" * 32, v)
+    >>> pe, pv = p.many("email", ["ann@example.org"])[0], p.many("vin", ["LSVAA4182E2123456"])[0]
+    >>> r = AddressResolver(v, actor="test")
+    >>> r.resolve("email", pe), r.resolve("head_unit", f"ap/vehicles/{pv}/headunit")
+    ('ann@example.org', 'ap/vehicles/LSVAA4182E2123456/headunit')
+    >>> r.resolve("sms", "pp_" + "0" * 32) is None
+    True
+    >>> v.con.execute("SELECT count(*), count(*) FILTER (WHERE found) FROM "
+    ...               "reidentification_audit").fetchall()
+    [(3, 2)]
+    """
+
+    def __init__(self, vault: Vault, *, actor: str = "dispatcher") -> None:
+        import threading
+
+        self.vault = vault
+        self.actor = actor
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings | None = None,
+        *,
+        actor: str = "dispatcher",
+        vault: Vault | None = None,
+    ) -> AddressResolver | None:
+        """A resolver on ``vault`` (default: the configured one) when pseudonymisation is on."""
+        from autopersona.settings import get_settings
+
+        s = settings or get_settings()
+        if not s.pseudonymise:
+            return None
+        check_settings(s)
+        return cls(vault if vault is not None else Vault(s.vault), actor=actor)
+
+    def _reidentify(self, pseudonym: str, channel: str) -> str | None:
+        with self._lock:
+            return self.vault.reidentify(pseudonym, actor=self.actor, purpose=f"delivery:{channel}")
+
+    def resolve(self, channel: str, address: str) -> str | None:
+        """The clear address behind ``address`` (unchanged when it holds no pseudonym)."""
+        if is_pseudonym(address):
+            return self._reidentify(address, channel)
+        if "/" in address:
+            parts = address.split("/")
+            hit = [i for i, part in enumerate(parts) if is_pseudonym(part)]
+            for i in hit:
+                clear = self._reidentify(parts[i], channel)
+                if clear is None:
+                    return None
+                parts[i] = clear
+            return "/".join(parts)
+        return address
+
+    def close(self) -> None:
+        """Close the vault."""
+        with self._lock:
+            self.vault.close()

@@ -31,6 +31,9 @@ class Channel:
     """
 
     name = "channel"
+    #: The adapter sends to a real address (phone, e-mail, a vehicle's topic): with
+    #: pseudonymisation on, the dispatcher re-identifies the address through the vault first.
+    clear_address = False
 
     def send(self, message: OutboxMessage) -> SendResult:
         """Send one message."""

@@ -46,6 +46,7 @@ class EmailChannel(Channel):
     """
 
     name = "email"
+    clear_address = True
 
     def __init__(self, spec: SmtpSpec) -> None:
         self.spec = spec

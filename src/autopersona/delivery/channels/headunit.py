@@ -49,6 +49,7 @@ class HeadUnitChannel(Channel):
     """
 
     name = "head_unit"
+    clear_address = True
 
     def __init__(self, spec: MqttSpec, broker: MqttBroker, client_id: str | None = None) -> None:
         self.spec = spec

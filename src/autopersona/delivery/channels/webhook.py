@@ -63,3 +63,4 @@ class SmsChannel(WebhookChannel):
     """SMS through the SMS gateway's webhook (address: the phone number)."""
 
     name = "sms"
+    clear_address = True
