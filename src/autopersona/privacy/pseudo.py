@@ -120,9 +120,9 @@ class InsecureKeyError(RuntimeError):
 def check_settings(settings: Settings | None = None) -> None:
     """Refuse to run with the default or a short pseudonym key unless in demo mode.
 
-    >>> from autopersona.settings import Settings
-    >>> check_settings(Settings(demo=True))
-    >>> check_settings(Settings(demo=False))
+    >>> from autopersona.settings import DEFAULT_PSEUDONYM_KEY, Settings
+    >>> check_settings(Settings(demo=True, pseudonym_key=DEFAULT_PSEUDONYM_KEY))
+    >>> check_settings(Settings(demo=False, pseudonym_key=DEFAULT_PSEUDONYM_KEY))
     Traceback (most recent call last):
     ...
     autopersona.privacy.pseudo.InsecureKeyError: AUTOPERSONA_PSEUDONYM_KEY is the published default key; set a secret key of at least 32 characters (or AUTOPERSONA_DEMO=1 for a demo)
