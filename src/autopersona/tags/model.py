@@ -251,6 +251,39 @@ def _apply_iso(cal: dict[str, list[float]], p: np.ndarray[Any, Any]) -> np.ndarr
     return out
 
 
+def _train_booster(
+    x_train: pd.DataFrame,
+    y_train: np.ndarray[Any, Any],
+    x_valid: pd.DataFrame,
+    *,
+    features: list[str],
+    categories: dict[str, list[str]],
+    params: dict[str, Any],
+) -> tuple[lgb.Booster, np.ndarray[Any, Any]]:
+    """Train LightGBM on the training fold; return it and its validation predictions.
+
+    ``params`` for :data:`ROUNDS` rounds; leaves hold at least 5 rows and at most the
+    declared minimum, so small training sets still split.
+    """
+    import lightgbm as lgb
+
+    xt = _encode(x_train, features, categories)
+    xv = _encode(x_valid, features, categories)
+    cat_idx = [i for i, f in enumerate(features) if f in categories]
+    p = dict(params)
+    p["min_data_in_leaf"] = int(min(params["min_data_in_leaf"], max(5, len(y_train) // 20)))
+    ds = lgb.Dataset(
+        xt,
+        label=y_train,
+        feature_name=features,
+        categorical_feature=cat_idx,
+        params={"verbose": -1},
+        free_raw_data=False,
+    )
+    booster = lgb.train(p, ds, num_boost_round=ROUNDS)
+    return booster, np.asarray(booster.predict(xv), dtype=float)
+
+
 def fit_classifier(
     x_train: pd.DataFrame,
     y_train: pd.Series,
@@ -267,7 +300,6 @@ def fit_classifier(
     NotTrainable
         When a fold has a single class or training has fewer than ``min_positives``.
     """
-    import lightgbm as lgb
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
     features = list(x_train.columns)
@@ -278,21 +310,9 @@ def fit_classifier(
             raise NotTrainable(f"the {name} fold has a single class ({len(y)} rows)")
     if int(yt.sum()) < min_positives:
         raise NotTrainable(f"{int(yt.sum())} positives in training (needs {min_positives})")
-    xt = _encode(x_train, features, categories)
-    xv = _encode(x_valid, features, categories)
-    cat_idx = [i for i, f in enumerate(features) if f in categories]
-    params = dict(PARAMS)
-    params["min_data_in_leaf"] = int(min(PARAMS["min_data_in_leaf"], max(5, len(yt) // 20)))
-    ds = lgb.Dataset(
-        xt,
-        label=yt,
-        feature_name=features,
-        categorical_feature=cat_idx,
-        params={"verbose": -1},
-        free_raw_data=False,
+    booster, pv = _train_booster(
+        x_train, yt, x_valid, features=features, categories=categories, params=PARAMS
     )
-    booster = lgb.train(params, ds, num_boost_round=ROUNDS)
-    pv = np.asarray(booster.predict(xv), dtype=float)
     cal = _fit_iso(pv, yv)
     # cross-fitted calibrated Brier: isotonic on one half, scored on the other
     rng = np.random.default_rng(0)
@@ -350,7 +370,6 @@ def fit_regressor(
     NotTrainable
         Fewer than ``min_positives`` non-zero training labels, or a negative label.
     """
-    import lightgbm as lgb
     from scipy.stats import spearmanr
 
     features = list(x_train.columns)
@@ -362,21 +381,9 @@ def fit_regressor(
         raise NotTrainable(
             f"{int((yt > 0).sum())} non-zero labels in training (needs {min_positives})"
         )
-    xt = _encode(x_train, features, categories)
-    xv = _encode(x_valid, features, categories)
-    cat_idx = [i for i, f in enumerate(features) if f in categories]
-    params = dict(REGRESSION_PARAMS)
-    params["min_data_in_leaf"] = int(min(PARAMS["min_data_in_leaf"], max(5, len(yt) // 20)))
-    ds = lgb.Dataset(
-        xt,
-        label=yt,
-        feature_name=features,
-        categorical_feature=cat_idx,
-        params={"verbose": -1},
-        free_raw_data=False,
+    booster, pv = _train_booster(
+        x_train, yt, x_valid, features=features, categories=categories, params=REGRESSION_PARAMS
     )
-    booster = lgb.train(params, ds, num_boost_round=ROUNDS)
-    pv = np.asarray(booster.predict(xv), dtype=float)
     err = pv - yv
     sst = float(((yv - yv.mean()) ** 2).sum())
     rho = spearmanr(pv, yv).statistic if len(set(yv.tolist())) > 1 else float("nan")
