@@ -494,3 +494,25 @@ def test_parse_as_of_is_the_stores(client: TestClient, keys: dict[str, str]) -> 
         f"/v1/profiles/vin/{vin}", params={"as_of": "2030-01-01"}, headers=hdr(keys["admin"])
     )
     assert pd.Timestamp(r.json()["as_of"]) == pd.Timestamp(parse_as_of("2030-01-01"))
+
+
+def test_clear_vin_in_the_path_is_looked_up_by_its_pseudonym(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """A CRM that knows only the VIN can ask by it: the app pseudonymises it with its key."""
+    from autopersona.privacy.pseudo import Pseudonymiser
+
+    st = client.app.state.ap  # type: ignore[attr-defined]
+    if not st.settings.pseudonymise:
+        pytest.skip("pseudonymisation is off in this environment")
+    clear = "LSVAA4182E2123456"
+    key = st.settings.pseudonym_key.get_secret_value()
+    ps = Pseudonymiser(key).many("vin", [clear])[0]
+    assert ps is not None and ps.startswith("pv_")
+    assert st.stored_vin(clear) == ps and st.stored_vin(f" {clear.lower()} ") == ps
+    assert st.stored_vin(ps) == ps  # a pseudonym stays itself
+    h = hdr(keys["read:profiles"])
+    vin = _vins(client, keys)[0]
+    assert client.get(f"/v1/profiles/vin/{vin}", headers=h).status_code == 200
+    r = client.get(f"/v1/profiles/vin/{clear}", headers=h)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

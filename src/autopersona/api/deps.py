@@ -25,6 +25,7 @@ from autopersona.api.keys import ApiKey, KeyStore, has_scope
 from autopersona.api.limits import RateLimiter
 
 if TYPE_CHECKING:
+    from autopersona.privacy.pseudo import VinPseudonyms
     from autopersona.tags.spec import Catalogue
 
 __all__ = [
@@ -66,6 +67,18 @@ class AppState:
         from autopersona.tags.spec import load_catalogue
 
         return load_catalogue()
+
+    @cached_property
+    def vin_pseudonyms(self) -> VinPseudonyms | None:
+        """Clear VIN -> its pseudonym when pseudonymisation is on (None when off)."""
+        from autopersona.privacy.pseudo import live_pseudonyms
+
+        return live_pseudonyms(self.settings)
+
+    def stored_vin(self, vin: str) -> str:
+        """The VIN as the stores hold it: a clear VIN in a request becomes its pseudonym."""
+        vp = self.vin_pseudonyms
+        return vin if vp is None else vp(vin)
 
 
 def state(request: Request) -> AppState:

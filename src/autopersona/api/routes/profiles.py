@@ -55,6 +55,8 @@ def parse_when(text: str | None) -> datetime | None:
 
 
 async def _entities(request: Request, kind: Kind, ident: str) -> list[str]:
+    if kind == "vin":  # a clear VIN is looked up by its pseudonym (a pseudonym stays itself)
+        return [state(request).stored_vin(ident)]
     if kind != "person":
         return [ident]
     ents = await person_entities(state(request).backend, ident)
