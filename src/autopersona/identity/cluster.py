@@ -5,9 +5,14 @@ probabilistic pairs by descending match probability. Plain connected components 
 one wrong edge chain two people together, so a merge is refused when the two groups
 *contradict* each other on a strong identifier:
 
-* phone — both groups have phones and no phone of one is within one digit of a phone of
-  the other (one mistyped digit is tolerated);
+* phone — both groups have phones and no phone of one is one edit from a phone of the
+  other (one mistyped, dropped, doubled or swapped digit is tolerated);
 * VIN — likewise for VINs (one mistyped character is tolerated).
+
+"One edit" is sharing an entry of the identifiers' deletion neighbourhoods
+(:mod:`autopersona.identity.keys`), read from the records' ``phone_near`` / ``vin_near``
+when present — keyed entries for pseudonymised identifiers, so the guard decides on
+pseudonyms as it does in clear — and computed from the clear value otherwise.
 
 Same-phone edges are never refused (one phone, two cars is a person with two cars); same-VIN
 edges are refused on a phone contradiction (a car resold, or shared in a family); e-mail and
@@ -30,6 +35,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from autopersona.identity.keys import deletion_neighbourhood
+from autopersona.privacy.pseudo import is_pseudonym
 
 __all__ = ["EDGE_KINDS", "GuardedUnionFind", "within_one_edit"]
 
@@ -59,16 +67,29 @@ def within_one_edit(a: str, b: str) -> bool:
     return short[i:] == long_[i + 1 :]
 
 
-def _contradict(xs: set[str], ys: set[str]) -> bool:
+def _contradict(xs: set[frozenset[str]], ys: set[frozenset[str]]) -> bool:
     if not xs or not ys or xs & ys:
         return False
-    return not any(within_one_edit(x, y) for x in xs for y in ys)
+    return not any(x & y for x in xs for y in ys)
+
+
+def _neighbourhood(rec: Mapping[str, Any], kind: str) -> frozenset[str] | None:
+    """The identifier's deletion neighbourhood (stored near keys, or from the clear value)."""
+    value = rec.get(kind)
+    if not value:
+        return None
+    near = rec.get(f"{kind}_near")
+    if near:
+        return frozenset(str(v) for v in near)
+    if is_pseudonym(value):  # no stored keys: equality only
+        return frozenset({str(value)})
+    return frozenset(deletion_neighbourhood(str(value)))
 
 
 @dataclass
 class _Group:
-    phones: set[str] = field(default_factory=set)
-    vins: set[str] = field(default_factory=set)
+    phones: set[frozenset[str]] = field(default_factory=set)
+    vins: set[frozenset[str]] = field(default_factory=set)
 
 
 class GuardedUnionFind:
@@ -90,10 +111,10 @@ class GuardedUnionFind:
         self._groups: dict[str, _Group] = {}
         for k, rec in records.items():
             g = _Group()
-            if rec.get("phone"):
-                g.phones.add(str(rec["phone"]))
-            if rec.get("vin"):
-                g.vins.add(str(rec["vin"]))
+            if (phone := _neighbourhood(rec, "phone")) is not None:
+                g.phones.add(phone)
+            if (vin := _neighbourhood(rec, "vin")) is not None:
+                g.vins.add(vin)
             self._groups[k] = g
         self.refused = 0
 

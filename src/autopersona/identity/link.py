@@ -302,7 +302,11 @@ def _key_groups(
 
 
 # Prepared columns derived from each exact key (cleared with it when it is a placeholder).
-_DERIVED = {"phone": ("phone_head", "phone_tail"), "vin": (), "email": ("email_local",)}
+_DERIVED = {
+    "phone": ("phone_head", "phone_tail", "phone_near"),
+    "vin": ("vin_near",),
+    "email": ("email_local", "email_near"),
+}
 
 
 def _without_placeholders(

@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from autopersona.identity.keys import KEYS_TABLE, IdentifierKeys, clear_keys
 from autopersona.identity.normalise import (
-    email_local,
     fold_name,
     name_letters,
     name_tokens,
@@ -33,6 +33,7 @@ __all__ = [
     "prepare_accounts",
     "prepare_records",
     "prepared_table",
+    "stored_keys",
 ]
 
 #: Columns of the prepared records, in order (``unique_id`` is the account id).
@@ -41,11 +42,14 @@ PREPARED_COLUMNS = (
     "source",
     "created_at",
     "vin",
+    "vin_near",
     "phone",
     "phone_head",
     "phone_tail",
+    "phone_near",
     "email",
     "email_local",
+    "email_near",
     "name",
     "name_letters",
     "name_tokens",
@@ -57,6 +61,9 @@ PREPARED_COLUMNS = (
 _TYPES = {
     "created_at": pa.timestamp("us", tz="UTC"),
     "name_tokens": pa.list_(pa.string()),
+    "vin_near": pa.list_(pa.string()),
+    "phone_near": pa.list_(pa.string()),
+    "email_near": pa.list_(pa.string()),
     "birth_year": pa.int64(),
 }
 #: Arrow schema of the prepared records.
@@ -84,7 +91,23 @@ def _pseudonym(value: str | None) -> str | None:
     return value if is_pseudonym(value) else None
 
 
-def _prepare_row(row: Mapping[str, Any]) -> dict[str, Any]:
+_NO_KEYS = IdentifierKeys(None, None, ())
+
+
+def _keys(
+    kind: str, value: str | None, stored: Mapping[str, IdentifierKeys] | None
+) -> IdentifierKeys:
+    """Comparison keys of a normalised value, or the stored keyed ones of a pseudonym."""
+    if value is None:
+        return _NO_KEYS
+    if _pseudonym(value):
+        return (stored or {}).get(value, _NO_KEYS)
+    return clear_keys(kind, value)
+
+
+def _prepare_row(
+    row: Mapping[str, Any], stored: Mapping[str, IdentifierKeys] | None = None
+) -> dict[str, Any]:
     city_raw = _clean_text(row.get("city"))
     phone_raw = _clean_text(row.get("phone"))
     phone = _pseudonym(phone_raw) or normalise_phone(
@@ -93,6 +116,12 @@ def _prepare_row(row: Mapping[str, Any]) -> dict[str, Any]:
     email_raw = _clean_text(row.get("email"))
     email = _pseudonym(email_raw) or normalise_email(email_raw)
     vin_raw = _clean_text(row.get("vin"))
+    vin = _pseudonym(vin_raw) or normalise_vin(vin_raw)
+    pk, ek, vk = (
+        _keys("phone", phone, stored),
+        _keys("email", email, stored),
+        _keys("vin", vin, stored),
+    )
     name_raw = _clean_text(row.get("name"))
     tokens = name_tokens(name_raw)
     gender = _clean_text(row.get("gender"))
@@ -103,13 +132,16 @@ def _prepare_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "unique_id": str(row["account_id"]),
         "source": _clean_text(row.get("source")),
         "created_at": row.get("created_at"),
-        "vin": _pseudonym(vin_raw) or normalise_vin(vin_raw),
+        "vin": vin,
+        "vin_near": list(vk.near) or None,
         "phone": phone,
         # A single mistyped digit lies in one half of the number: block on each half.
-        "phone_head": phone[:-4] if phone else None,
-        "phone_tail": phone[-4:] if phone else None,
+        "phone_head": pk.head,
+        "phone_tail": pk.tail,
+        "phone_near": list(pk.near) or None,
         "email": email,
-        "email_local": email_local(email),
+        "email_local": ek.head,
+        "email_near": list(ek.near) or None,
         "name": fold_name(name_raw),
         "name_letters": name_letters(name_raw),
         "name_tokens": tokens or None,
@@ -120,7 +152,9 @@ def _prepare_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def prepare_records(accounts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def prepare_records(
+    accounts: Iterable[Mapping[str, Any]], keys: Mapping[str, IdentifierKeys] | None = None
+) -> list[dict[str, Any]]:
     """Normalise rows shaped like the ``accounts`` table.
 
     Parameters
@@ -129,6 +163,11 @@ def prepare_records(accounts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
         Rows with at least ``account_id``; the other ``accounts`` columns are used when
         present (``timezone`` and ``city`` give the region in which to read phones
         written without a country code).
+    keys
+        Keyed comparison keys of pseudonymised identifiers (pseudonym → keys, from
+        :data:`~autopersona.identity.keys.KEYS_TABLE`).  Clear identifiers get their keys
+        in clear (:func:`~autopersona.identity.keys.clear_keys`); a pseudonym without
+        stored keys is compared for equality only.
 
     Returns
     -------
@@ -143,7 +182,7 @@ def prepare_records(accounts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
     >>> rec["phone"], rec["name"], rec["city"], rec["email"]
     ('+8613800138000', 'gao min', 'shanghai', None)
     """
-    return sorted((_prepare_row(r) for r in accounts), key=lambda r: str(r["unique_id"]))
+    return sorted((_prepare_row(r, keys) for r in accounts), key=lambda r: str(r["unique_id"]))
 
 
 def prepared_table(records: list[dict[str, Any]]) -> pa.Table:
@@ -179,4 +218,26 @@ def prepare_accounts(wh: Warehouse) -> list[dict[str, Any]]:
     """
     cur = wh.con.execute(_READ_SQL)
     names = [d[0] for d in cur.description]
-    return prepare_records(dict(zip(names, row, strict=True)) for row in cur.fetchall())
+    rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return prepare_records(rows, stored_keys(wh))
+
+
+def stored_keys(wh: Warehouse) -> dict[str, IdentifierKeys]:
+    """The keyed comparison keys stored at ingest, by pseudonym (empty when none).
+
+    Examples
+    --------
+    >>> from autopersona.store.warehouse import Warehouse
+    >>> with Warehouse(":memory:") as wh:
+    ...     stored_keys(wh)
+    {}
+    """
+    present = wh.con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [KEYS_TABLE]
+    ).fetchall()[0][0]
+    if not present:
+        return {}
+    rows = wh.con.execute(
+        f"SELECT coalesce(vin, phone, email), head, tail, near FROM {KEYS_TABLE}"
+    ).fetchall()
+    return {ps: IdentifierKeys(head, tail, tuple(near or ())) for ps, head, tail, near in rows}

@@ -16,6 +16,12 @@ true matches rather than with the square of the accounts. Training is unsupervis
    on name and e-mail without being one person, and EM then learns that matches often
    differ in phone.
 
+Phones, e-mails and VINs are compared by equality, by shared parts (phone halves, e-mail
+local part) and "one edit apart" as sharing an entry of their deletion neighbourhoods
+(:mod:`autopersona.identity.keys`).  Every level is an equality of values or of list
+entries, so the model decides each pair the same on keyed pseudonyms and their keyed
+comparison keys as on clear values: pseudonymisation at ingest costs linkage nothing.
+
 Splink runs on its own in-memory DuckDB connection, so none of its working tables land in
 the warehouse.
 
@@ -112,7 +118,7 @@ def comparisons() -> list[Any]:
         comparison_levels=[
             cll.NullLevel("phone"),
             cll.ExactMatchLevel("phone"),
-            cll.LevenshteinLevel("phone", 1).configure(label_for_charts="one digit apart"),
+            cll.ArrayIntersectLevel("phone_near", 1).configure(label_for_charts="one edit apart"),
             cll.ElseLevel(),
         ],
         comparison_description="E.164 phone",
@@ -125,7 +131,7 @@ def comparisons() -> list[Any]:
             cll.ExactMatchLevel("email_local").configure(
                 label_for_charts="same local part, other domain"
             ),
-            cll.LevenshteinLevel("email", 2).configure(label_for_charts="typo"),
+            cll.ArrayIntersectLevel("email_near", 1).configure(label_for_charts="one edit apart"),
             cll.ElseLevel(),
         ],
         comparison_description="normalised e-mail",
@@ -157,7 +163,7 @@ def comparisons() -> list[Any]:
         comparison_levels=[
             cll.NullLevel("vin"),
             cll.ExactMatchLevel("vin"),
-            cll.LevenshteinLevel("vin", 1).configure(label_for_charts="one character apart"),
+            cll.ArrayIntersectLevel("vin_near", 1).configure(label_for_charts="one edit apart"),
             cll.ElseLevel(),
         ],
         comparison_description="normalised VIN",

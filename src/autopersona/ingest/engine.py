@@ -587,8 +587,9 @@ class _Run:
         b = _Builder(target, c, types, variables, staged.first_row)
         cols = [b.column(col, mapping.null_values) for col in c.columns]
         if self.hook is not None:  # identifiers become pseudonyms before any table sees them
+            row = {col.name: x.value for col, x in zip(c.columns, cols, strict=True)}
             cols = [
-                replace(x, value=self.hook.wrap(col, x.value))
+                replace(x, value=self.hook.wrap(col, x.value, table=c.table, row=row))
                 for col, x in zip(c.columns, cols, strict=True)
             ]
         src_cols = [x for x in staged.columns if x in types]

@@ -10,7 +10,8 @@ row naming its key (a vehicle's trips, signals, services…; an account's orders
 consents…, where ``customer_id`` names an account too), or its own dates
 (``registration_date``, ``created_at``) when later; a row with neither ages from the latest
 ingest run that loaded its table (rows cannot be told apart there, so this keeps them
-longer, never shorter).  A vehicle or account untouched for its retention period goes.
+longer, never shorter).  A vehicle or account untouched for its retention period goes, and with the last account
+holding an identifier, that identifier's comparison keys (``identifier_keys``).
 
 Erasure
 -------
@@ -645,4 +646,20 @@ def enforce_retention(
         if n and not dry_run:
             wh.con.execute(f'DELETE FROM "{table}" WHERE "{col}" < ?', [cutoff])
         out[table] = n
+    out.update(_orphan_keys(wh, dry_run=dry_run))
     return out
+
+
+def _orphan_keys(wh: Warehouse, *, dry_run: bool) -> dict[str, int]:
+    """Comparison keys of identifiers no account holds any more (they live as long as one does)."""
+    from autopersona.identity.keys import KEYS_TABLE
+
+    if not _has(wh, KEYS_TABLE) or not _has(wh, "accounts"):
+        return {}
+    orphans = f"""FROM {KEYS_TABLE} k WHERE NOT EXISTS (
+        SELECT 1 FROM accounts a
+        WHERE a.vin = k.vin OR a.phone = k.phone OR a.email = k.email)"""
+    n = int(wh.sql(f"SELECT count(*) {orphans}")[0][0])
+    if n and not dry_run:
+        wh.con.execute(f"DELETE {orphans}")
+    return {KEYS_TABLE: n}

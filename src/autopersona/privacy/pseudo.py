@@ -51,7 +51,7 @@ import contextlib
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 if TYPE_CHECKING:
+    from autopersona.identity.keys import IdentifierKeys
     from autopersona.settings import Settings
     from autopersona.store.warehouse import Warehouse
 
@@ -83,6 +84,7 @@ __all__ = [
     "live_pseudonyms",
     "pseudonymise_warehouse",
     "scan_raw_identifiers",
+    "write_keys",
 ]
 
 Kind = Literal["vin", "phone", "email"]
@@ -144,7 +146,7 @@ def check_settings(settings: Settings | None = None) -> None:
         )
 
 
-def _normalise(kind: str, value: str) -> str | None:
+def _normalise(kind: str, value: str, region: str | None = None) -> str | None:
     text = str(value).strip()
     if not text:
         return None
@@ -157,7 +159,7 @@ def _normalise(kind: str, value: str) -> str | None:
     if kind == "phone":
         from autopersona.identity.normalise import normalise_phone
 
-        return normalise_phone(text) or re.sub(r"\D", "", text) or None
+        return normalise_phone(text, region) or re.sub(r"\D", "", text) or None
     if kind == "email":
         from autopersona.identity.normalise import normalise_email
 
@@ -182,15 +184,63 @@ class Pseudonymiser:
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a pseudonymiser holds the key; it is not serialised")
 
-    def pseudonym(self, kind: str, value: str | None) -> str | None:
-        """The pseudonym of ``value`` (``None`` stays ``None``; a pseudonym stays itself)."""
+    def pseudonym(self, kind: str, value: str | None, region: str | None = None) -> str | None:
+        """The pseudonym of ``value`` (``None`` stays ``None``; a pseudonym stays itself).
+
+        ``region`` is where a phone written without a country code is read (as identity
+        linkage reads it, :func:`autopersona.identity.normalise.region_hint`).
+        """
         if value is None or is_pseudonym(value):
             return value
-        norm = _normalise(kind, value)
+        norm = _normalise(kind, value, region)
         if norm is None:
             return None
+        return self._mac(kind, norm)
+
+    def _mac(self, kind: str, norm: str) -> str:
         mac = hmac.new(self._key, f"{kind}|{norm}".encode(), hashlib.sha256).hexdigest()
         return PREFIX[kind] + mac[:32]
+
+    def linkage(
+        self,
+        kind: str,
+        values: Sequence[str | None],
+        regions: Sequence[str | None] | None = None,
+    ) -> tuple[list[str | None], dict[str, IdentifierKeys]]:
+        """Pseudonyms of ``values`` and the keyed comparison keys of each new pseudonym.
+
+        The keys (:func:`autopersona.identity.keys.keyed_keys`) let identity linkage find
+        identifiers one edit apart or sharing a part without seeing them.  New pseudonyms
+        are recorded in the vault as by :meth:`many`.
+
+        Examples
+        --------
+        >>> p = Pseudonymiser(b"k" * 32)
+        >>> ps, keys = p.linkage("phone", ["13800138000", None], ["CN", None])
+        >>> ps[0] == p.pseudonym("phone", "+86 138 0013 8000"), ps[1], len(keys[ps[0]].near)
+        (True, None, 12)
+        """
+        from autopersona.identity.keys import keyed_keys
+
+        out: list[str | None] = []
+        keys: dict[str, IdentifierKeys] = {}
+        pairs: dict[str, str] = {}
+        for i, v in enumerate(values):
+            if v is None or is_pseudonym(v):
+                out.append(v)
+                continue
+            norm = _normalise(kind, v, regions[i] if regions is not None else None)
+            if norm is None:
+                out.append(None)
+                continue
+            ps = self._mac(kind, norm)
+            out.append(ps)
+            pairs[ps] = str(v)
+            if ps not in keys:
+                keys[ps] = keyed_keys(kind, norm, self._key)
+        if self.vault is not None and pairs:
+            self.vault.record(kind, pairs)
+        return out, keys
 
     def many(self, kind: str, values: Iterable[str | None]) -> list[str | None]:
         """Pseudonyms of many values; records the new ones in the vault when there is one."""
@@ -349,7 +399,10 @@ def pseudonymise_warehouse(wh: Warehouse, p: Pseudonymiser) -> dict[str, int]:
             todo = [v for v in vals if not is_pseudonym(v)]
             if not todo:
                 continue
-            df = pd.DataFrame({"v": todo, "p": p.many(kind, todo)})
+            if c.table == "accounts" and kind == col.name:
+                df = _account_pseudonyms(wh, p, kind)
+            else:
+                df = pd.DataFrame({"v": todo, "p": p.many(kind, todo)})
             wh.con.register("_ps_map", df)
             try:
                 wh.con.execute(
@@ -361,6 +414,25 @@ def pseudonymise_warehouse(wh: Warehouse, p: Pseudonymiser) -> dict[str, int]:
             changed[f"{c.table}.{col.name}"] = len(todo)
     changed.update(_pseudonymise_text(wh, "_quarantine", "raw", p))
     return changed
+
+
+def _account_pseudonyms(wh: Warehouse, p: Pseudonymiser, kind: str) -> pd.DataFrame:
+    """Clear → pseudonym of the accounts' ``kind`` column; stores the comparison keys.
+
+    A phone is read in the region of its account, as ingestion reads it.
+    """
+    from autopersona.identity.normalise import region_hint
+
+    rows = wh.sql(
+        f'SELECT DISTINCT "{kind}", timezone, city FROM accounts WHERE "{kind}" IS NOT NULL'
+    )
+    todo = [(v, tz, city) for v, tz, city in rows if not is_pseudonym(v)]
+    values = [v for v, _, _ in todo]
+    regions = [region_hint(tz, city) for _, tz, city in todo] if kind == "phone" else None
+    out, keys = p.linkage(kind, values, regions)
+    write_keys(wh.con, {(kind, ps): k for ps, k in keys.items()})
+    # one row per clear value (a value in two regions keeps its first reading)
+    return pd.DataFrame({"v": values, "p": out}).drop_duplicates("v")
 
 
 def _pseudonymise_json(text: str, p: Pseudonymiser) -> str:
@@ -504,6 +576,8 @@ class IngestHook:
     def __init__(self, p: Pseudonymiser) -> None:
         self.p = p
         self._installed: set[int] = set()
+        self._con: Any = None
+        self._keys: dict[tuple[str, str], IdentifierKeys] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> IngestHook:
@@ -514,14 +588,21 @@ class IngestHook:
         return cls(from_settings(Vault(s.vault), s))
 
     def flush(self) -> None:
-        """Write the pending pseudonyms to the vault (never from inside a DuckDB function)."""
+        """Write pending pseudonyms to the vault and comparison keys to the warehouse.
+
+        Never from inside a DuckDB function.
+        """
         if self.p.vault is not None:
             self.p.vault.flush()
+        if self._keys and self._con is not None:
+            write_keys(self._con, self._keys)
+            self._keys = {}
 
     _flush = flush  # called while SQL is built
 
     def install(self, con: Any) -> None:
         """Register the functions on a DuckDB connection (once)."""
+        self._con = con
         if id(con) in self._installed:
             return
         import duckdb
@@ -536,12 +617,41 @@ class IngestHook:
 
             return fn
 
-        def create(name: str, fn: Any) -> None:
+        def account_fn(kind: str) -> Any:
+            # an account's identifier: pseudonym (a phone read in the account's region) and
+            # the keyed comparison keys identity linkage needs (identity.keys)
+            def fn(values: Any, timezones: Any, cities: Any) -> Any:
+                from autopersona.identity.normalise import region_hint
+
+                vals = values.to_pylist()
+                regions = None
+                if kind == "phone":
+                    regions = [
+                        region_hint(tz, city) if v is not None else None
+                        for v, tz, city in zip(
+                            vals, timezones.to_pylist(), cities.to_pylist(), strict=True
+                        )
+                    ]
+                out, keys = self.p.linkage(kind, vals, regions)
+                for ps, k in keys.items():
+                    self._keys[(kind, ps)] = k
+                return pa.array(out, type=pa.string())
+
+            return fn
+
+        def create(name: str, fn: Any, n_args: int = 1) -> None:
             # a connection may outlive the hook that registered it (same key)
             with contextlib.suppress(Exception):  # not registered by this connection
                 con.remove_function(name)
             try:
-                con.create_function(name, fn, ["VARCHAR"], "VARCHAR", type="arrow")
+                con.create_function(
+                    name,
+                    fn,
+                    ["VARCHAR"] * n_args,
+                    "VARCHAR",
+                    type="arrow",
+                    null_handling="special",  # a NULL time zone or city is no NULL phone
+                )
             except duckdb.CatalogException as exc:
                 # registered by another connection of the same database (an API backend's
                 # cursors share one catalogue): the same key, so the same pseudonyms
@@ -550,6 +660,7 @@ class IngestHook:
 
         for kind in PREFIX:
             create(f"ap_pseudonym_{kind}", column_fn(kind))
+            create(f"ap_account_{kind}", account_fn(kind), 3)
 
         def raw_fn(values: Any) -> Any:
             out = [None if v is None else _pseudonymise_json(v, self.p) for v in values.to_pylist()]
@@ -558,18 +669,88 @@ class IngestHook:
         create("ap_pseudonymise_raw", raw_fn)
         self._installed.add(id(con))
 
-    def wrap(self, column: Any, value_sql: str) -> str:
-        """The value expression of a contract column, pseudonymised when it is an identifier."""
+    def wrap(
+        self,
+        column: Any,
+        value_sql: str,
+        *,
+        table: str | None = None,
+        row: Mapping[str, str] | None = None,
+    ) -> str:
+        """The value expression of a contract column, pseudonymised when it is an identifier.
+
+        In ``accounts`` (``table``), whose identifiers identity linkage compares, the
+        expression also records their keyed comparison keys (:data:`KEYS_TABLE`), and a
+        phone is read in the region its row's ``timezone`` or ``city`` (value expressions
+        in ``row``) points to.
+        """
         self._flush()
         kind = _kind_of(column.name)
         if not column.pii or kind is None or column.type != "string":
             return value_sql
+        if table == "accounts" and kind == column.name:
+            r = row or {}
+            tz = f"CAST({r['timezone']} AS VARCHAR)" if "timezone" in r else "NULL::VARCHAR"
+            city = f"CAST({r['city']} AS VARCHAR)" if "city" in r else "NULL::VARCHAR"
+            return f"ap_account_{kind}({value_sql}, {tz}, {city})"
         return f"ap_pseudonym_{kind}({value_sql})"
 
     def raw(self, raw_sql: str) -> str:
         """The raw-record expression of the quarantine, with identifiers pseudonymised."""
         self._flush()
         return f"ap_pseudonymise_raw({raw_sql})"
+
+
+def write_keys(con: Any, keys: Mapping[tuple[str, str], IdentifierKeys]) -> int:
+    """Store comparison keys (``(kind, pseudonym) → keys``) not stored yet; returns how many.
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> from autopersona.identity.keys import keyed_keys
+    >>> con = duckdb.connect()
+    >>> k = {("email", "pe_" + "0" * 32): keyed_keys("email", "a@b.cn", b"k" * 32)}
+    >>> write_keys(con, k), write_keys(con, k)
+    (1, 0)
+    """
+    from autopersona.identity.keys import KEYS_DDL, KEYS_TABLE
+
+    con.execute(KEYS_DDL)
+    rows = [
+        {
+            "kind": kind,
+            "vin": ps if kind == "vin" else None,
+            "phone": ps if kind == "phone" else None,
+            "email": ps if kind == "email" else None,
+            "head": k.head,
+            "tail": k.tail,
+            "near": list(k.near),
+        }
+        for (kind, ps), k in keys.items()
+    ]
+    import pyarrow as pa
+
+    s = pa.string()
+    schema = pa.schema(
+        [(c, s) for c in ("kind", "vin", "phone", "email", "head", "tail")]
+        + [("near", pa.list_(s))]
+    )
+    con.register("_ap_new_keys", pa.Table.from_pylist(rows, schema=schema))
+    try:
+        before = con.execute(f"SELECT count(*) FROM {KEYS_TABLE}").fetchall()[0][0]
+        con.execute(
+            f"""INSERT INTO {KEYS_TABLE}
+                SELECT n.kind, n.vin, n.phone, n.email, n.head, n.tail, n.near
+                FROM _ap_new_keys n
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {KEYS_TABLE} k
+                    WHERE k.kind = n.kind
+                      AND coalesce(k.vin, k.phone, k.email) = coalesce(n.vin, n.phone, n.email))"""
+        )
+        after = con.execute(f"SELECT count(*) FROM {KEYS_TABLE}").fetchall()[0][0]
+    finally:
+        con.unregister("_ap_new_keys")
+    return int(after - before)
 
 
 # ============================================================================ live events
