@@ -46,9 +46,8 @@ def linked(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Linked:
 def linked_clear(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Linked:
     """As :func:`linked`, ingested in clear (``AUTOPERSONA_PSEUDONYMISE=0``).
 
-    For the linkage-quality test: with keyed-HMAC pseudonyms Splink compares phones and
-    e-mails only for equality (a typo gives another pseudonym), so its recall is the clear
-    data's only when it sees clear values.
+    The reference of the linkage-quality tests: linkage on pseudonyms (with the keyed
+    comparison keys stored at ingest) must decide every account as linkage in clear does.
     """
     path = tmp_path_factory.mktemp("identity-linked-clear") / "wh.duckdb"
     with pytest.MonkeyPatch.context() as mp, Warehouse(path) as wh:

@@ -25,8 +25,8 @@ def test_exact_then_splink_beats_exact_alone(
     linked_clear: Linked,
     record_property: Callable[[str, object], None],
 ) -> None:
-    """In clear (``clear_identifiers``): Splink's fuzzy comparisons of phones and e-mails
-    need the clear values (on pseudonyms they are equality tests)."""
+    """In clear (``clear_identifiers``); the pseudonymised run is compared with this one
+    below."""
     linked = linked_clear
     truth = fleet.truth()
     persons = len(set(truth.values()))
