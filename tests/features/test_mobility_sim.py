@@ -188,10 +188,29 @@ def test_weekly_features_are_consistent(fleet: Fleet) -> None:
         v = w[col].dropna()
         assert ((v >= 0) & (v <= 1)).all(), col
     assert (w["radius_of_gyration_km"].dropna() >= 0).all()
-    # every vehicle's home is on its weekly rows, and equals its home location
+    # every vehicle's home is on its weekly rows: its home location's H3 cell centre
+    # (resolution 7 by default, region-level precision)
+    from autopersona.privacy.pseudo import coarsen_point
+
     home = r.locations[r.locations["label"] == "home"].set_index("vin")
     got = w.groupby("vin")[["home_lat", "home_lon"]].first()
-    assert np.allclose(got.loc[home.index, "home_lat"], home["lat"])
+    cells = [coarsen_point(la, lo, 7) for la, lo in zip(home["lat"], home["lon"], strict=True)]
+    assert np.allclose(got.loc[home.index, "home_lat"], [c[1] for c in cells])
+    assert np.allclose(got.loc[home.index, "home_lon"], [c[2] for c in cells])
+    # ... within a cell's reach of the exact point (res-7 edge ~1.4 km), never the point itself
+    moved = np.array(
+        [
+            haversine_m(a, b, c, d)
+            for a, b, c, d in zip(
+                got.loc[home.index, "home_lat"],
+                got.loc[home.index, "home_lon"],
+                home["lat"],
+                home["lon"],
+                strict=True,
+            )
+        ]
+    )
+    assert (moved < 1_500).all() and (moved > 0).all()
     # the feature dictionary covers every weekly feature column
     names = {f["name"] for f in MOBILITY_FEATURES}
     assert names == set(WEEKLY_COLUMNS) - {"vin", "iso_year", "iso_week", "period", "reason"}

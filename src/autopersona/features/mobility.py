@@ -269,7 +269,8 @@ MOBILITY_FEATURES: list[dict[str, Any]] = [
         "home_lat",
         "deg",
         "Latitude of the home location: the location with the most stay dwell at local night "
-        "(22:00-06:00), >= 2 h.",
+        "(22:00-06:00), >= 2 h; published as the centre of its H3 cell at resolution 7 "
+        "(about 5 km², region-level precision; the exact point stays in mobility_locations).",
         _SRC_TZ,
     ),
     _feat("home_lon", "deg", "Longitude of the home location (see home_lat).", _SRC_TZ),
@@ -283,7 +284,8 @@ MOBILITY_FEATURES: list[dict[str, Any]] = [
         "work_lat",
         "deg",
         "Latitude of the work location: the non-home location with the most dwell on local "
-        "Mon-Fri 09:00-17:00, >= 8 h over >= 2 stays.",
+        "Mon-Fri 09:00-17:00, >= 8 h over >= 2 stays; published as its H3 cell centre "
+        "(see home_lat).",
         _SRC_TZ,
     ),
     _feat("work_lon", "deg", "Longitude of the work location (see work_lat).", _SRC_TZ),
@@ -318,20 +320,29 @@ class MobilityParams:
         Settings of each step.
     long_trip_km
         Distance above which a trip is long (``long_trip``, ``long_trip_share``).
+    coarsen_h3
+        H3 resolution at which home/work are published in the weekly output: the centre of
+        the location's cell.  The default, 7 (cells of about 5 km²), is the precision
+        region-level marketing needs (:data:`autopersona.privacy.pseudo.COARSEN_RESOLUTION`);
+        ``None`` publishes the exact location.  The exact location stays in the build's
+        state (``mobility_locations``), kept under its retention period.
     coarsen_decimals
-        Round home/work coordinates in the weekly output to this many decimals (3 is about
-        110 m); ``None`` keeps them exact.
+        Also round the published home/work coordinates to this many decimals (3 is about
+        110 m); ``None`` does not round.
 
     Examples
     --------
     >>> MobilityParams().locations.eps_m, MobilityParams(coarsen_decimals=3).coarsen_decimals
     (75.0, 3)
+    >>> MobilityParams().coarsen_h3
+    7
     """
 
     trips: TripParams = field(default_factory=TripParams)
     stays: StayParams = field(default_factory=StayParams)
     locations: LocationParams = field(default_factory=LocationParams)
     long_trip_km: float = 100.0
+    coarsen_h3: int | None = 7
     coarsen_decimals: int | None = None
 
 
@@ -796,6 +807,10 @@ def weekly_features(
         if len(hit) == 0:
             return math.nan, math.nan, math.nan
         la, lo = float(hit["lat"].iloc[0]), float(hit["lon"].iloc[0])
+        if p.coarsen_h3 is not None:
+            from autopersona.privacy.pseudo import coarsen_point
+
+            _, la, lo = coarsen_point(la, lo, p.coarsen_h3)
         if p.coarsen_decimals is not None:
             la, lo = round(la, p.coarsen_decimals), round(lo, p.coarsen_decimals)
         return la, lo, float(hit["confidence"].iloc[0])

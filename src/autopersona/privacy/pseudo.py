@@ -27,10 +27,12 @@ Coarsening
 Places that say where someone lives or works are stored at H3 resolution where the purpose
 needs no more (:data:`COARSEN_RESOLUTION`): marketing (region-level offers) and analytics
 keep an H3 cell (resolution 7, about 5 km²; 6 for analytics, about 36 km²) and its centre
-instead of the point.  :data:`COARSEN_TARGETS` lists where this applies in the warehouse:
-the home and work points of ``features_mobility``.  ``mobility_locations`` is *not*
-coarsened: it is the mobility build's own state (stays are matched to locations within
-~100 m), kept under its retention period instead.
+instead of the point.  The mobility stage publishes home and work in ``features_mobility``
+as resolution-7 cell centres by default (``MobilityParams.coarsen_h3``);
+:func:`coarsen_warehouse` coarsens :data:`COARSEN_TARGETS` of an existing warehouse for a
+purpose that needs less.  ``mobility_locations`` is *not* coarsened: it is the mobility
+build's own state (stays are matched to locations within ~100 m), kept under its retention
+period instead.
 
 Examples
 --------
