@@ -51,13 +51,9 @@ def test_health_and_ping(client: TestClient, keys: dict[str, str]) -> None:
 def test_profile_matches_the_store(
     client: TestClient, keys: dict[str, str], settings: ApiSettings, demo_db: Path
 ) -> None:
-    from autopersona.settings import get_settings
-
     vins = _vins(client, keys)
-    # 8 vehicles; with pseudonyms (the default) linkage compares phones and e-mails only for
-    # equality, and on this fleet one vehicle's linked people then do not all consent to
-    # analytics, so its analytics tags are not built (measured: 7 of 8; 8 in clear)
-    assert len(vins) == (7 if get_settings().pseudonymise else 8)
+    # 8 vehicles, linked to the same people with pseudonyms (the default) as in clear
+    assert len(vins) == 8
     vin = vins[0]
     r = client.get(f"/v1/profiles/vin/{vin}", headers=hdr(keys["read:profiles"]))
     assert r.status_code == 200
