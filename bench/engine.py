@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -45,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+import orjson
 
+from autopersona.delivery.mqtt import FastClient, make_client, publish_properties
 from autopersona.strategy.decision import Decision, idempotency_key
 
 PREFIX = "bench/v1"
@@ -88,11 +89,9 @@ def start_broker(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def _client(cid: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    c.max_inflight_messages_set(100)  # paho's PUBACK handling walks the in-flight table
-    c.max_queued_messages_set(0)
-    return c
+def _client(cid: str) -> FastClient:
+    """The load generator's and the echo's client: the one the engine uses (its fast paths)."""
+    return make_client(cid)
 
 
 # --------------------------------------------------------------------------- contenders
@@ -172,22 +171,29 @@ def run_engine(port: int, folder: Path, kind: str) -> None:
 
 
 def run_echo(port: int) -> None:
-    """Contender process: republish every event to the reply topic until SIGTERM."""
+    """Contender process: republish every event to the reply topic until SIGTERM.
+
+    Through the engine's MQTT client, each reply with the properties a head-unit message
+    carries (content type, idempotency key), so the receiver reads both the same way.
+    """
     c = _client("bench-echo")
     done = threading.Event()
 
-    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        vin = msg.topic.split("/")[-2]
-        client.publish(f"{PREFIX}/vehicles/{vin}/headunit", msg.payload, qos=1)
+    def on_raw(topic: str, mid: int, qos: int, payload: bytes) -> None:
+        vin = topic.split("/")[-2]
+        props = publish_properties(
+            content_type="application/json", user_properties=[("idempotency_key", str(mid))]
+        )
+        c.publish(f"{PREFIX}/vehicles/{vin}/headunit", payload, qos=1, properties=props)
 
-    def on_connect(client: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+    def on_connect(client: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
         client.subscribe(f"{PREFIX}/vehicles/+/events", qos=1)
 
-    def on_subscribe(client: mqtt.Client, u: Any, mid: int, rcs: Any, p: Any) -> None:
+    def on_subscribe(client: Any, u: Any, mid: int, rcs: Any, p: Any) -> None:
         sys.stderr.write("subscribed to events\n")
         sys.stderr.flush()
 
-    c.on_message = on_message
+    c.on_raw_message = on_raw
     c.on_connect = on_connect
     c.on_subscribe = on_subscribe
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -209,15 +215,16 @@ def load(port: int, rate: float, seconds: float, drain_s: float) -> dict[str, An
     lock = threading.Lock()
     ready = threading.Event()
 
-    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def on_raw(topic: str, mid: int, qos: int, payload: bytes) -> None:
         t = time.perf_counter_ns()
-        body = json.loads(msg.payload)
+        body = orjson.loads(payload)
         eid = body.get("trigger_key") or body.get("event_id")
         with lock:
             got.setdefault(eid, t)
 
     rx = _client(f"bench-rx-{uuid.uuid4().hex[:6]}")
-    rx.on_message = on_message
+    rx.on_raw_message = on_raw
+    rx.raw_drops_properties = True  # head-unit messages carry properties; only the body counts
     rx.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{PREFIX}/vehicles/+/headunit", qos=1)
     rx.on_subscribe = lambda c, u, mid, rcs, p: ready.set()
     rx.connect("127.0.0.1", port)
@@ -229,20 +236,22 @@ def load(port: int, rate: float, seconds: float, drain_s: float) -> dict[str, An
         raise SystemExit("the head-unit receiver could not subscribe")
     run = uuid.uuid4().hex[:6]
     ts = datetime.now(UTC).isoformat()
-    t0 = time.perf_counter()
+    events = []  # built before the clock starts: the load generator only publishes
     for i in range(n):
-        due = t0 + i / rate
-        while (now := time.perf_counter()) < due:
-            time.sleep(min(0.0005, due - now))
         vin = f"VIN{i % 500:05d}"
         eid = f"{run}-{i}"
         payload = json.dumps(
             {"event_id": eid, "vin": vin, "type": "route_planned", "ts": ts,
              "payload": {"route_km": 420, "remaining_range_km": 150}}
-        )  # fmt: skip
-        with lock:
-            sent[eid] = time.perf_counter_ns()
-        tx.publish(f"{PREFIX}/vehicles/{vin}/events", payload, qos=1)
+        ).encode()  # fmt: skip
+        events.append((eid, f"{PREFIX}/vehicles/{vin}/events", payload))
+    t0 = time.perf_counter()
+    for i, (eid, topic, payload) in enumerate(events):
+        due = t0 + i / rate
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(0.0005, due - now))
+        sent[eid] = time.perf_counter_ns()  # before the publish: the receiver may be quick
+        tx.publish(topic, payload, qos=1)
     publish_s = time.perf_counter() - t0
     end = time.perf_counter() + drain_s
     while time.perf_counter() < end:
@@ -270,10 +279,19 @@ def load(port: int, rate: float, seconds: float, drain_s: float) -> dict[str, An
     }
 
 
-def contender(role: str, port: int, folder: Path, kind: str) -> subprocess.Popen[bytes]:
+def contender(
+    role: str, port: int, folder: Path, kind: str, pseudonymise: bool = True
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, __file__, "--role", role, "--port", str(port), "--folder", str(folder),
            "--engine", kind]  # fmt: skip
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        # As deployed: a secret key of this run and the vault in the temporary folder.
+        "AUTOPERSONA_PSEUDONYMISE": "1" if pseudonymise else "0",
+        "AUTOPERSONA_PSEUDONYM_KEY": secrets.token_hex(24),
+        "AUTOPERSONA_VAULT": str(folder / "vault.duckdb"),
+    }
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     lines: queue.Queue[str] = queue.Queue()
 
@@ -318,6 +336,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="Publishing time per rate.")
     ap.add_argument("--drain", type=float, default=15.0, help="Most seconds to wait for the tail.")
     ap.add_argument("--engine", choices=["minimal", "strategy"], default="minimal")
+    ap.add_argument(
+        "--no-pseudonymise",
+        action="store_true",
+        help="Run the engine without pseudonymisation (default: on, as deployed: VINs "
+        "pseudonymised on arrival, head-unit topics re-identified through the audited vault).",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--role", choices=["engine", "echo"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -339,9 +363,9 @@ def main() -> int:
                 echo = contender("echo", port, folder, a.engine)
                 e = load(port, rate, a.seconds, a.drain)
                 e["cpu_ms_per_event"] = round(1e3 * stop(echo)["cpu_s"] / max(1, e["received"]), 3)
-                for f in ("bench.duckdb", "bench.duckdb.wal"):
+                for f in ("bench.duckdb", "bench.duckdb.wal", "vault.duckdb", "vault.duckdb.wal"):
                     (folder / f).unlink(missing_ok=True)
-                eng = contender("engine", port, folder, a.engine)
+                eng = contender("engine", port, folder, a.engine, not a.no_pseudonymise)
                 g = load(port, rate, a.seconds, a.drain)
                 stats = stop(eng)
                 g["cpu_ms_per_event"] = round(1e3 * stats["cpu_s"] / max(1, stats["processed"]), 3)
@@ -353,7 +377,10 @@ def main() -> int:
         out = {"load_average": [load_before[0], os.getloadavg()[0]], "runs": rows}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return 0
-    print(f"engine: {a.engine} decision engine; DuckDB warehouse file; Mosquitto on loopback")
+    print(
+        f"engine: {a.engine} decision engine; DuckDB warehouse file; Mosquitto on loopback; "
+        f"pseudonymisation {'off' if a.no_pseudonymise else 'on (audited vault file)'}"
+    )
     print(
         f"machine: {os.cpu_count()} CPUs, load average before/after "
         f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f} (1 min)"

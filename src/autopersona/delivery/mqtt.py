@@ -8,7 +8,10 @@
   handles every packet that arrived, not one packet per ``select``;
 * an inbound PUBLISH without MQTT 5 properties can go straight to ``on_raw_message(topic,
   mid, qos, payload)`` without paho's message object and property parsing (a PUBLISH that
-  carries properties, or any message when no raw callback is set, takes paho's own path);
+  carries properties, or any message when no raw callback is set, takes paho's own path,
+  unless ``raw_drops_properties`` is set);
+* runs of QoS 1 PUBLISH and PUBACK packets are written with one ``send`` (paho makes one
+  call per packet), and a PUBACK does not walk every outgoing message when none is queued;
 * :meth:`FastClient.ack_many` acknowledges a whole batch with one write, and a packet
   queued from another thread wakes the network loop only if no wake-up is pending yet
   (paho writes to its wake-up socket for every packet);
@@ -53,6 +56,7 @@ __all__ = [
 ]
 
 _READ_SIZE = 1 << 16
+_WRITE_SIZE = 1 << 16
 _PACKETS_PER_WAKE = 5000
 _PUBACK = struct.Struct("!BBH")
 _LEN = struct.Struct("!H")
@@ -84,6 +88,9 @@ class FastClient(mqtt.Client):
         self._rbuf_sock: Any = None
         #: ``(topic, mid, qos, payload)`` for each inbound PUBLISH without properties.
         self.on_raw_message: RawMessageCallback | None = None
+        #: Hand PUBLISH packets that carry properties to :attr:`on_raw_message` too, without
+        #: their properties (for a receiver that needs only topic and payload).
+        self.raw_drops_properties = False
         #: Reason code (>= 0x80) of each QoS 1 publish the broker refused, by message id;
         #: whoever waits for a publish pops its entry (message ids are reused).
         self.refused: dict[int, int] = {}
@@ -125,6 +132,12 @@ class FastClient(mqtt.Client):
         while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
+            if self._rbuf and self._in_packet["command"] == 0 and self._rbuf_sock is self._sock:
+                rc = self._read_buffered()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if not self._rbuf:
+                    n += 1
             rc = self._packet_read()
             if rc > 0:
                 return self._loop_rc_handle(rc)
@@ -134,6 +147,52 @@ class FastClient(mqtt.Client):
             # Stop only with an empty buffer: select() knows nothing of buffered bytes.
             if n >= _PACKETS_PER_WAKE and not self._rbuf:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _read_buffered(self) -> MQTTErrorCode:
+        """Handle the complete PUBLISH and PUBACK packets at the head of the read buffer.
+
+        paho reads each packet in three steps (command byte, length, body) with its state
+        in a dict; packets already in the buffer are cut out of it directly and handed to
+        the same handlers.  Anything else, or an incomplete packet, is left to paho.
+        """
+        buf = self._rbuf
+        size = len(buf)
+        pos = 0
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        inp = self._in_packet
+        while pos + 2 <= size:
+            cmd = buf[pos]
+            kind = cmd & 0xF0
+            if kind != _PUBLISH and kind != _PUBACK_CMD:
+                break
+            length, shift, i = 0, 0, pos + 1
+            while i < size and shift <= 21:
+                byte = buf[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            else:
+                break  # the length is not all here (or is malformed: paho says so)
+            end = i + length
+            if end > size:
+                break
+            inp["command"] = cmd
+            inp["packet"] = bytes(buf[i:end])
+            inp["remaining_length"] = length
+            pos = end
+            rc = self._handle_publish() if kind == _PUBLISH else self._handle_pubackcomp("PUBACK")
+            if rc:
+                break
+        inp["command"] = 0
+        inp["packet"] = bytearray()
+        inp["remaining_length"] = 0
+        if pos:
+            del buf[:pos]
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
+        return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
         cb = self.on_raw_message
@@ -149,14 +208,28 @@ class FastClient(mqtt.Client):
             if qos:
                 mid = int.from_bytes(packet[end : end + 2], "big")
                 end += 2
-            has_props = packet[end] != 0
+            start = end + 1
+            if packet[end] != 0:
+                if not self.raw_drops_properties:
+                    return super()._handle_publish()
+                size, shift = 0, 0
+                while True:  # variable byte integer: the properties' length
+                    byte = packet[end]
+                    end += 1
+                    size |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80 or shift > 21:
+                        break
+                start = end + size
+                if start > len(packet):
+                    return super()._handle_publish()
         except (IndexError, UnicodeDecodeError):
             return super()._handle_publish()  # let paho report what is wrong with it
-        if has_props or not topic:
+        if not topic:
             return super()._handle_publish()
         with self._in_callback_mutex:
             try:
-                cb(topic, mid, qos, packet[end + 1 :])
+                cb(topic, mid, qos, packet[start:])
             except Exception as err:
                 self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_raw_message: %s", err)
                 if not self.suppress_exceptions:
@@ -226,6 +299,69 @@ class FastClient(mqtt.Client):
         """Write what is queued (clearing the pending wake-up first)."""
         self._wake_pending = False
         return super().loop_write()
+
+    def _packet_write(self) -> MQTTErrorCode:
+        """Write queued packets, several per ``send`` where paho makes one call each.
+
+        Runs of QoS 1/2 PUBLISH and PUBACK packets (nothing to do once written) go out
+        joined, up to 64 KiB per call; a partly written run puts its unwritten packets back
+        at the head of the queue, as paho does with one.  Anything else (CONNECT, QoS 0,
+        DISCONNECT…) takes paho's own path.
+        """
+        out = self._out_packet
+        while True:
+            run: list[Any] = []
+            size = 0
+            while out and size < _WRITE_SIZE:
+                p = out[0]
+                cmd = p["command"] & 0xF0
+                if not (cmd == _PUBACK_CMD or (cmd == _PUBLISH and p["qos"] > 0)):
+                    break
+                run.append(out.popleft())
+                size += p["to_process"]
+            if not run:
+                if out:
+                    return super()._packet_write()
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if len(run) == 1:
+                blob = run[0]["packet"][run[0]["pos"] :]
+            else:
+                blob = b"".join(bytes(p["packet"][p["pos"] :]) for p in run)
+            try:
+                n = sent = self._sock_send(blob)
+            except (AttributeError, ValueError):
+                out.extendleft(reversed(run))
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                out.extendleft(reversed(run))
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                out.extendleft(reversed(run))
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            for i, p in enumerate(run):
+                left = p["to_process"]
+                if n >= left:
+                    p["pos"] += left
+                    p["to_process"] = 0
+                    n -= left
+                    continue
+                p["pos"] += n
+                p["to_process"] = left - n
+                out.extendleft(reversed(run[i:]))
+                break
+            with self._msgtime_mutex:
+                self._last_msg_out = mqtt.time_func()
+            if not out or not sent:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _update_inflight(self) -> MQTTErrorCode:
+        # paho walks every outgoing message after each PUBACK looking for queued ones; when
+        # every message is in flight there is none (the walk made acknowledging a large
+        # window quadratic).
+        if len(self._out_messages) <= self._inflight_messages:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._update_inflight()
 
     # ------------------------------------------------------------------ acknowledging
     def ack_many(self, messages: Iterable[tuple[int, int]]) -> MQTTErrorCode:

@@ -62,7 +62,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from autopersona.delivery._arrow import INT, STR, TS, rows_table
+from autopersona.delivery._arrow import INT, STR, TS, columns_table, rows_table
 from autopersona.delivery._json import dumps
 from autopersona.delivery.config import RetryPolicy
 from autopersona.store.sqlbase import SchemaStore
@@ -547,6 +547,70 @@ class DuckDBOutbox(Outbox):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self.con.execute(sql, list(params))
         return cur.fetchall() if cur.description else []
+
+    def enqueue(
+        self,
+        messages: Sequence[OutboxMessage],
+        *,
+        now: datetime | None = None,
+        claim_for: str | None = None,
+        assume_new: bool = False,
+    ) -> list[str]:
+        """:meth:`Outbox.enqueue`, with the rows handed to DuckDB column by column.
+
+        Only the six columns that differ between messages travel as an Arrow table; the
+        others (status, lease, times…) are the same for every row and are parameters.
+        """
+        if not messages:
+            return []
+        now = _utc(now) or _now()
+        lease = now + timedelta(seconds=self.lease_s) if claim_for else None
+        keys: list[str] = []
+        seen: set[str] = set()
+        ids: list[str] = []
+        channels: list[str] = []
+        addresses: list[str] = []
+        payloads: list[str] = []
+        limits: list[int] = []
+        expiries: list[datetime | None] = []
+        default_limit = self.policy.max_attempts
+        for m in messages:
+            key = m.idempotency_key
+            if key in seen:
+                continue
+            seen.add(key)
+            keys.append(key)
+            ids.append(m.decision_id)
+            channels.append(m.channel)
+            addresses.append(m.address)
+            payloads.append(dumps(m.payload))
+            limits.append(m.max_attempts or default_limit)
+            expiries.append(None if m.not_after is None else _utc(m.not_after))
+        table = columns_table(
+            [keys, ids, channels, addresses, payloads, limits, expiries],
+            {"idempotency_key": STR, "decision_id": STR, "channel": STR, "address": STR,
+             "payload": STR, "max_attempts": INT, "not_after": TS},
+        )  # fmt: skip
+        name = f"_ob_new_{uuid.uuid4().hex[:8]}"
+        insert = (
+            f"INSERT INTO {{s}}.outbox ({', '.join(_COLS)}) "
+            "SELECT idempotency_key, decision_id, channel, address, CAST(payload AS JSON), "
+            "?, 0, max_attempts, ?::TIMESTAMPTZ, ?, ?::TIMESTAMPTZ, NULL, not_after, "
+            f"?::TIMESTAMPTZ, ?::TIMESTAMPTZ, NULL FROM {name}"
+        )
+        params = ["sending" if claim_for else "pending", now, claim_for, lease, now, now]
+        self.con.register(name, table)
+        try:
+            if assume_new:
+                self.con.execute(self._sql(insert), params)
+                return keys
+            got = self.con.execute(
+                self._sql(f"{insert} ON CONFLICT DO NOTHING RETURNING idempotency_key"), params
+            ).fetchall()
+        finally:
+            self.con.unregister(name)
+        new = {str(r[0]) for r in got}
+        return [k for k in keys if k in new]
 
     def _insert_rows(self, rows: list[dict[str, Any]], assume_new: bool = False) -> list[str]:
         table = rows_table(rows, _ARROW)
