@@ -790,13 +790,13 @@ class AddressResolver:
             )
         clear = iter(values)
         out: list[str | None] = []
-        for address, parts in zip(addresses, split, strict=True):
-            if parts is None:
+        for address, pieces in zip(addresses, split, strict=True):
+            if pieces is None:
                 out.append(address)
                 continue
             new: list[str] = []
             ok = True
-            for part in parts:
+            for part in pieces:
                 if is_pseudonym(part):
                     value = next(clear)
                     ok = ok and value is not None
