@@ -591,24 +591,22 @@ class DuckDBOutbox(Outbox):
             {"idempotency_key": STR, "decision_id": STR, "channel": STR, "address": STR,
              "payload": STR, "max_attempts": INT, "not_after": TS},
         )  # fmt: skip
-        name = f"_ob_new_{uuid.uuid4().hex[:8]}"
+        # DuckDB reads the Arrow table through the local variable's name (a replacement
+        # scan): registering and unregistering a view costs more than the insert itself.
+        _ap_outbox_new = table
         insert = (
             f"INSERT INTO {{s}}.outbox ({', '.join(_COLS)}) "
             "SELECT idempotency_key, decision_id, channel, address, CAST(payload AS JSON), "
             "?, 0, max_attempts, ?::TIMESTAMPTZ, ?, ?::TIMESTAMPTZ, NULL, not_after, "
-            f"?::TIMESTAMPTZ, ?::TIMESTAMPTZ, NULL FROM {name}"
+            "?::TIMESTAMPTZ, ?::TIMESTAMPTZ, NULL FROM _ap_outbox_new"
         )
         params = ["sending" if claim_for else "pending", now, claim_for, lease, now, now]
-        self.con.register(name, table)
-        try:
-            if assume_new:
-                self.con.execute(self._sql(insert), params)
-                return keys
-            got = self.con.execute(
-                self._sql(f"{insert} ON CONFLICT DO NOTHING RETURNING idempotency_key"), params
-            ).fetchall()
-        finally:
-            self.con.unregister(name)
+        if assume_new:
+            self.con.execute(self._sql(insert), params)
+            return keys
+        got = self.con.execute(
+            self._sql(f"{insert} ON CONFLICT DO NOTHING RETURNING idempotency_key"), params
+        ).fetchall()
         new = {str(r[0]) for r in got}
         return [k for k in keys if k in new]
 
@@ -632,31 +630,23 @@ class DuckDBOutbox(Outbox):
 
     def _update_rows(self, rows: list[dict[str, Any]]) -> None:
         cols = ["idempotency_key", "status", "attempts", "next_attempt_at", "last_error"]
-        table = rows_table(rows, {c: _ARROW[c] for c in [*cols, "updated_at", "sent_at"]})
-        name = f"_ob_upd_{uuid.uuid4().hex[:8]}"
-        self.con.register(name, table)
-        try:
-            self.con.execute(
-                self._sql(
-                    f"""UPDATE {{s}}.outbox AS o SET status = u.status, attempts = u.attempts,
-                        next_attempt_at = u.next_attempt_at, last_error = u.last_error,
-                        updated_at = u.updated_at, sent_at = u.sent_at,
-                        lease_owner = NULL, lease_until = NULL
-                    FROM {name} AS u
-                    WHERE o.idempotency_key = u.idempotency_key AND o.status = 'sending'"""
-                )
+        _ap_outbox_upd = rows_table(rows, {c: _ARROW[c] for c in [*cols, "updated_at", "sent_at"]})
+        self.con.execute(  # the Arrow table by its variable's name (replacement scan)
+            self._sql(
+                """UPDATE {s}.outbox AS o SET status = u.status, attempts = u.attempts,
+                    next_attempt_at = u.next_attempt_at, last_error = u.last_error,
+                    updated_at = u.updated_at, sent_at = u.sent_at,
+                    lease_owner = NULL, lease_until = NULL
+                FROM _ap_outbox_upd AS u
+                WHERE o.idempotency_key = u.idempotency_key AND o.status = 'sending'"""
             )
-        finally:
-            self.con.unregister(name)
+        )
 
     def _insert_attempts(self, rows: list[dict[str, Any]]) -> None:
-        table = rows_table(rows, _ATTEMPT_ARROW)
-        name = f"_ob_att_{uuid.uuid4().hex[:8]}"
-        self.con.register(name, table)
-        try:
-            self.con.execute(self._sql(f"INSERT INTO {{s}}.delivery_attempts SELECT * FROM {name}"))
-        finally:
-            self.con.unregister(name)
+        _ap_outbox_att = rows_table(rows, _ATTEMPT_ARROW)
+        self.con.execute(
+            self._sql("INSERT INTO {s}.delivery_attempts SELECT * FROM _ap_outbox_att")
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
