@@ -168,38 +168,43 @@ class FastClient(mqtt.Client):
         pos = 0
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         inp = self._in_packet
-        while pos + 2 <= size:
-            cmd = buf[pos]
-            kind = cmd & 0xF0
-            if kind != _PUBLISH and kind != _PUBACK_CMD:
-                break
-            length, shift, i = 0, 0, pos + 1
-            while i < size and shift <= 21:
-                byte = buf[i]
-                i += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
+        try:
+            while pos + 2 <= size:
+                cmd = buf[pos]
+                kind = cmd & 0xF0
+                if kind != _PUBLISH and kind != _PUBACK_CMD:
                     break
-            else:
-                break  # the length is not all here (or is malformed: paho says so)
-            end = i + length
-            if end > size:
-                break
-            inp["command"] = cmd
-            inp["packet"] = buf[i:end]
-            inp["remaining_length"] = length
-            pos = end
-            rc = self._handle_publish() if kind == _PUBLISH else self._handle_pubackcomp("PUBACK")
-            if rc:
-                break
-        inp["command"] = 0
-        inp["packet"] = bytearray()
-        inp["remaining_length"] = 0
-        if pos:
-            del buf[:pos]
-            with self._msgtime_mutex:
-                self._last_bytes_received = mqtt.time_func()
+                length, shift, i = 0, 0, pos + 1
+                while i < size and shift <= 21:
+                    byte = buf[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                else:
+                    break  # the length is not all here (or is malformed: paho says so)
+                end = i + length
+                if end > size:
+                    break
+                inp["command"] = cmd
+                inp["packet"] = buf[i:end]
+                inp["remaining_length"] = length
+                pos = end  # consumed even if its handler raises (as paho drops it then)
+                if kind == _PUBLISH:
+                    rc = self._handle_publish()
+                else:
+                    rc = self._handle_pubackcomp("PUBACK")
+                if rc:
+                    break
+        finally:
+            inp["command"] = 0
+            inp["packet"] = bytearray()
+            inp["remaining_length"] = 0
+            if pos:
+                del buf[:pos]
+                with self._msgtime_mutex:
+                    self._last_bytes_received = mqtt.time_func()
         return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
