@@ -51,6 +51,7 @@ send time (:class:`autopersona.privacy.pseudo.AddressResolver`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import queue
@@ -733,6 +734,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
         released = self.outbox.recover(self.worker_id)
         if released:
             log.info("released %d leases of a previous run of %s", released, self.worker_id)
+        # Everything set up so far (modules, catalogues, models) lives as long as the
+        # process: out of the collector's sight, its full collections no longer walk it
+        # while thousands of short-lived objects a second come and go.
+        gc.freeze()
         for target, name in (
             (self._processor, "processor"),
             (self._dispatcher, "dispatcher"),
