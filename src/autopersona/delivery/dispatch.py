@@ -241,9 +241,10 @@ class Dispatcher:
     resolver
         Re-identification of pseudonymous addresses at send time
         (:class:`autopersona.privacy.pseudo.AddressResolver`: one audited vault read per
-        message, all those of a send round in one vault transaction) for the channels that need a clear address (``clear_address``: head unit,
-        SMS, e-mail).  The outbox keeps the pseudonymous address; only the adapter sees the
-        clear one.  ``None``: addresses are sent as they are.
+        message, all those of a send round in one vault transaction) for the channels that
+        need a clear address (``clear_address``: head unit, SMS, e-mail).  The outbox keeps
+        the pseudonymous address; only the adapter sees the clear one.  ``None``: addresses
+        are sent as they are.
     """
 
     def __init__(
