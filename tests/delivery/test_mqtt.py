@@ -18,7 +18,12 @@ from paho.mqtt.properties import Properties
 
 from autopersona.delivery.channels import HeadUnitChannel
 from autopersona.delivery.config import MqttBroker, MqttSpec
-from autopersona.delivery.mqtt import FastClient, connect_properties, make_client
+from autopersona.delivery.mqtt import (
+    FastClient,
+    connect_properties,
+    make_client,
+    publish_properties,
+)
 from autopersona.delivery.outbox import OutboxMessage
 
 pytestmark = pytest.mark.integration
@@ -182,3 +187,49 @@ def test_refused_publish_is_retryable(tmp_path: Path) -> None:
     assert ok.ok
     assert not refused.ok and refused.retryable
     assert "refused" in (refused.error or "") and "authori" in (refused.error or "")
+
+
+def test_publish_batch_window_properties_and_lost_connection(
+    private_broker: PrivateBroker,
+) -> None:
+    """publish_batch sends a batch larger than the window (PUBACKs free it), the messages keep
+    their properties (a receiver that drops them gets the body), and a batch sent while the
+    connection is gone comes back unacknowledged (None: the caller retries)."""
+    port = private_broker.port
+    topic = f"batch-{uuid.uuid4().hex[:6]}"
+    raw: list[bytes] = []
+    full: list[Any] = []
+    sub = _subscriber(
+        port, f"{topic}/#", f"sub-{uuid.uuid4().hex[:6]}", on_message=lambda c, u, m: full.append(m)
+    )
+    bodies = _subscriber(port, f"{topic}/#", f"raw-{uuid.uuid4().hex[:6]}")
+    bodies.raw_drops_properties = True
+    bodies.on_raw_message = lambda t, mid, q, p: raw.append(p)
+    pub = make_client(f"batch-{uuid.uuid4().hex[:6]}")
+    pub.max_inflight_messages_set(7)  # far below the batch: the window refills as PUBACKs come
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    try:
+        assert wait_until(lambda: pub.is_connected(), 10)
+        props = publish_properties(
+            content_type="application/json",
+            user_properties=[("idempotency_key", "k")],
+            message_expiry_s=600,
+        ).pack()  # type: ignore[no-untyped-call]
+        n = 250
+        codes = pub.publish_batch(
+            [(f"{topic}/v/{i % 5}", f'{{"i":{i}}}'.encode(), props) for i in range(n)], 10
+        )
+        assert codes == [0] * n
+        assert wait_until(lambda: len(full) >= n and len(raw) >= n, 10)
+        assert sorted(raw) == sorted(f'{{"i":{i}}}'.encode() for i in range(n))
+        assert full[0].properties.UserProperty == [("idempotency_key", "k")]
+        assert full[0].properties.ContentType == "application/json"
+        assert not pub._batch_out and len({m.mid for m in full}) > 1
+        private_broker.stop()
+        assert wait_until(lambda: not pub.is_connected(), 10)
+        t0 = time.monotonic()
+        assert pub.publish_batch([(f"{topic}/v/0", b"{}", props)] * 3, 5) == [None] * 3
+        assert time.monotonic() - t0 < 2 and not pub._batch_out
+    finally:
+        _close(pub, sub, bodies)

@@ -87,6 +87,9 @@ class AddressResolverLike(Protocol):
         """The clear address, or None when it cannot be re-identified."""
         ...
 
+    # Optional: ``resolve_many(channel, addresses) -> list[str | None]``, the same for a
+    # whole send round (one audited vault transaction); the dispatcher uses it when present.
+
 
 class Contacts(Protocol):
     """Where to reach a person on the address-based channels."""
@@ -238,9 +241,10 @@ class Dispatcher:
     resolver
         Re-identification of pseudonymous addresses at send time
         (:class:`autopersona.privacy.pseudo.AddressResolver`: one audited vault read per
-        message) for the channels that need a clear address (``clear_address``: head unit,
-        SMS, e-mail).  The outbox keeps the pseudonymous address; only the adapter sees the
-        clear one.  ``None``: addresses are sent as they are.
+        message, all those of a send round in one vault transaction) for the channels that
+        need a clear address (``clear_address``: head unit, SMS, e-mail).  The outbox keeps
+        the pseudonymous address; only the adapter sees the clear one.  ``None``: addresses
+        are sent as they are.
     """
 
     def __init__(
@@ -282,6 +286,8 @@ class Dispatcher:
         now = self.clock()
         groups: dict[str, list[tuple[OutboxMessage, OutboxMessage]]] = defaultdict(list)
         done: list[tuple[OutboxMessage, SendResult]] = []
+        many = getattr(self.resolver, "resolve_many", None)
+        unresolved: dict[str, list[OutboxMessage]] = defaultdict(list)
         for m in messages:
             if m.not_after is not None and m.not_after <= now:
                 done.append((m, SendResult.too_late(m.not_after)))
@@ -289,10 +295,23 @@ class Dispatcher:
                 done.append((m, SendResult.fail(f"no channel {m.channel!r} is configured")))
             elif not m.address:
                 done.append((m, SendResult.fail(f"{m.channel}: no address for this person")))
+            elif callable(many) and getattr(self.channels[m.channel], "clear_address", False):
+                unresolved[m.channel].append(m)  # one audited vault round per channel below
             elif (clear := self._clear(m)) is None:
                 done.append((m, SendResult.fail(f"{m.channel}: no vault mapping for the address")))
             else:
                 groups[m.channel].append((m, clear))
+        for name, todo in unresolved.items():
+            assert callable(many)
+            addresses: list[str | None] = many(name, [m.address for m in todo])
+            for m, address in zip(todo, addresses, strict=True):
+                if address is None:
+                    why = f"{name}: no vault mapping for the address"
+                    done.append((m, SendResult.fail(why)))
+                else:
+                    groups[name].append(
+                        (m, m if address == m.address else replace(m, address=address))
+                    )
         for name, group in groups.items():
             results = self.channels[name].send_batch([c for _, c in group])
             done.extend(zip([m for m, _ in group], results, strict=True))

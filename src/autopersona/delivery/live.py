@@ -51,6 +51,7 @@ send time (:class:`autopersona.privacy.pseudo.AddressResolver`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import queue
@@ -406,13 +407,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
     def _insert_ledger(self, rows: list[list[Any]]) -> None:
         cols = {"event_id": STR, "vin": STR, "type": STR, "topic": STR, "decisions": INT,
                 "worker": STR, "received_at": TS, "processed_at": TS}  # fmt: skip
-        table = columns_table(list(zip(*rows, strict=True)), cols)
-        name = f"_live_ledger_{threading.get_ident()}"
-        self.wh.con.register(name, table)
-        try:
-            self.wh.con.execute(f"INSERT INTO {LIVE_EVENTS_TABLE} SELECT * FROM {name}")
-        finally:
-            self.wh.con.unregister(name)
+        _ap_live_ledger = columns_table(list(zip(*rows, strict=True)), cols)
+        # DuckDB reads the Arrow table through the variable's name (a replacement scan;
+        # registering a view costs more than the insert)
+        self.wh.con.execute(f"INSERT INTO {LIVE_EVENTS_TABLE} SELECT * FROM _ap_live_ledger")
 
     def _decide_all(self, events: list[dict[str, Any]]) -> list[list[DecisionLike]]:
         """Each event's decisions, in order.
@@ -736,6 +734,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
         released = self.outbox.recover(self.worker_id)
         if released:
             log.info("released %d leases of a previous run of %s", released, self.worker_id)
+        # Everything set up so far (modules, catalogues, models) lives as long as the
+        # process: out of the collector's sight, its full collections no longer walk it
+        # while thousands of short-lived objects a second come and go.
+        gc.freeze()
         for target, name in (
             (self._processor, "processor"),
             (self._dispatcher, "dispatcher"),

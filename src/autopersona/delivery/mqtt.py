@@ -8,7 +8,15 @@
   handles every packet that arrived, not one packet per ``select``;
 * an inbound PUBLISH without MQTT 5 properties can go straight to ``on_raw_message(topic,
   mid, qos, payload)`` without paho's message object and property parsing (a PUBLISH that
-  carries properties, or any message when no raw callback is set, takes paho's own path);
+  carries properties, or any message when no raw callback is set, takes paho's own path,
+  unless ``raw_drops_properties`` is set);
+* PUBLISH and PUBACK packets already in the read buffer are cut out of it and handled
+  directly (paho reads every packet in three steps with its state in a dict);
+* runs of QoS 1 PUBLISH and PUBACK packets are written with one ``send`` (paho makes one
+  call per packet), and a PUBACK does not walk every outgoing message when none is queued;
+* :meth:`FastClient.publish_batch` publishes a batch of QoS 1 messages built straight into
+  packets and counts their PUBACKs per batch (no paho message object, lock and condition
+  per message); what gets no PUBACK is the caller's to retry;
 * :meth:`FastClient.ack_many` acknowledges a whole batch with one write, and a packet
   queued from another thread wakes the network loop only if no wake-up is pending yet
   (paho writes to its wake-up socket for every packet);
@@ -53,6 +61,7 @@ __all__ = [
 ]
 
 _READ_SIZE = 1 << 16
+_WRITE_SIZE = 1 << 16
 _PACKETS_PER_WAKE = 5000
 _PUBACK = struct.Struct("!BBH")
 _LEN = struct.Struct("!H")
@@ -84,12 +93,18 @@ class FastClient(mqtt.Client):
         self._rbuf_sock: Any = None
         #: ``(topic, mid, qos, payload)`` for each inbound PUBLISH without properties.
         self.on_raw_message: RawMessageCallback | None = None
+        #: Hand PUBLISH packets that carry properties to :attr:`on_raw_message` too, without
+        #: their properties (for a receiver that needs only topic and payload).
+        self.raw_drops_properties = False
         #: Reason code (>= 0x80) of each QoS 1 publish the broker refused, by message id;
         #: whoever waits for a publish pops its entry (message ids are reused).
         self.refused: dict[int, int] = {}
         self._inflight_wanted: int | None = None
         self._wake_pending = False
         self._wake_sock: Any = None
+        #: QoS 1 messages of :meth:`publish_batch` awaiting their PUBACK, by message id.
+        self._batch_out: dict[int, tuple[_Batch, int]] = {}
+        self._batch_lock = threading.Lock()
 
     # ------------------------------------------------------------------ connecting
     def _handle_connack(self) -> MQTTErrorCode:
@@ -125,6 +140,12 @@ class FastClient(mqtt.Client):
         while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
+            if self._rbuf and self._in_packet["command"] == 0 and self._rbuf_sock is self._sock:
+                rc = self._read_buffered()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if not self._rbuf:
+                    n += 1
             rc = self._packet_read()
             if rc > 0:
                 return self._loop_rc_handle(rc)
@@ -134,6 +155,57 @@ class FastClient(mqtt.Client):
             # Stop only with an empty buffer: select() knows nothing of buffered bytes.
             if n >= _PACKETS_PER_WAKE and not self._rbuf:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _read_buffered(self) -> MQTTErrorCode:
+        """Handle the complete PUBLISH and PUBACK packets at the head of the read buffer.
+
+        paho reads each packet in three steps (command byte, length, body) with its state
+        in a dict; packets already in the buffer are cut out of it directly and handed to
+        the same handlers.  Anything else, or an incomplete packet, is left to paho.
+        """
+        buf = self._rbuf
+        size = len(buf)
+        pos = 0
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        inp = self._in_packet
+        try:
+            while pos + 2 <= size:
+                cmd = buf[pos]
+                kind = cmd & 0xF0
+                if kind != _PUBLISH and kind != _PUBACK_CMD:
+                    break
+                length, shift, i = 0, 0, pos + 1
+                while i < size and shift <= 21:
+                    byte = buf[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                else:
+                    break  # the length is not all here (or is malformed: paho says so)
+                end = i + length
+                if end > size:
+                    break
+                inp["command"] = cmd
+                inp["packet"] = buf[i:end]
+                inp["remaining_length"] = length
+                pos = end  # consumed even if its handler raises (as paho drops it then)
+                if kind == _PUBLISH:
+                    rc = self._handle_publish()
+                else:
+                    rc = self._handle_pubackcomp("PUBACK")
+                if rc:
+                    break
+        finally:
+            inp["command"] = 0
+            inp["packet"] = bytearray()
+            inp["remaining_length"] = 0
+            if pos:
+                del buf[:pos]
+                with self._msgtime_mutex:
+                    self._last_bytes_received = mqtt.time_func()
+        return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
         cb = self.on_raw_message
@@ -149,14 +221,28 @@ class FastClient(mqtt.Client):
             if qos:
                 mid = int.from_bytes(packet[end : end + 2], "big")
                 end += 2
-            has_props = packet[end] != 0
+            start = end + 1
+            if packet[end] != 0:
+                if not self.raw_drops_properties:
+                    return super()._handle_publish()
+                size, shift = 0, 0
+                while True:  # variable byte integer: the properties' length
+                    byte = packet[end]
+                    end += 1
+                    size |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80 or shift > 21:
+                        break
+                start = end + size
+                if start > len(packet):
+                    return super()._handle_publish()
         except (IndexError, UnicodeDecodeError):
             return super()._handle_publish()  # let paho report what is wrong with it
-        if has_props or not topic:
+        if not topic:
             return super()._handle_publish()
         with self._in_callback_mutex:
             try:
-                cb(topic, mid, qos, packet[end + 1 :])
+                cb(topic, mid, qos, packet[start:])
             except Exception as err:
                 self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_raw_message: %s", err)
                 if not self.suppress_exceptions:
@@ -171,6 +257,16 @@ class FastClient(mqtt.Client):
             return super()._handle_pubackcomp(cmd)
         mid = int.from_bytes(packet[:2], "big")
         reason = packet[2] if len(packet) > 2 else 0
+        if self._batch_out:
+            with self._batch_lock:
+                entry = self._batch_out.pop(mid, None)
+                if entry is not None:
+                    batch, i = entry
+                    batch.codes[i] = reason
+                    batch.left -= 1
+                    if batch.left <= batch.wake_at:
+                        batch.event.set()
+                    return MQTTErrorCode.MQTT_ERR_SUCCESS
         if reason >= 0x80:
             self.refused[mid] = reason
         if len(packet) > 3 and packet[3] != 0:
@@ -227,6 +323,131 @@ class FastClient(mqtt.Client):
         self._wake_pending = False
         return super().loop_write()
 
+    def _packet_write(self) -> MQTTErrorCode:
+        """Write queued packets, several per ``send`` where paho makes one call each.
+
+        Runs of QoS 1/2 PUBLISH and PUBACK packets (nothing to do once written) go out
+        joined, up to 64 KiB per call; a partly written run puts its unwritten packets back
+        at the head of the queue, as paho does with one.  Anything else (CONNECT, QoS 0,
+        DISCONNECT…) takes paho's own path.
+        """
+        out = self._out_packet
+        while True:
+            run: list[Any] = []
+            size = 0
+            while out and size < _WRITE_SIZE:
+                p = out[0]
+                cmd = p["command"] & 0xF0
+                if not (cmd == _PUBACK_CMD or (cmd == _PUBLISH and p["qos"] > 0)):
+                    break
+                run.append(out.popleft())
+                size += p["to_process"]
+            if not run:
+                if out:
+                    return super()._packet_write()
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if len(run) == 1:
+                blob = run[0]["packet"][run[0]["pos"] :]
+            else:
+                blob = b"".join(bytes(p["packet"][p["pos"] :]) for p in run)
+            try:
+                n = sent = self._sock_send(blob)
+            except (AttributeError, ValueError):
+                out.extendleft(reversed(run))
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                out.extendleft(reversed(run))
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                out.extendleft(reversed(run))
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            for i, p in enumerate(run):
+                left = p["to_process"]
+                if n >= left:
+                    p["pos"] += left
+                    p["to_process"] = 0
+                    n -= left
+                    continue
+                p["pos"] += n
+                p["to_process"] = left - n
+                out.extendleft(reversed(run[i:]))
+                break
+            with self._msgtime_mutex:
+                self._last_msg_out = mqtt.time_func()
+            if not out or not sent:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _update_inflight(self) -> MQTTErrorCode:
+        # paho walks every outgoing message after each PUBACK looking for queued ones; when
+        # every message is in flight there is none (the walk made acknowledging a large
+        # window quadratic).
+        if len(self._out_messages) <= self._inflight_messages:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._update_inflight()
+
+    # ------------------------------------------------------------------ batches
+    def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, bytes]], timeout: float
+    ) -> list[int | None]:
+        """Publish QoS 1 messages and wait for their PUBACKs (``timeout`` for all).
+
+        ``messages`` are ``(topic, payload, properties)`` with the properties in wire format
+        (``publish_properties(...).pack()``).  Returns each message's PUBACK reason code
+        (0: accepted, >= 0x80: refused) or None when none came in time or the connection
+        was lost first.
+
+        The packets are built here and written together, and the acknowledgements are
+        counted per batch: no paho message object, lock and condition per message.  They
+        do not enter paho's outgoing queue, so paho does not send them again after a
+        reconnect: a message without a PUBACK is the caller's to retry (the outbox does,
+        with the same idempotency key).  At most the broker's Receive Maximum of messages
+        (less paho's own) are unacknowledged at any time.
+        """
+        n = len(messages)
+        batch = _Batch(n)
+        if not n:
+            return []
+        deadline = time.monotonic() + timeout
+        mids: list[int] = []
+        sock = self._sock
+        i = 0
+        try:
+            while True:
+                chunk: list[bytes] = []
+                with self._batch_lock:
+                    limit = self._max_inflight_messages or 65535
+                    room = limit - len(self._batch_out) - self._inflight_messages
+                    while i < n and room > 0:
+                        mid = self._mid_generate()
+                        while mid in self._batch_out or mid in self._out_messages:
+                            mid = self._mid_generate()
+                        self._batch_out[mid] = (batch, i)
+                        mids.append(mid)
+                        topic, payload, props = messages[i]
+                        chunk.append(_publish_packet(topic.encode("utf-8"), mid, props, payload))
+                        i += 1
+                        room -= 1
+                    batch.left += len(chunk)
+                    if i >= n and not batch.left:
+                        break
+                    # wake up when all are in, or when half the window is free again
+                    batch.wake_at = 0 if i >= n else max(0, batch.left - max(1, limit // 2))
+                    batch.event.clear()
+                if chunk:
+                    self._packet_queue(_PUBLISH | 0x02, b"".join(chunk), 0, 1)
+                left = deadline - time.monotonic()
+                if left <= 0 or sock is None or self._sock is not sock:
+                    break  # out of time, or the connection they went out on is gone
+                batch.event.wait(min(left, 0.5))
+        finally:
+            with self._batch_lock:
+                for mid in mids:
+                    entry = self._batch_out.get(mid)
+                    if entry is not None and entry[0] is batch:
+                        del self._batch_out[mid]
+        return batch.codes
+
     # ------------------------------------------------------------------ acknowledging
     def ack_many(self, messages: Iterable[tuple[int, int]]) -> MQTTErrorCode:
         """Acknowledge ``(mid, qos)`` pairs (with ``manual_ack``): QoS 1 ones in one write."""
@@ -243,6 +464,30 @@ class FastClient(mqtt.Client):
         return self._packet_queue(_PUBACK_CMD, bytes(blob), 0, 1)
 
 
+class _Batch:
+    """Acknowledgements of one :meth:`FastClient.publish_batch` call."""
+
+    __slots__ = ("codes", "event", "left", "wake_at")
+
+    def __init__(self, n: int) -> None:
+        self.codes: list[int | None] = [None] * n
+        self.left = 0
+        self.wake_at = 0
+        self.event = threading.Event()
+
+
+def _publish_packet(topic: bytes, mid: int, props: bytes, payload: bytes) -> bytes:
+    """One QoS 1 PUBLISH packet (MQTT 5: ``props`` are the encoded properties)."""
+    body = len(topic) + 4 + len(props) + len(payload)
+    head = bytearray((_PUBLISH | 0x02,))
+    while True:
+        byte, body = body & 0x7F, body >> 7
+        head.append(byte | 0x80 if body else byte)
+        if not body:
+            break
+    return b"".join((head, _LEN.pack(len(topic)), topic, _LEN.pack(mid), props, payload))
+
+
 def make_client(client_id: str, *, manual_ack: bool = False) -> FastClient:
     """An MQTT 5 :class:`FastClient` with the version-2 callback API."""
     c = FastClient(
@@ -251,10 +496,11 @@ def make_client(client_id: str, *, manual_ack: bool = False) -> FastClient:
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
-    # paho walks its whole in-flight table on every PUBACK (Client._update_inflight), so a
-    # large window makes acknowledging a batch quadratic; 100 in flight keeps that cheap and
-    # is far more than a loopback or LAN round trip needs.
-    c.max_inflight_messages_set(100)
+    # paho walks its whole outgoing table on a PUBACK while messages are queued behind the
+    # window (FastClient skips the walk when none is), so the window is a batch's size:
+    # a dispatch round of a few hundred messages goes out at once.  The broker's Receive
+    # Maximum lowers it (CONNACK).
+    c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     return c
 

@@ -62,7 +62,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from autopersona.delivery._arrow import INT, STR, TS, rows_table
+from autopersona.delivery._arrow import INT, STR, TS, columns_table, rows_table
 from autopersona.delivery._json import dumps
 from autopersona.delivery.config import RetryPolicy
 from autopersona.store.sqlbase import SchemaStore
@@ -548,6 +548,68 @@ class DuckDBOutbox(Outbox):
         cur = self.con.execute(sql, list(params))
         return cur.fetchall() if cur.description else []
 
+    def enqueue(
+        self,
+        messages: Sequence[OutboxMessage],
+        *,
+        now: datetime | None = None,
+        claim_for: str | None = None,
+        assume_new: bool = False,
+    ) -> list[str]:
+        """:meth:`Outbox.enqueue`, with the rows handed to DuckDB column by column.
+
+        Only the six columns that differ between messages travel as an Arrow table; the
+        others (status, lease, times…) are the same for every row and are parameters.
+        """
+        if not messages:
+            return []
+        now = _utc(now) or _now()
+        lease = now + timedelta(seconds=self.lease_s) if claim_for else None
+        keys: list[str] = []
+        seen: set[str] = set()
+        ids: list[str] = []
+        channels: list[str] = []
+        addresses: list[str] = []
+        payloads: list[str] = []
+        limits: list[int] = []
+        expiries: list[datetime | None] = []
+        default_limit = self.policy.max_attempts
+        for m in messages:
+            key = m.idempotency_key
+            if key in seen:
+                continue
+            seen.add(key)
+            keys.append(key)
+            ids.append(m.decision_id)
+            channels.append(m.channel)
+            addresses.append(m.address)
+            payloads.append(dumps(m.payload))
+            limits.append(m.max_attempts or default_limit)
+            expiries.append(None if m.not_after is None else _utc(m.not_after))
+        table = columns_table(
+            [keys, ids, channels, addresses, payloads, limits, expiries],
+            {"idempotency_key": STR, "decision_id": STR, "channel": STR, "address": STR,
+             "payload": STR, "max_attempts": INT, "not_after": TS},
+        )  # fmt: skip
+        # DuckDB reads the Arrow table through the local variable's name (a replacement
+        # scan): registering and unregistering a view costs more than the insert itself.
+        _ap_outbox_new = table
+        insert = (
+            f"INSERT INTO {{s}}.outbox ({', '.join(_COLS)}) "
+            "SELECT idempotency_key, decision_id, channel, address, CAST(payload AS JSON), "
+            "?, 0, max_attempts, ?::TIMESTAMPTZ, ?, ?::TIMESTAMPTZ, NULL, not_after, "
+            "?::TIMESTAMPTZ, ?::TIMESTAMPTZ, NULL FROM _ap_outbox_new"
+        )
+        params = ["sending" if claim_for else "pending", now, claim_for, lease, now, now]
+        if assume_new:
+            self.con.execute(self._sql(insert), params)
+            return keys
+        got = self.con.execute(
+            self._sql(f"{insert} ON CONFLICT DO NOTHING RETURNING idempotency_key"), params
+        ).fetchall()
+        new = {str(r[0]) for r in got}
+        return [k for k in keys if k in new]
+
     def _insert_rows(self, rows: list[dict[str, Any]], assume_new: bool = False) -> list[str]:
         table = rows_table(rows, _ARROW)
         sel = ", ".join(f"CAST({c} AS JSON)" if c == "payload" else c for c in _COLS)
@@ -568,31 +630,23 @@ class DuckDBOutbox(Outbox):
 
     def _update_rows(self, rows: list[dict[str, Any]]) -> None:
         cols = ["idempotency_key", "status", "attempts", "next_attempt_at", "last_error"]
-        table = rows_table(rows, {c: _ARROW[c] for c in [*cols, "updated_at", "sent_at"]})
-        name = f"_ob_upd_{uuid.uuid4().hex[:8]}"
-        self.con.register(name, table)
-        try:
-            self.con.execute(
-                self._sql(
-                    f"""UPDATE {{s}}.outbox AS o SET status = u.status, attempts = u.attempts,
-                        next_attempt_at = u.next_attempt_at, last_error = u.last_error,
-                        updated_at = u.updated_at, sent_at = u.sent_at,
-                        lease_owner = NULL, lease_until = NULL
-                    FROM {name} AS u
-                    WHERE o.idempotency_key = u.idempotency_key AND o.status = 'sending'"""
-                )
+        _ap_outbox_upd = rows_table(rows, {c: _ARROW[c] for c in [*cols, "updated_at", "sent_at"]})
+        self.con.execute(  # the Arrow table by its variable's name (replacement scan)
+            self._sql(
+                """UPDATE {s}.outbox AS o SET status = u.status, attempts = u.attempts,
+                    next_attempt_at = u.next_attempt_at, last_error = u.last_error,
+                    updated_at = u.updated_at, sent_at = u.sent_at,
+                    lease_owner = NULL, lease_until = NULL
+                FROM _ap_outbox_upd AS u
+                WHERE o.idempotency_key = u.idempotency_key AND o.status = 'sending'"""
             )
-        finally:
-            self.con.unregister(name)
+        )
 
     def _insert_attempts(self, rows: list[dict[str, Any]]) -> None:
-        table = rows_table(rows, _ATTEMPT_ARROW)
-        name = f"_ob_att_{uuid.uuid4().hex[:8]}"
-        self.con.register(name, table)
-        try:
-            self.con.execute(self._sql(f"INSERT INTO {{s}}.delivery_attempts SELECT * FROM {name}"))
-        finally:
-            self.con.unregister(name)
+        _ap_outbox_att = rows_table(rows, _ATTEMPT_ARROW)
+        self.con.execute(
+            self._sql("INSERT INTO {s}.delivery_attempts SELECT * FROM _ap_outbox_att")
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -86,6 +86,8 @@ class HeadUnitChannel(Channel):
             )
             return [err] * len(messages)
         now = datetime.now(UTC)
+        if self.spec.qos == 1:
+            return self._send_qos1(messages, now)
         infos: list[mqtt.MQTTMessageInfo | SendResult] = []
         for m in messages:
             expiry = None
@@ -122,6 +124,45 @@ class HeadUnitChannel(Channel):
             else:
                 out.append(SendResult.retry(f"head_unit: no PUBACK in {self.spec.timeout_s:g}s"))
         return out
+
+    def _send_qos1(self, messages: Sequence[OutboxMessage], now: datetime) -> list[SendResult]:
+        """QoS 1: every message out in one write, the PUBACKs counted per batch."""
+        out: list[SendResult | None] = []
+        todo: list[tuple[str, bytes, bytes]] = []
+        for m in messages:
+            expiry = None
+            if m.not_after is not None:
+                expiry = int((m.not_after - now).total_seconds())
+                if expiry <= 0:
+                    out.append(SendResult.too_late(m.not_after))
+                    continue
+            if "+" in m.address or "#" in m.address or len(m.address.encode()) > 65535:
+                out.append(SendResult.fail("head_unit: invalid topic (a wildcard, or too long)"))
+                continue
+            props = publish_properties(
+                content_type="application/json",
+                user_properties=[(IDEMPOTENCY_FIELD, m.idempotency_key)],
+                message_expiry_s=expiry,
+            )
+            todo.append((m.address, dumps_bytes(message_body(m)), props.pack()))  # type: ignore[no-untyped-call]
+            out.append(None)
+        codes = iter(self.client.publish_batch(todo, self.spec.timeout_s))
+        results: list[SendResult] = []
+        for r in out:
+            if r is not None:
+                results.append(r)
+                continue
+            code = next(codes)
+            if code is None:
+                results.append(
+                    SendResult.retry(f"head_unit: no PUBACK in {self.spec.timeout_s:g}s")
+                )
+            elif code >= 0x80:
+                why = ReasonCode(PacketTypes.PUBACK, identifier=code)
+                results.append(SendResult.retry(f"head_unit: the broker refused it ({why})"))
+            else:
+                results.append(SendResult.sent())
+        return results
 
     def close(self) -> None:
         """Disconnect."""
