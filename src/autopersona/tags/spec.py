@@ -534,6 +534,8 @@ def load_catalogue(
         path, lines, i = where[tid]
         errors.extend(_check_tag(t, tags, path, lines, i, parsed.setdefault(tid, {})))
     errors.extend(_check_cycles(tags, where))
+    if not errors:
+        errors.extend(_check_feature_purposes(tags, where))
     if errors:
         raise CatalogError(errors)
     h = hashlib.sha256()
@@ -695,6 +697,55 @@ def _check_label(
                     issue((*loc, key), f"column {pos}: {ev.table} has no column {n!r}")
             if e.prev_names():
                 issue((*loc, key), "prev() is not available in a label")
+    return out
+
+
+def _check_feature_purposes(
+    tags: dict[str, TagSpec], where: dict[str, tuple[Path, dict[Any, int], int]]
+) -> list[CatalogIssue]:
+    """A tag may read a feature (itself or through the tags it reads) only if the feature
+    serves the tag's purpose: the feature build keeps values only for consenters of the
+    purposes a feature declares (``features/dictionary``)."""
+    from autopersona.features.dictionary import all_domains, purposes_of
+
+    out: list[CatalogIssue] = []
+    feature_tables = {d.table: k for k, d in all_domains().items()}
+
+    def reads(t: str, seen: set[str]) -> list[tuple[str, str]]:
+        """(feature, tag reading it) of ``t`` and its dependencies."""
+        if t in seen:
+            return []
+        seen.add(t)
+        got: list[tuple[str, str]] = []
+        for n in tags[t].inputs:
+            if n in tags:
+                got.extend(reads(n, seen))
+            else:
+                got.append((n, t))
+        return got
+
+    for u, spec in tags.items():
+        if spec.purpose is None:
+            continue
+        names = known_names(spec.entity)
+        for n, via in reads(u, set()):
+            domain = feature_tables.get(names.get(n, ""))
+            if domain is None:
+                continue
+            served = purposes_of(domain, n)
+            if spec.purpose in served:
+                continue
+            path, lines, i = where[u]
+            how = "" if via == u else f" through {via!r}"
+            out.append(
+                CatalogIssue(
+                    str(path),
+                    line_for(lines, ("tags", i, "purpose")),
+                    f"tags -> {i} -> purpose",
+                    f"tag {u!r} has purpose {spec.purpose!r} but reads feature {n!r}{how}, "
+                    f"which serves only {', '.join(served)} (features/dictionary/{domain}.yaml)",
+                )
+            )
     return out
 
 
