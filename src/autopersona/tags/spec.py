@@ -349,6 +349,10 @@ class Catalogue:
     files: list[str]
     version: str
     parsed: dict[str, dict[tuple[str | int, ...], Expr]] = field(default_factory=dict)
+    #: Problems that do not stop loading: a tag reading a feature that does not serve the
+    #: tag's purpose (it gets values only for people who also consent to one the feature
+    #: serves, since the feature build keeps no other rows).
+    warnings: list[CatalogIssue] = field(default_factory=list)
 
     def dependencies(self, tag_id: str) -> list[str]:
         """Tag ids ``tag_id`` reads, directly."""
@@ -534,10 +538,9 @@ def load_catalogue(
         path, lines, i = where[tid]
         errors.extend(_check_tag(t, tags, path, lines, i, parsed.setdefault(tid, {})))
     errors.extend(_check_cycles(tags, where))
-    if not errors:
-        errors.extend(_check_feature_purposes(tags, where))
     if errors:
         raise CatalogError(errors)
+    warnings = _check_feature_purposes(tags, where)
     h = hashlib.sha256()
     for name in sorted(paths):
         h.update(name.encode() + b"\0" + paths[name].read_bytes() + b"\0")
@@ -546,6 +549,7 @@ def load_catalogue(
         files=[str(paths[n]) for n in sorted(paths)],
         version=h.hexdigest()[:16],
         parsed=parsed,
+        warnings=warnings,
     )
 
 
@@ -703,9 +707,11 @@ def _check_label(
 def _check_feature_purposes(
     tags: dict[str, TagSpec], where: dict[str, tuple[Path, dict[Any, int], int]]
 ) -> list[CatalogIssue]:
-    """A tag may read a feature (itself or through the tags it reads) only if the feature
-    serves the tag's purpose: the feature build keeps values only for consenters of the
-    purposes a feature declares (``features/dictionary``)."""
+    """Tags reading a feature (themselves or through the tags they read) that does not serve
+    the tag's purpose.  The feature build keeps values only for consenters of the purposes a
+    feature declares (``features/dictionary``), so such a tag gets values only for people
+    consenting to both: the catalogue loads, with a warning naming the dictionary file to
+    widen if the purpose is meant."""
     from autopersona.features.dictionary import all_domains, purposes_of
 
     out: list[CatalogIssue] = []
@@ -743,7 +749,8 @@ def _check_feature_purposes(
                     line_for(lines, ("tags", i, "purpose")),
                     f"tags -> {i} -> purpose",
                     f"tag {u!r} has purpose {spec.purpose!r} but reads feature {n!r}{how}, "
-                    f"which serves only {', '.join(served)} (features/dictionary/{domain}.yaml)",
+                    f"which serves only {', '.join(served)} (features/dictionary/{domain}.yaml): "
+                    "it gets values only for people consenting to one of those too",
                 )
             )
     return out
