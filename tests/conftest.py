@@ -87,11 +87,12 @@ def grant_consent() -> Callable[..., None]:
         customers: Iterable[str] = (),
         at: datetime = datetime(2000, 1, 1, tzinfo=UTC),
     ) -> None:
-        accounts = [(f"OWN-{v}", "owner", v) for v in vins]
+        accounts: list[tuple[str, str, str | None]] = [(f"OWN-{v}", "owner", v) for v in vins]
         accounts += [(c, "ecommerce", None) for c in customers]
         for acc, source, vin in accounts:
             wh.con.execute(
-                "INSERT INTO accounts (account_id, source, vin) VALUES (?, ?, ?)", [acc, source, vin]
+                "INSERT INTO accounts (account_id, source, vin) VALUES (?, ?, ?)",
+                [acc, source, vin],
             )
             for p in PURPOSES:
                 record_consent(wh, acc, p, "any", True, at, source="test")

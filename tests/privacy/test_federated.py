@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,9 @@ def test_in_process_matches_central_and_psi_finds_the_intersection(
 class _LeakyNode(PartyNode):
     """A party that (wrongly) ships its raw rows: the referee must catch it."""
 
-    def handle(self, msg):  # type: ignore[no-untyped-def]
+    def handle(
+        self, msg: tuple[list[np.ndarray], dict[str, Any]]
+    ) -> tuple[list[np.ndarray], dict[str, Any]]:
         arrays, meta = super().handle(msg)
         raw = self.data._PartyData__features  # type: ignore[attr-defined]
         return [*arrays, raw[:5]], meta
@@ -270,7 +273,7 @@ def test_noisy_gradients_and_masked_scores_keep_the_model_close_to_central(
         assert all(v.dtype == np.uint64 for v in each)
         # alone, a reply read as a signed fixed-point number is of the order of 2^31
         assert all(np.std(decode_fixed(v)) > 2.0 ** (61 - FIXED_POINT_BITS) for v in each)
-        total = decode_fixed(np.sum(np.stack(each), axis=0, dtype=np.uint64))
+        total = decode_fixed(np.asarray(np.sum(np.stack(each), axis=0, dtype=np.uint64)))
         assert np.std(total) < 10  # unmasked: a change of the logit
 
 
@@ -340,7 +343,8 @@ def test_fixed_point_encoding_round_trips_and_refuses_overflow() -> None:
     v = np.array([0.0, 1.0, -1.0, 1e-9, -123.456789, 2.0**28])
     assert np.allclose(decode_fixed(encode_fixed(v)), v, rtol=0, atol=2.0**-FIXED_POINT_BITS)
     four = [encode_fixed(np.full(3, 2.0**28)) for _ in range(4)]
-    assert np.all(decode_fixed(np.sum(np.stack(four), axis=0, dtype=np.uint64)) == 2.0**30)
+    total = np.asarray(np.sum(np.stack(four), axis=0, dtype=np.uint64))
+    assert np.all(decode_fixed(total) == 2.0**30)
     with pytest.raises(ValueError, match="cannot encode"):
         encode_fixed(np.array([2.0**30]))
     with pytest.raises(ValueError, match="cannot encode"):
@@ -399,6 +403,8 @@ def test_secure_aggregation_is_exact_and_each_reply_is_uniform(
         floats = run_in_process(parties, newton_rounds=ROUNDS)
     assert floats.train_ids == masked.train_ids
     gap = np.max(np.abs(np.array(floats.test_scores) - np.array(masked.test_scores)))
-    print(f"fixed point vs float aggregation: max test score difference {gap:.2e}, AUC "
-          f"{masked.auc_test:.6f} vs {floats.auc_test:.6f}")
+    print(
+        f"fixed point vs float aggregation: max test score difference {gap:.2e}, AUC "
+        f"{masked.auc_test:.6f} vs {floats.auc_test:.6f}"
+    )
     assert gap < 1e-6 and abs(floats.auc_test - masked.auc_test) < 1e-9

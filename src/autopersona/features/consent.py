@@ -121,9 +121,11 @@ def consenting(
 
 def feature_purposes(domain: str) -> dict[str, tuple[str, ...]]:
     """Each feature of ``domain`` with the purposes it serves."""
-    return {n: f.purposes for n, f in feature_dictionary().items() if f.domain == domain} | {
-        f.name: f.purposes for f in all_domains()[domain].features
+    out: dict[str, tuple[str, ...]] = {
+        n: tuple(f.purposes) for n, f in feature_dictionary().items() if f.domain == domain
     }
+    out.update({f.name: tuple(f.purposes) for f in all_domains()[domain].features})
+    return out
 
 
 def keep_consented(
@@ -178,9 +180,9 @@ def keep_consented(
         if col not in out.columns or set(purposes) >= set(d.purposes):
             continue
         served = pd.Series(False, index=out.index)
-        for p in purposes:
-            if p in allowed:
-                served |= allowed[p][keep]
+        for q in purposes:
+            if q in allowed:
+                served |= allowed[q][keep]
         if not served.all():
             out[col] = out[col].astype(object).where(served, None)
     return out.reset_index(drop=True)

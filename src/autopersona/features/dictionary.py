@@ -175,7 +175,11 @@ def feature_dictionary() -> dict[str, FeatureSpec]:
         for entry in getattr(module, key):
             spec = FeatureSpec.model_validate(entry)
             spec = spec.model_copy(
-                update={"domain": d.domain, "entity": d.entity, "purposes": spec.purposes or d.purposes}
+                update={
+                    "domain": d.domain,
+                    "entity": d.entity,
+                    "purposes": spec.purposes or d.purposes,
+                }
             )
             out.setdefault(spec.name, spec)
     return out

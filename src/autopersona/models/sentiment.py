@@ -450,7 +450,9 @@ def build_sentiment_features(
             proba = np.array(
                 [by_id.get(m, p) for m, p in zip(msgs["message_id"], proba, strict=True)]
             )
-    feats = keep_consented(wh, sentiment_features(msgs, proba, period), "sentiment", period, now=now)
+    feats = keep_consented(
+        wh, sentiment_features(msgs, proba, period), "sentiment", period, now=now
+    )
     _store(wh, FEATURE_TABLE, feats, period, None)
     rep.rows = len(feats)
     rep.seconds = time.perf_counter() - t0

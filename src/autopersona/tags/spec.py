@@ -707,11 +707,13 @@ def _check_label(
 def _check_feature_purposes(
     tags: dict[str, TagSpec], where: dict[str, tuple[Path, dict[Any, int], int]]
 ) -> list[CatalogIssue]:
-    """Tags reading a feature (themselves or through the tags they read) that does not serve
-    the tag's purpose.  The feature build keeps values only for consenters of the purposes a
-    feature declares (``features/dictionary``), so such a tag gets values only for people
-    consenting to both: the catalogue loads, with a warning naming the dictionary file to
-    widen if the purpose is meant."""
+    """Tags reading a feature that does not serve the tag's purpose (warnings).
+
+    A tag reads a feature itself or through the tags it reads.  The feature build keeps
+    values only for consenters of the purposes a feature declares (``features/dictionary``),
+    so such a tag gets values only for people consenting to both: the catalogue loads, with
+    a warning naming the dictionary file to widen if the purpose is meant.
+    """
     from autopersona.features.dictionary import all_domains, purposes_of
 
     out: list[CatalogIssue] = []
