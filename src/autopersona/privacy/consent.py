@@ -18,8 +18,11 @@ Rules
   car is used only when all its people agree).
 
 Builds honour it through :func:`filter_consented`, which keeps only the rows of consented
-people (or VINs, or accounts) — audiences, feature tables and tag assignments alike — so a
-withdrawal takes a person out at the next run.
+people (or VINs, or accounts) — audiences and tag assignments alike — so a withdrawal takes
+a person out at the next run.  The feature build applies it per feature domain and period
+(:mod:`autopersona.features.consent`: each domain declares the purposes its features serve;
+fleet-fitted models see consenting people only), and federated training admits only people
+consenting to ``partner_sharing`` at every party (:mod:`autopersona.privacy.federated`).
 
 Examples
 --------
