@@ -59,13 +59,17 @@ def _replace(
 
 
 def _weeks(wh: Warehouse, since: date | None, now: datetime) -> list[date]:
-    """Mondays of the weeks holding motion from ``since`` on (up to ``now``)."""
+    """Mondays of the local weeks that may hold motion from ``since`` on (up to ``now``).
+
+    Local weeks of any time zone: a day is added on each side of the UTC range.
+    """
     where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
     lo, hi = wh.sql(f"SELECT min(ts), max(ts) FROM motion {where}", params)[0]
     if lo is None or hi is None:
         return []
-    first = lo.date() - timedelta(days=lo.date().weekday() + 1)  # local weeks: a day early
-    last = min(hi, now).date()
+    a = lo.date() - timedelta(days=1)
+    b = min(hi, now).date() + timedelta(days=1)
+    first, last = a - timedelta(days=a.weekday()), b - timedelta(days=b.weekday())
     out, day = [], first
     while day <= last:
         out.append(day)
