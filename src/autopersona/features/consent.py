@@ -108,13 +108,15 @@ def consenting(
     ``entity`` is ``vin`` (every person linked to the VIN must consent) or ``customer_id``
     (the account's person).
     """
-    from autopersona.privacy.consent import consented
+    from autopersona.privacy.consent import consented_at
 
+    ps, ts = list(purposes), list(times)
+    sets = consented_at(wh, ps, ts, _kind(entity))
     out: set[str] | None = None
-    for at in times:
+    for at in ts:
         ok: set[str] = set()
-        for p in purposes:
-            ok |= consented(wh, p, "any", at, _kind(entity))
+        for p in ps:
+            ok |= sets[(p, at)]
         out = ok if out is None else out & ok
     return out or set()
 
@@ -164,14 +166,16 @@ def keep_consented(
     times = consent_times(set(starts), period, now)
     per_feature = feature_purposes(domain)
     # purposes each (entity, period) consents to, at the period's time and now
-    at_now = {p: consenting(wh, [p], [now], key) for p in d.purposes}
+    from autopersona.privacy.consent import consented_at
+
+    sets = consented_at(wh, list(d.purposes), [now, *times.values()], _kind(key))
     keep = pd.Series(False, index=df.index)
     allowed: dict[str, pd.Series] = {p: pd.Series(False, index=df.index) for p in d.purposes}
     ent = df[key].astype(str)
     for day, at in times.items():
         rows = starts == day
         for p in d.purposes:
-            ok = consenting(wh, [p], [at], key) & at_now[p]
+            ok = sets[(p, at)] & sets[(p, now)]
             hit = rows & ent.isin(ok)
             allowed[p] |= hit
             keep |= hit
