@@ -232,8 +232,17 @@ def encode_fixed(values: np.ndarray) -> np.ndarray:
 
 
 def decode_fixed(total: np.ndarray) -> np.ndarray:
-    """Floats from a fixed-point sum modulo 2^64 (read as a signed 64-bit integer)."""
-    out: np.ndarray = np.asarray(total, dtype=np.uint64).view(np.int64) / 2.0**FIXED_POINT_BITS
+    """Floats from a fixed-point sum modulo 2^64 (read as a signed 64-bit integer).
+
+    Raises
+    ------
+    ValueError
+        For anything but ``uint64`` (e.g. a party's unencoded float reply).
+    """
+    a = np.asarray(total)
+    if a.dtype != np.uint64:
+        raise ValueError(f"a fixed-point sum is uint64, not {a.dtype}")
+    out: np.ndarray = a.view(np.int64) / 2.0**FIXED_POINT_BITS
     return out
 
 
