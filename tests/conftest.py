@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,32 @@ def clear_identifiers_module() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTOPERSONA_PSEUDONYMISE", "0")
         yield
+
+
+@pytest.fixture
+def grant_consent() -> Callable[..., None]:
+    """A function giving hand-made vehicles and customers an account consenting to every
+    purpose (``grant(wh, vins=[...], customers=[...])``).
+
+    The feature build keeps only consenting entities (opt-in); tests of what the features
+    compute, on warehouses without consent records, grant it explicitly.
+    """
+    from autopersona.privacy.consent import PURPOSES, record_consent
+
+    def grant(
+        wh: Warehouse,
+        vins: Iterable[str] = (),
+        customers: Iterable[str] = (),
+        at: datetime = datetime(2000, 1, 1, tzinfo=UTC),
+    ) -> None:
+        accounts: list[tuple[str, str, str | None]] = [(f"OWN-{v}", "owner", v) for v in vins]
+        accounts += [(c, "ecommerce", None) for c in customers]
+        for acc, source, vin in accounts:
+            wh.con.execute(
+                "INSERT INTO accounts (account_id, source, vin) VALUES (?, ?, ?)",
+                [acc, source, vin],
+            )
+            for p in PURPOSES:
+                record_consent(wh, acc, p, "any", True, at, source="test")
+
+    return grant

@@ -2,8 +2,8 @@
 
 Today the demo covers the Data stage — simulate a fleet (with real-world mess), ingest every
 table into the DuckDB warehouse with progress bars, and summarise what landed where — and
-the Profile stage: features, identity linkage, every tag into the profile store and the tag
-distributions per tier (:func:`autopersona.tags.report.profile_stage`).  Later stages extend
+the Profile stage: identity linkage, features (for consenting people, hence after linkage),
+every tag into the profile store and the tag distributions per tier (:func:`autopersona.tags.report.profile_stage`).  Later stages extend
 it along the loop.
 """
 
@@ -116,12 +116,12 @@ def _run(
     with Warehouse(db) as wh:
         rep = ingest([fleet / "tables"], wh, progress=progress, keep_going=False)
         _print_summary(console, wh, rep)
-        console.rule("[bold]Profile[/] · features per vehicle and week")
-        _build_features(console, wh)
-        console.rule("[bold]Profile[/] · identity, tags per tier")
+        console.rule("[bold]Profile[/] · identity, features per vehicle and week, tags per tier")
         from autopersona.tags.report import profile_stage
 
-        profile_stage(console, wh)
+        # consent is per person: features are built for consenting people once accounts
+        # are linked into persons
+        profile_stage(console, wh, features=lambda: _build_features(console, wh))
         _loop_stages(console, wh, out, seed)
         rows = wh.table_counts()
     secs = time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -139,10 +140,13 @@ def test_night_share_uses_local_time_across_dst(wh: Warehouse, tmp_path: Path) -
     assert df.iloc[0].night_share == pytest.approx(0.5)
 
 
-def test_incremental_build_equals_full_and_is_idempotent(wh: Warehouse, tmp_path: Path) -> None:
+def test_incremental_build_equals_full_and_is_idempotent(
+    wh: Warehouse, tmp_path: Path, grant_consent: Callable[..., None]
+) -> None:
     weeks = [T0 + pd.Timedelta(days=7 * k) for k in range(3)]
     m = pd.concat([_motion(v, 200, start=w) for w in weeks for v in ("A", "B")])
     _load(wh, tmp_path, motion=m)
+    grant_consent(wh, vins=["A", "B"])  # the build keeps consenting vehicles only
     full = build_features(wh, full=True, only=["driving"])
     assert full.rows == {"driving": 6}
     all_rows = wh.frame(
@@ -158,10 +162,11 @@ def test_incremental_build_equals_full_and_is_idempotent(wh: Warehouse, tmp_path
     pd.testing.assert_frame_equal(all_rows, after)
 
 
-def test_cli_build_and_list(tmp_path: Path) -> None:
+def test_cli_build_and_list(tmp_path: Path, grant_consent: Callable[..., None]) -> None:
     db = tmp_path / "w.duckdb"
     with Warehouse(db) as wh:
         _load(wh, tmp_path, motion=_motion("V1", 120))
+        grant_consent(wh, vins=["V1"])
     r = CliRunner().invoke(app, ["features", "build", "-w", str(db), "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)["rows"]

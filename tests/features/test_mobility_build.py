@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from autopersona.features.build import build_features
+from autopersona.features.mobility_build import consenting_vehicles
 from autopersona.ingest.engine import ingest
 from autopersona.simulate import simulate
 from autopersona.store.warehouse import Warehouse
@@ -39,12 +40,14 @@ def _table(wh: Warehouse, name: str, order: str) -> pd.DataFrame:
 
 def test_mobility_is_built_with_state(wh_fleet: Warehouse) -> None:
     rep = build_features(wh_fleet, only=["mobility"], full=True)
-    assert rep.rows["mobility"] >= 6
+    assert rep.rows["mobility"] >= 4
     weekly = _table(wh_fleet, "features_mobility", "vin, period_start")
     assert weekly["period_start"].dt.day_of_week.eq(0).all()  # local ISO week Mondays
     assert weekly["n_trips"].sum() == wh_fleet.sql("SELECT count(*) FROM mobility_trips")[0][0]
     homes = wh_fleet.sql("SELECT count(DISTINCT vin) FROM mobility_locations WHERE label = 'home'")
-    assert homes[0][0] == 6
+    consenting, _ = consenting_vehicles(wh_fleet)  # the simulator's consents: 4 of the 6
+    assert homes[0][0] == len(consenting) >= 3
+    assert set(weekly["vin"]) == consenting
     # a rebuild from the latest week reuses the stored locations and keeps their ids
     before = wh_fleet.con.execute(
         "SELECT vin, location_id, label FROM mobility_locations WHERE label IS NOT NULL ORDER BY 1, 3"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import pytest
@@ -118,3 +119,35 @@ def test_withdrawing_marketing_consent_removes_the_person_from_every_audience_ne
         # nobody else changed
         for ch in before:
             assert before[ch] - {target} == after[ch]
+
+
+def test_consent_at_many_times_equals_one_time_at_a_time() -> None:
+    """``consented_at`` (one read of the history, for builds with many periods) gives what
+    ``consented`` gives at each time, for people, accounts and VINs, ties included."""
+    import random
+
+    from autopersona.privacy.consent import CHANNELS, PURPOSES, consented_at
+
+    rnd = random.Random(1)
+    with Warehouse(":memory:") as w:
+        for i in range(40):
+            w.con.execute(
+                "INSERT INTO accounts (account_id, source, vin) VALUES (?, 'owner', ?)",
+                [f"A{i}", f"V{i % 25}"],
+            )
+        for _ in range(400):  # whole days: many decisions share a time
+            record_consent(
+                w,
+                f"A{rnd.randrange(45)}",
+                rnd.choice(PURPOSES),
+                rnd.choice([*CHANNELS, "any"]),
+                rnd.random() < 0.6,
+                _day(rnd.randrange(30)),
+            )
+        times = [_day(d) + timedelta(hours=h) for d in range(-1, 32, 3) for h in (0, 5)]
+        entities: list[Literal["person", "account", "vin"]] = ["person", "account", "vin"]
+        for entity in entities:
+            fast = consented_at(w, list(PURPOSES), times, entity)
+            for p in PURPOSES:
+                for t in times:
+                    assert fast[(p, t)] == consented(w, p, "any", t, entity), (entity, p, t)

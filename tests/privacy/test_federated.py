@@ -6,18 +6,23 @@ import copy
 import gc
 import json
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import autopersona.privacy.federated as federated
 from autopersona.privacy.federated import (
+    CONSENT_COLUMN,
+    FIXED_POINT_BITS,
     LABEL_FILE,
     PARTIES,
     PARTY_ORDER,
@@ -27,6 +32,8 @@ from autopersona.privacy.federated import (
     RawDataExport,
     audit_record,
     central_baseline,
+    decode_fixed,
+    encode_fixed,
     make_parties,
     run_in_process,
     scan_audit,
@@ -51,10 +58,15 @@ def parties(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_parties(tmp_path_factory.mktemp("fl") / "parties", n=N, seed=4)
 
 
+def _consenting(path: Path) -> set[str]:
+    df = pd.read_parquet(path)
+    return set(df.loc[df[CONSENT_COLUMN], "id"])
+
+
 def _true_intersection(folder: Path) -> set[str]:
-    sets = [set(pd.read_parquet(folder / p / "rows.parquet")["id"]) for p in PARTY_ORDER]
-    labelled = set(pd.read_parquet(folder / LABEL_FILE)["id"])
-    return labelled.intersection(*sets)
+    """People every party holds *and* who consented to partner sharing at every party."""
+    sets = [_consenting(folder / p / "rows.parquet") for p in PARTY_ORDER]
+    return _consenting(folder / LABEL_FILE).intersection(*sets)
 
 
 def test_party_data_refuses_to_leave(parties: Path) -> None:
@@ -85,7 +97,9 @@ def test_in_process_matches_central_and_psi_finds_the_intersection(
 class _LeakyNode(PartyNode):
     """A party that (wrongly) ships its raw rows: the referee must catch it."""
 
-    def handle(self, msg):  # type: ignore[no-untyped-def]
+    def handle(
+        self, msg: tuple[list[np.ndarray], dict[str, Any]]
+    ) -> tuple[list[np.ndarray], dict[str, Any]]:
         arrays, meta = super().handle(msg)
         raw = self.data._PartyData__features  # type: ignore[attr-defined]
         return [*arrays, raw[:5]], meta
@@ -216,11 +230,9 @@ def test_noisy_gradients_and_masked_scores_keep_the_model_close_to_central(
 ) -> None:
     """Gaussian noise (sigma 1) on the gradients the parties receive, pairwise masks on the
     scores they return: label inference from the gradients falls from certainty, every
-    party's reply alone is noise of the mask's scale while their sum is the exact score
-    change, and the model's AUC stays within 0.02 of central training."""
+    party's reply alone is a uniform 64-bit integer while their sum modulo 2^64 is the
+    exact score change, and the model's AUC stays within 0.02 of central training."""
     from sklearn.metrics import roc_auc_score
-
-    from autopersona.privacy.federated import MASK_SCALE
 
     audits = {s: tmp_path / f"audit-{s}" for s in (0.0, 1.0)}
     fed = {
@@ -258,5 +270,141 @@ def test_noisy_gradients_and_masked_scores_keep_the_model_close_to_central(
                     replies.setdefault(p, []).append(z["a0"])
     for step in range(ROUNDS):
         each = [replies[p][step] for p in PARTY_ORDER]
-        assert all(np.std(v) > MASK_SCALE / 2 for v in each)
-        assert np.std(np.sum(each, axis=0)) < 10  # unmasked: a change of the logit
+        assert all(v.dtype == np.uint64 for v in each)
+        # alone, a reply read as a signed fixed-point number is of the order of 2^31
+        assert all(np.std(decode_fixed(v)) > 2.0 ** (61 - FIXED_POINT_BITS) for v in each)
+        total = decode_fixed(np.asarray(np.sum(np.stack(each), axis=0, dtype=np.uint64)))
+        assert np.std(total) < 10  # unmasked: a change of the logit
+
+
+# ----------------------------------------------------------------------------- consent
+def test_only_consenting_people_take_part(parties: Path, tmp_path: Path) -> None:
+    """Each party loads, hence enters into the PSI, only its consenting people; a person
+    who did not consent at some party never reaches training: changing every
+    non-consenting row leaves the model bit for bit the same.  AUC federated vs central
+    training on the same consenting population: within 0.02."""
+    for p in PARTY_ORDER:
+        rows = pd.read_parquet(parties / p / "rows.parquet")
+        assert 0 < len(PartyData.load(parties, p)) == int(rows[CONSENT_COLUMN].sum()) < len(rows)
+    fed = run_in_process(parties, newton_rounds=ROUNDS)
+    truth = _true_intersection(parties)
+    everyone = set(pd.read_parquet(parties / LABEL_FILE)["id"]).intersection(
+        *(set(pd.read_parquet(parties / p / "rows.parquet")["id"]) for p in PARTY_ORDER)
+    )
+    assert set(fed.train_ids) | set(fed.test_ids) == truth
+    refused = everyone - truth
+    assert len(refused) > 0.1 * len(everyone)  # the consent filter has work to do
+    central = central_baseline(parties, fed.train_ids, fed.test_ids)["pooled"]
+    print(
+        f"consenting population {len(truth)} of {len(everyone)} shared people: "
+        f"federated AUC {fed.auc_test:.4f}, central {central:.4f}"
+    )
+    assert abs(fed.auc_test - central) < 0.02
+    # scramble every non-consenting row of every party (and flip their labels): nothing moves
+    other = tmp_path / "scrambled"
+    shutil.copytree(parties, other)
+    rng = np.random.default_rng(0)
+    for p in PARTY_ORDER:
+        path = other / p / "rows.parquet"
+        df = pd.read_parquet(path)
+        off = ~df[CONSENT_COLUMN]
+        for c in PARTIES[p]:
+            df.loc[off, c] = rng.normal(1e3, 1e3, int(off.sum()))
+        df.to_parquet(path, index=False)
+    lab = pd.read_parquet(other / LABEL_FILE)
+    lab.loc[~lab[CONSENT_COLUMN], "claim"] = 1 - lab.loc[~lab[CONSENT_COLUMN], "claim"]
+    lab.to_parquet(other / LABEL_FILE, index=False)
+    again = run_in_process(other, newton_rounds=ROUNDS)
+    assert again.train_ids == fed.train_ids and again.test_ids == fed.test_ids
+    assert again.test_scores == fed.test_scores and again.loss_history == fed.loss_history
+
+
+def test_parties_without_consent_flags_are_refused(parties: Path, tmp_path: Path) -> None:
+    other = tmp_path / "old"
+    shutil.copytree(parties, other)
+    path = other / "charging" / "rows.parquet"
+    pd.read_parquet(path).drop(columns=[CONSENT_COLUMN]).to_parquet(path, index=False)
+    with pytest.raises(ValueError, match=CONSENT_COLUMN):
+        PartyData.load(other, "charging")
+
+
+# ----------------------------------------------------------------------------- secure aggregation
+def _newton_replies(audit: Path) -> dict[str, list[list[np.ndarray]]]:
+    out: dict[str, list[list[np.ndarray]]] = {}
+    for p in PARTY_ORDER:
+        for f in sorted(audit.glob(f"{p}-*-out-*.npz")):
+            with np.load(f, allow_pickle=False) as z:
+                if json.loads(str(z["config"]))["op"] == "newton":
+                    out.setdefault(p, []).append([z[k] for k in ("a0", "a1", "a2")])
+    return out
+
+
+def test_fixed_point_encoding_round_trips_and_refuses_overflow() -> None:
+    v = np.array([0.0, 1.0, -1.0, 1e-9, -123.456789, 2.0**28])
+    assert np.allclose(decode_fixed(encode_fixed(v)), v, rtol=0, atol=2.0**-FIXED_POINT_BITS)
+    four = [encode_fixed(np.full(3, 2.0**28)) for _ in range(4)]
+    total = np.asarray(np.sum(np.stack(four), axis=0, dtype=np.uint64))
+    assert np.all(decode_fixed(total) == 2.0**30)
+    with pytest.raises(ValueError, match="cannot encode"):
+        encode_fixed(np.array([2.0**30]))
+    with pytest.raises(ValueError, match="cannot encode"):
+        encode_fixed(np.array([np.nan]))
+
+
+def test_secure_aggregation_is_exact_and_each_reply_is_uniform(
+    parties: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Masks cancel exactly (the sums, hence the model, are bit for bit those of the same run
+    without masks); a single masked reply is uniform over 64-bit integers, whatever its data
+    (each of its 64 bits is a fair coin and uncorrelated with the value it hides; without
+    the mask the high bits are constant); and the model matches the previous protocol's
+    (float sums, no masks) to fixed-point rounding."""
+    from scipy.stats import chisquare, pearsonr
+
+    masked = run_in_process(parties, audit=tmp_path / "m", newton_rounds=ROUNDS)
+    with monkeypatch.context() as mp:
+        mp.setattr(PartyNode, "_mask", lambda self, n, step: np.zeros(n, dtype=np.uint64))
+        plain = run_in_process(parties, audit=tmp_path / "p", newton_rounds=ROUNDS)
+    assert masked.test_scores == plain.test_scores  # exact cancellation
+    assert masked.loss_history == plain.loss_history
+    rm, rp = _newton_replies(tmp_path / "m"), _newton_replies(tmp_path / "p")
+    for step in range(ROUNDS):
+        for i in range(3):
+            sm = np.sum(np.stack([rm[p][step][i] for p in PARTY_ORDER]), axis=0, dtype=np.uint64)
+            sp = np.sum(np.stack([rp[p][step][i] for p in PARTY_ORDER]), axis=0, dtype=np.uint64)
+            assert np.array_equal(sm, sp)
+    # one party's masked replies over every round: uniform bits, independent of the data
+    reply = np.concatenate([r[0] for r in rm["carmaker"]])
+    data = np.concatenate([r[0] for r in rp["carmaker"]])  # the same values, unmasked
+    n = len(reply)
+    bits = (reply[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+    freq = bits.mean(axis=0)
+    assert np.all(np.abs(freq - 0.5) < 5 * 0.5 / np.sqrt(n)), freq
+    plain_bits = (data[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+    # the control: unmasked, the high bits all repeat the sign (values far below 2^30)
+    assert np.all(plain_bits[:, 62] == plain_bits[:, 63])
+    assert abs(np.mean(bits[:, 62] == bits[:, 63]) - 0.5) < 5 * 0.5 / np.sqrt(n)
+    top = (reply >> np.uint64(56)).astype(np.int64)
+    assert chisquare(np.bincount(top, minlength=256)).pvalue > 1e-3
+    value = decode_fixed(data)
+    as_unit = reply.astype(np.float64) / 2.0**64
+    assert abs(pearsonr(as_unit, value).statistic) < 5 / np.sqrt(n)
+    assert abs(pearsonr(bits[:, 63].astype(float), value < 0).statistic) < 5 / np.sqrt(n)
+    print(
+        f"{n} masked values of one party: bit frequencies {freq.min():.3f}-{freq.max():.3f}; "
+        f"bits 62 and 63 agree in {np.mean(bits[:, 62] == bits[:, 63]):.3f} (unmasked: "
+        f"{np.mean(plain_bits[:, 62] == plain_bits[:, 63]):.3f})"
+    )
+    # the previous protocol: float replies summed as floats, without masks
+    with monkeypatch.context() as mp:
+        mp.setattr(PartyNode, "_mask", lambda self, n, step: np.zeros(n))
+        mp.setattr(federated, "encode_fixed", lambda v: np.asarray(v, dtype=np.float64))
+        mp.setattr(federated, "decode_fixed", lambda t: np.asarray(t, dtype=np.float64))
+        floats = run_in_process(parties, newton_rounds=ROUNDS)
+    assert floats.train_ids == masked.train_ids
+    gap = np.max(np.abs(np.array(floats.test_scores) - np.array(masked.test_scores)))
+    print(
+        f"fixed point vs float aggregation: max test score difference {gap:.2e}, AUC "
+        f"{masked.auc_test:.6f} vs {floats.auc_test:.6f}"
+    )
+    assert gap < 1e-6 and abs(floats.auc_test - masked.auc_test) < 1e-9

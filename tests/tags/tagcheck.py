@@ -28,9 +28,10 @@ def full_catalogue() -> Catalogue:
 
 def build_fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The clean fleet of the tag tests: 30 vehicles x 7 days (seed 3), simulated, ingested,
-    featurised and its accounts linked into persons once per test process (later calls
+    its accounts linked into persons and featurised, once per test process (later calls
     reuse it).  Linkage matters to consent: a VIN is profiled when every person linked to it
-    consents, and unlinked accounts of one person would each count as a person.
+    consents, and unlinked accounts of one person would each count as a person; so it comes
+    before the feature build, which keeps consenting vehicles only.
 
     Returns (simulation folder, warehouse file with features).  Kept out of a
     ``conftest.py``: with ``--doctest-modules`` two test folders' ``conftest`` modules clash.
@@ -48,8 +49,8 @@ def build_fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         simulate(vehicles=30, days=7, seed=3, out=sim, mess=MessConfig.clean(), workers=1)
         with Warehouse(db) as wh:
             ingest([sim / "tables"], wh)
+            link_identities(wh)  # first: the feature build keeps consenting persons only
             build_features(wh)
-            link_identities(wh)
         done.touch()
     return sim, db
 

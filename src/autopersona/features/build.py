@@ -4,6 +4,12 @@ Each domain writes ``features_<domain>`` with one row per entity and period.  A 
 incremental: it starts at the beginning of the latest period already stored (which may have
 been partial) unless ``since`` says otherwise, reads only data from there on, and replaces
 the rows of the periods it recomputes — so rerunning it is idempotent.
+
+Consent (:mod:`autopersona.features.consent`): each domain serves the consent purposes its
+dictionary file declares; a build stores rows only for entities consenting to one of them as
+of the row's period and at build time (a feature serving none of the purposes an entity
+consents to is null), and fits fleet-wide models (the mobility trip purpose HMM) only on
+consenting vehicles' data.  A withdrawal takes effect at the next build.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from autopersona.features.charging import charging_features
 from autopersona.features.commerce import LOOKBACK as COMMERCE_LOOKBACK
 from autopersona.features.commerce import SOURCES as COMMERCE_SOURCES
 from autopersona.features.commerce import commerce_features
+from autopersona.features.consent import keep_consented
 from autopersona.features.dictionary import domains
 from autopersona.features.driving import SOURCES as DRIVING_SOURCES
 from autopersona.features.driving import driving_features
@@ -131,6 +138,7 @@ def _build_mobility(
     since: date | datetime | None,
     engine: str,
     full: bool,
+    now: datetime,
 ) -> None:
     """The per-vehicle mobility domain (see :mod:`autopersona.features.mobility_build`)."""
     from autopersona.features.mobility_build import MOBILITY_TABLE, build_mobility
@@ -145,7 +153,8 @@ def _build_mobility(
     else:
         latest = _latest_period(wh, MOBILITY_TABLE, period)
         start = period_floor(latest, period) if latest else None
-    df = build_mobility(wh, period=period, since=start, engine=engine)
+    df = build_mobility(wh, period=period, since=start, engine=engine, now=now)
+    df = keep_consented(wh, df, "mobility", period, now=now)
     _store(wh, MOBILITY_TABLE, df, period, start)
     report.rows["mobility"] = len(df)
     report.periods["mobility"] = int(df["period_start"].nunique()) if len(df) else 0
@@ -160,6 +169,7 @@ def build_features(
     only: list[str] | None = None,
     full: bool = False,
     step_kwargs: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> BuildReport:
     """Compute the feature domains and store them as ``features_<domain>``.
 
@@ -179,8 +189,12 @@ def build_features(
         Recompute everything, ignoring what is stored.
     step_kwargs
         Extra keyword arguments for every step (e.g. ``params``).
+    now
+        The build's time for consent (default: now): rows are kept for entities consenting
+        as of their period and at this time.
     """
     t0 = time.perf_counter()
+    now = now or datetime.now(UTC)
     names = only or [*STEPS, "mobility"]
     unknown = [n for n in names if n not in STEPS and n != "mobility"]
     if unknown:
@@ -189,7 +203,7 @@ def build_features(
     dicts = domains()
     for name in names:
         if name == "mobility":
-            _build_mobility(wh, report, period, since, engine, full)
+            _build_mobility(wh, report, period, since, engine, full, now)
             continue
         step, sources = STEPS[name]
         table = dicts[name].table
@@ -207,6 +221,7 @@ def build_features(
             df = step(eng, period=period, since=start, **(step_kwargs or {}))
         finally:
             eng.close()
+        df = keep_consented(wh, df, name, period, now=now)
         _store(wh, table, df, period, start)
         report.rows[name] = len(df)
         report.periods[name] = int(df["period_start"].nunique()) if len(df) else 0

@@ -7,12 +7,21 @@ per vehicle: in a local process pool (``engine="duckdb"``) or with Spark's group
 (each vehicle's known places, so location ids and home/work stay stable) and the trips of
 the recomputed periods in ``mobility_trips``.  Weekly features are per *local* ISO week;
 ``period_start`` is that week's Monday.
+
+Consent (:mod:`autopersona.features.consent`): only vehicles consenting now (the build's
+time) to one of the domain's purposes (``dictionary/mobility.yaml``) are read at all; their
+trips, stays and locations are the only ones computed and kept as state (a withdrawn vehicle's
+locations leave ``mobility_locations`` at the next build).  The trip purpose HMM is fitted
+only on the trips of vehicles consenting to the purposes its features (``commute_share``,
+``business_share``, ``leisure_share``) serve, as of every week of the build and now, so a
+non-consenting vehicle's trips change no one's purposes.  The weekly rows are then kept per
+week by :func:`~autopersona.features.consent.keep_consented`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -22,11 +31,13 @@ from autopersona.store.warehouse import Warehouse
 if TYPE_CHECKING:
     from autopersona.features.runner import MobilityResult
 
-__all__ = ["MOBILITY_TABLE", "build_mobility"]
+__all__ = ["HMM_FEATURES", "MOBILITY_TABLE", "build_mobility", "consenting_vehicles"]
 
 MOBILITY_TABLE = "features_mobility"
 LOCATIONS_TABLE = "mobility_locations"
 TRIPS_TABLE = "mobility_trips"
+#: The features derived from the fleet-fitted trip purpose HMM.
+HMM_FEATURES = ("commute_share", "business_share", "leisure_share")
 
 
 def _exists(wh: Warehouse, table: str) -> bool:
@@ -47,6 +58,45 @@ def _replace(
         con.unregister("_ap_mob")
 
 
+def _weeks(wh: Warehouse, since: date | None, now: datetime) -> list[date]:
+    """Mondays of the local weeks that may hold motion from ``since`` on (up to ``now``).
+
+    Local weeks of any time zone: a day is added on each side of the UTC range.
+    """
+    where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
+    lo, hi = wh.sql(f"SELECT min(ts), max(ts) FROM motion {where}", params)[0]
+    if lo is None or hi is None:
+        return []
+    a = lo.date() - timedelta(days=1)
+    b = min(hi, now).date() + timedelta(days=1)
+    first, last = a - timedelta(days=a.weekday()), b - timedelta(days=b.weekday())
+    out, day = [], first
+    while day <= last:
+        out.append(day)
+        day += timedelta(days=7)
+    return out
+
+
+def consenting_vehicles(
+    wh: Warehouse, since: date | None = None, now: datetime | None = None
+) -> tuple[set[str], set[str]]:
+    """``(vehicles to compute, vehicles whose trips fit the purpose HMM)`` under consent.
+
+    The first: vehicles consenting at ``now`` to one of the mobility domain's purposes.  The
+    second: those consenting to a purpose of :data:`HMM_FEATURES` as of every week with motion
+    from ``since`` on and at ``now``.
+    """
+    from autopersona.features.consent import consent_times, consenting
+    from autopersona.features.dictionary import domain_purposes, feature_dictionary
+
+    now = now or datetime.now(UTC)
+    compute = consenting(wh, domain_purposes()["mobility"], [now])
+    fd = feature_dictionary()
+    hmm_purposes = sorted({p for f in HMM_FEATURES for p in fd[f].purposes})
+    times = [now, *consent_times(_weeks(wh, since, now), "week", now).values()]
+    return compute, compute & consenting(wh, hmm_purposes, times)
+
+
 def build_mobility(
     wh: Warehouse,
     *,
@@ -54,8 +104,12 @@ def build_mobility(
     since: datetime | None = None,
     engine: str = "duckdb",
     workers: int | None = None,
+    now: datetime | None = None,
 ) -> pd.DataFrame:
     """Weekly mobility features from ``since`` on, with trips and locations kept as state.
+
+    Only consenting vehicles are computed, and the purpose HMM is fitted on consenting
+    vehicles only (:func:`consenting_vehicles`; ``now`` is the build's time).
 
     Returns
     -------
@@ -76,11 +130,19 @@ def build_mobility(
     previous = None
     if start is not None and _exists(wh, LOCATIONS_TABLE):
         previous = wh.frame(f'SELECT * FROM "{LOCATIONS_TABLE}"')
+    vins, fit_vins = consenting_vehicles(wh, start, now)
     res: _SparkResult | MobilityResult
     if engine == "spark":
-        res = _run_on_spark(wh, start, previous)
+        res = _run_on_spark(wh, start, previous, vins, fit_vins)
     else:
-        res = run_mobility(wh, start=start, previous_locations=previous, workers=workers)
+        res = run_mobility(
+            wh,
+            start=start,
+            previous_locations=previous,
+            workers=workers,
+            vins=vins,
+            fit_vins=fit_vins,
+        )
     weekly = res.weekly.copy()
     if len(weekly):
         weekly.insert(
@@ -93,9 +155,9 @@ def build_mobility(
         )
         weekly["period_start"] = weekly["period_start"].astype("datetime64[us]")
     weekly = weekly.drop(columns=[c for c in ("period",) if c in weekly.columns])
-    if len(res.locations):
+    if len(res.locations) or _exists(wh, LOCATIONS_TABLE):
         _replace(wh, LOCATIONS_TABLE, res.locations)
-    if len(res.trips):
+    if len(res.trips) or _exists(wh, TRIPS_TABLE):
         if start is None:
             _replace(wh, TRIPS_TABLE, res.trips)
         else:
@@ -118,12 +180,19 @@ def _naive_to_utc(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _run_on_spark(wh: Warehouse, start: date | None, previous: pd.DataFrame | None) -> _SparkResult:
+def _run_on_spark(
+    wh: Warehouse,
+    start: date | None,
+    previous: pd.DataFrame | None,
+    vins: set[str],
+    fit_vins: set[str],
+) -> _SparkResult:
     """Per-vehicle mobility with Spark's grouped map over a Parquet export of the period.
 
-    Mirrors :func:`~autopersona.features.runner.run_mobility`: a first pass finds every
-    vehicle's trips, the purpose HMM is fitted on the driver over all of them (in VIN order),
-    and a second pass produces the outputs with the fitted model.  Location state from
+    Mirrors :func:`~autopersona.features.runner.run_mobility`: only the ``vins`` vehicles'
+    data is exported; a first pass finds their trips, the purpose HMM is fitted on the driver
+    over the trips of the ``fit_vins`` vehicles (in VIN order), and a second pass produces the
+    outputs with the fitted model.  Location state from
     earlier builds is not carried on this engine: it recomputes from ``start``.
     """
     import os
@@ -141,8 +210,11 @@ def _run_on_spark(wh: Warehouse, start: date | None, previous: pd.DataFrame | No
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     eng = SparkEngine(wh, ["pois"])  # starts (or reuses) the session
     spark = eng.spark
-    where = "WHERE m.ts >= ?" if start is not None else ""
-    params: list[Any] = [start] if start is not None else []
+    where = "WHERE m.vin IN (SELECT unnest(?::VARCHAR[]))"
+    params: list[Any] = [sorted(vins)]
+    if start is not None:
+        where += " AND m.ts >= ?"
+        params.append(start)
     with tempfile.TemporaryDirectory(prefix="autopersona-mob-") as d:
         lake = Path(d)
         wh.con.execute(
@@ -166,6 +238,7 @@ def _run_on_spark(wh: Warehouse, start: date | None, previous: pd.DataFrame | No
             return _naive_to_utc(out)
 
         first = run("trips").sort_values(["vin", "started_at"], kind="stable")
+        first = first[first["vin"].astype(str).isin(fit_vins)]
         if len(first):
             lengths = first.groupby("vin", sort=True).size().tolist()
             model = fit_purpose_model(np.asarray(encode_trips(first)), lengths)

@@ -9,7 +9,8 @@
   so memory holds one chunk of fixes, never the fleet's.
 * :func:`run_mobility`: the whole mobility step for a period: stage 1 (trips, stays,
   locations) per vehicle in the pool, a purpose HMM fitted on the fleet's trip symbols in the
-  parent (small: one int per trip), stage 2 (purposes, weekly features) per vehicle.
+  parent (small: one int per trip; only the ``fit_vins`` vehicles' trips when given: the
+  feature build passes the consenting ones), stage 2 (purposes, weekly features) per vehicle.
 * :func:`spark_mobility_fn`: the same per-vehicle function for
   ``df.groupBy("vin").applyInPandas(fn, schema)``, with its output schema declared; a fleet
   model is fitted beforehand (e.g. on a sample, or with stage 1 ``kind="trips"``) and passed
@@ -447,6 +448,7 @@ def run_mobility(
     params: MobilityParams | None = None,
     vins: Iterable[str] | None = None,
     default_timezone: str | None = None,
+    fit_vins: Iterable[str] | None = None,
 ) -> MobilityResult:
     """Mobility features of every vehicle for one period (local dates ``[start, end)``).
 
@@ -475,6 +477,10 @@ def run_mobility(
         Only these vehicles.
     default_timezone
         Zone of vehicles without a ``vehicles.timezone`` (see :func:`iter_vehicle_batches`).
+    fit_vins
+        Only these vehicles' trips fit the purpose HMM (default: every vehicle's); the
+        feature build passes the vehicles consenting to the purposes the trip purposes
+        serve (:mod:`autopersona.features.consent`).
 
     Returns
     -------
@@ -510,8 +516,13 @@ def run_mobility(
     if purpose_model is not None:
         model = purpose_model
     elif fit_purpose and stage1:
-        symbols = np.concatenate([vm.symbols for vm in stage1])
-        model = fit_purpose_model(symbols, [len(vm.symbols) for vm in stage1])
+        fit_on = {str(v) for v in fit_vins} if fit_vins is not None else None
+        fitting = [vm for vm in stage1 if fit_on is None or vm.vin in fit_on]
+        if fitting:
+            symbols = np.concatenate([vm.symbols for vm in fitting])
+            model = fit_purpose_model(symbols, [len(vm.symbols) for vm in fitting])
+        else:
+            model = prior_model()
     else:
         model = prior_model()
     done = [decode_purposes(vm, model, params) for vm in stage1]

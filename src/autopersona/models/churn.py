@@ -8,7 +8,9 @@ that (``orders_previous``).  ``frequency_drop = orders_previous - orders_recent`
 (:func:`churn_warning`, and the catalogue's ``cm_rfm_tier``) fires when it is above 3 — a drop
 of exactly 3 does not warn, a drop of 4 does.  Weeks without any activity get a row too, so a
 customer who simply stops buying is seen (``features_commerce`` has rows only for active
-periods).  The result is stored as ``features_churn`` (``features/dictionary/churn.yaml``).
+periods).  The result is stored as ``features_churn`` (``features/dictionary/churn.yaml``),
+for customers consenting to the domain's purposes as of each period and at build time
+(:mod:`autopersona.features.consent`).
 
 Examples
 --------
@@ -127,9 +129,11 @@ def build_churn_features(
     ``warnings_latest`` counts customers whose latest row has a drop above 3.
     """
     from autopersona.features.build import _store
+    from autopersona.features.consent import keep_consented
 
     t0 = time.perf_counter()
     df = purchase_windows(wh, period=period, window_days=window_days)
+    df = keep_consented(wh, df, "churn", period)  # consenting customers only, as of each period
     _store(wh, FEATURE_TABLE, df, period, None)
     latest = df.sort_values("period_start").drop_duplicates("customer_id", keep="last")
     return ChurnReport(

@@ -13,6 +13,9 @@ says so.
 
 :func:`build_sentiment_features` scores every review and chat message and writes
 ``features_sentiment`` per customer and period (``features/dictionary/sentiment.yaml``).
+Consent (:mod:`autopersona.features.consent`): the classifier is trained only on the reviews
+of customers consenting now to a purpose of the sentiment features, only their messages are
+scored, and rows are kept for customers consenting as of each period too.
 Reviews that were training examples get out-of-fold probabilities (5-fold cross-fitting),
 so a customer's sentiment is never the classifier's memory of their own label.
 
@@ -36,7 +39,7 @@ import importlib.util
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -254,8 +257,13 @@ def evaluate(
     return {"n": float(len(y)), "accuracy": float(accuracy_score(y, p >= 0.5)), "auc": auc}
 
 
-def review_examples(wh: Warehouse, until: datetime | None = None) -> pd.DataFrame:
-    """Rated reviews with text (message_id, customer_id, ts, text, rating, label) before ``until``."""
+def review_examples(
+    wh: Warehouse, until: datetime | None = None, customers: set[str] | None = None
+) -> pd.DataFrame:
+    """Rated reviews with text (message_id, customer_id, ts, text, rating, label) before ``until``.
+
+    ``customers``: only these customers' reviews (default: everyone's).
+    """
     sql = (
         "SELECT message_id, customer_id, ts, text, rating FROM reviews "
         "WHERE kind = 'review' AND text IS NOT NULL AND trim(text) <> '' AND rating IS NOT NULL"
@@ -265,20 +273,27 @@ def review_examples(wh: Warehouse, until: datetime | None = None) -> pd.DataFram
         sql += " AND ts < ?"
         params.append(until)
     df = wh.con.execute(sql + " ORDER BY ts, message_id", params).df()
+    if customers is not None:
+        df = df[df["customer_id"].astype(str).isin(customers)].reset_index(drop=True)
     df["label"] = labels_from_ratings(df["rating"])
     return df
 
 
 def train_from_warehouse(
-    wh: Warehouse, *, until: datetime | None = None, min_per_class: int = 20
+    wh: Warehouse,
+    *,
+    until: datetime | None = None,
+    min_per_class: int = 20,
+    customers: set[str] | None = None,
 ) -> tuple[SentimentModel, pd.DataFrame]:
     """Train on the warehouse's rated reviews (plus the seed set where a class is short).
 
-    Returns the model and the training frame (``text``, ``label``, ``message_id`` — null for
-    seed examples).
+    ``customers``: train on these customers' reviews only (the feature build passes the
+    consenting ones).  Returns the model and the training frame (``text``, ``label``,
+    ``message_id`` — null for seed examples).
     """
     _require()
-    rv = review_examples(wh, until).dropna(subset=["label"])
+    rv = review_examples(wh, until, customers).dropna(subset=["label"])
     data = pd.DataFrame(
         {"text": rv["text"], "label": rv["label"].astype(int), "message_id": rv["message_id"]}
     )
@@ -394,21 +409,26 @@ def build_sentiment_features(
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from autopersona.features.build import _store
+    from autopersona.features.consent import consenting, keep_consented
+    from autopersona.features.dictionary import domain_purposes
 
     _require()
     t0 = time.perf_counter()
     rep = SentimentReport()
+    now = datetime.now(UTC)
+    ok = consenting(wh, domain_purposes()["sentiment"], [now], "customer_id")
     msgs = wh.con.execute(
         "SELECT message_id, customer_id, ts, kind, rating, text FROM reviews "
         "WHERE text IS NOT NULL AND trim(text) <> '' AND customer_id IS NOT NULL "
         "ORDER BY ts, message_id"
     ).df()
+    msgs = msgs[msgs["customer_id"].astype(str).isin(ok)].reset_index(drop=True)
     rep.messages = len(msgs)
     rep.reviews = int((msgs["kind"] == "review").sum())
     rep.chats = int((msgs["kind"] == "chat").sum())
     if model is None:
-        model, data = train_from_warehouse(wh)
-        rep.holdout = _time_holdout(wh, holdout_share)
+        model, data = train_from_warehouse(wh, customers=ok)
+        rep.holdout = _time_holdout(wh, holdout_share, ok)
     else:
         data = pd.DataFrame({"text": [], "label": [], "message_id": []})
     rep.train_positive, rep.train_negative = model.n_positive, model.n_negative
@@ -430,16 +450,20 @@ def build_sentiment_features(
             proba = np.array(
                 [by_id.get(m, p) for m, p in zip(msgs["message_id"], proba, strict=True)]
             )
-    feats = sentiment_features(msgs, proba, period)
+    feats = keep_consented(
+        wh, sentiment_features(msgs, proba, period), "sentiment", period, now=now
+    )
     _store(wh, FEATURE_TABLE, feats, period, None)
     rep.rows = len(feats)
     rep.seconds = time.perf_counter() - t0
     return rep
 
 
-def _time_holdout(wh: Warehouse, share: float) -> dict[str, float]:
+def _time_holdout(
+    wh: Warehouse, share: float, customers: set[str] | None = None
+) -> dict[str, float]:
     """Train on the earlier rated reviews, test on the later ``share`` (empty if too few)."""
-    rv = review_examples(wh).dropna(subset=["label"])
+    rv = review_examples(wh, customers=customers).dropna(subset=["label"])
     if len(rv) < 20:
         return {}
     ts = pd.to_datetime(rv["ts"], utc=True)
@@ -448,7 +472,7 @@ def _time_holdout(wh: Warehouse, share: float) -> dict[str, float]:
     if test["label"].nunique() < 2:
         return {}
     try:
-        model, _ = train_from_warehouse(wh, until=cut.to_pydatetime())
+        model, _ = train_from_warehouse(wh, until=cut.to_pydatetime(), customers=customers)
     except ValueError:
         return {}
     return evaluate(model, test["text"].tolist(), test["label"].to_numpy(dtype=int))

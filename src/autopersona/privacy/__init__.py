@@ -3,7 +3,8 @@
 ``dp``
     OpenDP releases of aggregate reports and the per-dataset privacy budget ledger.
 ``federated``
-    Vertical federated training (Flower) of an L4 model across four parties.
+    Vertical federated training (Flower) of an L4 model across four parties: people
+    consenting to partner sharing only, exact secure aggregation of the parties' scores.
 ``pseudo``
     Keyed-HMAC pseudonyms, the audited re-identification table, H3 coarsening.
 ``consent``

@@ -325,7 +325,8 @@ def register(app: typer.Typer) -> None:
             _out(out)
             return
         typer.echo(
-            f"{fed.intersection} people shared by all four parties (PSI); "
+            f"{fed.intersection} people shared by all four parties and consenting to partner "
+            f"sharing at each (PSI); "
             f"train {fed.train_rows}, test {fed.test_rows}, {fed.rounds} rounds ({mode})"
         )
         typer.echo(

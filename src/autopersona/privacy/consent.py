@@ -18,8 +18,11 @@ Rules
   car is used only when all its people agree).
 
 Builds honour it through :func:`filter_consented`, which keeps only the rows of consented
-people (or VINs, or accounts) — audiences, feature tables and tag assignments alike — so a
-withdrawal takes a person out at the next run.
+people (or VINs, or accounts) — audiences and tag assignments alike — so a withdrawal takes
+a person out at the next run.  The feature build applies it per feature domain and period
+(:mod:`autopersona.features.consent`: each domain declares the purposes its features serve;
+fleet-fitted models see consenting people only), and federated training admits only people
+consenting to ``partner_sharing`` at every party (:mod:`autopersona.privacy.federated`).
 
 Examples
 --------
@@ -36,6 +39,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,6 +53,7 @@ __all__ = [
     "PURPOSES",
     "consent_state",
     "consented",
+    "consented_at",
     "current_consent",
     "filter_consented",
     "history",
@@ -86,13 +91,16 @@ def person_accounts(wh: Warehouse) -> pd.DataFrame:
     return wh.frame("SELECT account_id, account_id AS person_id, vin FROM accounts")
 
 
-def _decisions(wh: Warehouse, at: datetime | None) -> pd.DataFrame:
+def _decisions(
+    wh: Warehouse, at: datetime | None, accounts: pd.DataFrame | None = None
+) -> pd.DataFrame:
     at = at or datetime.now(UTC)
     df = wh.frame(
         "SELECT account_id, purpose, channel, granted, ts FROM consents WHERE ts <= ?", [at]
     )
-    accounts = person_accounts(wh)[["account_id", "person_id"]].drop_duplicates("account_id")
-    df = df.merge(accounts, on="account_id", how="left")
+    acc = person_accounts(wh) if accounts is None else accounts
+    acc = acc[["account_id", "person_id"]].drop_duplicates("account_id")
+    df = df.merge(acc, on="account_id", how="left")
     df["person_id"] = df["person_id"].fillna(df["account_id"])
     return df
 
@@ -103,16 +111,23 @@ def consent_state(wh: Warehouse, at: datetime | None = None) -> pd.DataFrame:
     One row per person, purpose and concrete channel that has any decision (``ts`` is the
     deciding row's time).
     """
-    d = _decisions(wh, at)
-    cols = ["person_id", "purpose", "channel", "granted", "ts"]
-    if d.empty:
-        return pd.DataFrame(columns=cols)
-    # a decision on "any" is a decision on each concrete channel
+    return _state(_decisions(wh, at))
+
+
+def _spread(d: pd.DataFrame) -> pd.DataFrame:
+    """A decision on ``any`` is a decision on each concrete channel."""
     spread = [d[d["channel"] != "any"]]
     anyc = d[d["channel"] == "any"]
     for ch in CHANNELS:
         spread.append(anyc.assign(channel=ch))
-    allc = pd.concat(spread, ignore_index=True)
+    return pd.concat(spread, ignore_index=True)
+
+
+def _state(d: pd.DataFrame) -> pd.DataFrame:
+    cols = ["person_id", "purpose", "channel", "granted", "ts"]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    allc = _spread(d)
     # latest decision wins; on a tie a withdrawal wins
     allc = allc.sort_values(["ts", "granted"], ascending=[True, False], kind="stable")
     last = allc.groupby(["person_id", "purpose", "channel"], as_index=False).last()
@@ -128,14 +143,77 @@ def consented(
 ) -> set[str]:
     """People (or their accounts, or VINs) consented for ``purpose`` on ``channel`` at ``at``."""
     _check(purpose, channel)
-    st = consent_state(wh, at)
+    return _entities(consent_state(wh, at), purpose, channel, entity, lambda: person_accounts(wh))
+
+
+def consented_at(
+    wh: Warehouse,
+    purposes: list[str],
+    times: list[datetime],
+    entity: Entity = "person",
+) -> dict[tuple[str, datetime], set[str]]:
+    """:func:`consented` (on any channel) for each of ``purposes`` at each of ``times``.
+
+    Reads the history and the identity tables once, for builds that need consent at many
+    times (one per period).
+    """
+    for p in purposes:
+        _check(p, "any")
+    out: dict[tuple[str, datetime], set[str]] = {}
+    if not times:
+        return out
+    acc = person_accounts(wh)
+    d = _decisions(wh, max(times), acc)
+    d = d[d["purpose"].isin(purposes)]
+    when = sorted(set(times))
+    granted: dict[tuple[str, datetime], set[str]] = {(p, t): set() for p in purposes for t in when}
+    if len(d):
+        # each (person, purpose, channel)'s latest decision at or before each time, at once
+        allc = _spread(d).assign(t=lambda f: pd.to_datetime(f["ts"], utc=True))
+        allc = allc.sort_values(["t", "granted"], ascending=[True, False], kind="stable")
+        keys = allc[["person_id", "purpose", "channel"]].drop_duplicates()
+        grid = keys.merge(pd.DataFrame({"t": [pd.Timestamp(t) for t in when]}), how="cross")
+        got = pd.merge_asof(
+            grid.sort_values("t", kind="stable"),
+            allc[["person_id", "purpose", "channel", "granted", "t"]],
+            on="t",
+            by=["person_id", "purpose", "channel"],
+            direction="backward",
+        )
+        yes = got[got["granted"].fillna(False).astype(bool)]
+        stamp = {pd.Timestamp(t): t for t in when}
+        for (purpose, at), g in yes.groupby(["purpose", "t"]):
+            when_at = stamp[pd.Timestamp(str(at))]
+            granted[(str(purpose), when_at)] = set(g["person_id"].astype(str))
+    memo: dict[frozenset[str], set[str]] = {}
+    for (p, t), people in granted.items():
+        key = frozenset(people)
+        if key not in memo:  # consecutive periods mostly share their consenters
+            memo[key] = _to_entity(people, entity, acc)
+        out[(p, t)] = memo[key]
+    return out
+
+
+def _entities(
+    st: pd.DataFrame,
+    purpose: str,
+    channel: str,
+    entity: Entity,
+    accounts: Callable[[], pd.DataFrame],
+) -> set[str]:
     st = st[st["purpose"] == purpose]
     if channel != "any":
         st = st[st["channel"] == channel]
     people = set(st.loc[st["granted"].astype(bool), "person_id"].astype(str))
     if entity == "person":
         return people
-    acc = person_accounts(wh)
+    return _to_entity(people, entity, accounts())
+
+
+def _to_entity(people: set[str], entity: Entity, acc: pd.DataFrame) -> set[str]:
+    """The accounts of ``people``, or the VINs all of whose people are in ``people``."""
+    if entity == "person":
+        return people
     if entity == "account":
         return set(acc.loc[acc["person_id"].isin(people), "account_id"].astype(str))
     if entity == "vin":

@@ -23,17 +23,27 @@ parties' scores and a bias and applies the logistic function, so the whole is a 
 regression over every party's features (the "hetero-LR" of vertical federated learning), fit
 with an L2 penalty ``lam/2 · |w|²``.
 
+Consent: only people who consented to ``partner_sharing`` take part.  Each party's rows
+carry its own consent flag (a ``partner_sharing`` column, read from the party's consent
+registry; :func:`make_parties` simulates it); :meth:`PartyData.load` keeps only the
+consenting rows, so each party enters only its consenting people into the PSI, and the
+coordinator likewise enters only its consenting policyholders.  The intersection, hence
+training and evaluation, holds people who consented at every party; a non-consenting
+person's rows never leave their party's loader, let alone reach a message.  A folder
+without the flag is refused (opt-in: no decision, no consent).
+
 Protocol (one Flower round per step; :class:`Coordinator` and :class:`PartyNode` are
 transport-free, :func:`flower_strategy` / :func:`flower_client_app` carry them over Flower):
 
 1. ``psi`` — private set intersection on pseudonymous ids (:mod:`autopersona.privacy.psi`):
-   parties return blinded points only;
+   parties return blinded points only (of their consenting people);
 2. ``align`` — the coordinator sends each party positions in its own blinded list for the
    training and test rows; parties standardise their columns on their training rows;
 3. ``newton`` (repeated) — the coordinator sends per-row gradient ``g = p - y`` and curvature
    ``h = p(1 - p)`` of the log-loss with respect to the score; each party solves its own
    block Newton step ``d_k = -(X_kᵀ H X_k + lam I)⁻¹ (X_kᵀ g + lam w_k)`` and returns only
-   ``X_k d_k`` on the aligned rows (its score change) and three scalars for the penalty;
+   ``X_k d_k`` on the aligned rows (its score change) and three scalars for the penalty,
+   securely aggregated (below);
    the coordinator line-searches a common step ``alpha`` on its labels and sends it with the
    next gradient; parties then apply ``w_k += alpha d_k``;
 4. ``finish`` — parties apply the last step (their bottom models stay with them).
@@ -42,15 +52,21 @@ Raw rows never leave a party: :class:`PartyData` refuses to be pickled or copied
 the messages carry blinded points, positions, per-row scores and gradients only.  Two
 protections cover what those would still reveal:
 
-* **Secure aggregation of the scores.**  A party's score change ``X_k d_k`` is a projection
-  of its rows; the coordinator needs only the sum over parties.  In the ``psi`` round every
-  party also returns an X25519 public key; the coordinator relays all keys with ``align``;
-  each pair of parties derives a shared seed (Diffie–Hellman, which the coordinator cannot
-  compute) and, every round, the lower-ordered party adds a pseudo-random mask vector
-  (Gaussian, scale :data:`MASK_SCALE`) that the other subtracts.  Each party's reply is
-  masked; the masks cancel in the coordinator's sum (to float rounding, ~1e-10).  Real-valued
-  masks hide statistically, not perfectly (integer masks modulo 2^k would), and a dropped
-  party stops the round (no mask recovery).
+* **Exact secure aggregation of the scores.**  A party's score change ``X_k d_k`` is a
+  projection of its rows; the coordinator needs only the sum over parties.  In the ``psi``
+  round every party also returns an X25519 public key; the coordinator relays all keys with
+  ``align``; each pair of parties derives a shared seed (Diffie–Hellman, which the
+  coordinator cannot compute).  Every round, each party encodes its reply in fixed point —
+  ``round(v · 2^FIXED_POINT_BITS)`` as an integer modulo 2^64 (:data:`FIXED_POINT_BITS` =
+  32 fractional bits; values up to 2^29 in magnitude, far above any score change, keep the
+  sum over four parties clear of wrap-around; a larger value is refused) — and adds, modulo
+  2^64, one uniform 64-bit mask per other party, drawn from ChaCha20 keyed by the pair's
+  seed and the round (the lower-ordered party of a pair adds it, the other subtracts it).
+  The masks cancel **exactly** in the coordinator's modular sum, which it decodes back to
+  floats (rounding error at most 2^-33 per party and value); and since every reply carries
+  at least one uniform mask unknown to the coordinator, each reply on its own is uniformly
+  distributed over the 2^64 integers whatever the data (perfect hiding, given the seeds stay
+  secret).  A dropped party stops the round (no mask recovery).
 * **Noisy gradients.**  Per-row gradients ``p - y`` tell a party the sign of each training
   label (label leakage, a known property of split learning).  With ``gradient_noise = σ``
   the coordinator adds Gaussian noise N(0, σ²) to every row's gradient before sending it
@@ -64,8 +80,9 @@ place — which the federation exists to avoid — and fits scikit-learn's logis
 with the same penalty on the same split.  The federated model should match it.
 
 Data: :func:`make_parties` simulates the four parties' tables for a population (each
-party covers a different subset, plus people only it knows) with a known claim model; it
-writes each party's rows to its own folder and the labels to the coordinator's.
+party covers a different subset, plus people only it knows) with a known claim model and
+each party's ``partner_sharing`` consent flags; it writes each party's rows to its own
+folder and the labels (with the insurer's flags) to the coordinator's.
 """
 
 from __future__ import annotations
@@ -84,8 +101,9 @@ import pandas as pd
 from autopersona.privacy.psi import BlindingKey, hash_points, points_from_array, points_to_array
 
 __all__ = [
+    "CONSENT_COLUMN",
+    "FIXED_POINT_BITS",
     "LABEL_FILE",
-    "MASK_SCALE",
     "PARTIES",
     "Coordinator",
     "FederatedResult",
@@ -93,6 +111,8 @@ __all__ = [
     "PartyNode",
     "RawDataExport",
     "central_baseline",
+    "decode_fixed",
+    "encode_fixed",
     "flower_client_app",
     "flower_strategy",
     "make_parties",
@@ -111,8 +131,13 @@ PARTIES: dict[str, tuple[str, ...]] = {
 PARTY_ORDER = tuple(PARTIES)
 #: The coordinator's label file (under the data folder; read only by the coordinator).
 LABEL_FILE = "_coordinator/claims_label.parquet"
-#: Standard deviation of the pairwise secure-aggregation masks (scores are of order 1).
-MASK_SCALE = 1000.0
+#: Fractional bits of the fixed-point encoding of the securely aggregated replies.
+FIXED_POINT_BITS = 32
+#: Largest magnitude a party may encode: four parties' values sum without wrapping modulo
+#: 2^64 (two's complement: |sum| < 2^63).
+FIXED_POINT_LIMIT = float(2 ** (63 - FIXED_POINT_BITS - 2))
+#: The consent column of every party's rows (and of the coordinator's labels).
+CONSENT_COLUMN = "partner_sharing"
 Msg = tuple[list[np.ndarray], dict[str, Any]]
 
 
@@ -159,11 +184,16 @@ class PartyData:
 
     @classmethod
     def load(cls, folder: Path, party: str) -> PartyData:
-        """Read the party's rows from its own folder (``<folder>/<party>/rows.parquet``)."""
+        """Read the party's consenting rows from its own folder (``<folder>/<party>/rows.parquet``).
+
+        Only rows whose :data:`CONSENT_COLUMN` is true are kept: the others are not part of
+        the party's data for partner sharing at all.
+        """
         df = pd.read_parquet(folder / party / "rows.parquet")
-        missing = [c for c in ("id", *PARTIES[party]) if c not in df.columns]
+        missing = [c for c in ("id", CONSENT_COLUMN, *PARTIES[party]) if c not in df.columns]
         if missing:
             raise ValueError(f"{folder / party / 'rows.parquet'}: missing column(s) {missing}")
+        df = df[df[CONSENT_COLUMN].fillna(False).astype(bool)]
         return cls(party, df["id"].astype(str).tolist(), df[list(PARTIES[party])].to_numpy())
 
     def blinded_ids(self, key: BlindingKey, order: np.ndarray) -> list[bytes]:
@@ -180,6 +210,62 @@ class PartyData:
         x = self.__features[rows]
         std = x.std(axis=0)
         return x.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+# ============================================================================ secure aggregation
+def encode_fixed(values: np.ndarray) -> np.ndarray:
+    """Fixed-point encoding modulo 2^64: ``round(v · 2^FIXED_POINT_BITS)`` as ``uint64``.
+
+    Negative values wrap (two's complement).  Values beyond :data:`FIXED_POINT_LIMIT` are
+    refused: the sum of four parties' values must not wrap.
+
+    >>> decode_fixed(encode_fixed(np.array([1.5, -2.25])) + encode_fixed(np.array([0.5, 0.25])))
+    array([ 2., -2.])
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)) or np.any(np.abs(v) > FIXED_POINT_LIMIT):
+        raise ValueError(
+            f"cannot encode values beyond +-{FIXED_POINT_LIMIT:g} (or non-finite) in fixed point"
+        )
+    out: np.ndarray = np.rint(v * 2.0**FIXED_POINT_BITS).astype(np.int64).view(np.uint64)
+    return out
+
+
+def decode_fixed(total: np.ndarray) -> np.ndarray:
+    """Floats from a fixed-point sum modulo 2^64 (read as a signed 64-bit integer).
+
+    Raises
+    ------
+    ValueError
+        For anything but ``uint64`` (e.g. a party's unencoded float reply).
+    """
+    a = np.asarray(total)
+    if a.dtype != np.uint64:
+        raise ValueError(f"a fixed-point sum is uint64, not {a.dtype}")
+    out: np.ndarray = a.view(np.int64) / 2.0**FIXED_POINT_BITS
+    return out
+
+
+def _keystream(seed: bytes, step: int, n: int) -> np.ndarray:
+    """``n`` uniform 64-bit words: ChaCha20 keyed by ``seed`` with nonce ``step``.
+
+    The cipher's 16-byte IV is a 4-byte block counter (from 0) and a 12-byte nonce: the round
+    goes in the nonce, so no two rounds share key stream (in the counter they would overlap).
+    """
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    nonce = bytes(4) + int(step).to_bytes(12, "little")
+    enc = Cipher(algorithms.ChaCha20(seed, nonce), mode=None).encryptor()
+    stream = enc.update(bytes(8 * n))
+    return np.frombuffer(stream, dtype="<u8").astype(np.uint64)
+
+
+def _modular_sum(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """The element-wise sum of the parties' replies (modulo 2^64 for ``uint64``)."""
+    total = np.array(parts[0], copy=True)
+    for a in parts[1:]:
+        total = total + a
+    return total
 
 
 # ============================================================================ party side
@@ -252,19 +338,23 @@ class PartyNode:
             pair = "|".join(sorted((self.data.party, other)))
             digest = hashlib.sha256(b"autopersona/fl-mask|" + pair.encode() + shared).digest()
             seeds.append(np.frombuffer(digest, dtype=np.uint8))
-            signs.append(1.0 if me < j else -1.0)
+            signs.append(1 if me < j else -1)
         self.state["mask_seeds"] = np.array(seeds, dtype=np.uint8).reshape(-1, 32)
-        self.state["mask_signs"] = np.array(signs, dtype=np.float64)
+        self.state["mask_signs"] = np.array(signs, dtype=np.int64)
 
     def _mask(self, n: int, step: int) -> np.ndarray:
-        """The party's share of the round's masks (they sum to zero over the parties)."""
-        out = np.zeros(n)
+        """The party's share of the round's masks modulo 2^64 (they sum to 0 over the parties).
+
+        One uniform 64-bit mask per other party: the ChaCha20 key stream of the pair's seed,
+        with the round as nonce, added by one party of the pair and subtracted by the other.
+        """
+        out = np.zeros(n, dtype=np.uint64)
         seeds = self.state.get("mask_seeds")
         if seeds is None:
             return out
         for seed, sign in zip(seeds, self.state["mask_signs"], strict=True):
-            entropy = [int.from_bytes(bytes(seed), "big"), int(step)]
-            out += sign * np.random.default_rng(entropy).normal(0.0, MASK_SCALE, n)
+            m = _keystream(bytes(seed), int(step), n)
+            out = out + m if int(sign) > 0 else out - m  # modulo 2^64 (uint64 wraps)
         return out
 
     def _align(self, arrays: list[np.ndarray], config: dict[str, Any]) -> list[np.ndarray]:
@@ -299,8 +389,8 @@ class PartyNode:
         s["d"] = d
         xt = self.data.standardised(s["test"], s["mean"], s["std"])
         norms = np.array([w @ w, w @ d, d @ d])
-        out = np.concatenate([x @ d, xt @ d, norms])
-        out += self._mask(len(out), int(config.get("step", 0)))
+        out = encode_fixed(np.concatenate([x @ d, xt @ d, norms]))
+        out = out + self._mask(len(out), int(config.get("step", 0)))
         return [out[: len(x)], out[len(x) : len(x) + len(xt)], out[len(x) + len(xt) :]]
 
     def _finish(self, arrays: list[np.ndarray], config: dict[str, Any]) -> list[np.ndarray]:
@@ -398,8 +488,11 @@ class Coordinator:
 
     @classmethod
     def from_folder(cls, folder: Path, **kwargs: Any) -> Coordinator:
-        """Coordinator reading the label file of ``folder``."""
+        """Coordinator reading the label file of ``folder`` (its consenting people only)."""
         df = pd.read_parquet(folder / LABEL_FILE)
+        if CONSENT_COLUMN not in df.columns:
+            raise ValueError(f"{folder / LABEL_FILE}: missing column {CONSENT_COLUMN!r}")
+        df = df[df[CONSENT_COLUMN].fillna(False).astype(bool)]
         return cls(df["id"].astype(str).tolist(), df["claim"].astype(int).tolist(), **kwargs)
 
     # -------------------------------------------------------------- requests
@@ -482,14 +575,15 @@ class Coordinator:
     def _line_search(self, replies: Mapping[str, Msg]) -> None:
         from scipy.optimize import minimize_scalar
 
-        dz = np.zeros_like(self.z_train)
-        dz_test = np.zeros_like(self.z_test)
-        ww = wd = dd = 0.0
-        for p in self.parties:
-            arrays, _ = replies[p]
-            dz += arrays[0]
-            dz_test += arrays[1]
-            ww, wd, dd = ww + arrays[2][0], wd + arrays[2][1], dd + arrays[2][2]
+        # the masked replies sum (modulo 2^64) to the parties' fixed-point total
+        sums = [
+            decode_fixed(_modular_sum([np.asarray(replies[p][0][i]) for p in self.parties]))
+            for i in range(3)
+        ]
+        dz, dz_test = sums[0], sums[1]
+        if len(dz) != len(self.z_train) or len(dz_test) != len(self.z_test):
+            raise RuntimeError("a party replied with scores for the wrong number of rows")
+        ww, wd, dd = (float(v) for v in sums[2])
         p_now = _sigmoid(self.z_train)
         g, h = p_now - self.y_train, p_now * (1 - p_now)
         db = -float(g.sum()) / max(float(h.sum()), 1e-12)
@@ -854,15 +948,26 @@ def _run_simulation(server: Any, folder: Path, audit: Path | None, lam: float) -
 
 
 # ============================================================================ data + baseline
-def make_parties(folder: Path, n: int = 2000, seed: int = 0, coverage: float = 0.9) -> Path:
+def make_parties(
+    folder: Path,
+    n: int = 2000,
+    seed: int = 0,
+    coverage: float = 0.9,
+    consent: float = 0.8,
+    declined: float = 0.05,
+) -> Path:
     """Simulate the four parties' tables and the insurer's labels under ``folder``.
 
     Each party holds a random ``coverage`` share of the population plus 10% people only it
     knows; ids are VIN-like.  The claim probability is a logistic function of latent driving
     aggressiveness, night exposure, mileage and risk taste that every party sees a noisy
-    part of.  Returns ``folder``.
+    part of.  Consent: a person agrees to partner sharing with probability ``consent``; each
+    party records it in its :data:`CONSENT_COLUMN`, except that a consenting person declined
+    it at a given party with probability ``declined`` (so some people consent at some
+    parties only).  The coordinator's labels carry the insurer's flags.  Returns ``folder``.
     """
     rng = np.random.default_rng(seed)
+    agrees = np.random.default_rng([seed, 1]).random(n) < consent
     aggr, night, expo, taste = rng.normal(size=(4, n))
     age = np.clip(45 - 8 * aggr + rng.normal(0, 10, n), 18, 85)
     ids = np.array([f"LSV{seed:02d}{i:012d}" for i in range(n)])
@@ -893,19 +998,23 @@ def make_parties(folder: Path, n: int = 2000, seed: int = 0, coverage: float = 0
     claim = (rng.random(n) < sig(logit)).astype(int)
     if folder.exists():
         shutil.rmtree(folder)
+    flags_rng = np.random.default_rng([seed, 2])
     for k, (party, feats) in enumerate(PARTIES.items()):
         take = rng.random(n) < coverage
         extra = int(0.1 * n)
         xs = np.column_stack([cols[c][take] for c in feats])
         fake = np.column_stack([rng.permutation(cols[c])[:extra] for c in feats])
         party_ids = np.concatenate([ids[take], [f"X{k}{seed:02d}{i:011d}" for i in range(extra)]])
+        here = agrees & (flags_rng.random(n) >= declined)
+        flags = np.concatenate([here[take], flags_rng.random(extra) < consent])
         df = pd.DataFrame(np.vstack([xs, fake]), columns=list(feats))
         df.insert(0, "id", party_ids)
+        df.insert(1, CONSENT_COLUMN, flags)
         df = df.sample(frac=1.0, random_state=seed + k).reset_index(drop=True)
         (folder / party).mkdir(parents=True)
         df.to_parquet(folder / party / "rows.parquet", index=False)
         if party == "insurer":
-            lab = pd.DataFrame({"id": ids[take], "claim": claim[take]})
+            lab = pd.DataFrame({"id": ids[take], "claim": claim[take], CONSENT_COLUMN: here[take]})
             (folder / LABEL_FILE).parent.mkdir(parents=True)
             lab.to_parquet(folder / LABEL_FILE, index=False)
     return folder
@@ -918,12 +1027,18 @@ def central_baseline(
 
     scikit-learn's L2 logistic regression with ``C = 1 / lam`` on the same rows, features
     standardised per column on the training rows, as in the federation.  Also reports each
-    party's features alone (what a party could do without the others).
+    party's features alone (what a party could do without the others).  Only consenting
+    rows are pooled (as :meth:`PartyData.load` reads them), so the population is the
+    federation's.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    frames = [pd.read_parquet(folder / p / "rows.parquet").set_index("id") for p in PARTY_ORDER]
+    frames = []
+    for p in PARTY_ORDER:
+        df = pd.read_parquet(folder / p / "rows.parquet")
+        df = df[df[CONSENT_COLUMN].fillna(False).astype(bool)]
+        frames.append(df.drop(columns=[CONSENT_COLUMN]).set_index("id"))
     pooled = pd.concat(frames, axis=1, join="inner")
     y = pd.read_parquet(folder / LABEL_FILE).set_index("id")["claim"]
     xtr, xte = pooled.loc[list(train_ids)], pooled.loc[list(test_ids)]

@@ -10,6 +10,7 @@ L1 basic, L2 behaviour, L3 interest, L4 potential, the e-commerce levels and the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -131,11 +132,15 @@ def _print_tables(console: Console, dist: pd.DataFrame, catalogue: Catalogue) ->
         console.print(t)
 
 
-def profile_stage(console: Console, wh: Warehouse) -> ProfileStageResult:
+def profile_stage(
+    console: Console, wh: Warehouse, *, features: Callable[[], object] | None = None
+) -> ProfileStageResult:
     """Identity linkage, sentiment and churn features, every tag, and their distributions.
 
-    Each step's time is kept in ``seconds``; a step that cannot run here (sentiment without
-    torch, too little data for a model) is noted, not fatal.
+    ``features`` (e.g. the feature build) runs right after linkage: consent is per person,
+    so the consent-filtered feature build must see the linked persons.  Each step's time is
+    kept in ``seconds``; a step that cannot run here (sentiment without torch, too little
+    data for a model) is noted, not fatal.
     """
     from autopersona.identity import link_identities
     from autopersona.models import churn, sentiment
@@ -152,6 +157,8 @@ def profile_stage(console: Console, wh: Warehouse) -> ProfileStageResult:
         f"({link.exact_links:,} by exact keys, {link.probabilistic_links:,} by Splink) "
         f"in {res.seconds['identity']:.1f} s"
     )
+    if features is not None:
+        features()
 
     t0 = time.perf_counter()
     reason = sentiment.unavailable_reason()

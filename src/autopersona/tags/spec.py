@@ -349,6 +349,10 @@ class Catalogue:
     files: list[str]
     version: str
     parsed: dict[str, dict[tuple[str | int, ...], Expr]] = field(default_factory=dict)
+    #: Problems that do not stop loading: a tag reading a feature that does not serve the
+    #: tag's purpose (it gets values only for people who also consent to one the feature
+    #: serves, since the feature build keeps no other rows).
+    warnings: list[CatalogIssue] = field(default_factory=list)
 
     def dependencies(self, tag_id: str) -> list[str]:
         """Tag ids ``tag_id`` reads, directly."""
@@ -536,6 +540,7 @@ def load_catalogue(
     errors.extend(_check_cycles(tags, where))
     if errors:
         raise CatalogError(errors)
+    warnings = _check_feature_purposes(tags, where)
     h = hashlib.sha256()
     for name in sorted(paths):
         h.update(name.encode() + b"\0" + paths[name].read_bytes() + b"\0")
@@ -544,6 +549,7 @@ def load_catalogue(
         files=[str(paths[n]) for n in sorted(paths)],
         version=h.hexdigest()[:16],
         parsed=parsed,
+        warnings=warnings,
     )
 
 
@@ -695,6 +701,60 @@ def _check_label(
                     issue((*loc, key), f"column {pos}: {ev.table} has no column {n!r}")
             if e.prev_names():
                 issue((*loc, key), "prev() is not available in a label")
+    return out
+
+
+def _check_feature_purposes(
+    tags: dict[str, TagSpec], where: dict[str, tuple[Path, dict[Any, int], int]]
+) -> list[CatalogIssue]:
+    """Tags reading a feature that does not serve the tag's purpose (warnings).
+
+    A tag reads a feature itself or through the tags it reads.  The feature build keeps
+    values only for consenters of the purposes a feature declares (``features/dictionary``),
+    so such a tag gets values only for people consenting to both: the catalogue loads, with
+    a warning naming the dictionary file to widen if the purpose is meant.
+    """
+    from autopersona.features.dictionary import all_domains, purposes_of
+
+    out: list[CatalogIssue] = []
+    feature_tables = {d.table: k for k, d in all_domains().items()}
+
+    def reads(t: str, seen: set[str]) -> list[tuple[str, str]]:
+        """(feature, tag reading it) of ``t`` and its dependencies."""
+        if t in seen:
+            return []
+        seen.add(t)
+        got: list[tuple[str, str]] = []
+        for n in tags[t].inputs:
+            if n in tags:
+                got.extend(reads(n, seen))
+            else:
+                got.append((n, t))
+        return got
+
+    for u, spec in tags.items():
+        if spec.purpose is None:
+            continue
+        names = known_names(spec.entity)
+        for n, via in reads(u, set()):
+            domain = feature_tables.get(names.get(n, ""))
+            if domain is None:
+                continue
+            served = purposes_of(domain, n)
+            if spec.purpose in served:
+                continue
+            path, lines, i = where[u]
+            how = "" if via == u else f" through {via!r}"
+            out.append(
+                CatalogIssue(
+                    str(path),
+                    line_for(lines, ("tags", i, "purpose")),
+                    f"tags -> {i} -> purpose",
+                    f"tag {u!r} has purpose {spec.purpose!r} but reads feature {n!r}{how}, "
+                    f"which serves only {', '.join(served)} (features/dictionary/{domain}.yaml): "
+                    "it gets values only for people consenting to one of those too",
+                )
+            )
     return out
 
 
