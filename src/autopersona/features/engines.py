@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,17 @@ import pandas as pd
 
 from autopersona.store.warehouse import Warehouse
 
-__all__ = ["DuckDBEngine", "Engine", "SparkEngine", "contract_schema", "make_engine"]
+__all__ = [
+    "BatchFn",
+    "DuckDBEngine",
+    "Engine",
+    "SparkEngine",
+    "contract_schema",
+    "make_engine",
+]
+
+#: a function over Arrow record batches, yielding record batches of a declared schema
+BatchFn = Callable[[Iterator[Any]], Iterator[Any]]
 
 
 class Engine(ABC):
@@ -34,6 +44,17 @@ class Engine(ABC):
     @abstractmethod
     def execute(self, expr: Any) -> pd.DataFrame:
         """Run ``expr``; timestamps come back tz-aware UTC, dates as ``datetime64``."""
+
+    @abstractmethod
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any) -> Any:
+        """Run ``fn`` over the Arrow record batches of ``expr``'s rows; gather its output.
+
+        ``fn`` takes an iterator of ``pyarrow.RecordBatch`` (some of the rows, in no
+        particular order and batching) and yields batches of the ``pyarrow.Schema``
+        ``schema``; the result is a ``pyarrow.Table`` of everything it yielded.  A function
+        whose output is combined afterwards (partial aggregates, filtered rows) therefore
+        gives the same result on every engine.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -86,6 +107,8 @@ class DuckDBEngine(Engine):
     """
 
     name = "duckdb"
+    #: rows per record batch of :meth:`map_batches`
+    batch_rows = 1_000_000
 
     def __init__(self, wh: Warehouse) -> None:
         self.con = wh.con
@@ -102,6 +125,20 @@ class DuckDBEngine(Engine):
 
         sql = ibis.to_sql(expr, dialect="duckdb")
         return self._normalise(self.con.sql(str(sql)).to_arrow_table().to_pandas())
+
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any) -> Any:
+        """``fn`` in this process over DuckDB's stream of record batches (1 M rows each).
+
+        The stream is read in a second thread (DuckDB and Arrow release the GIL), so the
+        query's next batch is produced while ``fn`` works on the current one.
+        """
+        import ibis
+        import pyarrow as pa
+
+        sql = str(ibis.to_sql(expr, dialect="duckdb"))
+        reader = self.con.sql(sql).to_arrow_reader(self.batch_rows)
+        out = list(fn(_read_ahead(reader)))
+        return pa.Table.from_batches(out, schema=schema)
 
 
 class SparkEngine(Engine):
@@ -173,9 +210,63 @@ class SparkEngine(Engine):
         """Run on Spark."""
         return self._normalise(self.backend.to_pyarrow(expr).to_pandas())
 
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any) -> Any:
+        """``fn`` as Spark's ``mapInArrow`` over the partitions of ``expr``'s rows."""
+        import os
+        import sys
+
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        df = self.spark.sql(self.backend.compile(expr))
+        return df.mapInArrow(fn, from_arrow_schema(schema)).toArrow().cast(schema)
+
     def close(self) -> None:
         """Remove the Parquet export (the Spark session stays up for reuse)."""
         self._tmp.cleanup()
+
+
+def _read_ahead(reader: Any, depth: int = 2) -> Iterator[Any]:
+    """The batches of ``reader``, read by a second thread up to ``depth`` batches ahead."""
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        """Queue ``item`` unless the consumer has gone."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for batch in reader:
+                if not put(batch):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    t = threading.Thread(target=pump, name="duckdb-batches", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def make_engine(
