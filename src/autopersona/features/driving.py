@@ -121,7 +121,7 @@ def _hash_udfs() -> dict[str, Any]:
     import ibis
     import ibis.expr.datatypes as dt
 
-    def hash(value: Any) -> Any:  # noqa: A001 - the engine function's name
+    def hash(value: Any) -> Any:
         """DuckDB's ``hash`` (UBIGINT)."""
 
     def xxhash64(value: Any) -> Any:
@@ -321,9 +321,6 @@ def driving_features(
     pandas.DataFrame
         One row per vehicle and period with the columns of ``dictionary/driving.yaml``.
     """
-    import ibis
-    from ibis import _
-
     from autopersona.features.driving_pass import (
         MOTION_COLUMNS,
         PASS_SCHEMA,
@@ -338,7 +335,7 @@ def driving_features(
     raw = _since_filter(eng.table("motion"), "ts", since)
     # One pass over motion (the compiled kernel, on the engine's batches): partial aggregates
     # per (vehicle, UTC hour) and the harsh-event candidates.
-    motion = raw.select(vkey=_vin_key(eng, raw.vin), *MOTION_COLUMNS[1:])
+    motion = raw.select(*MOTION_COLUMNS[1:], vkey=_vin_key(eng, raw.vin))
     rows = list(p.harsh_thresholds.values())
     lim = PassLimits(
         moving_mps=p.moving_mps,
@@ -348,7 +345,9 @@ def driving_features(
         lo_lateral_mps2=min(t.lateral_mps2 for t in rows),
     )
     hr, cand = split_pass(
-        eng.map_batches(motion, functools.partial(motion_pass_batches, lim=lim), PASS_SCHEMA)
+        eng.map_batches(
+            motion, functools.partial(motion_pass_batches, lim=lim), PASS_SCHEMA, split="motion"
+        )
     )
     if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
         return _empty()

@@ -46,14 +46,16 @@ class Engine(ABC):
         """Run ``expr``; timestamps come back tz-aware UTC, dates as ``datetime64``."""
 
     @abstractmethod
-    def map_batches(self, expr: Any, fn: BatchFn, schema: Any) -> Any:
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
         """Run ``fn`` over the Arrow record batches of ``expr``'s rows; gather its output.
 
         ``fn`` takes an iterator of ``pyarrow.RecordBatch`` (some of the rows, in no
-        particular order and batching) and yields batches of the ``pyarrow.Schema``
-        ``schema``; the result is a ``pyarrow.Table`` of everything it yielded.  A function
-        whose output is combined afterwards (partial aggregates, filtered rows) therefore
-        gives the same result on every engine.
+        particular order or batching) and yields batches of the ``pyarrow.Schema``
+        ``schema``; the result is a ``pyarrow.Table`` of everything it yielded, in no
+        particular order.  A function whose output is combined afterwards (partial
+        aggregates, filtered rows) therefore gives the same result on every engine.
+        ``split`` names the table whose rows may be read by parallel streams (each with its
+        own call of ``fn``).
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -126,19 +128,81 @@ class DuckDBEngine(Engine):
         sql = ibis.to_sql(expr, dialect="duckdb")
         return self._normalise(self.con.sql(str(sql)).to_arrow_table().to_pandas())
 
-    def map_batches(self, expr: Any, fn: BatchFn, schema: Any) -> Any:
-        """``fn`` in this process over DuckDB's stream of record batches (1 M rows each).
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
+        """``fn`` in this process over DuckDB's streams of record batches.
 
-        The stream is read in a second thread (DuckDB and Arrow release the GIL), so the
-        query's next batch is produced while ``fn`` works on the current one.
+        With ``split``, that table's row ids are cut into one range per DuckDB thread and
+        each range is streamed (on its own cursor) and handed to ``fn`` in its own thread,
+        so reading, converting to Arrow and ``fn`` (which should release the GIL, as
+        compiled kernels do) use every core; without it, one stream.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         import ibis
         import pyarrow as pa
 
         sql = str(ibis.to_sql(expr, dialect="duckdb"))
-        reader = self.con.sql(sql).to_arrow_reader(self.batch_rows)
-        out = list(fn(_read_ahead(reader)))
-        return pa.Table.from_batches(out, schema=schema)
+        ranges = self._row_ranges(split) if split else []
+        if len(ranges) < 2:
+            return pa.Table.from_batches(self._stream(self.con, sql, fn), schema=schema)
+        assert split is not None
+        parts = [_restrict(sql, split, lo, hi) for lo, hi in ranges]
+
+        def run(part_sql: str) -> list[Any]:
+            cur = self.con.cursor()
+            try:
+                return self._stream(cur, part_sql, fn)
+            finally:
+                cur.close()
+
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="duckdb-part") as pool:
+            done = list(pool.map(run, parts))
+        return pa.Table.from_batches([b for part in done for b in part], schema=schema)
+
+    def _stream(self, con: Any, sql: str, fn: BatchFn) -> list[Any]:
+        return list(fn(iter(con.sql(sql).to_arrow_reader(self.batch_rows))))
+
+    def _row_ranges(self, table: str) -> list[tuple[int, int | None]]:
+        """Row-id ranges of ``table``, one per DuckDB thread (none for a small table)."""
+        rows = self.con.sql(
+            "SELECT estimated_size FROM duckdb_tables() WHERE table_name = ? "
+            "AND schema_name = current_schema() AND NOT temporary",
+            params=[table],
+        ).fetchall()
+        threads = int(self.con.sql("SELECT current_setting('threads')").fetchall()[0][0])
+        if not rows or rows[0][0] is None or threads < 2:
+            return []
+        n = int(rows[0][0])
+        k = min(threads, n // self.batch_rows)
+        if k < 2:
+            return []
+        cuts = [n * j // k for j in range(k)]
+        return [(lo, hi) for lo, hi in zip(cuts, [*cuts[1:], None], strict=True)]
+
+
+def _restrict(sql: str, table: str, lo: int, hi: int | None) -> str:
+    """``sql`` reading only the rows of ``table`` with ``lo <= rowid < hi``.
+
+    Examples
+    --------
+    >>> _restrict('SELECT "t0"."a" FROM "m" AS "t0"', "m", 0, 10)
+    'SELECT "t0"."a" FROM (SELECT * FROM "main"."m" WHERE rowid >= 0 AND rowid < 10) AS "t0"'
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    cond = f"rowid >= {int(lo)}" + (f" AND rowid < {int(hi)}" if hi is not None else "")
+
+    def sub(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Table) and node.name == table and not node.db:
+            inner = sqlglot.parse_one(f'SELECT * FROM "main"."{table}" WHERE {cond}', read="duckdb")
+            return exp.Subquery(
+                this=inner,
+                alias=exp.TableAlias(this=exp.to_identifier(node.alias or table, quoted=True)),
+            )
+        return node
+
+    return sqlglot.parse_one(sql, read="duckdb").transform(sub).sql(dialect="duckdb")
 
 
 class SparkEngine(Engine):
@@ -169,9 +233,14 @@ class SparkEngine(Engine):
         master: str = "local[2]",
         lookback: Mapping[str, timedelta | None] | None = None,
     ) -> None:
+        import os
+        import sys
+
         import ibis
         from pyspark.sql import SparkSession
 
+        # Python workers (``mapInArrow``) run this interpreter, unless a session already runs
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         self._tmp = tempfile.TemporaryDirectory(prefix="autopersona-lake-")
         lake = Path(self._tmp.name)
         for t in tables:
@@ -210,63 +279,19 @@ class SparkEngine(Engine):
         """Run on Spark."""
         return self._normalise(self.backend.to_pyarrow(expr).to_pandas())
 
-    def map_batches(self, expr: Any, fn: BatchFn, schema: Any) -> Any:
-        """``fn`` as Spark's ``mapInArrow`` over the partitions of ``expr``'s rows."""
-        import os
-        import sys
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
+        """``fn`` as Spark's ``mapInArrow`` over the partitions of ``expr``'s rows.
 
+        Spark reads partitions in parallel anyway; ``split`` is not needed.
+        """
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         df = self.spark.sql(self.backend.compile(expr))
         return df.mapInArrow(fn, from_arrow_schema(schema)).toArrow().cast(schema)
 
     def close(self) -> None:
         """Remove the Parquet export (the Spark session stays up for reuse)."""
         self._tmp.cleanup()
-
-
-def _read_ahead(reader: Any, depth: int = 2) -> Iterator[Any]:
-    """The batches of ``reader``, read by a second thread up to ``depth`` batches ahead."""
-    import queue
-    import threading
-
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        """Queue ``item`` unless the consumer has gone."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def pump() -> None:
-        try:
-            for batch in reader:
-                if not put(batch):
-                    return
-            put(done)
-        except BaseException as exc:  # handed to the consumer
-            put(exc)
-
-    t = threading.Thread(target=pump, name="duckdb-batches", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
 
 
 def make_engine(
