@@ -43,7 +43,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -151,6 +151,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 ByteArray = npt.NDArray[np.uint8]
 BoolArray = npt.NDArray[np.bool_]
+_T = TypeVar("_T", bound=np.generic)
 
 
 class PassLimits(NamedTuple):
@@ -374,11 +375,35 @@ _runs: Callable[[IntArray, IntArray], tuple[IntArray, IntArray, IntArray]] = jit
 _groups: Callable[[IntArray, IntArray], tuple[IntArray, IntArray]] = jit(cache=True, nogil=True)(
     _groups_py
 )
-_pass: _PassFn = jit(cache=True, nogil=True)(_pass_py)
+
+
+def _signature() -> tuple[Any, ...]:
+    """Argument types of :func:`_pass`: read-only arrays (Arrow buffers), then floats."""
+    from numba import types
+
+    def ro(t: Any) -> Any:
+        return types.Array(t, 1, "C", readonly=True)
+
+    cols = (ro(types.float64), ro(types.uint8)) * 5
+    return (ro(types.int64), ro(types.int64), *cols, *(types.float64,) * 5)
+
+
+# compiled (or loaded from numba's on-disk cache) when the module is imported, like an
+# extension module's code, for the one signature the Arrow glue passes
+_pass: _PassFn = jit(_signature(), cache=True, nogil=True)(_pass_py)
 
 
 # ----------------------------------------------------------------------------- Arrow glue
 _EMPTY_BITS = np.zeros(0, np.uint8)
+
+
+def _ro(a: npt.NDArray[_T]) -> npt.NDArray[_T]:
+    """A read-only, C-contiguous view (the one array type the kernel is compiled for)."""
+    a = np.ascontiguousarray(a)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
 
 
 def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
@@ -433,18 +458,18 @@ def motion_pass(batch: pa.RecordBatch, lim: PassLimits) -> pa.RecordBatch:
     ts = _int64(_column(batch, "ts"), "ts")
     cols = [_values(_column(batch, c)) for c in MOTION_COLUMNS[2:]]
     g_key, g_hour, agg, cand, cand_a, cand_y = _pass(
-        key,
-        ts,
-        cols[0][0],
-        cols[0][1],
-        cols[1][0],
-        cols[1][1],
-        cols[2][0],
-        cols[2][1],
-        cols[3][0],
-        cols[3][1],
-        cols[4][0],
-        cols[4][1],
+        _ro(key),
+        _ro(ts),
+        _ro(cols[0][0]),
+        _ro(cols[0][1]),
+        _ro(cols[1][0]),
+        _ro(cols[1][1]),
+        _ro(cols[2][0]),
+        _ro(cols[2][1]),
+        _ro(cols[3][0]),
+        _ro(cols[3][1]),
+        _ro(cols[4][0]),
+        _ro(cols[4][1]),
         float(lim.moving_mps),
         float(lim.highway_mps),
         float(lim.lo_accel_mps2),

@@ -138,15 +138,16 @@ class DuckDBEngine(Engine):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        import ibis
         import pyarrow as pa
+        from ibis.backends.sql.compilers.duckdb import compiler
 
-        sql = str(ibis.to_sql(expr, dialect="duckdb"))
+        tree = compiler.to_sqlglot(expr)
         ranges = self._row_ranges(split) if split else []
         if len(ranges) < 2:
+            sql = tree.sql(dialect="duckdb")
             return pa.Table.from_batches(self._stream(self.con, sql, fn), schema=schema)
         assert split is not None
-        parts = [_restrict(sql, split, lo, hi) for lo, hi in ranges]
+        parts = [_restrict(tree, split, lo, hi) for lo, hi in ranges]
 
         def run(part_sql: str) -> list[Any]:
             cur = self.con.cursor()
@@ -180,29 +181,35 @@ class DuckDBEngine(Engine):
         return [(lo, hi) for lo, hi in zip(cuts, [*cuts[1:], None], strict=True)]
 
 
-def _restrict(sql: str, table: str, lo: int, hi: int | None) -> str:
-    """``sql`` reading only the rows of ``table`` with ``lo <= rowid < hi``.
+def _restrict(tree: Any, table: str, lo: int, hi: int | None) -> str:
+    """DuckDB SQL of the query ``tree`` reading only rows ``lo <= rowid < hi`` of ``table``.
 
     Examples
     --------
-    >>> _restrict('SELECT "t0"."a" FROM "m" AS "t0"', "m", 0, 10)
+    >>> import ibis
+    >>> from ibis.backends.sql.compilers.duckdb import compiler
+    >>> t = ibis.table({"a": "int64", "b": "int64"}, name="m")
+    >>> _restrict(compiler.to_sqlglot(t.select("a")), "m", 0, 10)
     'SELECT "t0"."a" FROM (SELECT * FROM "main"."m" WHERE rowid >= 0 AND rowid < 10) AS "t0"'
     """
-    import sqlglot
     from sqlglot import exp
 
-    cond = f"rowid >= {int(lo)}" + (f" AND rowid < {int(hi)}" if hi is not None else "")
+    rowid = exp.column("rowid")
+    cond: exp.Expression = exp.GTE(this=rowid, expression=exp.Literal.number(int(lo)))
+    if hi is not None:
+        cond = exp.and_(cond, exp.LT(this=rowid.copy(), expression=exp.Literal.number(int(hi))))
+    source = exp.Table(
+        this=exp.to_identifier(table, quoted=True), db=exp.to_identifier("main", quoted=True)
+    )
 
     def sub(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and node.name == table and not node.db:
-            inner = sqlglot.parse_one(f'SELECT * FROM "main"."{table}" WHERE {cond}', read="duckdb")
-            return exp.Subquery(
-                this=inner,
-                alias=exp.TableAlias(this=exp.to_identifier(node.alias or table, quoted=True)),
-            )
+            inner = exp.select(exp.Star()).from_(source.copy()).where(cond.copy())
+            alias = exp.TableAlias(this=exp.to_identifier(node.alias or table, quoted=True))
+            return exp.Subquery(this=inner, alias=alias)
         return node
 
-    return sqlglot.parse_one(sql, read="duckdb").transform(sub).sql(dialect="duckdb")
+    return str(tree.transform(sub).sql(dialect="duckdb"))
 
 
 class SparkEngine(Engine):
