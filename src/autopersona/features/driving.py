@@ -1,19 +1,29 @@
-"""Driving-behaviour features per vehicle and period (design brief §3), written once in Ibis.
+"""Driving-behaviour features per vehicle and period (design brief §3), on DuckDB or Spark.
 
-The stage is order-free: one hash aggregate reads ``motion`` once and returns partial
-sums, counts and maxima per (vehicle, UTC hour); that aggregate, not the reading, is most
-of the stage's time (``bench/features.py`` times it alone as raw SQL).  Hours
-nest in days, ISO weeks and months, so pandas rolls them up to the period (sums, counts and
-maxima add up; standard deviations come from sums of squares), and the same rows are the
-histogram of moving seconds per UTC hour from which local night hours come (each hour
-converted with its own UTC offset of the vehicle's time zone, exact across DST changes).
-Harsh-event *edges* need time order only among the few fixes above the lowest threshold:
-one window over a few percent of the rows, the three kinds together.  Buckets are integer
-divisions of each engine's epoch microseconds (truncating ``TIMESTAMPTZ`` values costs
-DuckDB a time-zone conversion per row).  Jerk and other statistics that need every fix in
-order belong to the per-vehicle trip pass.
+``motion`` is read once, by one compiled pass (:mod:`autopersona.features.driving_pass`,
+numba): the engine streams the columns the stage needs as Arrow record batches (DuckDB: one
+stream per thread over row-id ranges; Spark: ``mapInArrow`` over its partitions), each
+vehicle named by the engine's 64-bit hash of its VIN, and the kernel returns per batch the
+partial sums, counts and maxima per (vehicle, UTC hour) and the harsh-event candidates
+(fixes beyond the lowest class threshold of a kind).  The pass is order-free: a
+(vehicle, hour) whose rows fall in several batches gives several partial rows, which add up
+like the hours of a period.  Hours nest in days, ISO weeks and months, so pandas rolls them
+up to the period (sums, counts and maxima add up; standard deviations come from sums of
+squares), and the same rows are the histogram of moving seconds per UTC hour from which
+local night hours come (each hour converted with its own UTC offset of the vehicle's time
+zone, exact across DST changes).  Harsh-event *edges* need time order only among the
+candidates, a few percent of the rows: per vehicle in time order (sorted unless they already
+come so), a run of fixes beyond the vehicle's class threshold with no gap over
+``event_gap_s`` counts once, in the hour of its first fix.  Odometer distance and V2X
+context are Ibis aggregates per (vehicle, UTC day) run by the engine.  Keys go back to VINs
+through ``vehicles`` (vehicles missing there: one lookup in ``motion``); two VINs with one
+64-bit key would stop the stage with an error rather than merge.  Buckets are integer
+divisions of epoch microseconds (truncating ``TIMESTAMPTZ`` values costs DuckDB a time-zone
+conversion per row).  Jerk and other statistics that need every fix in order belong to the
+per-vehicle trip pass.
 
-The feature dictionary (``dictionary/driving.yaml``) defines each output column.
+The feature dictionary (``dictionary/driving.yaml``) defines each output column;
+``bench/features.py`` times the stage against pandas and DuckDB's raw scan.
 """
 
 from __future__ import annotations

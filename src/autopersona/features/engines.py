@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: a function over Arrow record batches, yielding record batches of a declared schema
-BatchFn = Callable[[Iterator[Any]], Iterator[Any]]
+BatchFn = Callable[[Iterable[Any]], Iterable[Any]]
 
 
 class Engine(ABC):
@@ -195,7 +195,7 @@ def _restrict(tree: Any, table: str, lo: int, hi: int | None) -> str:
     from sqlglot import exp
 
     rowid = exp.column("rowid")
-    cond: exp.Expression = exp.GTE(this=rowid, expression=exp.Literal.number(int(lo)))
+    cond: Any = exp.GTE(this=rowid, expression=exp.Literal.number(int(lo)))
     if hi is not None:
         cond = exp.and_(cond, exp.LT(this=rowid.copy(), expression=exp.Literal.number(int(hi))))
     source = exp.Table(
