@@ -110,7 +110,7 @@ class DuckDBEngine(Engine):
 
     name = "duckdb"
     #: rows per record batch of :meth:`map_batches`
-    batch_rows = 1_000_000
+    batch_rows = 262_144
 
     def __init__(self, wh: Warehouse) -> None:
         self.con = wh.con
