@@ -12,10 +12,10 @@ up to the period (sums, counts and maxima add up; standard deviations come from 
 squares), and the same rows are the histogram of moving seconds per UTC hour from which
 local night hours come (each hour converted with its own UTC offset of the vehicle's time
 zone, exact across DST changes).  Harsh-event *edges* need time order only among the
-candidates, a few percent of the rows: per vehicle in time order (sorted unless they already
-come so), a run of fixes beyond the vehicle's class threshold with no gap over
-``event_gap_s`` counts once, in the hour of its first fix.  Odometer distance and V2X
-context are Ibis aggregates per (vehicle, UTC day) run by the engine.  Keys go back to VINs
+candidates, a few percent of the rows: per vehicle in time order, a run of fixes beyond
+the vehicle's class threshold with no gap over ``event_gap_s`` counts once, in the hour of
+its first fix.  Odometer distance and V2X context are Ibis aggregates per (vehicle, UTC day)
+run by the engine.  Keys go back to VINs
 through ``vehicles`` (vehicles missing there: one lookup in ``motion``); two VINs with one
 64-bit key would stop the stage with an error rather than merge.  Buckets are integer
 divisions of epoch microseconds (truncating ``TIMESTAMPTZ`` values costs DuckDB a time-zone
@@ -182,21 +182,26 @@ def _vin_names(eng: Engine, motion: Any, veh: pd.DataFrame, keys: pd.Series) -> 
     return pd.Series(found["vin"].to_numpy(), index=found["vkey"].to_numpy())
 
 
-def _grouped_in_time_order(key: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> bool:
-    """Whether each key's rows are one block, in increasing time.
+def _vehicle_time_order(key: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> Any:
+    """Positions that sort rows by vehicle (in first-seen order), then time.
+
+    One stable sort of a combined int64 key (fast on the pass's output, which comes in runs
+    already in order); ``np.lexsort`` when the combination would not fit.
 
     Examples
     --------
-    >>> k, t = np.array([5, 5, 2, 2]), np.array([1, 2, 1, 3])
-    >>> _grouped_in_time_order(k, t), _grouped_in_time_order(k[[0, 2, 1, 3]], t[[0, 2, 1, 3]])
-    (True, False)
+    >>> k, t = np.array([5, 2, 5, 2]), np.array([3, 1, 1, 2])
+    >>> _vehicle_time_order(k, t).tolist()
+    [2, 0, 1, 3]
     """
-    if len(key) < 2:
-        return True
-    change = key[1:] != key[:-1]
-    if not (change | (ts[1:] > ts[:-1])).all():
-        return False
-    return int(change.sum()) + 1 == len(pd.unique(key))
+    if len(key) == 0:
+        return np.zeros(0, np.int64)
+    codes, uniques = pd.factorize(key)
+    lo, hi = int(ts.min()), int(ts.max())
+    span = hi - lo + 1
+    if len(uniques) * span >= 2**62:
+        return np.lexsort((ts, codes))
+    return np.argsort(codes.astype(np.int64) * span + (ts - lo), kind="stable")
 
 
 def _harsh_events(cand: pd.DataFrame, veh: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
@@ -212,9 +217,8 @@ def _harsh_events(cand: pd.DataFrame, veh: pd.DataFrame, p: DrivingParams) -> pd
     hour = cand["hour"].to_numpy(np.int64)
     a = cand["acc"].to_numpy(np.float64)
     y = np.abs(cand["lat"].to_numpy(np.float64))
-    if not _grouped_in_time_order(key, ts):  # else the batches' order will do
-        order = np.lexsort((ts, key))
-        key, ts, hour, a, y = key[order], ts[order], hour[order], a[order], y[order]
+    order = _vehicle_time_order(key, ts)
+    key, ts, hour, a, y = key[order], ts[order], hour[order], a[order], y[order]
 
     def limit(attr: str) -> np.ndarray[Any, Any]:
         """The class threshold of each candidate's vehicle (``default`` without a class)."""
