@@ -16,8 +16,9 @@ candidates, a few percent of the rows: per vehicle in time order, a run of fixes
 the vehicle's class threshold with no gap over ``event_gap_s`` counts once, in the hour of
 its first fix.  Odometer distance and V2X context are Ibis aggregates per (vehicle, UTC day)
 run by the engine.  Keys go back to VINs
-through ``vehicles`` (vehicles missing there: one lookup in ``motion``); two VINs with one
-64-bit key would stop the stage with an error rather than merge.  Buckets are integer
+through ``vehicles`` (vehicles missing there: one lookup in ``motion``).  Two VINs with one
+64-bit key (odds about n²/2**65 for n VINs) stop the stage with an error when both are
+listed in ``vehicles`` or both missing there; a listed and an unlisted one would merge.  Buckets are integer
 divisions of epoch microseconds (truncating ``TIMESTAMPTZ`` values costs DuckDB a time-zone
 conversion per row).  Jerk and other statistics that need every fix in order belong to the
 per-vehicle trip pass.
@@ -167,7 +168,7 @@ def _vin_names(eng: Engine, motion: Any, veh: pd.DataFrame, keys: pd.Series) -> 
     Raises
     ------
     RuntimeError
-        If two VINs share a key (a 64-bit hash collision; about n²/2**65 for n VINs).
+        If two VINs found share a key (a 64-bit hash collision; about n²/2**65 for n VINs).
     """
     veh["vkey"] = _as_int64(veh["vkey"])
     found = veh[["vkey", "vin"]]
