@@ -516,16 +516,52 @@ def split_pass(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
     Returns ``vkey``, ``hour`` and :data:`PARTIAL_COLUMNS` (counts as int64); and
     ``vkey``, ``ts_us``, ``hour``, ``acc``, ``lat`` (NaN where null).
     """
-    import pyarrow.compute as pc
-
-    is_part = table.column("agg").is_valid()
-    part = table.filter(is_part)
-    cand = table.filter(pc.invert(is_part)).select(["vkey", "ts_us", "hour", "acc", "lat"])
-    agg = part.column("agg").combine_chunks()
-    values = agg.flatten().to_numpy().reshape(-1, _NF) if len(agg) else np.zeros((0, _NF))
+    parts: list[FloatArray] = []
+    is_part: list[BoolArray] = []
+    for chunk in table.column("agg").chunks:
+        is_part.append(_validity(chunk))
+        parts.append(chunk.flatten().to_numpy(zero_copy_only=False))
+    part = np.concatenate(is_part) if is_part else np.zeros(0, np.bool_)
+    cand = ~part
+    values = np.concatenate(parts).reshape(-1, _NF) if parts else np.zeros((0, _NF))
     p = pd.DataFrame(values, columns=PARTIAL_COLUMNS)
     for c in COUNT_COLUMNS:
         p[c] = p[c].astype("int64")
-    p.insert(0, "hour", part.column("hour").to_numpy())
-    p.insert(0, "vkey", part.column("vkey").to_numpy())
-    return p, cand.to_pandas()
+    key, hour = _ints(table, "vkey"), _ints(table, "hour")
+    p.insert(0, "hour", hour[part])
+    p.insert(0, "vkey", key[part])
+    candidates = pd.DataFrame(
+        {
+            "vkey": key[cand],
+            "ts_us": _ints(table, "ts_us")[cand],
+            "hour": hour[cand],
+            "acc": _floats(table, "acc")[cand],
+            "lat": _floats(table, "lat")[cand],
+        }
+    )
+    return p, candidates
+
+
+def _validity(arr: pa.Array) -> BoolArray:
+    """Arrow validity as a boolean array."""
+    if arr.null_count == 0:
+        return np.ones(len(arr), np.bool_)
+    bits = np.frombuffer(arr.buffers()[0], np.uint8)
+    return np.unpackbits(bits, bitorder="little")[arr.offset : arr.offset + len(arr)].astype(
+        np.bool_
+    )
+
+
+def _ints(table: pa.Table, name: str) -> IntArray:
+    """An int64 column's values (whatever sits under a null)."""
+    out = [
+        np.frombuffer(c.buffers()[1], np.int64)[c.offset : c.offset + len(c)]
+        for c in table.column(name).chunks
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _floats(table: pa.Table, name: str) -> FloatArray:
+    """A float64 column's values, NaN where null."""
+    out = [c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
