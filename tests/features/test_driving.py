@@ -177,3 +177,34 @@ def test_cli_build_and_list(tmp_path: Path, grant_consent: Callable[..., None]) 
     r = CliRunner().invoke(app, ["features", "list", "--json", "--domain", "driving"])
     names = {f["name"] for f in json.loads(r.stdout)}
     assert {"harsh_brake_per_100km", "aggressiveness_index", "night_share"} <= names
+
+
+def test_the_pass_is_order_and_batch_free(wh: Warehouse, tmp_path: Path) -> None:
+    """Small batches, parallel row-id ranges and shuffled rows give the single-stream result.
+
+    A (vehicle, hour) then spans batches and streams (partial rows add up), and harsh events
+    span batch edges (the candidates are ordered before their edges are found).
+    """
+    rng = np.random.default_rng(7)
+    accel = rng.normal(0.0, 1.6, 900).tolist()  # many harsh fixes and runs
+    m = pd.concat(
+        [
+            _motion(v, 900, speed=s, accel=accel, start=T0 + pd.Timedelta(minutes=50 + 40 * k))
+            for k, (v, s) in enumerate([("A", 12.0), ("B", 25.0), ("C", 3.0)])
+        ]
+    )
+    m["following_distance_m"] = np.where(np.arange(len(m)) % 3 == 0, np.nan, 14.0)
+    _load(
+        wh,
+        tmp_path,
+        motion=m.sample(frac=1.0, random_state=3),
+        vehicles=pd.DataFrame({"vin": ["A", "B"], "energy_type": ["BEV", "ICE"]}),
+    )
+    eng = DuckDBEngine(wh)
+    whole = driving_features(eng)
+    eng.batch_rows = 64
+    wh.con.execute("SET threads = 4")
+    assert len(eng._row_ranges("motion")) == 4
+    split = driving_features(eng)
+    pd.testing.assert_frame_equal(whole, split, rtol=1e-9)
+    assert whole["harsh_accel_events"].sum() > 10 and set(whole["vin"]) == {"A", "B", "C"}

@@ -7,7 +7,9 @@ made once per session and worker under pytest's temp dir) and one Spark session 
 from __future__ import annotations
 
 import gc
+import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -61,6 +63,8 @@ def spark() -> Iterator[Any]:
     if shutil.which("java") is None:
         pytest.skip("Spark needs a Java runtime (java not on PATH)")
     sql = pytest.importorskip("pyspark.sql")
+    # Python workers (grouped maps, mapInArrow) run this interpreter
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         sql.SparkSession.builder.master("local[2]")
         .appName("autopersona-features")

@@ -1,23 +1,35 @@
-"""Driving-behaviour features per vehicle and period (design brief §3), written once in Ibis.
+"""Driving-behaviour features per vehicle and period (design brief §3), on DuckDB or Spark.
 
-The stage is order-free: one hash aggregate reads ``motion`` once and returns partial
-sums, counts and maxima per (vehicle, UTC hour); that aggregate, not the reading, is most
-of the stage's time (``bench/features.py`` times it alone as raw SQL).  Hours
-nest in days, ISO weeks and months, so pandas rolls them up to the period (sums, counts and
-maxima add up; standard deviations come from sums of squares), and the same rows are the
-histogram of moving seconds per UTC hour from which local night hours come (each hour
-converted with its own UTC offset of the vehicle's time zone, exact across DST changes).
-Harsh-event *edges* need time order only among the few fixes above the lowest threshold:
-one window over a few percent of the rows, the three kinds together.  Buckets are integer
-divisions of each engine's epoch microseconds (truncating ``TIMESTAMPTZ`` values costs
-DuckDB a time-zone conversion per row).  Jerk and other statistics that need every fix in
-order belong to the per-vehicle trip pass.
+``motion`` is read once, by one compiled pass (:mod:`autopersona.features.driving_pass`,
+numba): the engine streams the columns the stage needs as Arrow record batches (DuckDB: one
+stream per thread over row-id ranges; Spark: ``mapInArrow`` over its partitions), each
+vehicle named by the engine's 64-bit hash of its VIN, and the kernel returns per batch the
+partial sums, counts and maxima per (vehicle, UTC hour) and the harsh-event candidates
+(fixes beyond the lowest class threshold of a kind).  The pass is order-free: a
+(vehicle, hour) whose rows fall in several batches gives several partial rows, which add up
+like the hours of a period.  Hours nest in days, ISO weeks and months, so pandas rolls them
+up to the period (sums, counts and maxima add up; standard deviations come from sums of
+squares), and the same rows are the histogram of moving seconds per UTC hour from which
+local night hours come (each hour converted with its own UTC offset of the vehicle's time
+zone, exact across DST changes).  Harsh-event *edges* need time order only among the
+candidates, a few percent of the rows: per vehicle in time order, a run of fixes beyond
+the vehicle's class threshold with no gap over ``event_gap_s`` counts once, in the hour of
+its first fix.  Odometer distance and V2X context are Ibis aggregates per (vehicle, UTC day)
+run by the engine.  Keys go back to VINs
+through ``vehicles`` (vehicles missing there: one lookup in ``motion``).  Two VINs with one
+64-bit key (odds about n²/2**65 for n VINs) stop the stage with an error when both are
+listed in ``vehicles`` or both missing there; a listed and an unlisted one would merge.  Buckets are integer
+divisions of epoch microseconds (truncating ``TIMESTAMPTZ`` values costs DuckDB a time-zone
+conversion per row).  Jerk and other statistics that need every fix in order belong to the
+per-vehicle trip pass.
 
-The feature dictionary (``dictionary/driving.yaml``) defines each output column.
+The feature dictionary (``dictionary/driving.yaml``) defines each output column;
+``bench/features.py`` times the stage against pandas and DuckDB's raw scan.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
@@ -35,6 +47,7 @@ __all__ = ["DrivingParams", "Thresholds", "driving_features", "load_params"]
 
 SOURCES = ["motion", "vehicle_signals", "vehicles", "v2x_context"]
 PERIOD_UNITS = {"day": "D", "week": "W", "month": "M"}
+_KINDS = {"acc": "harsh_accel_events", "brk": "harsh_brake_events", "cor": "harsh_corner_events"}
 
 
 class Thresholds(BaseModel):
@@ -112,6 +125,126 @@ def _epoch_udfs() -> dict[str, Any]:
         "duckdb": ibis.udf.scalar.builtin(name="epoch_us", signature=sig)(epoch_us),
         "spark": ibis.udf.scalar.builtin(name="unix_micros", signature=sig)(unix_micros),
     }
+
+
+@lru_cache(maxsize=1)
+def _hash_udfs() -> dict[str, Any]:
+    import ibis
+    import ibis.expr.datatypes as dt
+
+    def hash(value: Any) -> Any:
+        """DuckDB's ``hash`` (UBIGINT)."""
+
+    def xxhash64(value: Any) -> Any:
+        """Spark's ``xxhash64`` (BIGINT)."""
+
+    return {
+        "duckdb": ibis.udf.scalar.builtin(name="hash", signature=((dt.string,), dt.uint64))(hash),
+        "spark": ibis.udf.scalar.builtin(name="xxhash64", signature=((dt.string,), dt.int64))(
+            xxhash64
+        ),
+    }
+
+
+def _vin_key(eng: Engine, vin: Any) -> Any:
+    """The engine's 64-bit hash of ``vin``: the pass's vehicle key (no strings in the kernel)."""
+    udf = _hash_udfs().get(eng.name)
+    if udf is None:
+        raise ValueError(f"no 64-bit hash known for engine {eng.name!r}")
+    return udf(vin)
+
+
+def _as_int64(keys: pd.Series) -> pd.Series:
+    """Keys as the pass returns them (int64; DuckDB's unsigned hashes reinterpreted)."""
+    arr = keys.to_numpy()
+    if arr.dtype == np.uint64:
+        arr = arr.view(np.int64)
+    return pd.Series(arr.astype(np.int64, copy=False), index=keys.index)
+
+
+def _vin_names(eng: Engine, motion: Any, veh: pd.DataFrame, keys: pd.Series) -> pd.Series:
+    """VIN of each vehicle key: from ``vehicles``, else from the motion rows of the key.
+
+    Raises
+    ------
+    RuntimeError
+        If two VINs found share a key (a 64-bit hash collision; about n²/2**65 for n VINs).
+    """
+    veh["vkey"] = _as_int64(veh["vkey"])
+    found = veh[["vkey", "vin"]]
+    missing = np.setdiff1d(keys.unique(), found["vkey"].to_numpy())
+    if len(missing):  # vehicles with motion but no row in ``vehicles``: one more lookup
+        rows = motion.anti_join(eng.table("vehicles"), "vin")
+        extra = eng.execute(rows.select("vin", vkey=_vin_key(eng, rows.vin)).distinct())
+        extra["vkey"] = _as_int64(extra["vkey"])
+        found = pd.concat([found, extra], ignore_index=True).drop_duplicates()
+    if found["vkey"].duplicated().any():
+        raise RuntimeError("two VINs share a 64-bit key; the driving pass cannot tell them apart")
+    return pd.Series(found["vin"].to_numpy(), index=found["vkey"].to_numpy())
+
+
+def _vehicle_time_order(key: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> Any:
+    """Positions that sort rows by vehicle (in first-seen order), then time.
+
+    One stable sort of a combined int64 key (fast on the pass's output, which comes in runs
+    already in order); ``np.lexsort`` when the combination would not fit.
+
+    Examples
+    --------
+    >>> k, t = np.array([5, 2, 5, 2]), np.array([3, 1, 1, 2])
+    >>> _vehicle_time_order(k, t).tolist()
+    [2, 0, 1, 3]
+    """
+    if len(key) == 0:
+        return np.zeros(0, np.int64)
+    codes, uniques = pd.factorize(key)
+    lo, hi = int(ts.min()), int(ts.max())
+    span = hi - lo + 1
+    if len(uniques) * span >= 2**62:
+        return np.lexsort((ts, codes))
+    return np.argsort(codes.astype(np.int64) * span + (ts - lo), kind="stable")
+
+
+def _harsh_events(cand: pd.DataFrame, veh: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
+    """Harsh events per (vkey, UTC hour of the first fix, kind) from the pass's candidates.
+
+    An event is a run of a vehicle's fixes beyond its class threshold of that kind, with no
+    gap longer than ``event_gap_s``; it counts in the hour of its first fix.
+    """
+    default = p.harsh_thresholds["default"]
+    classes = veh.drop_duplicates("vkey").set_index("vkey")["body_type"]
+    key = cand["vkey"].to_numpy(np.int64)
+    ts = cand["ts_us"].to_numpy(np.int64)
+    hour = cand["hour"].to_numpy(np.int64)
+    a = cand["acc"].to_numpy(np.float64)
+    y = np.abs(cand["lat"].to_numpy(np.float64))
+    order = _vehicle_time_order(key, ts)
+    key, ts, hour, a, y = key[order], ts[order], hour[order], a[order], y[order]
+
+    def limit(attr: str) -> np.ndarray[Any, Any]:
+        """The class threshold of each candidate's vehicle (``default`` without a class)."""
+        per_vehicle = classes.map(lambda b: getattr(p.thresholds_for(b), attr), na_action=None)
+        vals = per_vehicle.reindex(key).to_numpy(np.float64)
+        return np.where(np.isnan(vals), getattr(default, attr), vals)
+
+    gap_us = round(p.event_gap_s * 1_000_000)
+    flags = {
+        "acc": a > limit("accel_mps2"),
+        "brk": a < -limit("brake_mps2"),
+        "cor": y > limit("lateral_mps2"),
+    }
+    parts = []
+    for kind, flag in flags.items():  # NaN compares False: no flag without a value
+        k, t, h = key[flag], ts[flag], hour[flag]
+        start = np.ones(len(k), np.bool_)
+        start[1:] = (k[1:] != k[:-1]) | (t[1:] - t[:-1] > gap_us)
+        parts.append(pd.DataFrame({"vkey": k[start], "hour": h[start], "kind": kind}))
+    ev = pd.concat(parts, ignore_index=True)
+    return (
+        ev.groupby(["vkey", "hour", "kind"], as_index=False, sort=False)
+        .size()
+        .rename(columns={"size": "n"})
+    )
 
 
 def _bucket(eng: Engine, ts: Any, seconds: int) -> Any:
@@ -203,125 +336,42 @@ def driving_features(
     pandas.DataFrame
         One row per vehicle and period with the columns of ``dictionary/driving.yaml``.
     """
-    import ibis
-    from ibis import _
+    from autopersona.features.driving_pass import (
+        MOTION_COLUMNS,
+        PASS_SCHEMA,
+        PassLimits,
+        motion_pass_batches,
+        split_pass,
+    )
 
     if period not in PERIOD_UNITS:
         raise ValueError(f"unknown period {period!r}: use day, week or month")
     p = params or load_params()
     raw = _since_filter(eng.table("motion"), "ts", since)
-    # One pass over motion: partial aggregates per (vehicle, UTC hour).  Hours nest in every
-    # period, so pandas rolls them up (sums, counts, max; the standard deviation from sums of
-    # squares) and the same rows give the night-hour histogram.
-    m = raw.mutate(hour=_bucket(eng, raw.ts, 3600))
-    fd, spd, lane = m.following_distance_m, m.speed_mps, m.lane_offset_m
-    radar = fd.notnull() & (spd > 5.0)
-
-    def ind(cond: Any) -> Any:
-        """Indicator of ``cond``: 1.0, 0.0, or null where unknown.
-
-        Its sum is the filtered count, and a value times it sums like a filtered sum; plain
-        sums cost DuckDB less than FILTER clauses.
-        """
-        return cond.cast("float64")
-
-    h = m.select(
-        "vin",
-        "hour",
-        spd=spd,
-        acc=m.accel_long_mps2.abs(),
-        lat=m.accel_lat_mps2.abs(),
-        fd=fd,
-        lane=lane,
-        mv=ind(spd > p.moving_mps),
-        hw=ind(spd > p.highway_mps),
-        radar=ind(radar),
-        short=ind(radar & (fd / spd < 1.0)),
-        dep=ind(lane.abs() > 0.5),
-    )
-    hourly = h.group_by(["vin", "hour"]).aggregate(
-        samples=_.count(),
-        moving_s=h.mv.sum(),
-        speed_sum=h.spd.sum(),
-        mv_sum=(h.spd * h.mv).sum(),
-        mv_sq=(h.spd * h.spd * h.mv).sum(),
-        max_speed=h.spd.max(),
-        highway_s=h.hw.sum(),
-        acc_sum=(h.acc * h.mv).sum(),
-        acc_n=(ind(h.acc.notnull()) * h.mv).sum(),
-        lat_sum=(h.lat * h.mv).sum(),
-        lat_n=(ind(h.lat.notnull()) * h.mv).sum(),
-        fd_sum=h.fd.sum(),
-        fd_n=h.fd.count(),
-        radar_n=h.radar.sum(),
-        short_headway_n=h.short.sum(),
-        lane_sum=h.lane.sum(),
-        lane_sq=(h.lane * h.lane).sum(),
-        lane_n=h.lane.count(),
-        lane_dep_n=h.dep.sum(),
-    )
-
-    # harsh events: runs of consecutive fixes beyond the class threshold, one query for the
-    # three kinds (the candidate fixes are read once)
-    veh = eng.table("vehicles").select("vin", "body_type")
+    # One pass over motion (the compiled kernel, on the engine's batches): partial aggregates
+    # per (vehicle, UTC hour) and the harsh-event candidates.
+    motion = raw.select(*MOTION_COLUMNS[1:], vkey=_vin_key(eng, raw.vin))
     rows = list(p.harsh_thresholds.values())
-    lo_acc = min(t.accel_mps2 for t in rows)
-    lo_brk = min(t.brake_mps2 for t in rows)
-    lo_lat = min(t.lateral_mps2 for t in rows)
-    default = p.harsh_thresholds["default"]
-
-    def by_class(attr: str) -> Any:
-        """The class threshold as a CASE over body_type (no lookup table to register)."""
-        cases = [
-            (veh.body_type == k, getattr(t, attr))
-            for k, t in sorted(p.harsh_thresholds.items())
-            if k != "default"
-        ]
-        if not cases:
-            return ibis.literal(getattr(default, attr))
-        return ibis.cases(*cases, else_=getattr(default, attr))
-
-    vth = veh.select(
-        "vin",
-        th_acc=by_class("accel_mps2"),
-        th_brk=by_class("brake_mps2"),
-        th_lat=by_class("lateral_mps2"),
+    lim = PassLimits(
+        moving_mps=p.moving_mps,
+        highway_mps=p.highway_mps,
+        lo_accel_mps2=min(t.accel_mps2 for t in rows),
+        lo_brake_mps2=min(t.brake_mps2 for t in rows),
+        lo_lateral_mps2=min(t.lateral_mps2 for t in rows),
     )
-    cand = raw.filter(
-        (raw.accel_long_mps2 > lo_acc)
-        | (raw.accel_long_mps2 < -lo_brk)
-        | (raw.accel_lat_mps2.abs() > lo_lat)
+    hr, cand = split_pass(
+        eng.map_batches(
+            motion, functools.partial(motion_pass_batches, lim=lim), PASS_SCHEMA, split="motion"
+        )
     )
-    cand = cand.select(
-        "vin",
-        "ts",
-        hour=_bucket(eng, cand.ts, 3600),  # on the candidates only
-        a=cand.accel_long_mps2,
-        lat=cand.accel_lat_mps2,
-    )
-    cand = cand.left_join(vth, "vin").select(
-        "vin",
-        "ts",
-        "hour",
-        acc=_.a > ibis.coalesce(_.th_acc, default.accel_mps2),
-        brk=_.a < -ibis.coalesce(_.th_brk, default.brake_mps2),
-        cor=_.lat.abs() > ibis.coalesce(_.th_lat, default.lateral_mps2),
-    )
-    kinds = {"acc": "harsh_accel_events", "brk": "harsh_brake_events", "cor": "harsh_corner_events"}
-    flagged = ibis.union(
-        *(
-            cand.filter(cand[flag]).select("vin", "ts", "hour", kind=ibis.literal(flag))
-            for flag in kinds
-        ),
-        distinct=False,
-    )
-    k = flagged.mutate(us=_epoch_us(eng, flagged.ts))
-    w = ibis.window(group_by=["vin", "kind"], order_by="ts")
-    k = k.mutate(prev=k.us.lag().over(w))
-    gap_us = round(p.event_gap_s * 1_000_000)
-    events = k.group_by(["vin", "hour", "kind"]).aggregate(
-        n=_.count(where=k.prev.isnull() | ((k.us - k.prev) > gap_us))
-    )
+    if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
+        return _empty()
+    veh_t = eng.table("vehicles")
+    veh = eng.execute(veh_t.select("vin", "body_type", "timezone", vkey=_vin_key(eng, veh_t.vin)))
+    names = _vin_names(eng, raw, veh, hr["vkey"])
+    hr.insert(0, "vin", hr["vkey"].map(names))
+    events = _harsh_events(cand, veh, p)
+    events.insert(0, "vin", events["vkey"].map(names))
 
     sig = _since_filter(eng.table("vehicle_signals"), "ts", since)
     odo = sig.group_by(["vin", _bucket(eng, sig.ts, 86400).name("day")]).aggregate(
@@ -334,17 +384,14 @@ def driving_features(
         congestion_sum=v2x.congestion_level.sum(),
         congestion_n=v2x.congestion_level.count(),
     )
-    tz = eng.table("vehicles").select("vin", "timezone")
-
-    hr = eng.execute(hourly)
-    if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
-        return _empty()
+    no_speed = hr["speed_n"] == 0  # null sums and maximum, as SQL's sum() and max() give
+    hr.loc[no_speed, ["speed_sum", "max_speed"]] = np.nan
     hr["period_start"] = _bucket_period(hr["hour"], 3600, period)
     out = _roll_up(hr)
-    ev = eng.execute(events)
+    ev = events
     ev["period_start"] = _bucket_period(ev["hour"], 3600, period)
     ev = ev.pivot_table(index=_KEY, columns="kind", values="n", aggfunc="sum")
-    ev = ev.reindex(columns=list(kinds)).rename(columns=kinds).reset_index()
+    ev = ev.reindex(columns=list(_KINDS)).rename(columns=_KINDS).reset_index()
     out = out.merge(ev, on=_KEY, how="left")
     od = eng.execute(odo)
     od["period_start"] = _bucket_period(od["day"], 86400, period)
@@ -368,7 +415,7 @@ def driving_features(
             "s": moving_hours["moving_s"],
         }
     )
-    out = _finish(out, hours, eng.execute(tz), p)
+    out = _finish(out, hours, veh[["vin", "timezone"]], p)
     return out.sort_values(_KEY, kind="stable").reset_index(drop=True)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,17 @@ import pandas as pd
 
 from autopersona.store.warehouse import Warehouse
 
-__all__ = ["DuckDBEngine", "Engine", "SparkEngine", "contract_schema", "make_engine"]
+__all__ = [
+    "BatchFn",
+    "DuckDBEngine",
+    "Engine",
+    "SparkEngine",
+    "contract_schema",
+    "make_engine",
+]
+
+#: a function over Arrow record batches, yielding record batches of a declared schema
+BatchFn = Callable[[Iterable[Any]], Iterable[Any]]
 
 
 class Engine(ABC):
@@ -34,6 +44,19 @@ class Engine(ABC):
     @abstractmethod
     def execute(self, expr: Any) -> pd.DataFrame:
         """Run ``expr``; timestamps come back tz-aware UTC, dates as ``datetime64``."""
+
+    @abstractmethod
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
+        """Run ``fn`` over the Arrow record batches of ``expr``'s rows; gather its output.
+
+        ``fn`` takes an iterator of ``pyarrow.RecordBatch`` (some of the rows, in no
+        particular order or batching) and yields batches of the ``pyarrow.Schema``
+        ``schema``; the result is a ``pyarrow.Table`` of everything it yielded, in no
+        particular order.  A function whose output is combined afterwards (partial
+        aggregates, filtered rows) therefore gives the same result on every engine.
+        ``split`` names the table whose rows may be read by parallel streams (each with its
+        own call of ``fn``).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -86,6 +109,8 @@ class DuckDBEngine(Engine):
     """
 
     name = "duckdb"
+    #: rows per record batch of :meth:`map_batches`
+    batch_rows = 262_144
 
     def __init__(self, wh: Warehouse) -> None:
         self.con = wh.con
@@ -102,6 +127,89 @@ class DuckDBEngine(Engine):
 
         sql = ibis.to_sql(expr, dialect="duckdb")
         return self._normalise(self.con.sql(str(sql)).to_arrow_table().to_pandas())
+
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
+        """``fn`` in this process over DuckDB's streams of record batches.
+
+        With ``split``, that table's row ids are cut into one range per DuckDB thread and
+        each range is streamed (on its own cursor) and handed to ``fn`` in its own thread,
+        so reading, converting to Arrow and ``fn`` (which should release the GIL, as
+        compiled kernels do) use every core; without it, one stream.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pyarrow as pa
+        from ibis.backends.sql.compilers.duckdb import compiler
+
+        tree = compiler.to_sqlglot(expr)
+        ranges = self._row_ranges(split) if split else []
+        if len(ranges) < 2:
+            sql = tree.sql(dialect="duckdb")
+            return pa.Table.from_batches(self._stream(self.con, sql, fn), schema=schema)
+        assert split is not None
+        parts = [_restrict(tree, split, lo, hi) for lo, hi in ranges]
+
+        def run(part_sql: str) -> list[Any]:
+            cur = self.con.cursor()
+            try:
+                return self._stream(cur, part_sql, fn)
+            finally:
+                cur.close()
+
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="duckdb-part") as pool:
+            done = list(pool.map(run, parts))
+        return pa.Table.from_batches([b for part in done for b in part], schema=schema)
+
+    def _stream(self, con: Any, sql: str, fn: BatchFn) -> list[Any]:
+        return list(fn(iter(con.sql(sql).to_arrow_reader(self.batch_rows))))
+
+    def _row_ranges(self, table: str) -> list[tuple[int, int | None]]:
+        """Row-id ranges of ``table``, one per DuckDB thread (none for a small table)."""
+        rows = self.con.sql(
+            "SELECT estimated_size FROM duckdb_tables() WHERE table_name = ? "
+            "AND schema_name = current_schema() AND NOT temporary",
+            params=[table],
+        ).fetchall()
+        threads = int(self.con.sql("SELECT current_setting('threads')").fetchall()[0][0])
+        if not rows or rows[0][0] is None or threads < 2:
+            return []
+        n = int(rows[0][0])
+        k = min(threads, n // self.batch_rows)
+        if k < 2:
+            return []
+        cuts = [n * j // k for j in range(k)]
+        return [(lo, hi) for lo, hi in zip(cuts, [*cuts[1:], None], strict=True)]
+
+
+def _restrict(tree: Any, table: str, lo: int, hi: int | None) -> str:
+    """DuckDB SQL of the query ``tree`` reading only rows ``lo <= rowid < hi`` of ``table``.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> from ibis.backends.sql.compilers.duckdb import compiler
+    >>> t = ibis.table({"a": "int64", "b": "int64"}, name="m")
+    >>> _restrict(compiler.to_sqlglot(t.select("a")), "m", 0, 10)
+    'SELECT "t0"."a" FROM (SELECT * FROM "main"."m" WHERE rowid >= 0 AND rowid < 10) AS "t0"'
+    """
+    from sqlglot import exp
+
+    rowid = exp.column("rowid")
+    cond: Any = exp.GTE(this=rowid, expression=exp.Literal.number(int(lo)))
+    if hi is not None:
+        cond = exp.and_(cond, exp.LT(this=rowid.copy(), expression=exp.Literal.number(int(hi))))
+    source = exp.Table(
+        this=exp.to_identifier(table, quoted=True), db=exp.to_identifier("main", quoted=True)
+    )
+
+    def sub(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Table) and node.name == table and not node.db:
+            inner = exp.select(exp.Star()).from_(source.copy()).where(cond.copy())
+            alias = exp.TableAlias(this=exp.to_identifier(node.alias or table, quoted=True))
+            return exp.Subquery(this=inner, alias=alias)
+        return node
+
+    return str(tree.transform(sub).sql(dialect="duckdb"))
 
 
 class SparkEngine(Engine):
@@ -132,9 +240,14 @@ class SparkEngine(Engine):
         master: str = "local[2]",
         lookback: Mapping[str, timedelta | None] | None = None,
     ) -> None:
+        import os
+        import sys
+
         import ibis
         from pyspark.sql import SparkSession
 
+        # Python workers (``mapInArrow``) run this interpreter, unless a session already runs
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         self._tmp = tempfile.TemporaryDirectory(prefix="autopersona-lake-")
         lake = Path(self._tmp.name)
         for t in tables:
@@ -172,6 +285,16 @@ class SparkEngine(Engine):
     def execute(self, expr: Any) -> pd.DataFrame:
         """Run on Spark."""
         return self._normalise(self.backend.to_pyarrow(expr).to_pandas())
+
+    def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
+        """``fn`` as Spark's ``mapInArrow`` over the partitions of ``expr``'s rows.
+
+        Spark reads partitions in parallel anyway; ``split`` is not needed.
+        """
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        df = self.spark.sql(self.backend.compile(expr))
+        return df.mapInArrow(fn, from_arrow_schema(schema)).toArrow().cast(schema)
 
     def close(self) -> None:
         """Remove the Parquet export (the Spark session stays up for reuse)."""
