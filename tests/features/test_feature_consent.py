@@ -254,6 +254,14 @@ def test_a_tag_reading_a_feature_not_serving_its_purpose_is_warned(tmp_path: Pat
     hits = [m for m in msgs if "l4_partner_km" in m and "serves only" in m]
     assert len(hits) == 1 and hits[0].startswith(f"{p}:3: "), msgs
     assert "features/dictionary/driving.yaml" in hits[0]
+    # the CLI prints the warning (file:line) and still validates
+    from typer.testing import CliRunner
+
+    from autopersona.cli import app
+
+    res = CliRunner().invoke(app, ["tags", "validate", str(p)])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {p}:3: " in res.output and "1 warning" in res.output
 
 
 def test_a_narrowed_feature_is_null_for_other_purposes(

@@ -15,10 +15,18 @@ def _catalogue(folder: Path | None, pending: bool = False) -> Any:
     from autopersona.tags.spec import load_catalogue
 
     try:
-        return load_catalogue(folder, include_pending=pending)
+        cat = load_catalogue(folder, include_pending=pending)
     except CatalogError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    _warn(cat)
+    return cat
+
+
+def _warn(cat: Any) -> None:
+    """Print the catalogue's warnings (file:line: message) on stderr."""
+    for w in cat.warnings:
+        typer.echo(f"warning: {w}", err=True)
 
 
 _CATALOGUE_OPT = typer.Option(
@@ -127,7 +135,10 @@ def register(app: typer.Typer) -> None:
         except CatalogError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
-        typer.echo(f"ok: {len(cat.tags)} tags, catalogue version {cat.version}")
+        _warn(cat)
+        n = len(cat.warnings)
+        extra = f", {n} warning{'s' if n != 1 else ''}" if n else ""
+        typer.echo(f"ok: {len(cat.tags)} tags, catalogue version {cat.version}{extra}")
 
     @profile_app.command("show")
     def profile_show_cmd(
