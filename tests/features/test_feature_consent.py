@@ -194,10 +194,19 @@ def test_consent_counts_as_of_the_period(fleet_db: Path, tmp_path: Path) -> None
         _silence(wh, victim)
         for acc in _accounts_of(wh, victim):
             record_consent(wh, acc, "analytics", "any", True, datetime(2026, 1, 12, 12, tzinfo=UTC))
-        build_features(wh, full=True, only=["driving"], now=datetime(2026, 2, 1, tzinfo=UTC))
+        build_features(
+            wh, full=True, only=["driving", "mobility"], now=datetime(2026, 2, 1, tzinfo=UTC)
+        )
         df = _rows(wh, "features_driving")
+        mob = _rows(wh, "features_mobility")
+        trips = wh.frame("SELECT vin, iso_year, iso_week FROM mobility_trips")
     weeks = sorted(set(df.loc[df["vin"] == victim, "period_start"]))
     assert weeks == [pd.Timestamp("2026-01-12")]  # the week of the grant, not the one before
+    # mobility too, and its trip state keeps only the consented weeks' trips
+    assert sorted(set(mob.loc[mob["vin"] == victim, "period_start"])) == weeks
+    mine = trips[trips["vin"] == victim]
+    assert len(mine) and set(zip(mine["iso_year"], mine["iso_week"], strict=True)) == {(2026, 3)}
+    assert trips["vin"].nunique() > 1  # other vehicles keep every week's trips
 
 
 # ----------------------------------------------------------------------------- declarations

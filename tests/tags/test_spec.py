@@ -249,9 +249,12 @@ tags:
     assert cat.tags["night_owl"].purpose == "marketing"
     res = runner.invoke(app, ["tags", "list", "--catalogue", str(folder), "--json"])
     assert res.exit_code == 0, res.output
-    assert "night_owl" in {t["id"] for t in json.loads(res.output)}
+    # JSON on stdout; the catalogue's warning (night features serve analytics and UBI, the
+    # tag marketing) goes to stderr
+    assert "night_owl" in {t["id"] for t in json.loads(res.stdout)}
+    assert "warning:" in res.stderr and "night_owl" in res.stderr
     res = runner.invoke(app, ["tags", "show", "night_owl", "--catalogue", str(folder)])
-    assert res.exit_code == 0 and json.loads(res.output)["depends_on"] == ["l1_vehicle_tier"]
+    assert res.exit_code == 0 and json.loads(res.stdout)["depends_on"] == ["l1_vehicle_tier"]
     # it is built too: see test_rules.py::test_added_tag_is_built
 
 

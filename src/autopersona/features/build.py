@@ -153,8 +153,8 @@ def _build_mobility(
     else:
         latest = _latest_period(wh, MOBILITY_TABLE, period)
         start = period_floor(latest, period) if latest else None
+    # consent per week is applied inside (to the rows and to the trips kept as state)
     df = build_mobility(wh, period=period, since=start, engine=engine, now=now)
-    df = keep_consented(wh, df, "mobility", period, now=now)
     _store(wh, MOBILITY_TABLE, df, period, start)
     report.rows["mobility"] = len(df)
     report.periods["mobility"] = int(df["period_start"].nunique()) if len(df) else 0

@@ -15,7 +15,8 @@ locations leave ``mobility_locations`` at the next build).  The trip purpose HMM
 only on the trips of vehicles consenting to the purposes its features (``commute_share``,
 ``business_share``, ``leisure_share``) serve, as of every week of the build and now, so a
 non-consenting vehicle's trips change no one's purposes.  The weekly rows are then kept per
-week by :func:`~autopersona.features.consent.keep_consented`.
+week by :func:`~autopersona.features.consent.keep_consented`, and ``mobility_trips`` keeps a
+vehicle's trips only for the weeks whose rows are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from autopersona.features.consent import keep_consented
 from autopersona.store.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -155,13 +157,27 @@ def build_mobility(
         )
         weekly["period_start"] = weekly["period_start"].astype("datetime64[us]")
     weekly = weekly.drop(columns=[c for c in ("period",) if c in weekly.columns])
+    weekly = keep_consented(wh, weekly, "mobility", "week", now=now)
+    trips = res.trips
+    if len(trips):
+        # trip state only for the weeks whose features consent allows (local ISO weeks)
+        kept = (
+            set(zip(weekly["vin"], weekly["iso_year"], weekly["iso_week"], strict=True))
+            if len(weekly)
+            else set()
+        )
+        mask = [
+            (v, int(y), int(w)) in kept
+            for v, y, w in zip(trips["vin"], trips["iso_year"], trips["iso_week"], strict=True)
+        ]
+        trips = trips.loc[mask].reset_index(drop=True)
     if len(res.locations) or _exists(wh, LOCATIONS_TABLE):
         _replace(wh, LOCATIONS_TABLE, res.locations)
-    if len(res.trips) or _exists(wh, TRIPS_TABLE):
+    if len(trips) or _exists(wh, TRIPS_TABLE):
         if start is None:
-            _replace(wh, TRIPS_TABLE, res.trips)
+            _replace(wh, TRIPS_TABLE, trips)
         else:
-            _replace(wh, TRIPS_TABLE, res.trips, "WHERE started_at >= ?", [start])
+            _replace(wh, TRIPS_TABLE, trips, "WHERE started_at >= ?", [start])
     return weekly
 
 
