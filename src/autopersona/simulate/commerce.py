@@ -377,6 +377,37 @@ def main_account(accounts: list[Account]) -> Account | None:
     return next((a for a in accounts if a.source == "ecommerce" and not a.duplicate), None)
 
 
+def _event(
+    cat: Catalogue,
+    event_id: str,
+    customer_id: str,
+    session_id: str,
+    t_ev: int,
+    kind: str,
+    prod: int | None,
+    query: str | None = None,
+    reason: str | None = None,
+    category: str | None = None,
+) -> dict[str, Any]:
+    """One ``commerce_events`` row, about product ``prod`` or none.
+
+    Without a product, ``category`` names what the event was about (a search's category).
+    """
+    return {
+        "event_id": event_id,
+        "customer_id": customer_id,
+        "session_id": session_id,
+        "ts": t_ev * US,
+        "event_type": kind,
+        "product_id": cat.product_id[prod] if prod is not None else None,
+        "category": cat.category[prod] if prod is not None else category,
+        "brand": cat.brand[prod] if prod is not None else None,
+        "price_cny": float(cat.price[prod]) if prod is not None else math.nan,
+        "query": query,
+        "cancel_reason": reason,
+    }
+
+
 def commerce_rows(
     p: Person,
     spec: VehicleSpec,
@@ -432,23 +463,9 @@ def commerce_rows(
             ) -> None:
                 nonlocal n_ev
                 n_ev += 1
-                events.append(
-                    {
-                        "event_id": make_id("EVT", seed, cust, n_ev, size=8),
-                        "customer_id": cust,
-                        "session_id": sid,
-                        "ts": t_ev * US,
-                        "event_type": kind,
-                        "product_id": cat.product_id[prod] if prod is not None else None,
-                        "category": cat.category[prod]
-                        if prod is not None
-                        else (CAT_NAMES[focus] if kind == "search" else None),
-                        "brand": cat.brand[prod] if prod is not None else None,
-                        "price_cny": float(cat.price[prod]) if prod is not None else math.nan,
-                        "query": query,
-                        "cancel_reason": reason,
-                    }
-                )
+                eid = make_id("EVT", seed, cust, n_ev, size=8)
+                about = CAT_NAMES[focus] if kind == "search" else None
+                events.append(_event(cat, eid, cust, sid, t_ev, kind, prod, query, reason, about))
 
             in_cat = np.flatnonzero(cat.cat_index == focus)
             if rng.random() < 0.5:
@@ -701,21 +718,8 @@ def _fitted_purchases(
     def ev(kind: str, t_ev: int, sid: str, prod: int | None, query: str | None = None) -> None:
         nonlocal n_ev
         n_ev += 1
-        events.append(
-            {
-                "event_id": make_id("EVT", seed, cust, n_ev, size=8),
-                "customer_id": cust,
-                "session_id": sid,
-                "ts": t_ev * US,
-                "event_type": kind,
-                "product_id": cat.product_id[prod] if prod is not None else None,
-                "category": cat.category[prod] if prod is not None else None,
-                "brand": cat.brand[prod] if prod is not None else None,
-                "price_cny": float(cat.price[prod]) if prod is not None else math.nan,
-                "query": query,
-                "cancel_reason": None,
-            }
-        )
+        eid = make_id("EVT", seed, cust, n_ev, size=8)
+        events.append(_event(cat, eid, cust, sid, t_ev, kind, prod, query))
 
     for t_buy in times:
         t_pay = at_shop_hour(t_buy)
