@@ -408,6 +408,40 @@ def _event(
     }
 
 
+def _order_line(
+    cat: Catalogue,
+    order_id: str,
+    line_no: int,
+    customer_id: str,
+    t: int,
+    prod: int,
+    qty: int,
+    unit: float,
+    country: str,
+    vin: str | None,
+    *,
+    category: str | None = None,
+    cancellation: bool = False,
+) -> dict[str, Any]:
+    """One ``orders`` row for product ``prod`` (a cancellation has a negative quantity)."""
+    return {
+        "order_id": order_id,
+        "line_no": line_no,
+        "customer_id": customer_id,
+        "ts": t * US,
+        "product_id": cat.product_id[prod],
+        "description": cat.description[prod],
+        "category": category if category is not None else cat.category[prod],
+        "brand": cat.brand[prod],
+        "quantity": qty,
+        "unit_price": unit,
+        "currency": "CNY",
+        "is_cancellation": cancellation,
+        "country": country,
+        "vin": vin,
+    }
+
+
 def commerce_rows(
     p: Person,
     spec: VehicleSpec,
@@ -554,23 +588,11 @@ def commerce_rows(
                 unit = round(float(cat.price[prod]) * (1 - disc), 2)
                 ev("purchase", t, prod)
                 lines.append((ln, prod, qty, unit))
+                vin = spec.vin if CATEGORIES[c][3] and rng.random() < 0.1 else None
                 orders.append(
-                    {
-                        "order_id": oid,
-                        "line_no": ln,
-                        "customer_id": acc.account_id,
-                        "ts": t * US,
-                        "product_id": cat.product_id[prod],
-                        "description": cat.description[prod],
-                        "category": c,
-                        "brand": cat.brand[prod],
-                        "quantity": qty,
-                        "unit_price": unit,
-                        "currency": "CNY",
-                        "is_cancellation": False,
-                        "country": country,
-                        "vin": spec.vin if CATEGORIES[c][3] and rng.random() < 0.1 else None,
-                    }
+                    _order_line(
+                        cat, oid, ln, acc.account_id, t, prod, qty, unit, country, vin, category=c
+                    )
                 )
             if rng.random() < 0.04 + 0.1 * p.price_sensitivity:
                 tc = t + int(rng.uniform(0.5, 48) * 3600)
@@ -579,22 +601,19 @@ def commerce_rows(
                     for ln, prod, qty, unit in lines:
                         ev("cancel", tc, prod, reason=reason)
                         orders.append(
-                            {
-                                "order_id": "C" + oid,
-                                "line_no": ln,
-                                "customer_id": acc.account_id,
-                                "ts": tc * US,
-                                "product_id": cat.product_id[prod],
-                                "description": cat.description[prod],
-                                "category": cat.category[prod],
-                                "brand": cat.brand[prod],
-                                "quantity": -qty,
-                                "unit_price": unit,
-                                "currency": "CNY",
-                                "is_cancellation": True,
-                                "country": country,
-                                "vin": None,
-                            }
+                            _order_line(
+                                cat,
+                                "C" + oid,
+                                ln,
+                                acc.account_id,
+                                tc,
+                                prod,
+                                -qty,
+                                unit,
+                                country,
+                                None,
+                                cancellation=True,
+                            )
                         )
                     if rng.random() < 0.5:
                         n_msg += 1
@@ -761,23 +780,11 @@ def _fitted_purchases(
             if c == "tyres"
             else (int(rng.integers(1, 4)) if c in ("cleaning", "maintenance_parts") else 1)
         )
+        oid = make_id("ORD", seed, cust, n_ord, size=5)
+        unit = round(float(cat.price[pick]), 2)
+        vin = spec.vin if rng.random() < 0.9 else None
         orders.append(
-            {
-                "order_id": make_id("ORD", seed, cust, n_ord, size=5),
-                "line_no": 1,
-                "customer_id": cust,
-                "ts": t * US,
-                "product_id": cat.product_id[pick],
-                "description": cat.description[pick],
-                "category": c,
-                "brand": cat.brand[pick],
-                "quantity": qty,
-                "unit_price": round(float(cat.price[pick]), 2),
-                "currency": "CNY",
-                "is_cancellation": False,
-                "country": p.city_obj.country,
-                "vin": spec.vin if rng.random() < 0.9 else None,
-            }
+            _order_line(cat, oid, 1, cust, t, pick, qty, unit, p.city_obj.country, vin, category=c)
         )
 
 
