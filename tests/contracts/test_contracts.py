@@ -103,6 +103,20 @@ def test_unknown_unit_and_bad_type(tmp_path: Path) -> None:
     assert got[(7, "columns -> 1 -> unit")] == "Value error, unknown unit 'kmh'"
 
 
+def test_linkage_flag_only_on_identifier_columns(tmp_path: Path) -> None:
+    """``linkage`` (keyed comparison keys at ingest) needs a pii vin, phone or email column."""
+    err = _bad(tmp_path, GOOD.replace("unit: m/s,", "unit: m/s, linkage: true,"))
+    (issue,) = err.errors
+    assert issue.line == 7 and "linkage: only on a pii column named vin, phone or email" in str(
+        issue
+    )
+    assert [c.name for c in get_contract("accounts").columns if c.linkage] == [
+        "vin",
+        "phone",
+        "email",
+    ]
+
+
 def test_key_referencing_unknown_column(tmp_path: Path) -> None:
     err = _bad(tmp_path, GOOD.replace("primary_key: [id]", "primary_key: [nope]"))
     assert "primary_key names unknown column 'nope'" in str(err)

@@ -51,6 +51,10 @@ class Column(_Strict):
     out_of_range: Literal["quarantine", "null"] = "quarantine"
     monotonic: Literal["increasing"] | None = None
     pii: bool = False
+    #: An identifier identity linkage compares (a ``pii`` VIN, phone or e-mail column):
+    #: pseudonymisation at ingest also stores its keyed comparison keys
+    #: (:mod:`autopersona.identity.keys`).
+    linkage: bool = False
 
     @pydantic.field_validator("unit")
     @classmethod
@@ -63,6 +67,8 @@ class Column(_Strict):
     def _consistent(self) -> Column:
         if self.missing == "fill" and self.default is None:
             raise ValueError("missing: fill needs a default")
+        if self.linkage and not (self.pii and self.name in ("vin", "phone", "email")):
+            raise ValueError("linkage: only on a pii column named vin, phone or email")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} > max {self.max}")
         if (self.min is not None or self.max is not None) and self.type not in (

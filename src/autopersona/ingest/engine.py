@@ -589,7 +589,7 @@ class _Run:
         if self.hook is not None:  # identifiers become pseudonyms before any table sees them
             row = {col.name: x.value for col, x in zip(c.columns, cols, strict=True)}
             cols = [
-                replace(x, value=self.hook.wrap(col, x.value, table=c.table, row=row))
+                replace(x, value=self.hook.wrap(col, x.value, row=row))
                 for col, x in zip(c.columns, cols, strict=True)
             ]
         src_cols = [x for x in staged.columns if x in types]

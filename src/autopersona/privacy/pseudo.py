@@ -445,8 +445,8 @@ def pseudonymise_warehouse(wh: Warehouse, p: Pseudonymiser) -> dict[str, int]:
             todo = [v for v in vals if not is_pseudonym(v)]
             if not todo:
                 continue
-            if c.table == "accounts" and kind == col.name:
-                df = _account_pseudonyms(wh, p, kind)
+            if col.linkage:
+                df = _linkage_pseudonyms(wh, p, c.table, col.name, kind)
             else:
                 df = pd.DataFrame({"v": todo, "p": p.many(kind, todo)})
             wh.con.register("_ps_map", df)
@@ -462,19 +462,25 @@ def pseudonymise_warehouse(wh: Warehouse, p: Pseudonymiser) -> dict[str, int]:
     return changed
 
 
-def _account_pseudonyms(wh: Warehouse, p: Pseudonymiser, kind: str) -> pd.DataFrame:
-    """Clear → pseudonym of the accounts' ``kind`` column; stores the comparison keys.
+def _linkage_pseudonyms(
+    wh: Warehouse, p: Pseudonymiser, table: str, column: str, kind: str
+) -> pd.DataFrame:
+    """Clear → pseudonym of a ``linkage`` column; stores the comparison keys.
 
-    A phone is read in the region of its account, as ingestion reads it.
+    A phone is read in the region of its row's ``timezone`` or ``city``, as ingestion
+    reads it.
     """
     from autopersona.identity.normalise import region_hint
 
+    names = set(wh.contracts[table].column_names)
+    tz = "timezone" if "timezone" in names else "NULL"
+    city = "city" if "city" in names else "NULL"
     rows = wh.sql(
-        f'SELECT DISTINCT "{kind}", timezone, city FROM accounts WHERE "{kind}" IS NOT NULL'
+        f'SELECT DISTINCT "{column}", {tz}, {city} FROM "{table}" WHERE "{column}" IS NOT NULL'
     )
-    todo = [(v, tz, city) for v, tz, city in rows if not is_pseudonym(v)]
+    todo = [(v, z, c) for v, z, c in rows if not is_pseudonym(v)]
     values = [v for v, _, _ in todo]
-    regions = [region_hint(tz, city) for _, tz, city in todo] if kind == "phone" else None
+    regions = [region_hint(z, c) for _, z, c in todo] if kind == "phone" else None
     out, keys = p.linkage(kind, values, regions)
     write_keys(wh.con, {(kind, ps): k for ps, k in keys.items()})
     # one row per clear value (a value in two regions keeps its first reading)
@@ -663,9 +669,9 @@ class IngestHook:
 
             return fn
 
-        def account_fn(kind: str) -> Any:
-            # an account's identifier: pseudonym (a phone read in the account's region) and
-            # the keyed comparison keys identity linkage needs (identity.keys)
+        def linkage_fn(kind: str) -> Any:
+            # an identifier linkage compares: pseudonym (a phone read in its row's region)
+            # and the keyed comparison keys (identity.keys)
             def fn(values: Any, timezones: Any, cities: Any) -> Any:
                 from autopersona.identity.normalise import region_hint
 
@@ -706,7 +712,7 @@ class IngestHook:
 
         for kind in PREFIX:
             create(f"ap_pseudonym_{kind}", column_fn(kind))
-            create(f"ap_account_{kind}", account_fn(kind), 3)
+            create(f"ap_linkage_{kind}", linkage_fn(kind), 3)
 
         def raw_fn(values: Any) -> Any:
             out = [None if v is None else _pseudonymise_json(v, self.p) for v in values.to_pylist()]
@@ -720,25 +726,24 @@ class IngestHook:
         column: Any,
         value_sql: str,
         *,
-        table: str | None = None,
         row: Mapping[str, str] | None = None,
     ) -> str:
         """The value expression of a contract column, pseudonymised when it is an identifier.
 
-        In ``accounts`` (``table``), whose identifiers identity linkage compares, the
-        expression also records their keyed comparison keys (:data:`KEYS_TABLE`), and a
+        For a column identity linkage compares (contract flag ``linkage``) the expression
+        also records the keyed comparison keys (:mod:`autopersona.identity.keys`), and a
         phone is read in the region its row's ``timezone`` or ``city`` (value expressions
-        in ``row``) points to.
+        in ``row``) points to, as linkage reads it.
         """
         self._flush()
         kind = _kind_of(column.name)
         if not column.pii or kind is None or column.type != "string":
             return value_sql
-        if table == "accounts" and kind == column.name:
+        if column.linkage:
             r = row or {}
             tz = f"CAST({r['timezone']} AS VARCHAR)" if "timezone" in r else "NULL::VARCHAR"
             city = f"CAST({r['city']} AS VARCHAR)" if "city" in r else "NULL::VARCHAR"
-            return f"ap_account_{kind}({value_sql}, {tz}, {city})"
+            return f"ap_linkage_{kind}({value_sql}, {tz}, {city})"
         return f"ap_pseudonym_{kind}({value_sql})"
 
     def raw(self, raw_sql: str) -> str:
