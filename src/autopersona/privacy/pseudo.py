@@ -788,8 +788,7 @@ def write_keys(con: Any, keys: Mapping[tuple[str, str], IdentifierKeys]) -> int:
     )
     con.register("_ap_new_keys", pa.Table.from_pylist(rows, schema=schema))
     try:
-        before = con.execute(f"SELECT count(*) FROM {KEYS_TABLE}").fetchall()[0][0]
-        con.execute(
+        inserted = con.execute(
             f"""INSERT INTO {KEYS_TABLE}
                 SELECT n.kind, n.vin, n.phone, n.email, n.head, n.tail, n.near
                 FROM _ap_new_keys n
@@ -797,11 +796,10 @@ def write_keys(con: Any, keys: Mapping[tuple[str, str], IdentifierKeys]) -> int:
                     SELECT 1 FROM {KEYS_TABLE} k
                     WHERE k.kind = n.kind
                       AND coalesce(k.vin, k.phone, k.email) = coalesce(n.vin, n.phone, n.email))"""
-        )
-        after = con.execute(f"SELECT count(*) FROM {KEYS_TABLE}").fetchall()[0][0]
+        ).fetchall()
     finally:
         con.unregister("_ap_new_keys")
-    return int(after - before)
+    return int(inserted[0][0])
 
 
 # ============================================================================ live events
