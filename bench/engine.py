@@ -42,6 +42,7 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,6 +62,11 @@ from autopersona.delivery.mqtt import FastClient, make_client, publish_propertie
 from autopersona.strategy.decision import Decision, idempotency_key
 
 PREFIX = "bench/v1"
+JOURNAL_LABEL = {
+    "sync": "journal, fdatasync per batch, applied to DuckDB every 0.2 s",
+    "nosync": "journal without fdatasync, applied to DuckDB every 0.2 s",
+    "off": "one DuckDB transaction per batch",
+}
 
 
 # --------------------------------------------------------------------------- broker
@@ -87,6 +93,10 @@ def start_broker(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "max_queued_messages 1000000\nmax_inflight_messages 0\n"
+        # as a latency-sensitive deployment configures it (both contenders go through it):
+        # without it the broker's small writes (PUBACKs, forwarded messages) wait for the
+        # ACK of the previous one, which the client's delayed ACK holds back up to 40 ms
+        "set_tcp_nodelay true\n"
         f"log_dest file {folder}/mosquitto.log\n"
     )
     proc = subprocess.Popen(
@@ -140,7 +150,7 @@ class MinimalEngine:
         return []
 
 
-def run_engine(port: int, folder: Path, kind: str) -> None:
+def run_engine(port: int, folder: Path, kind: str, journal: str = "sync") -> None:
     """Contender process: the live engine until SIGTERM."""
     from autopersona.delivery.config import load_channels_config
     from autopersona.delivery.live import LiveEngine
@@ -170,7 +180,14 @@ def run_engine(port: int, folder: Path, kind: str) -> None:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     live = LiveEngine(
-        wh, engine, cfg, batch_max=1000, batch_wait_s=0.001, batch_log=kind == "minimal"
+        wh,
+        engine,
+        cfg,
+        batch_max=1000,
+        batch_wait_s=0.001,
+        batch_log=kind == "minimal",
+        journal=journal != "off",
+        journal_sync=journal == "sync",
     )
     cpu0 = time.process_time()
     stats = live.run_forever()
@@ -216,9 +233,16 @@ def run_echo(port: int) -> None:
 
 
 # --------------------------------------------------------------------------- load
-def load(port: int, rate: float, seconds: float, drain_s: float) -> dict[str, Any]:
-    """Publish ``rate`` events/s for ``seconds`` and time each one's head-unit message."""
-    n = int(rate * seconds)
+def load(
+    port: int, rate: float, seconds: float, drain_s: float, warmup_s: float = 0.0
+) -> dict[str, Any]:
+    """Publish ``rate`` events/s for ``seconds`` and time each one's head-unit message.
+
+    The first ``warmup_s`` seconds of the same open-loop stream go before the measured ones
+    and are left out of the figures (first-use costs: connections, caches, allocations).
+    """
+    n_warm = int(rate * warmup_s)
+    n = n_warm + int(rate * seconds)
     sent: dict[str, int] = {}
     got: dict[str, int] = {}
     lock = threading.Lock()
@@ -281,13 +305,16 @@ def load(port: int, rate: float, seconds: float, drain_s: float) -> dict[str, An
     rx.disconnect()
     tx.loop_stop()
     rx.loop_stop()
+    measured = {e[0] for e in events[n_warm:]}
     with lock:
-        lat = np.array([(got[k] - sent[k]) / 1e6 for k in got if k in sent])
-        last = max(got.values()) if got else 0
-    span = (last - int(t0 * 1e9)) / 1e9 if got else float("nan")
+        lat = np.array([(got[k] - sent[k]) / 1e6 for k in got if k in sent and k in measured])
+        last = max((got[k] for k in got if k in measured), default=0)
+    first = min((sent[k] for k in measured if k in sent), default=0)
+    span = (last - first) / 1e9 if lat.size else float("nan")
     return {
         "rate": rate,
-        "events": n,
+        "events": n - n_warm,
+        "warmup_events": n_warm,
         "received": int(lat.size),
         "publish_s": round(publish_s, 3),
         "events_per_s": round(lat.size / span, 1) if lat.size else 0.0,
@@ -299,10 +326,10 @@ def load(port: int, rate: float, seconds: float, drain_s: float) -> dict[str, An
 
 
 def contender(
-    role: str, port: int, folder: Path, kind: str, pseudonymise: bool = True
+    role: str, port: int, folder: Path, kind: str, pseudonymise: bool = True, journal: str = "sync"
 ) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, __file__, "--role", role, "--port", str(port), "--folder", str(folder),
-           "--engine", kind]  # fmt: skip
+           "--engine", kind, "--journal", journal]  # fmt: skip
     env = {
         **os.environ,
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
@@ -352,7 +379,13 @@ def stop(p: subprocess.Popen[bytes]) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[1000.0, 5000.0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="Publishing time per rate.")
+    ap.add_argument("--seconds", type=float, default=3.0, help="Measured publishing time per rate.")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="Seconds of events at the same rate before the measured ones, not counted.",
+    )
     ap.add_argument("--drain", type=float, default=15.0, help="Most seconds to wait for the tail.")
     ap.add_argument("--engine", choices=["minimal", "strategy"], default="minimal")
     ap.add_argument(
@@ -361,13 +394,21 @@ def main() -> int:
         help="Run the engine without pseudonymisation (default: on, as deployed: VINs "
         "pseudonymised on arrival, head-unit topics re-identified through the audited vault).",
     )
+    ap.add_argument(
+        "--journal",
+        choices=["sync", "nosync", "off"],
+        default="sync",
+        help="The engine's hot path: journal with fdatasync per batch (default, as deployed), "
+        "journal without fdatasync (survives a killed process, not a power cut), or off "
+        "(one DuckDB transaction per batch).",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--role", choices=["engine", "echo"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role == "engine":
-        run_engine(a.port, a.folder, a.engine)
+        run_engine(a.port, a.folder, a.engine, a.journal)
         return 0
     if a.role == "echo":
         run_echo(a.port)
@@ -380,12 +421,15 @@ def main() -> int:
         try:
             for rate in a.rates:
                 echo = contender("echo", port, folder, a.engine)
-                e = load(port, rate, a.seconds, a.drain)
-                e["cpu_ms_per_event"] = round(1e3 * stop(echo)["cpu_s"] / max(1, e["received"]), 3)
+                e = load(port, rate, a.seconds, a.drain, a.warmup)
+                e["cpu_ms_per_event"] = round(
+                    1e3 * stop(echo)["cpu_s"] / max(1, e["received"] + e["warmup_events"]), 3
+                )
                 for f in ("bench.duckdb", "bench.duckdb.wal", "vault.duckdb", "vault.duckdb.wal"):
                     (folder / f).unlink(missing_ok=True)
-                eng = contender("engine", port, folder, a.engine, not a.no_pseudonymise)
-                g = load(port, rate, a.seconds, a.drain)
+                shutil.rmtree(folder / "bench.duckdb.journal", ignore_errors=True)
+                eng = contender("engine", port, folder, a.engine, not a.no_pseudonymise, a.journal)
+                g = load(port, rate, a.seconds, a.drain, a.warmup)
                 stats = stop(eng)
                 g["cpu_ms_per_event"] = round(1e3 * stats["cpu_s"] / max(1, stats["processed"]), 3)
                 rows.append({"rate": rate, "echo": e, "engine": g, "engine_stats": stats})
@@ -398,7 +442,8 @@ def main() -> int:
         return 0
     print(
         f"engine: {a.engine} decision engine; DuckDB warehouse file; Mosquitto on loopback; "
-        f"pseudonymisation {'off' if a.no_pseudonymise else 'on (audited vault file)'}"
+        f"pseudonymisation {'off' if a.no_pseudonymise else 'on (audited vault file)'}; "
+        f"hot path: {JOURNAL_LABEL[a.journal]}"
     )
     print(
         f"machine: {os.cpu_count()} CPUs, load average before/after "

@@ -33,7 +33,12 @@ from paho.mqtt.properties import Properties
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 from pgcheck import PG_URL, pg_unavailable
 
-from autopersona.strategy.decision import Decision, idempotency_key
+from autopersona.strategy.decision import (
+    Decision,
+    create_decision_table,
+    idempotency_key,
+    write_decisions,
+)
 
 __all__ = ["PG_URL", "pg_unavailable"]
 
@@ -318,12 +323,7 @@ class FakeEngine:
 
     def __init__(self, wh: Any, catalogue: Any = None, *, profiles: Any = None, clock: Any = None):
         self.wh = wh
-        wh.con.execute(
-            """CREATE TABLE IF NOT EXISTS strategy_decisions (
-                decision_id VARCHAR, idempotency_key VARCHAR, person_id VARCHAR, vin VARCHAR,
-                strategy_id VARCHAR, "trigger" VARCHAR, trigger_key VARCHAR, channel VARCHAR,
-                status VARCHAR, created_at TIMESTAMPTZ)"""
-        )
+        create_decision_table(wh.con)
 
     def on_event(self, event: dict[str, Any], *, log: bool = True) -> list[FakeDecision]:
         if event["type"] == "boom":
@@ -360,27 +360,8 @@ class FakeEngine:
             self.log(out)
         return out
 
-    def log(self, decisions: list[FakeDecision]) -> int:
-        if decisions:
-            self.wh.con.executemany(
-                "INSERT INTO strategy_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    [
-                        d.decision_id,
-                        d.idempotency_key,
-                        d.person_id,
-                        d.vin,
-                        d.strategy_id,
-                        d.trigger,
-                        d.trigger_key,
-                        d.channel,
-                        d.status,
-                        d.created_at,
-                    ]
-                    for d in decisions
-                ],
-            )
-        return len(decisions)
+    def log(self, decisions: list[FakeDecision], con: Any = None) -> int:
+        return write_decisions(con or self.wh.con, decisions, create=False)
 
     def release_held(
         self, vin: str, speed_mps: float, now: datetime, *, log: bool = True

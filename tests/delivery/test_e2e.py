@@ -109,6 +109,7 @@ def test_route_events_reach_exactly_the_right_head_units(
         assert bodies[v1]["title"] == "Charge on the way"
         assert bodies[v1]["body"] == "400 km planned, 120 km left in your S9."
         assert bodies[v2]["address"] == f"{prefix}/vehicles/V2/headunit"
+        le.flush()  # the warehouse trails the journal by up to apply_wait_s
         log = wh.sql(
             "SELECT vin, status, guard FROM strategy_decisions ORDER BY created_at, status"
         )

@@ -319,10 +319,14 @@ class Dispatcher:
 
     def record(self, done: Sequence[tuple[OutboxMessage, SendResult]]) -> DispatchReport:
         """Record send results in the outbox (one transaction) and count them."""
-        report = DispatchReport()
         if not done:
-            return report
+            return DispatchReport()
         self.outbox.complete(done, now=self.clock())
+        return self.report(done)
+
+    def report(self, done: Sequence[tuple[OutboxMessage, SendResult]]) -> DispatchReport:
+        """Count send results (sent, retried, dead per channel) without recording them."""
+        report = DispatchReport()
         for m, r in done:
             last = m.attempts + 1 >= (m.max_attempts or self.outbox.policy.max_attempts)
             report.add(m.channel, r, final_dead=(not r.ok) and (not r.retryable or last))

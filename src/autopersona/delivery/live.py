@@ -55,12 +55,14 @@ import gc
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
@@ -77,6 +79,15 @@ from autopersona.delivery.dispatch import (
     WarehouseContacts,
     messages_for,
 )
+from autopersona.delivery.hotpath import (
+    AUDIT,
+    BATCH,
+    BatchRecord,
+    LedgerRow,
+    WarehouseApplier,
+    dead_row,
+)
+from autopersona.delivery.journal import Journal
 from autopersona.delivery.mqtt import MqttConsumer
 from autopersona.delivery.mqtt import vin_from_topic as _vin_from_topic
 from autopersona.delivery.outbox import (
@@ -86,9 +97,10 @@ from autopersona.delivery.outbox import (
     SendResult,
     open_outbox,
 )
+from autopersona.strategy.decision import DECISION_COLUMNS, Decision
 
 if TYPE_CHECKING:
-    from autopersona.privacy.pseudo import AddressResolver, VinPseudonyms
+    from autopersona.privacy.pseudo import AddressResolver, AuditRow, VinPseudonyms
 
 __all__ = [
     "LIVE_EVENTS_TABLE",
@@ -272,6 +284,23 @@ class LiveEngine(MqttConsumer[LiveStats]):
         but the engine's guards (caps, arbitration) then see only earlier batches'
         decisions, so two events of one person in the same batch may both pass a cap; off by
         default.
+    journal
+        The hot path's write-ahead log (:mod:`autopersona.delivery.journal`): each batch's
+        ledger rows, decisions, outbox rows and refused events are one journal record,
+        synced before the MQTT acknowledgement; a background thread applies the records to
+        the warehouse in one transaction every ``apply_wait_s`` (``flush()`` waits for it).
+        ``None`` (default): on for a file warehouse with its own outbox, in
+        ``<warehouse>.journal/<worker id>``; ``False``: one warehouse transaction per batch
+        (the only way with a PostgreSQL outbox); a path: the journal folder.
+    journal_sync
+        ``fdatasync`` each batch record (default).  Off, a record survives a killed process
+        but not a power cut.
+    apply_wait_s
+        How long the applier gathers records before writing them to the warehouse.
+    switch_interval_s
+        The interpreter's thread switch interval while the engine runs (restored on stop;
+        ``None``: left alone).  Short, so the thread holding the next batch or send does not
+        wait 5 ms for the GIL behind a busy one.
     """
 
     def __init__(
@@ -291,6 +320,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
         batch_log: bool = False,
         pseudonyms: VinPseudonyms | None = None,
         resolver: AddressResolver | None = None,
+        journal: bool | str | Path | None = None,
+        journal_sync: bool = True,
+        apply_wait_s: float = 0.2,
+        switch_interval_s: float | None = 0.001,
     ) -> None:
         from autopersona.privacy.pseudo import AddressResolver, Vault, live_pseudonyms
         from autopersona.settings import get_settings
@@ -339,10 +372,44 @@ class LiveEngine(MqttConsumer[LiveStats]):
         self._processor_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._shared_tx = isinstance(self.outbox, DuckDBOutbox) and self.outbox.con is wh.con
+        self.apply_wait_s = apply_wait_s
+        self.switch_interval_s = switch_interval_s
+        self._old_switch: float | None = None
+        self.journal: Journal | None = None
+        self._jlock = threading.Lock()
+        self._applier_q: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._sent_keys: set[str] = set()
+        self._sent_order: deque[str] = deque()
         self._create_tables()
+        folder = self._journal_folder(journal)
+        if folder is not None:
+            if not callable(getattr(engine, "log", None)):
+                raise TypeError("a journal needs an engine with on_event(log=False)")
+            self.batch_log = True  # decisions are taken unlogged; the applier writes them
+            self.journal = Journal(folder, sync=journal_sync)
+            if self.resolver is not None:
+                self.resolver.audit_sink = self._audit
         self._init_consumer(self.worker_id, config.mqtt, config.mqtt.events_topic)
 
     # ------------------------------------------------------------------ setup
+    def _journal_folder(self, journal: bool | str | Path | None) -> Path | None:
+        """Where the journal lives (None: no journal, one transaction per batch).
+
+        By default a file warehouse with its own outbox gets one next to it
+        (``<warehouse>.journal/<worker>``); an in-memory warehouse or another outbox does not.
+        """
+        if journal is False:
+            return None
+        if isinstance(journal, str | Path):
+            return Path(journal)
+        path = str(getattr(self.wh, "path", ":memory:"))
+        if not self._shared_tx or path == ":memory:":
+            if journal is True:
+                raise ValueError("a journal needs a file warehouse with its own outbox")
+            return None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.worker_id)
+        return Path(path + ".journal") / safe
+
     def _create_tables(self) -> None:
         self.wh.con.execute(
             f"""CREATE TABLE IF NOT EXISTS {LIVE_EVENTS_TABLE} (
@@ -550,6 +617,246 @@ class LiveEngine(MqttConsumer[LiveStats]):
         self.stats.processed += len(ledger)
         return [m for m in messages if m.idempotency_key in new]
 
+    # ------------------------------------------------------------------ journaled path
+    def _audit(self, rows: list[AuditRow]) -> None:
+        """Re-identification audit rows: written to the journal before the value is used."""
+        assert self.journal is not None
+        body = orjson.dumps(rows)
+        with self._jlock:  # journal order == applier queue order
+            pos = self.journal.append(AUDIT, body)
+            self._applier_q.put(("A", pos, rows))
+
+    def _write_record(self, rec: BatchRecord) -> None:
+        """Append the batch record, hand it to the applier, make it durable."""
+        assert self.journal is not None
+        body = rec.encode()
+        with self._jlock:
+            pos = self.journal.append(BATCH, body)
+            self._applier_q.put(("E", pos, body))
+        self.journal.sync()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until the warehouse (and the vault's audit) holds everything done so far.
+
+        With a journal the warehouse trails the engine by up to ``apply_wait_s``; without
+        one (or when the engine is not running) this returns at once.
+        """
+        self._flush_applier(timeout)
+
+    def _flush_applier(self, timeout: float = 60.0) -> None:
+        """Wait until the applier has written everything queued so far to the warehouse."""
+        if self.journal is None or not any(t.is_alive() for t in self._threads):
+            return
+        done = threading.Event()
+        self._applier_q.put(("F", done))
+        if not done.wait(timeout):
+            raise RuntimeError("the journal applier did not catch up")
+
+    def _decide_guarded(
+        self, fresh: list[tuple[_Inbound, dict[str, Any]]]
+    ) -> list[tuple[_Inbound, dict[str, Any], list[DecisionLike] | str]]:
+        """Each event's decisions, or the engine error that makes it a dead letter."""
+        try:
+            got_all = self._decide_all([e for _, e in fresh])
+            return [(b, e, g) for (b, e), g in zip(fresh, got_all, strict=True)]
+        except Exception:
+            if len(fresh) == 1:
+                raise
+        out: list[tuple[_Inbound, dict[str, Any], list[DecisionLike] | str]] = []
+        self._flush_applier()  # the engine reloads its state from a complete warehouse
+        self._rolled_back()
+        for b, e in fresh:
+            try:
+                out.append((b, e, self._decide_all([e])[0]))
+            except Exception as exc:
+                self._flush_applier()
+                self._rolled_back()
+                out.append((b, e, f"engine error: {type(exc).__name__}: {exc}"))
+        return out
+
+    def _process_journaled(
+        self, items: list[tuple[_Inbound, dict[str, Any] | None, str | None]]
+    ) -> list[OutboxMessage]:
+        now = datetime.now(UTC)
+        rec = BatchRecord(now=now, worker=self.worker_id)
+        ps = self.pseudonyms
+        fresh: list[tuple[_Inbound, dict[str, Any]]] = []
+        done: set[str] = set()
+        duplicates = 0
+
+        def refuse(inbound: _Inbound, reason: str) -> None:
+            rec.dead.append(
+                dead_row(
+                    inbound.topic if ps is None else ps.topic(inbound.topic),
+                    reason,
+                    inbound.payload if ps is None else ps.raw(inbound.payload),
+                    inbound.received_at,
+                )
+            )
+
+        for inbound, event, reason in items:
+            if event is None:
+                refuse(inbound, reason or "refused")
+                continue
+            eid = str(event["event_id"])
+            if eid in self._recent or eid in done:
+                duplicates += 1
+                continue
+            done.add(eid)
+            fresh.append((inbound, event))
+        decisions: list[DecisionLike] = []
+        for inbound, event, got in self._decide_guarded(fresh) if fresh else []:
+            if isinstance(got, str):
+                refuse(inbound, got)
+                continue
+            decisions.extend(got)
+            topic = inbound.topic if ps is None else ps.topic(inbound.topic)
+            rec.ledger.append(
+                LedgerRow(str(event["event_id"]), str(event["vin"]), str(event["type"]), topic,
+                          len(got), inbound.received_at)
+            )  # fmt: skip
+        rec.decisions = [
+            d
+            if isinstance(d, Decision)
+            else Decision(**{c: getattr(d, c) for c in DECISION_COLUMNS})
+            for d in decisions
+        ]
+        messages = [
+            m
+            for m in messages_for(decisions, self.config, self.contacts)
+            if m.idempotency_key not in self._sent_keys
+        ]
+        rec.messages = messages
+        self._write_record(rec)
+        self._remember([r.event_id for r in rec.ledger])
+        for m in messages:
+            self._sent_keys.add(m.idempotency_key)
+            self._sent_order.append(m.idempotency_key)
+        while len(self._sent_order) > self.recent_max:
+            self._sent_keys.discard(self._sent_order.popleft())
+        self.stats.rejected += len(rec.dead)
+        self.stats.duplicates += duplicates
+        self.stats.decisions += len(decisions)
+        self.stats.enqueued += len(messages)
+        self.stats.processed += len(rec.ledger)
+        return messages
+
+    def _applier(self) -> None:
+        """Write journaled records and send results to the warehouse (and audits to the vault).
+
+        Gathers what arrives during ``apply_wait_s`` into one transaction; the journal is
+        synced first, so the warehouse never holds a record the journal could lose.
+        """
+        assert self.journal is not None
+        journal = self.journal
+        outbox = self.outbox.clone()
+        assert isinstance(outbox, DuckDBOutbox)
+        applier = WarehouseApplier(outbox, self.worker_id, LIVE_EVENTS_TABLE)
+        disp = Dispatcher(outbox, self.channels, owner=self.worker_id)
+        vault = self.resolver.vault if self.resolver is not None else None
+        q = self._applier_q
+        try:
+            while True:
+                try:
+                    first = q.get(timeout=0.05)
+                except queue.Empty:
+                    if self._dispatcher_done.is_set() and q.empty():
+                        return
+                    continue
+                items = [first]
+                deadline = time.monotonic() + self.apply_wait_s
+                while first[0] != "F" and len(items) < 20_000:
+                    left = deadline - time.monotonic()
+                    try:
+                        if left > 0 and not self._stop.is_set():
+                            items.append(q.get(timeout=left))
+                        else:
+                            items.append(q.get_nowait())
+                    except queue.Empty:
+                        break
+                    if items[-1][0] == "F":
+                        break
+                t0 = time.perf_counter()
+                try:
+                    self._apply_items(items, journal, applier, disp, vault)
+                except Exception as exc:  # pragma: no cover - reported, then the engine stops
+                    log.exception("applying the journal failed")
+                    self.stats.errors.append(f"applier: {type(exc).__name__}: {exc}")
+                    self._stop.set()
+                    return
+                finally:
+                    for it in items:
+                        if it[0] == "F":
+                            it[1].set()
+                self.stats.record_s += time.perf_counter() - t0
+        finally:
+            self.stats.thread_cpu_s["applier"] = time.thread_time()
+            outbox.close()
+
+    def _apply_items(
+        self,
+        items: list[tuple[Any, ...]],
+        journal: Journal,
+        applier: WarehouseApplier,
+        disp: Dispatcher,
+        vault: Any,
+    ) -> None:
+        records = [it[2] for it in items if it[0] == "E"]
+        audits = [row for it in items if it[0] == "A" for row in it[2]]
+        done = [r for it in items if it[0] == "R" for r in it[1]]
+        positions = [it[1] for it in items if it[0] in ("E", "A")]
+        pos = max(positions) if positions else None
+        journal.sync()
+        if vault is not None and (audits or pos is not None):
+            with self.resolver._lock:  # type: ignore[union-attr]
+                vault.append_audit(audits, source=self.worker_id, position=pos)
+        applier.apply(records, pos, done)
+        if done:
+            rep = disp.report(done)
+            self.stats.sent += rep.sent
+            self.stats.retried += rep.retried
+            self.stats.dead += rep.dead
+        if pos is not None:
+            low = applier.applied() if vault is None else pos
+            journal.release(low)
+
+    def _recover_journal(self) -> None:
+        """Apply what the journal holds past each store's position; prime the duplicate filter."""
+        assert self.journal is not None
+        outbox = self.outbox.clone()
+        assert isinstance(outbox, DuckDBOutbox)
+        try:
+            applier = WarehouseApplier(outbox, self.worker_id, LIVE_EVENTS_TABLE)
+            applied = applier.applied()
+            if self.resolver is not None:
+                applied = max(applied, self.resolver.vault.journal_position(self.worker_id))
+            self.journal.continue_from(applied)
+            n = applier.replay(self.journal)
+            if self.resolver is not None:
+                vault = self.resolver.vault
+                start = vault.journal_position(self.worker_id)
+                rows: list[Any] = []
+                last = start
+                for pos, kind, body in self.journal.records(start):
+                    last = pos
+                    if kind == AUDIT:
+                        rows.extend(
+                            (datetime.fromisoformat(r[0]), *r[1:]) for r in orjson.loads(body)
+                        )
+                if last != start:
+                    vault.append_audit(rows, source=self.worker_id, position=last)
+            if n:
+                log.info("applied %d journal records of a previous run of %s", n, self.worker_id)
+            recent = outbox.con.execute(
+                f"SELECT event_id FROM {LIVE_EVENTS_TABLE} WHERE worker = ? "
+                "ORDER BY processed_at DESC LIMIT ?",
+                [self.worker_id, self.recent_max],
+            ).fetchall()
+            self._remember([str(r[0]) for r in reversed(recent)])
+        finally:
+            outbox.close()
+        self._rolled_back()  # the engine reads its state from the complete warehouse
+
     def process(self, batch: Sequence[_Inbound]) -> list[OutboxMessage]:
         """Validate, decide and record one batch in one transaction; returns new messages.
 
@@ -567,6 +874,8 @@ class LiveEngine(MqttConsumer[LiveStats]):
                 items.append((b, ev, None))
             except EventRejected as exc:
                 items.append((b, None, str(exc)))
+        if self.journal is not None:
+            return self._process_journaled(items)
         try:
             try:
                 return self._apply(items, look_up=False)
@@ -673,7 +982,9 @@ class LiveEngine(MqttConsumer[LiveStats]):
                     time.sleep(min(1.0, self.poll_s))
                     continue
                 self.stats.dispatch_s += time.perf_counter() - t0
-                if done:
+                if done and self.journal is not None:
+                    self._applier_q.put(("R", done))
+                elif done:
                     self._results.put(done)
         finally:
             self.stats.thread_cpu_s["dispatcher"] = time.thread_time()
@@ -731,6 +1042,8 @@ class LiveEngine(MqttConsumer[LiveStats]):
     # ------------------------------------------------------------------ lifecycle
     def _start_workers(self) -> None:
         """Release the leases of a previous run, then start processor, dispatcher, recorder."""
+        if self.journal is not None:
+            self._recover_journal()
         released = self.outbox.recover(self.worker_id)
         if released:
             log.info("released %d leases of a previous run of %s", released, self.worker_id)
@@ -738,10 +1051,15 @@ class LiveEngine(MqttConsumer[LiveStats]):
         # process: out of the collector's sight, its full collections no longer walk it
         # while thousands of short-lived objects a second come and go.
         gc.freeze()
+        if self.switch_interval_s is not None:
+            # A thread that wants the GIL back (to take the next MQTT batch, to send) waits
+            # for the holder's switch interval: 5 ms by default, far more than a batch takes.
+            self._old_switch = sys.getswitchinterval()
+            sys.setswitchinterval(self.switch_interval_s)
         for target, name in (
             (self._processor, "processor"),
             (self._dispatcher, "dispatcher"),
-            (self._recorder, "recorder"),
+            (self._recorder, "recorder") if self.journal is None else (self._applier, "applier"),
         ):
             t = threading.Thread(target=target, name=f"{self.worker_id}-{name}", daemon=True)
             t.start()
@@ -756,5 +1074,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
         super().stop(timeout)
         for ch in self.channels.values():
             ch.close()
+        if self.journal is not None:
+            self.journal.close()
+        if self._old_switch is not None:
+            sys.setswitchinterval(self._old_switch)
+            self._old_switch = None
         if self.resolver is not None:
             self.resolver.close()

@@ -53,7 +53,7 @@ import contextlib
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +272,10 @@ def _fingerprint(pseudonym: str) -> str:
     return hashlib.sha256(b"autopersona/audit|" + pseudonym.encode()).hexdigest()[:16]
 
 
+#: one re-identification audit row: read_at, actor, purpose, kind, fingerprint, found
+AuditRow = tuple[datetime, str, str, str | None, str, bool]
+
+
 @dataclass
 class Vault:
     """The re-identification map in its own DuckDB file, with an audit row per read."""
@@ -324,12 +328,22 @@ class Vault:
             [(ps, k, v) for ps, (k, v) in todo.items()],
             columns=["pseudonym", "kind", "value"],
         )
+        import duckdb
+
         self.con.register("_vault_new", df)
         try:
-            self.con.execute(
-                f"INSERT INTO {MAP_TABLE} SELECT pseudonym, kind, value, now() FROM _vault_new n "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {MAP_TABLE} m WHERE m.pseudonym = n.pseudonym)"
-            )
+            for attempt in range(5):
+                try:
+                    self.con.execute(
+                        f"INSERT INTO {MAP_TABLE} SELECT pseudonym, kind, value, now() "
+                        f"FROM _vault_new n ON CONFLICT DO NOTHING"
+                    )
+                    break
+                except (duckdb.TransactionException, duckdb.ConstraintException):
+                    # another connection to this vault (another worker) committed one of
+                    # the same pseudonyms meanwhile: it is there now, so try again
+                    if attempt == 4:
+                        raise
         finally:
             self.con.unregister("_vault_new")
 
@@ -398,6 +412,72 @@ class Vault:
             raise
         con.execute("COMMIT")
         return [found[ps][1] if ps in found else None for ps in pseudonyms]
+
+    def lookup_many(self, pseudonyms: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """``pseudonym → (kind, value)`` of those mapped, **without** an audit row.
+
+        For a caller that writes the audit rows itself before it uses a value
+        (:class:`AddressResolver` with a journal); everyone else reads through
+        :meth:`reidentify` / :meth:`reidentify_many`.
+        """
+        if not pseudonyms:
+            return {}
+        self.flush()
+        rows = self.con.execute(
+            f"SELECT pseudonym, kind, value FROM {MAP_TABLE} "
+            "WHERE pseudonym IN (SELECT unnest(?::VARCHAR[]))",
+            [list(dict.fromkeys(pseudonyms))],
+        ).fetchall()
+        return {str(ps): (str(kind), str(value)) for ps, kind, value in rows}
+
+    def append_audit(
+        self, rows: Sequence[AuditRow], *, source: str | None = None, position: int | None = None
+    ) -> None:
+        """Append audit rows written ahead in a journal, with the journal position reached.
+
+        ``source`` names the journal (its worker); ``position`` is stored in
+        ``vault_journal`` in the same transaction, so each journaled row lands once.
+        """
+        con = self.con
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS vault_journal (source VARCHAR PRIMARY KEY, "
+            "position BIGINT NOT NULL)"
+        )
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if rows:
+                import pyarrow as pa
+
+                cols = list(zip(*rows, strict=True))
+                types = [pa.timestamp("us", tz="UTC"), pa.string(), pa.string(), pa.string(),
+                         pa.string(), pa.bool_()]  # fmt: skip
+                _ap_vault_audit = pa.table(
+                    [pa.array(c, type=t) for c, t in zip(cols, types, strict=True)],
+                    names=["read_at", "actor", "purpose", "kind", "fp", "found"],
+                )
+                con.execute(f"INSERT INTO {AUDIT_TABLE} SELECT * FROM _ap_vault_audit")
+            if source is not None and position is not None:
+                con.execute(
+                    "INSERT INTO vault_journal VALUES (?, ?) ON CONFLICT (source) DO UPDATE "
+                    "SET position = excluded.position",
+                    [source, int(position)],
+                )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def journal_position(self, source: str) -> int:
+        """The journal position of ``source`` whose audit rows are stored (0: none)."""
+        con = self.con
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS vault_journal (source VARCHAR PRIMARY KEY, "
+            "position BIGINT NOT NULL)"
+        )
+        rows = con.execute(
+            "SELECT position FROM vault_journal WHERE source = ?", [source]
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def forget(self, identifiers: Sequence[str]) -> int:
         """Delete the mappings of these pseudonyms or clear values (erasure); returns how many."""
@@ -897,12 +977,69 @@ class AddressResolver:
     [(3, 2)]
     """
 
-    def __init__(self, vault: Vault, *, actor: str = "dispatcher") -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        *,
+        actor: str = "dispatcher",
+        audit_sink: Callable[[list[AuditRow]], None] | None = None,
+        cache_s: float = 60.0,
+    ) -> None:
         import threading
 
         self.vault = vault
         self.actor = actor
         self._lock = threading.Lock()
+        self.audit_sink = audit_sink
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, str, str]] = {}
+
+    def _read_journaled(self, channel: str, wanted: Sequence[str]) -> list[str | None]:
+        """Values through the cache or one vault read; audit rows to ``audit_sink`` first.
+
+        Mappings are kept ``cache_s`` seconds (an erasure reaches a running resolver within
+        that time); every use is audited all the same, one row per pseudonym.
+        """
+        import time
+
+        assert self.audit_sink is not None
+        now = time.monotonic()
+        cache = self._cache
+        found: dict[str, tuple[str, str]] = {}
+        misses: list[str] = []
+        for ps in dict.fromkeys(wanted):
+            hit = cache.get(ps)
+            if hit is not None and hit[0] > now:
+                found[ps] = (hit[1], hit[2])
+            else:
+                misses.append(ps)
+        if misses:
+            with self._lock:
+                got = self.vault.lookup_many(misses)
+            found.update(got)
+            if self.cache_s > 0:
+                if len(cache) > 200_000:
+                    cache.clear()
+                until = now + self.cache_s
+                for ps, (kind, value) in got.items():
+                    cache[ps] = (until, kind, value)
+        at = datetime.now(UTC)
+        purpose = f"delivery:{channel}"
+        rows: list[AuditRow] = []
+        for ps in wanted:
+            got_ps = found.get(ps)
+            rows.append(
+                (
+                    at,
+                    self.actor,
+                    purpose,
+                    got_ps[0] if got_ps else None,
+                    _fingerprint(ps),
+                    got_ps is not None,
+                )
+            )
+        self.audit_sink(rows)
+        return [found[ps][1] if ps in found else None for ps in wanted]
 
     @classmethod
     def from_settings(
@@ -922,6 +1059,8 @@ class AddressResolver:
         return cls(vault if vault is not None else Vault(s.vault), actor=actor)
 
     def _reidentify(self, pseudonym: str, channel: str) -> str | None:
+        if self.audit_sink is not None:
+            return self._read_journaled(channel, [pseudonym])[0]
         with self._lock:
             return self.vault.reidentify(pseudonym, actor=self.actor, purpose=f"delivery:{channel}")
 
@@ -970,10 +1109,13 @@ class AddressResolver:
                 split.append(None)
         if not wanted:
             return list(addresses)
-        with self._lock:
-            values = self.vault.reidentify_many(
-                wanted, actor=self.actor, purpose=f"delivery:{channel}"
-            )
+        if self.audit_sink is not None:
+            values = self._read_journaled(channel, wanted)
+        else:
+            with self._lock:
+                values = self.vault.reidentify_many(
+                    wanted, actor=self.actor, purpose=f"delivery:{channel}"
+                )
         clear = iter(values)
         out: list[str | None] = []
         for address, pieces in zip(addresses, split, strict=True):

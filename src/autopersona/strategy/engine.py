@@ -302,7 +302,9 @@ class StrategyEngine:
         }
         self._live: tuple[float, dict[str, dict[str, Any]], dict[str, set[str]]] | None = None
         self._state: tuple[Ledger, DedupGuard] | None = None
-        self._held: dict[str, set[str]] | None = None
+        # open holds per VIN: the decision when this engine made it (the log may lag
+        # behind with a journaled live engine), None when read from the log
+        self._held: dict[str, dict[str, Decision | None]] | None = None
         self._fatigue_cache: tuple[float, FatigueGuard | None] | None = None
         self._dir: tuple[float, _Directory] | None = None
         create_decision_table(wh.con)
@@ -477,18 +479,16 @@ class StrategyEngine:
         c = con if con is not None else self.wh.con
         at = _utc(now)
         self.driving.observe(vin, speed_mps)
-        if self._held is None:
-            self._held = defaultdict(set)
-            for v, k in c.execute(
-                f"SELECT l.vin, l.idempotency_key FROM {DECISIONS_TABLE} l WHERE {_OPEN_HOLD}"
-            ).fetchall():
-                self._held[str(v)].add(str(k))
+        self._held = self._held if self._held is not None else self._load_held(c)
         if not self._held.get(vin):
             return []  # nothing held for this vehicle: no query
-        open_keys = self._held[vin]
-        held = [
-            d for d in self._open_holds(c, "l.vin = ?", [vin]) if d.idempotency_key in open_keys
-        ]
+        open_holds = self._held[vin]
+        held = [d for d in open_holds.values() if d is not None]
+        logged = {k for k, d in open_holds.items() if d is None}
+        if logged:
+            held += [
+                d for d in self._open_holds(c, "l.vin = ?", [vin]) if d.idempotency_key in logged
+            ]
         if not held:
             self._held.pop(vin, None)
             return []
@@ -685,6 +685,8 @@ class StrategyEngine:
             )
             since = _utc(self.clock()) - timedelta(days=lookback + 1)
             self._state = self._load_state(con, since)
+            if self._held is None:  # from the same complete log, before new decisions
+                self._held = self._load_held(con)
         ledger, keys = self._state
         accounts = sorted(
             {a for c in cands for a in directory.accounts(c.spec.entity, c.entity, c.person_id)}
@@ -708,6 +710,15 @@ class StrategyEngine:
         if self._fatigue_cache is None or now - self._fatigue_cache[0] >= self.profile_ttl_s:
             self._fatigue_cache = (now, self._fatigue(con, at, None))
         return self._fatigue_cache[1]
+
+    @staticmethod
+    def _load_held(con: Any) -> dict[str, dict[str, Decision | None]]:
+        held: dict[str, dict[str, Decision | None]] = defaultdict(dict)
+        for v, k in con.execute(
+            f"SELECT l.vin, l.idempotency_key FROM {DECISIONS_TABLE} l WHERE {_OPEN_HOLD}"
+        ).fetchall():
+            held[str(v)][str(k)] = None
+        return held
 
     @staticmethod
     def _load_state(con: Any, since: datetime) -> tuple[Ledger, DedupGuard]:
@@ -737,9 +748,9 @@ class StrategyEngine:
                 if d.vin is None:
                     continue
                 if d.status == "held":
-                    self._held[d.vin].add(d.idempotency_key)
+                    self._held[d.vin][d.idempotency_key] = d
                 elif d.idempotency_key in self._held.get(d.vin, ()):
-                    self._held[d.vin].discard(d.idempotency_key)
+                    self._held[d.vin].pop(d.idempotency_key, None)
         if self._state is None:
             return
         ledger, keys = self._state

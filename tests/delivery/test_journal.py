@@ -1,0 +1,198 @@
+"""The live engine's journal: framing, torn tails, segments, and exactly-once application."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autopersona.delivery.hotpath import BATCH, BatchRecord, LedgerRow, WarehouseApplier, dead_row
+from autopersona.delivery.journal import Journal, JournalError
+from autopersona.delivery.outbox import DuckDBOutbox, OutboxMessage
+from autopersona.store.warehouse import Warehouse
+from autopersona.strategy.decision import Decision, create_decision_table
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def _segments(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jlog"))
+
+
+def test_records_survive_reopen_and_positions_are_global(tmp_path: Path) -> None:
+    with Journal(tmp_path, sync=True) as j:
+        p1 = j.append(b"E", b"one")
+        p2 = j.append(b"A", b"two", sync=True)
+        assert p1 < p2 == j.position
+    with Journal(tmp_path) as j:
+        assert [(k, b) for _, k, b in j.records(0)] == [(b"E", b"one"), (b"A", b"two")]
+        assert [b for _, _, b in j.records(p1)] == [b"two"]
+        assert list(j.records(p2)) == []
+        assert j.append(b"E", b"three") > p2
+
+
+def test_bad_kind_and_closed_journal_are_refused(tmp_path: Path) -> None:
+    j = Journal(tmp_path, sync=False)
+    with pytest.raises(JournalError, match="one byte"):
+        j.append(b"EE", b"x")
+    j.close()
+    with pytest.raises(JournalError, match="closed"):
+        j.append(b"E", b"x")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    bodies=st.lists(st.binary(max_size=64), min_size=1, max_size=12),
+    cut=st.integers(min_value=0, max_value=10_000),
+    flip=st.booleans(),
+)
+def test_a_torn_or_corrupt_tail_is_cut_and_the_rest_kept(
+    tmp_path_factory: pytest.TempPathFactory, bodies: list[bytes], cut: int, flip: bool
+) -> None:
+    folder = tmp_path_factory.mktemp("j")
+    ends = []
+    with Journal(folder, sync=False) as j:
+        for b in bodies:
+            ends.append(j.append(b"E", b))
+    (seg,) = _segments(folder)
+    data = bytearray(seg.read_bytes())
+    cut = cut % (len(data) + 1)
+    if flip and cut < len(data):
+        data[cut] ^= 0xFF  # a corrupt byte: that record and everything after it go
+        kept = [b for b, e in zip(bodies, ends, strict=True) if e <= cut]
+    else:
+        del data[cut:]  # a torn write
+        kept = [b for b, e in zip(bodies, ends, strict=True) if e <= cut]
+    seg.write_bytes(bytes(data))
+    with Journal(folder, sync=False) as j:
+        assert [b for _, _, b in j.records(0)] == kept
+        assert j.position == (ends[len(kept) - 1] if kept else 0)
+        end = j.append(b"E", b"after")  # appends continue right after the intact part
+        assert [b for _, _, b in j.records(0)][-1] == b"after"
+        assert end == j.position
+
+
+def test_segments_roll_and_applied_ones_are_released(tmp_path: Path) -> None:
+    j = Journal(tmp_path, sync=True, segment_bytes=50)  # one record per segment
+    ends = [j.append(b"E", bytes([i]) * 60) for i in range(5)]
+    assert len(_segments(tmp_path)) == 5
+    assert [b[0] for _, _, b in j.records(0)] == [0, 1, 2, 3, 4]
+    assert j.release(ends[2]) == 3  # the first three segments end at or before it
+    assert [b[0] for _, _, b in j.records(0)] == [3, 4]
+    assert [b[0] for _, _, b in j.records(ends[3])] == [4]
+    j.close()
+    with Journal(tmp_path) as j2:
+        assert j2.position == ends[-1]
+
+
+def test_a_cleared_journal_continues_after_the_applied_position(tmp_path: Path) -> None:
+    with Journal(tmp_path / "a", sync=False) as j:
+        j.continue_from(500)  # empty: positions go on from there
+        assert j.append(b"E", b"x") > 500
+    with Journal(tmp_path / "a", sync=False) as j:
+        assert [p for p, _, _ in j.records(500)] == [j.position]
+        with pytest.raises(JournalError, match=r"ends at position .* but 9999 was applied"):
+            j.continue_from(9999)  # records between were lost: refuse to go on
+
+
+# --------------------------------------------------------------------------- application
+def _decision(i: int, status: str = "send") -> Decision:
+    return Decision(
+        f"d{i}", f"k{i}", f"P{i}", f"V{i}", "s", "event", f"e{i}", "head_unit", status, None,
+        "r", "treatment", 1, 1.0, "T", "B", {"code": "X"}, T0 + timedelta(seconds=i), None,
+    )  # fmt: skip
+
+
+def _record(i: int) -> BatchRecord:
+    d = _decision(i)
+    m = OutboxMessage(d.idempotency_key, d.decision_id, "head_unit", f"p/{d.vin}/hu", {"n": i})
+    return BatchRecord(
+        now=T0 + timedelta(seconds=i),
+        worker="w1",
+        ledger=[LedgerRow(f"e{i}", f"V{i}", "route_planned", f"p/vehicles/V{i}/events", 1, T0)],
+        decisions=[d],
+        messages=[m],
+        dead=[dead_row("p/vehicles/X/events", "malformed JSON", b"{", T0)] if i % 2 else [],
+    )
+
+
+def test_batch_record_round_trip() -> None:
+    rec = _record(3)
+    assert BatchRecord.decode(rec.encode()) == rec
+
+
+def _warehouse(path: Path) -> tuple[Warehouse, WarehouseApplier]:
+    wh = Warehouse(path)
+    create_decision_table(wh.con)
+    wh.con.execute(
+        """CREATE TABLE IF NOT EXISTS live_events (event_id VARCHAR PRIMARY KEY, vin VARCHAR,
+        type VARCHAR, topic VARCHAR, decisions INTEGER, worker VARCHAR,
+        received_at TIMESTAMPTZ, processed_at TIMESTAMPTZ)"""
+    )
+    return wh, WarehouseApplier(DuckDBOutbox(wh.con.cursor()), "w1")
+
+
+def test_replay_applies_each_record_exactly_once(tmp_path: Path) -> None:
+    wh, applier = _warehouse(tmp_path / "wh.duckdb")
+    j = Journal(tmp_path / "journal", sync=True)
+    ends = [j.append(BATCH, _record(i).encode()) for i in range(6)]
+    j.append(b"A", b"[]")  # another store's record: skipped here
+    # a crash after the first three were applied, before the rest
+    applier.apply([_record(i).encode() for i in range(3)], ends[2])
+    assert applier.replay(j) == 3
+    assert applier.replay(j) == 0  # nothing left: a second restart changes nothing
+    counts = wh.sql(
+        "SELECT (SELECT count(*) FROM strategy_decisions), (SELECT count(*) FROM live_events), "
+        "(SELECT count(*) FROM outbox WHERE status = 'sending' AND lease_owner = 'w1'), "
+        "(SELECT count(*) FROM event_dead_letters)"
+    )
+    assert counts == [(6, 6, 6, 3)]
+    # every column as recorded (DuckDB reads the JSON records itself)
+    got = wh.sql(
+        "SELECT decision_id, idempotency_key, person_id, vin, status, guard, priority, "
+        "expected_value, offer, created_at, not_after FROM strategy_decisions ORDER BY 1"
+    )
+    want = [_decision(i) for i in range(6)]
+    assert got == [
+        (d.decision_id, d.idempotency_key, d.person_id, d.vin, d.status, d.guard, d.priority,
+         d.expected_value, '{"code":"X"}', d.created_at, d.not_after)
+        for d in want
+    ]  # fmt: skip
+    assert wh.sql("SELECT payload FROM outbox WHERE idempotency_key = 'k2'") == [('{"n":2}',)]
+    assert wh.sql("SELECT reason, payload_bytes, payload FROM event_dead_letters LIMIT 1") == [
+        ("malformed JSON", 1, "{")
+    ]
+    assert applier.applied() == j.position
+    lease = wh.sql("SELECT lease_until - created_at FROM outbox LIMIT 1")[0][0]
+    assert lease == timedelta(seconds=applier.outbox.lease_s)
+    j.close()
+    wh.close()
+
+
+def test_send_results_apply_after_their_rows(tmp_path: Path) -> None:
+    from autopersona.delivery.outbox import SendResult
+
+    wh, applier = _warehouse(tmp_path / "wh.duckdb")
+    rec = _record(1)
+    # the record and the result of its send arrive in the same round
+    applier.apply([rec.encode()], 10, [(rec.messages[0], SendResult.sent())])
+    assert wh.sql("SELECT status, attempts FROM outbox") == [("sent", 1)]
+    assert wh.sql("SELECT outcome FROM delivery_attempts") == [("sent",)]
+    wh.close()
+
+
+def test_journal_files_are_private(tmp_path: Path) -> None:
+    """Only the engine's user may read the journal (it holds decisions and addresses)."""
+    j = Journal(tmp_path / "j", sync=False, segment_bytes=10)
+    j.append(b"E", b"x" * 20)
+    j.append(b"E", b"y")  # a second segment
+    j.close()
+    assert stat.S_IMODE((tmp_path / "j").stat().st_mode) == 0o700
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in _segments(tmp_path / "j")}
+    assert modes == {0o600}
