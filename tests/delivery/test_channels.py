@@ -106,6 +106,30 @@ def test_head_unit_publishes_to_the_vehicle_topic(shared_broker: int, prefix: st
         listener.close()
 
 
+def test_head_unit_async_send_reports_through_the_callback(shared_broker: int, prefix: str) -> None:
+    broker = MqttBroker(port=shared_broker, topic_prefix=prefix, client_id="t-hu-async")
+    spec = MqttSpec(kind="mqtt", timeout_s=5)
+    listener = HeadUnitListener(prefix, shared_broker)
+    ch = HeadUnitChannel(spec, broker, client_id=f"t-hua-{time.time_ns()}")
+    got: list[list[SendResult]] = []
+    try:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        msgs = [
+            m("k1", "head_unit", headunit_topic(spec, broker, "VIN1")),
+            m("k2", "head_unit", headunit_topic(spec, broker, "VIN2"), not_after=past),
+            m("k3", "head_unit", "bad/+/topic"),
+        ]
+        ch.send_batch_async(msgs, got.append)
+        assert wait_until(lambda: len(got) == 1, 10)
+        (rs,) = got
+        assert rs[0] == SendResult.sent() and rs[1].expired and not rs[2].retryable
+        assert wait_until(lambda: listener.received.unique == 1, 10)
+        assert ch.async_pending == 0 and ch.expire_async() == 0
+    finally:
+        ch.close()
+        listener.close()
+
+
 def test_head_unit_broker_down_is_retryable() -> None:
     broker = MqttBroker(port=free_port(), client_id="t-down")
     ch = HeadUnitChannel(MqttSpec(kind="mqtt", timeout_s=1), broker)
@@ -114,6 +138,13 @@ def test_head_unit_broker_down_is_retryable() -> None:
     finally:
         ch.close()
     assert r.retryable and "not connected" in (r.error or "")
+    got: list[list[SendResult]] = []
+    ch = HeadUnitChannel(MqttSpec(kind="mqtt", timeout_s=1), broker)
+    try:
+        ch.send_batch_async([m("k1", "head_unit", "x/vehicles/V/headunit")], got.append)
+    finally:
+        ch.close()
+    assert got and got[0][0].retryable  # told before send_batch_async returns
 
 
 def test_file_channel_and_deliver_pending(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 import time
@@ -233,3 +234,57 @@ def test_publish_batch_window_properties_and_lost_connection(
         assert time.monotonic() - t0 < 2 and not pub._batch_out
     finally:
         _close(pub, sub, bodies)
+
+
+def test_publish_batch_async_calls_back_and_expires(private_broker: PrivateBroker) -> None:
+    """publish_batch_async returns at once; the codes come through the callback when the
+    PUBACKs are in; a batch that outgrows the window is refused (nothing sent); one sent
+    before the connection drops is finished by expire_async with None for each message."""
+    port = private_broker.port
+    topic = f"async-{uuid.uuid4().hex[:6]}"
+    got: list[list[int | None]] = []
+    pub = make_client(f"async-{uuid.uuid4().hex[:6]}")
+    pub.max_inflight_messages_set(20)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    try:
+        assert wait_until(lambda: pub.is_connected(), 10)
+        props = publish_properties(content_type="application/json").pack()  # type: ignore[no-untyped-call]
+        msgs = [(f"{topic}/v/{i}", b"{}", props) for i in range(12)]
+        assert pub.publish_batch_async(msgs, 10, got.append)
+        # 0x10: accepted, no subscriber (any code below 0x80 is a success)
+        assert wait_until(lambda: got == [[0x10] * 12], 10), got
+        assert pub.async_pending == 0 and not pub._batch_out
+        assert not pub.publish_batch_async(msgs * 2, 10, got.append)  # 24 > window of 20
+        assert len(got) == 1 and not pub._batch_out
+        private_broker.stop()
+        assert wait_until(lambda: not pub.is_connected(), 10)
+        # the connection is gone: nothing is sent and the caller is told at once
+        assert not pub.publish_batch_async(msgs[:3], 10, got.append)
+        assert pub.expire_async() == 0
+    finally:
+        _close(pub)
+
+
+def test_publish_batch_async_times_out_without_pubacks(private_broker: PrivateBroker) -> None:
+    """A batch whose PUBACKs do not come (the broker is frozen) is finished by expire_async
+    after its timeout, each message None (retryable)."""
+    port = private_broker.port
+    got: list[list[int | None]] = []
+    pub = make_client(f"async-{uuid.uuid4().hex[:6]}")
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    try:
+        assert wait_until(lambda: pub.is_connected(), 10)
+        assert private_broker.proc is not None
+        private_broker.proc.send_signal(signal.SIGSTOP)  # alive, but answers nothing
+        try:
+            assert pub.publish_batch_async([("t/x", b"{}", b"\x00")] * 2, 0.3, got.append)
+            assert pub.expire_async() == 0  # not yet due
+            time.sleep(0.4)
+            assert pub.expire_async() == 1
+            assert got == [[None, None]] and pub.async_pending == 0 and not pub._batch_out
+        finally:
+            private_broker.proc.send_signal(signal.SIGCONT)
+    finally:
+        _close(pub)

@@ -89,6 +89,21 @@ def register(app: typer.Typer) -> None:
                 "batches only)."
             ),
         ] = False,
+        journal: Annotated[
+            bool,
+            typer.Option(
+                help="Journal each batch (synced) and apply it to the warehouse in the "
+                "background; off: one warehouse transaction per batch.  A PostgreSQL outbox "
+                "always goes without."
+            ),
+        ] = True,
+        journal_sync: Annotated[
+            bool,
+            typer.Option(
+                help="fdatasync each journal record (off: survives a killed process, not a "
+                "power cut)."
+            ),
+        ] = True,
         status_every: Annotated[
             float, typer.Option(help="Print counters every N seconds (0: only at the end).")
         ] = 0.0,
@@ -124,7 +139,14 @@ def register(app: typer.Typer) -> None:
         ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
         try:
             live = LiveEngine(
-                wh, factory(wh), cfg, outbox=ob, batch_max=batch_max, batch_log=batch_log
+                wh,
+                factory(wh),
+                cfg,
+                outbox=ob,
+                batch_max=batch_max,
+                batch_log=batch_log,
+                journal=None if journal else False,
+                journal_sync=journal_sync,
             )
 
             def status(stats: Any) -> None:

@@ -275,6 +275,38 @@ class Dispatcher:
         """Send claimed messages and record the outcome of each."""
         return self.record(self.send(messages))
 
+    def send_async(
+        self,
+        messages: Sequence[OutboxMessage],
+        done: Callable[[list[tuple[OutboxMessage, SendResult]]], None],
+    ) -> None:
+        """:meth:`send` without waiting for channels that confirm asynchronously.
+
+        ``done`` gets the results in parts: those known at once (expired, unroutable,
+        unaddressed, and every synchronous channel's) before this returns, and each
+        asynchronous channel's (``send_batch_async``: the head unit at QoS 1) when they come
+        in, possibly from another thread.
+        """
+        if not messages:
+            return
+        groups, early = self._route(messages)
+        for name, group in groups.items():
+            channel = self.channels[name]
+            originals = [m for m, _ in group]
+            clear = [c for _, c in group]
+            if callable(getattr(channel, "send_batch_async", None)):
+
+                def finished(
+                    results: list[SendResult], originals: list[OutboxMessage] = originals
+                ) -> None:
+                    done(list(zip(originals, results, strict=True)))
+
+                channel.send_batch_async(clear, finished)  # type: ignore[attr-defined]
+            else:
+                early.extend(zip(originals, channel.send_batch(clear), strict=True))
+        if early:
+            done(early)
+
     def send(self, messages: Sequence[OutboxMessage]) -> list[tuple[OutboxMessage, SendResult]]:
         """Send claimed messages (expired, unroutable and unaddressed ones fail at once).
 
@@ -283,6 +315,19 @@ class Dispatcher:
         """
         if not messages:
             return []
+        groups, done = self._route(messages)
+        for name, group in groups.items():
+            results = self.channels[name].send_batch([c for _, c in group])
+            done.extend(zip([m for m, _ in group], results, strict=True))
+        return done
+
+    def _route(
+        self, messages: Sequence[OutboxMessage]
+    ) -> tuple[
+        dict[str, list[tuple[OutboxMessage, OutboxMessage]]],
+        list[tuple[OutboxMessage, SendResult]],
+    ]:
+        """Messages per channel with their clear addresses, and those failed before sending."""
         now = self.clock()
         groups: dict[str, list[tuple[OutboxMessage, OutboxMessage]]] = defaultdict(list)
         done: list[tuple[OutboxMessage, SendResult]] = []
@@ -312,10 +357,7 @@ class Dispatcher:
                     groups[name].append(
                         (m, m if address == m.address else replace(m, address=address))
                     )
-        for name, group in groups.items():
-            results = self.channels[name].send_batch([c for _, c in group])
-            done.extend(zip([m for m, _ in group], results, strict=True))
-        return done
+        return groups, done
 
     def record(self, done: Sequence[tuple[OutboxMessage, SendResult]]) -> DispatchReport:
         """Record send results in the outbox (one transaction) and count them."""

@@ -953,8 +953,22 @@ class LiveEngine(MqttConsumer[LiveStats]):
         outbox = self.outbox.clone()
         disp = Dispatcher(outbox, self.channels, owner=self.worker_id, resolver=self.resolver)
         next_poll = 0.0
+        # With a journal the results go to the applier whenever they come in, so the
+        # head unit's PUBACKs are not waited for here: the next hand-off goes out at once.
+        use_async = self.journal is not None
+        q = self._applier_q
+
+        def deliver(done: list[tuple[OutboxMessage, SendResult]]) -> None:
+            if done:
+                q.put(("R", done))
+
+        expirers = [
+            f for ch in self.channels.values() if callable(f := getattr(ch, "expire_async", None))
+        ]
         try:
             while True:
+                for expire in expirers:
+                    expire()
                 try:
                     msgs = self._handoff.get(timeout=min(self.poll_s, 0.05))
                     # Merge every hand-off waiting: one send round for all of them.
@@ -966,6 +980,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
                 except queue.Empty:
                     msgs = None
                 if msgs is None and self._processor_done.is_set() and self._handoff.empty():
+                    self._wait_async_sends()
                     return
                 if msgs is None and time.monotonic() < next_poll:
                     continue
@@ -974,7 +989,11 @@ class LiveEngine(MqttConsumer[LiveStats]):
                     if msgs is None:
                         msgs = outbox.claim(self.worker_id, limit=500)
                         next_poll = time.monotonic() + self.poll_s
-                    done = disp.send(msgs)
+                    if use_async:
+                        disp.send_async(msgs, deliver)
+                        done = []
+                    else:
+                        done = disp.send(msgs)
                 except Exception as exc:
                     log.exception("dispatch round failed; its messages are retried later")
                     self.stats.dispatch_errors += 1
@@ -991,6 +1010,14 @@ class LiveEngine(MqttConsumer[LiveStats]):
             self._dispatcher_done.set()
             if outbox is not self.outbox:
                 outbox.close()
+
+    def _wait_async_sends(self) -> None:
+        """Before the dispatcher ends: let asynchronous sends get their results (or time out)."""
+        channels = [ch for ch in self.channels.values() if hasattr(ch, "async_pending")]
+        while any(getattr(ch, "async_pending", 0) for ch in channels):
+            for ch in channels:
+                ch.expire_async()  # type: ignore[attr-defined]
+            time.sleep(0.01)
 
     def _recorder(self) -> None:
         """Record send results in the outbox, merging every round that is waiting.

@@ -106,6 +106,8 @@ class FastClient(mqtt.Client):
         #: QoS 1 messages of :meth:`publish_batch` awaiting their PUBACK, by message id.
         self._batch_out: dict[int, tuple[_Batch, int]] = {}
         self._batch_lock = threading.Lock()
+        #: batches of :meth:`publish_batch_async` still waiting for PUBACKs
+        self._async_out: set[_Batch] = set()
 
     # ------------------------------------------------------------------ connecting
     def _create_socket_connection(self) -> socket.socket:
@@ -271,15 +273,23 @@ class FastClient(mqtt.Client):
         mid = int.from_bytes(packet[:2], "big")
         reason = packet[2] if len(packet) > 2 else 0
         if self._batch_out:
+            finished: _Batch | None = None
             with self._batch_lock:
                 entry = self._batch_out.pop(mid, None)
                 if entry is not None:
                     batch, i = entry
                     batch.codes[i] = reason
                     batch.left -= 1
-                    if batch.left <= batch.wake_at:
+                    if batch.callback is not None:
+                        if batch.left == 0:
+                            self._async_out.discard(batch)
+                            finished = batch
+                    elif batch.left <= batch.wake_at:
                         batch.event.set()
-                    return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if finished is not None:
+                self._finish(finished)
+            if entry is not None:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
         if reason >= 0x80:
             self.refused[mid] = reason
         if len(packet) > 3 and packet[3] != 0:
@@ -461,6 +471,83 @@ class FastClient(mqtt.Client):
                         del self._batch_out[mid]
         return batch.codes
 
+    def publish_batch_async(
+        self,
+        messages: Sequence[tuple[str, bytes, bytes]],
+        timeout: float,
+        done: Callable[[list[int | None]], None],
+    ) -> bool:
+        """:meth:`publish_batch` without waiting: ``done(codes)`` once all PUBACKs are in.
+
+        ``done`` runs on the network thread (keep it short: hand the codes on), or in
+        :meth:`expire_async` for a batch whose ``timeout`` passed or whose connection was
+        lost (None for each message without a PUBACK).  Returns False, having sent nothing,
+        when the broker's window has no room for all of them (use :meth:`publish_batch`).
+        """
+        n = len(messages)
+        if not n:
+            done([])
+            return True
+        batch = _Batch(n)
+        batch.callback = done
+        batch.deadline = time.monotonic() + timeout
+        with self._batch_lock:
+            sock = self._sock
+            limit = self._max_inflight_messages or 65535
+            room = limit - len(self._batch_out) - self._inflight_messages
+            if sock is None or room < n:
+                return False
+            chunk: list[bytes] = []
+            for i, (topic, payload, props) in enumerate(messages):
+                mid = self._mid_generate()
+                while mid in self._batch_out or mid in self._out_messages:
+                    mid = self._mid_generate()
+                self._batch_out[mid] = (batch, i)
+                batch.mids.append(mid)
+                chunk.append(_publish_packet(topic.encode("utf-8"), mid, props, payload))
+            batch.left = n
+            batch.sock = sock
+            self._async_out.add(batch)
+        self._packet_queue(_PUBLISH | 0x02, b"".join(chunk), 0, 1)
+        return True
+
+    def expire_async(self, now: float | None = None) -> int:
+        """Finish asynchronous batches past their deadline or on a lost connection.
+
+        Their unacknowledged messages get None (the caller retries them).  Returns how many
+        batches were finished.
+        """
+        if not self._async_out:
+            return 0
+        now = time.monotonic() if now is None else now
+        gone: list[_Batch] = []
+        with self._batch_lock:
+            for batch in list(self._async_out):
+                if batch.deadline <= now or batch.sock is not self._sock:
+                    self._async_out.discard(batch)
+                    for mid in batch.mids:
+                        entry = self._batch_out.get(mid)
+                        if entry is not None and entry[0] is batch:
+                            del self._batch_out[mid]
+                    gone.append(batch)
+        for batch in gone:
+            self._finish(batch)
+        return len(gone)
+
+    @property
+    def async_pending(self) -> int:
+        """Asynchronous batches still waiting for PUBACKs."""
+        return len(self._async_out)
+
+    @staticmethod
+    def _finish(batch: _Batch) -> None:
+        cb, batch.callback = batch.callback, None
+        if cb is not None:
+            try:
+                cb(batch.codes)
+            except Exception:  # pragma: no cover - a callback bug must not kill the loop
+                log.exception("publish callback failed")
+
     # ------------------------------------------------------------------ acknowledging
     def ack_many(self, messages: Iterable[tuple[int, int]]) -> MQTTErrorCode:
         """Acknowledge ``(mid, qos)`` pairs (with ``manual_ack``): QoS 1 ones in one write."""
@@ -478,15 +565,20 @@ class FastClient(mqtt.Client):
 
 
 class _Batch:
-    """Acknowledgements of one :meth:`FastClient.publish_batch` call."""
+    """Acknowledgements of one :meth:`FastClient.publish_batch` (or ``_async``) call."""
 
-    __slots__ = ("codes", "event", "left", "wake_at")
+    __slots__ = ("callback", "codes", "deadline", "event", "left", "mids", "sock", "wake_at")
 
     def __init__(self, n: int) -> None:
         self.codes: list[int | None] = [None] * n
         self.left = 0
         self.wake_at = 0
         self.event = threading.Event()
+        #: asynchronous batches: called once with the codes (from the network thread)
+        self.callback: Callable[[list[int | None]], None] | None = None
+        self.deadline = 0.0
+        self.sock: Any = None
+        self.mids: list[int] = []
 
 
 def _publish_packet(topic: bytes, mid: int, props: bytes, payload: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -125,8 +125,48 @@ class HeadUnitChannel(Channel):
                 out.append(SendResult.retry(f"head_unit: no PUBACK in {self.spec.timeout_s:g}s"))
         return out
 
-    def _send_qos1(self, messages: Sequence[OutboxMessage], now: datetime) -> list[SendResult]:
-        """QoS 1: every message out in one write, the PUBACKs counted per batch."""
+    def send_batch_async(
+        self, messages: Sequence[OutboxMessage], done: Callable[[list[SendResult]], None]
+    ) -> None:
+        """:meth:`send_batch` without waiting for the PUBACKs (QoS 1).
+
+        ``done(results)`` is called once every message has its result: right away for those
+        that fail before sending, otherwise from the client's network thread when the last
+        PUBACK arrives, or from :meth:`expire_async` once ``timeout_s`` has passed.  Falls
+        back to :meth:`send_batch` (and calls ``done`` before returning) when the broker's
+        window is full, the client is not connected, or QoS is not 1.
+        """
+        if not messages:
+            done([])
+            return
+        if self.spec.qos != 1 or not self._ensure(min(5.0, self.spec.timeout_s)):
+            done(self.send_batch(messages))
+            return
+        out, todo = self._prepare(messages, datetime.now(UTC))
+        if not todo:
+            done([r for r in out if r is not None])
+            return
+        timeout = self.spec.timeout_s
+
+        def finished(codes: list[int | None]) -> None:
+            done(self._results(out, codes, timeout))
+
+        if not self.client.publish_batch_async(todo, timeout, finished):
+            done(self._results(out, self.client.publish_batch(todo, timeout), timeout))
+
+    def expire_async(self) -> int:
+        """Give up on asynchronous sends past their timeout (they are retried)."""
+        return self.client.expire_async() if self._started else 0
+
+    @property
+    def async_pending(self) -> int:
+        """Asynchronous sends still waiting for their PUBACKs."""
+        return self.client.async_pending
+
+    def _prepare(
+        self, messages: Sequence[OutboxMessage], now: datetime
+    ) -> tuple[list[SendResult | None], list[tuple[str, bytes, bytes]]]:
+        """Each message's early result (None: to send) and the packets to send."""
         out: list[SendResult | None] = []
         todo: list[tuple[str, bytes, bytes]] = []
         for m in messages:
@@ -146,7 +186,13 @@ class HeadUnitChannel(Channel):
             )
             todo.append((m.address, dumps_bytes(message_body(m)), props.pack()))  # type: ignore[no-untyped-call]
             out.append(None)
-        codes = iter(self.client.publish_batch(todo, self.spec.timeout_s))
+        return out, todo
+
+    @staticmethod
+    def _results(
+        out: list[SendResult | None], codes_in: list[int | None], timeout: float
+    ) -> list[SendResult]:
+        codes = iter(codes_in)
         results: list[SendResult] = []
         for r in out:
             if r is not None:
@@ -154,15 +200,19 @@ class HeadUnitChannel(Channel):
                 continue
             code = next(codes)
             if code is None:
-                results.append(
-                    SendResult.retry(f"head_unit: no PUBACK in {self.spec.timeout_s:g}s")
-                )
+                results.append(SendResult.retry(f"head_unit: no PUBACK in {timeout:g}s"))
             elif code >= 0x80:
                 why = ReasonCode(PacketTypes.PUBACK, identifier=code)
                 results.append(SendResult.retry(f"head_unit: the broker refused it ({why})"))
             else:
                 results.append(SendResult.sent())
         return results
+
+    def _send_qos1(self, messages: Sequence[OutboxMessage], now: datetime) -> list[SendResult]:
+        """QoS 1: every message out in one write, the PUBACKs counted per batch."""
+        out, todo = self._prepare(messages, now)
+        codes = self.client.publish_batch(todo, self.spec.timeout_s)
+        return self._results(out, codes, self.spec.timeout_s)
 
     def close(self) -> None:
         """Disconnect."""
