@@ -366,7 +366,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
         # clears it and drains everything queued: no lock per message on either side.
         self._inbox: deque[_Inbound] = deque()
         self._arrived = threading.Event()
-        self._handoff: queue.Queue[list[OutboxMessage]] = queue.Queue()
+        # (messages to send, MQTT acknowledgements to send first once the journal is synced)
+        self._handoff: queue.Queue[tuple[list[OutboxMessage], list[tuple[int, int]]]] = (
+            queue.Queue()
+        )
         self._results: queue.Queue[list[tuple[OutboxMessage, SendResult]]] = queue.Queue()
         self._dispatcher_done = threading.Event()
         self._processor_done = threading.Event()
@@ -627,13 +630,17 @@ class LiveEngine(MqttConsumer[LiveStats]):
             self._applier_q.put(("A", pos, rows))
 
     def _write_record(self, rec: BatchRecord) -> None:
-        """Append the batch record, hand it to the applier, make it durable."""
+        """Append the batch record and hand it to the applier.
+
+        Not yet durable: the dispatcher syncs the journal (once for every batch waiting)
+        before it acknowledges the batch's MQTT messages and sends its outbox messages, and
+        the applier syncs before it writes to the warehouse.
+        """
         assert self.journal is not None
         body = rec.encode()
         with self._jlock:
             pos = self.journal.append(BATCH, body)
             self._applier_q.put(("E", pos, body))
-        self.journal.sync()
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until the warehouse (and the vault's audit) holds everything done so far.
@@ -931,11 +938,14 @@ class LiveEngine(MqttConsumer[LiveStats]):
                     continue
                 t0 = time.perf_counter()
                 new = self.process(batch)
-                self.client.ack_many((b.mid, b.qos) for b in batch)
+                acks = [(b.mid, b.qos) for b in batch]
+                if self.journal is None:  # committed: acknowledge now
+                    self.client.ack_many(acks)
+                    acks = []
                 self.stats.process_s += time.perf_counter() - t0
                 self.stats.batches += 1
-                if new:
-                    self._handoff.put(new)
+                if new or acks:
+                    self._handoff.put((new, acks))
         except Exception as exc:  # pragma: no cover - reported, then the engine stops
             log.exception("processor failed")
             self.stats.errors.append(f"processor: {type(exc).__name__}: {exc}")
@@ -969,16 +979,26 @@ class LiveEngine(MqttConsumer[LiveStats]):
             while True:
                 for expire in expirers:
                     expire()
+                msgs: list[OutboxMessage] | None
                 try:
-                    msgs = self._handoff.get(timeout=min(self.poll_s, 0.05))
-                    # Merge every hand-off waiting: one send round for all of them.
+                    msgs, acks = self._handoff.get(timeout=min(self.poll_s, 0.05))
+                    # Merge every hand-off waiting: one sync and one send round for all.
                     while len(msgs) < 5000:
                         try:
-                            msgs = msgs + self._handoff.get_nowait()
+                            more, more_acks = self._handoff.get_nowait()
                         except queue.Empty:
                             break
+                        msgs, acks = msgs + more, acks + more_acks
                 except queue.Empty:
-                    msgs = None
+                    msgs, acks = None, []
+                if acks:
+                    # Group commit: one fdatasync makes every batch handed over durable;
+                    # only then are their events acknowledged and their messages sent.
+                    assert self.journal is not None
+                    self.journal.sync()
+                    self.client.ack_many(acks)
+                    if not msgs:
+                        continue
                 if msgs is None and self._processor_done.is_set() and self._handoff.empty():
                     self._wait_async_sends()
                     return
