@@ -10,7 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autopersona.delivery.hotpath import BATCH, BatchRecord, LedgerRow, WarehouseApplier, dead_row
+from autopersona.delivery.hotpath import (
+    BATCH,
+    RESULTS,
+    BatchRecord,
+    LedgerRow,
+    WarehouseApplier,
+    dead_row,
+    encode_results,
+)
 from autopersona.delivery.journal import Journal, JournalError
 from autopersona.delivery.outbox import DuckDBOutbox, OutboxMessage
 from autopersona.store.warehouse import Warehouse
@@ -181,9 +189,29 @@ def test_send_results_apply_after_their_rows(tmp_path: Path) -> None:
     wh, applier = _warehouse(tmp_path / "wh.duckdb")
     rec = _record(1)
     # the record and the result of its send arrive in the same round
-    applier.apply([rec.encode()], 10, [(rec.messages[0], SendResult.sent())])
-    assert wh.sql("SELECT status, attempts FROM outbox") == [("sent", 1)]
-    assert wh.sql("SELECT outcome FROM delivery_attempts") == [("sent",)]
+    at = T0 + timedelta(seconds=5)
+    applier.apply([rec.encode()], 10, [(rec.messages[0], SendResult.sent(), at)])
+    assert wh.sql("SELECT status, attempts, sent_at FROM outbox") == [("sent", 1, at)]
+    assert wh.sql("SELECT outcome, attempted_at FROM delivery_attempts") == [("sent", at)]
+    wh.close()
+
+
+def test_replayed_results_mark_messages_sent(tmp_path: Path) -> None:
+    """Results journaled before a crash are applied on restart: those messages are not
+    sent again; a retryable failure is scheduled for its retry as it would have been."""
+    from autopersona.delivery.outbox import SendResult
+
+    wh, applier = _warehouse(tmp_path / "wh.duckdb")
+    j = Journal(tmp_path / "journal", sync=False)
+    recs = [_record(i) for i in range(3)]
+    for rec in recs:
+        j.append(BATCH, rec.encode())
+    done = [(recs[0].messages[0], SendResult.sent()), (recs[1].messages[0], SendResult.retry("x"))]
+    j.append(RESULTS, encode_results(done, T0 + timedelta(seconds=9)))
+    assert applier.replay(j) == 4
+    got = wh.sql("SELECT idempotency_key, status, attempts FROM outbox ORDER BY 1")
+    assert got == [("k0", "sent", 1), ("k1", "failed", 1), ("k2", "sending", 0)]
+    j.close()
     wh.close()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -403,7 +404,9 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
         lease_s=2,
     )
     whp = tmp_path / "wh.duckdb"
-    proc = _engine_proc(cfg, whp, "killme-1", tmp_path / "run1.log")
+    # The first run writes nothing to the warehouse before it is killed: everything it did
+    # is in its journal only, and the restart must apply exactly that.
+    proc = _engine_proc(cfg, whp, "killme-1", tmp_path / "run1.log", extra=("--apply-every", "600"))
     try:
         # The engine subscribes once; its persistent session keeps events from then on.
         log1 = tmp_path / "run1.log"
@@ -436,6 +439,8 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
         assert proc.returncode == 0, (tmp_path / "run2.log").read_text()[-2000:]
         stats = json.loads(out.decode().strip().splitlines()[-1])
         assert stats["errors"] == []
+        replayed = re.search(r"applied (\d+) journal records", (tmp_path / "run2.log").read_text())
+        assert replayed and int(replayed.group(1)) > 0
         # Effectively once: every key arrived; raw repeats only from the kill window — a
         # repeat is a message the killed process sent but had not yet marked sent, so there
         # are never more of them than it delivered (typically about 20; 64 seen on a busy box)

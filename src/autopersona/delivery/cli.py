@@ -104,6 +104,13 @@ def register(app: typer.Typer) -> None:
                 "power cut)."
             ),
         ] = True,
+        apply_every: Annotated[
+            float,
+            typer.Option(
+                help="Seconds between the journal's writes to the warehouse (the warehouse "
+                "trails the engine by this much)."
+            ),
+        ] = 0.2,
         status_every: Annotated[
             float, typer.Option(help="Print counters every N seconds (0: only at the end).")
         ] = 0.0,
@@ -147,6 +154,7 @@ def register(app: typer.Typer) -> None:
                 batch_log=batch_log,
                 journal=None if journal else False,
                 journal_sync=journal_sync,
+                apply_wait_s=apply_every,
             )
 
             def status(stats: Any) -> None:

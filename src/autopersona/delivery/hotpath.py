@@ -47,16 +47,20 @@ __all__ = [
     "AUDIT",
     "BATCH",
     "JOURNAL_TABLE",
+    "RESULTS",
     "BatchRecord",
     "DeadRow",
     "LedgerRow",
     "WarehouseApplier",
     "dead_row",
+    "decode_results",
+    "encode_results",
 ]
 
-#: record kinds
+#: record kinds: a batch's rows, re-identification audits, send results
 BATCH = b"E"
 AUDIT = b"A"
+RESULTS = b"R"
 JOURNAL_TABLE = "live_journal"
 
 _ENCODE = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
@@ -145,6 +149,40 @@ class BatchRecord:
         )
 
 
+def encode_results(done: Sequence[tuple[OutboxMessage, SendResult]], at: datetime) -> bytes:
+    """Send results as a journal record (what :meth:`Outbox.complete` needs of each)."""
+    rows = [
+        [m.idempotency_key, m.channel, m.attempts, m.max_attempts, r.ok, r.retryable, r.error,
+         r.expired]
+        for m, r in done
+    ]  # fmt: skip
+    return orjson.dumps({"at": at, "results": rows})
+
+
+def decode_results(raw: bytes) -> list[tuple[OutboxMessage, SendResult, datetime]]:
+    """The results of :func:`encode_results`, each with the time it was recorded.
+
+    >>> from autopersona.delivery.outbox import SendResult
+    >>> m = OutboxMessage("k1", "d1", "head_unit", "a/V1/hu", {}, attempts=2)
+    >>> t = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    >>> [(x.idempotency_key, x.attempts, r, at == t) for x, r, at in
+    ...  decode_results(encode_results([(m, SendResult.retry("timeout"))], t))]
+    [('k1', 2, SendResult(ok=False, retryable=True, error='timeout', expired=False), True)]
+    """
+    from autopersona.delivery.outbox import SendResult
+
+    b = orjson.loads(raw)
+    at = datetime.fromisoformat(b["at"])
+    return [
+        (
+            OutboxMessage(key, "", channel, "", {}, attempts=attempts, max_attempts=limit),
+            SendResult(ok=ok, retryable=retryable, error=error, expired=expired),
+            at,
+        )
+        for key, channel, attempts, limit, ok, retryable, error, expired in b["results"]
+    ]
+
+
 def _structure() -> str:
     ts, s = "TIMESTAMPTZ", "VARCHAR"
     dec = {c: s for c in DECISION_COLUMNS}
@@ -202,13 +240,12 @@ class WarehouseApplier:
         self,
         records: Sequence[bytes],
         position: int | None,
-        results: Sequence[tuple[OutboxMessage, SendResult]] = (),
-        *,
-        now: datetime | None = None,
+        results: Sequence[tuple[OutboxMessage, SendResult, datetime]] = (),
     ) -> None:
         """One transaction: the records' rows, then the send results, then ``position``.
 
-        ``records`` are encoded :class:`BatchRecord` bodies.
+        ``records`` are encoded :class:`BatchRecord` bodies; ``results`` each say when the
+        attempt ended.
         """
         if not records and not results and position is None:
             return
@@ -217,7 +254,7 @@ class WarehouseApplier:
             if records:
                 self._insert(records)
             if results:
-                ob.complete(results, now=now or datetime.now(UTC))
+                ob.complete([(m, r) for m, r, _ in results], times=[t for _, _, t in results])
             if position is not None:
                 self.con.execute(
                     f"INSERT INTO {JOURNAL_TABLE} VALUES (?, ?, ?) ON CONFLICT (worker) DO "
@@ -266,21 +303,24 @@ class WarehouseApplier:
         con.execute("DROP TABLE _ap_journal_rec")
 
     def replay(self, journal: Journal, *, chunk: int = 500) -> int:
-        """Apply every batch record past the applied position; returns how many."""
+        """Apply every batch and result record past the applied position; returns how many."""
         start = self.applied()
         todo: list[bytes] = []
+        results: list[tuple[OutboxMessage, SendResult, datetime]] = []
         n = 0
         last = start
         for pos, kind, body in journal.records(start):
             last = pos
-            if kind != BATCH:
+            if kind == BATCH:
+                todo.append(body)
+            elif kind == RESULTS:
+                results.extend(decode_results(body))
+            else:
                 continue
-            todo.append(body)
-            if len(todo) >= chunk:
-                self.apply(todo, pos)
-                n += len(todo)
-                todo = []
-        if todo or last != start:
-            self.apply(todo, last)
-            n += len(todo)
+            n += 1
+            if len(todo) + len(results) >= chunk:
+                self.apply(todo, pos, results)
+                todo, results = [], []
+        if todo or results or last != start:
+            self.apply(todo, last, results)
         return n

@@ -82,10 +82,12 @@ from autopersona.delivery.dispatch import (
 from autopersona.delivery.hotpath import (
     AUDIT,
     BATCH,
+    RESULTS,
     BatchRecord,
     LedgerRow,
     WarehouseApplier,
     dead_row,
+    encode_results,
 )
 from autopersona.delivery.journal import Journal
 from autopersona.delivery.mqtt import MqttConsumer
@@ -810,8 +812,8 @@ class LiveEngine(MqttConsumer[LiveStats]):
     ) -> None:
         records = [it[2] for it in items if it[0] == "E"]
         audits = [row for it in items if it[0] == "A" for row in it[2]]
-        done = [r for it in items if it[0] == "R" for r in it[1]]
-        positions = [it[1] for it in items if it[0] in ("E", "A")]
+        done = [r for it in items if it[0] == "R" for r in it[2]]
+        positions = [it[1] for it in items if it[0] in ("E", "A", "R")]
         pos = max(positions) if positions else None
         journal.sync()
         if vault is not None and (audits or pos is not None):
@@ -819,7 +821,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
                 vault.append_audit(audits, source=self.worker_id, position=pos)
         applier.apply(records, pos, done)
         if done:
-            rep = disp.report(done)
+            rep = disp.report([(m, r) for m, r, _ in done])
             self.stats.sent += rep.sent
             self.stats.retried += rep.retried
             self.stats.dead += rep.dead
@@ -968,9 +970,18 @@ class LiveEngine(MqttConsumer[LiveStats]):
         use_async = self.journal is not None
         q = self._applier_q
 
+        journal = self.journal
+
         def deliver(done: list[tuple[OutboxMessage, SendResult]]) -> None:
-            if done:
-                q.put(("R", done))
+            # journaled (not synced: the next group commit or apply does that), so that a
+            # restart after a crash does not send again what was confirmed sent
+            if not done or journal is None:
+                return
+            at = datetime.now(UTC)
+            body = encode_results(done, at)
+            with self._jlock:
+                pos = journal.append(RESULTS, body)
+                q.put(("R", pos, [(m, r, at) for m, r in done]))
 
         expirers = [
             f for ch in self.channels.values() if callable(f := getattr(ch, "expire_async", None))
@@ -1022,7 +1033,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
                     continue
                 self.stats.dispatch_s += time.perf_counter() - t0
                 if done and self.journal is not None:
-                    self._applier_q.put(("R", done))
+                    deliver(done)
                 elif done:
                     self._results.put(done)
         finally:

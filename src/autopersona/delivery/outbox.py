@@ -362,15 +362,23 @@ class Outbox(SchemaStore):
         )
 
     def complete(
-        self, results: Sequence[tuple[OutboxMessage, SendResult]], *, now: datetime | None = None
+        self,
+        results: Sequence[tuple[OutboxMessage, SendResult]],
+        *,
+        now: datetime | None = None,
+        times: Sequence[datetime] | None = None,
     ) -> None:
-        """Record send attempts: ``sent``; back to the queue after a backoff; or ``dead``."""
+        """Record send attempts: ``sent``; back to the queue after a backoff; or ``dead``.
+
+        ``times`` (one per result) say when each attempt ended; otherwise all at ``now``.
+        """
         if not results:
             return
-        now = _utc(now) or _now()
+        default = _utc(now) or _now()
         rows = []
         log: list[dict[str, Any]] = []
-        for m, r in results:
+        for i, (m, r) in enumerate(results):
+            now = default if times is None else times[i]
             attempts = m.attempts + 1
             limit = m.max_attempts or self.policy.max_attempts
             row: dict[str, Any] = {
