@@ -8,14 +8,22 @@ subscribes to what comes back (QoS 1):
 * **echo** — the physical limit: a client that republishes each event to a reply topic
   (publish -> broker -> echo client -> broker -> receiver: the same two broker hops as the
   engine path, no work in between), with the properties a head-unit message carries;
-* **engine** — ``LiveEngine`` (parse and validate -> decide -> decisions + outbox rows + event
-  ledger in one DuckDB transaction per MQTT batch -> PUBACK -> dispatcher -> head-unit
-  publish QoS 1 with PUBACK wait -> outbox rows marked sent), with a DuckDB warehouse file in
-  the temporary folder.  The decision engine is a minimal one (one head-unit ``send``
+* **engine** — ``LiveEngine`` as ``autopersona run`` starts it (parse and validate ->
+  decide -> one journal record per MQTT batch with the event ledger, decisions and outbox
+  rows -> dispatcher: one ``fdatasync`` for every batch waiting, PUBACK of their events,
+  head-unit publish QoS 1 -> results journaled; the journal is applied to a DuckDB warehouse
+  file in the temporary folder every 0.2 s in the background).  ``--journal off`` measures
+  the engine with one DuckDB transaction per batch instead, ``--journal nosync`` without
+  the ``fdatasync``.  The decision engine is a minimal one (one head-unit ``send``
   decision per event, logged in ``strategy_decisions``) so the figure is the delivery
   pipeline's; ``--engine strategy`` uses the real :class:`StrategyEngine` on an empty
   warehouse (it evaluates and logs nothing for unknown vehicles, so nothing comes back and
   only its ingest throughput is reported).
+
+The broker runs with ``set_tcp_nodelay true`` and every client with ``TCP_NODELAY``, as a
+latency-sensitive deployment would (otherwise a small write waits for the peer's delayed
+ACK, up to 40 ms).  The first ``--warmup`` seconds of each run are not counted (connections,
+caches and first-use costs of both contenders).
 
 Load generator, receiver and echo use the engine's own MQTT client
 (:func:`autopersona.delivery.mqtt.make_client`), the payloads are built before the clock
@@ -31,8 +39,8 @@ unlike latency, does not depend much on how busy the machine is: it bounds the t
 one engine process can reach on a free core).  Target: >= 5,000 events/s with p99 <= 3x echo.
 Runtime is bounded (default well under 2 minutes: the tail wait ends when everything arrived)::
 
-    python bench/engine.py [--rates 1000 5000] [--seconds 3] [--drain 15] [--no-pseudonymise]
-                           [--json]
+    python bench/engine.py [--rates 1000 5000] [--seconds 3] [--warmup 1] [--drain 15]
+                           [--journal sync|nosync|off] [--no-pseudonymise] [--json]
 """
 
 from __future__ import annotations

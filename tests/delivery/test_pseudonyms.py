@@ -106,3 +106,39 @@ def test_dispatcher_reidentifies_only_for_clear_address_channels(tmp_path: Path)
     ]
     assert VIN not in repr(audit) and "ann" not in repr(audit)
     vault.close()
+
+
+def test_journaled_resolver_audits_every_use_and_reads_the_vault_once() -> None:
+    """With an audit sink (the live engine's journal) each use gets its audit row, written
+    before the value is returned; the vault is read once per mapping until the cache ends;
+    an unknown pseudonym is audited as not found."""
+    vault = Vault()
+    (pv,) = Pseudonymiser(b"k" * 32, vault).many("vin", ["LSVAA4182E2123456"])
+    sink: list[list[tuple[object, ...]]] = []
+    reads: list[int] = []
+    lookup = vault.lookup_many
+
+    def counting(ps: Sequence[str]) -> dict[str, tuple[str, str]]:
+        reads.append(len(ps))
+        return lookup(ps)
+
+    vault.lookup_many = counting  # type: ignore[method-assign]
+    r = AddressResolver(vault, actor="live:w1", audit_sink=sink.append, cache_s=60)
+    topic = f"ap/vehicles/{pv}/headunit"
+    assert (
+        r.resolve_many("head_unit", [topic, topic])
+        == ["ap/vehicles/LSVAA4182E2123456/headunit"] * 2
+    )
+    assert r.resolve("head_unit", topic) == "ap/vehicles/LSVAA4182E2123456/headunit"
+    assert reads == [1]  # the second call came from the cache
+    assert [len(rows) for rows in sink] == [2, 1]  # ...and was audited all the same
+    _, actor, purpose, kind, _, found = sink[0][0]
+    assert (actor, purpose, kind, found) == ("live:w1", "delivery:head_unit", "vin", True)
+    assert r.resolve("head_unit", "pv_" + "0" * 32) is None
+    assert sink[-1][0][3:] == (None, sink[-1][0][4], False)
+    # nothing went to the vault's own audit table: the sink is the trail
+    assert vault.con.execute("SELECT count(*) FROM reidentification_audit").fetchall() == [(0,)]
+    r.cache_s = 0
+    r._cache.clear()
+    r.resolve("head_unit", topic)
+    assert reads == [1, 1, 1]

@@ -1,24 +1,30 @@
 r"""The live engine: vehicle events from MQTT in, decisions and messages out.
 
-Flow of one MQTT batch::
+Flow of one MQTT batch with the journal (the default for a file warehouse with its own
+outbox; see :mod:`autopersona.delivery.journal` and :mod:`autopersona.delivery.hotpath`)::
 
     broker --QoS 1--> on_message --> inbox --> processor thread (a batch = what is waiting):
-        validate (JSON, size, fields; refused -> event_dead_letters with the reason)
-        BEGIN
-          skip events already processed (this run's in memory; live_events has the
-            primary key: a redelivery after a restart fails the insert, and the batch is
-            redone with live_events looked up)
-          StrategyEngine.on_event(event)        -> strategy_decisions
-          StrategyEngine.release_held(...)       (events with payload.speed_mps)
-          outbox rows of the ``send`` decisions, leased to this worker
-          live_events rows
-        COMMIT
-        PUBACK every message of the batch       (only now: nothing is lost in a crash)
-        hand the new outbox rows to the dispatcher
-    dispatcher thread: send handed-off rows at once; every ``poll_s`` claim due rows
-        (retries, rows of a dead worker whose lease ran out)
-    recorder thread: record each attempt (outbox status, delivery_attempts), one
-        transaction for every round waiting, while the dispatcher sends the next one
+        validate (JSON, size, fields; refused -> a dead-letter row with the reason)
+        skip events already processed (in memory: this run's, and at start the worker's
+          recent ones from live_events, after the journal was applied)
+        StrategyEngine.on_events(batch, log=False)   (its guards keep their state in memory)
+        StrategyEngine.release_held(...)              (events with payload.speed_mps)
+        append ONE journal record: live_events rows, decisions, outbox rows, dead letters
+        hand the outbox messages and the batch's acknowledgements to the dispatcher
+    dispatcher thread: fdatasync the journal once for every hand-off waiting (group
+        commit), then PUBACK their MQTT messages (only now: nothing is lost in a crash),
+        then send at once; head-unit PUBACKs are not waited for, their results arrive on
+        the client's thread; every ``poll_s`` claim due rows (retries, expired leases)
+    send results and re-identification audits: journal records too (not synced apart)
+    applier thread: every ``apply_wait_s``, sync the journal, then one warehouse
+        transaction for all records since the last one (DuckDB parses their JSON) and the
+        journal position reached (``live_journal``); the audits go to the vault with its
+        own position; fully applied journal segments are deleted
+    start: apply what the journal holds past each position, then take events
+
+Without a journal (``journal=False``, or a PostgreSQL outbox) the processor writes the same
+rows in one transaction per batch and acknowledges after the commit; a recorder thread
+writes the send results.
 
 MQTT: protocol 5, QoS 1, a persistent session (``clean_start=False`` + session expiry), and
 the shared subscription ``$share/{group}/{prefix}/vehicles/+/events`` so that several workers
@@ -34,8 +40,8 @@ backlog flows in.  SIGTERM/SIGINT: stop taking messages, finish the batch in fli
 received but not yet in a batch stay unacknowledged and come back with the session), send
 what that batch enqueued, disconnect.
 
-With the outbox in the warehouse (the default) decisions, outbox rows and ``live_events``
-commit in one DuckDB transaction.  With a PostgreSQL outbox the outbox transaction commits
+Without a journal, with the outbox in the warehouse, decisions, outbox rows and
+``live_events`` commit in one DuckDB transaction.  With a PostgreSQL outbox the outbox transaction commits
 first, then the warehouse one; a crash between the two leaves outbox rows without their
 decision log, and the redelivered event recreates the decisions with the same idempotency
 keys, whose outbox rows already exist (enqueue is idempotent).
@@ -45,7 +51,9 @@ Pseudonymisation (on unless ``AUTOPERSONA_PSEUDONYMISE=0``): events arrive with 
 ingestion gave the vehicle; computed once per VIN, LRU-cached) right after validation, and
 the ledger, dead letters and every lookup see only the pseudonymous VIN and topic.  The
 dispatcher re-identifies head-unit topics, phones and e-mails through the audited vault at
-send time (:class:`autopersona.privacy.pseudo.AddressResolver`).
+send time (:class:`autopersona.privacy.pseudo.AddressResolver`; with the journal, each
+use is audited by a journal record written before the address is used, and mappings are
+cached for ``cache_s``, so an erasure reaches a running engine within a minute).
 """
 
 from __future__ import annotations

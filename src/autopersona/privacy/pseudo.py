@@ -960,9 +960,11 @@ class AddressResolver:
     A message's address is a pseudonym (``pp_…`` for SMS, ``pe_…`` for e-mail) or a
     head-unit topic with a ``pv_…`` segment; :meth:`resolve` returns the clear address a
     channel needs, or ``None`` when the vault has no mapping.  Every lookup is one audited
-    :meth:`Vault.reidentify` (actor, purpose ``delivery:<channel>``, a fingerprint); nothing
-    is cached, so every send is on the audit trail.  Addresses without a pseudonym pass
-    unchanged.  Safe to share between threads (one lock around the vault).
+    :meth:`Vault.reidentify` (actor, purpose ``delivery:<channel>``, a fingerprint), so
+    every send is on the audit trail.  With an ``audit_sink`` (the live engine's journal)
+    the audit rows go there, written before the values are used, and mappings are cached
+    for ``cache_s`` seconds (every use is still audited).  Addresses without a pseudonym
+    pass unchanged.  Safe to share between threads (one lock around the vault).
 
     >>> v = Vault()
     >>> p = Pseudonymiser(b"k" * 32, v)
