@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
+from autopersona.delivery._arrow import INT, STR, TS, rows_table
 from autopersona.delivery.outbox import OutboxMessage
 from autopersona.strategy.decision import DECISION_COLUMNS, DECISIONS_TABLE, Decision
 
@@ -202,6 +203,9 @@ def _structure() -> str:
     return orjson.dumps(shape).decode()
 
 
+_OUTCOME_ARROW = {"idempotency_key": STR, "status": STR, "attempts": INT,
+                  "next_attempt_at": TS, "last_error": STR, "updated_at": TS, "sent_at": TS}  # fmt: skip
+
 #: how DuckDB reads a batch record (``json_transform_strict``: a value of the wrong type fails)
 RECORD_STRUCTURE = _structure()
 
@@ -250,11 +254,28 @@ class WarehouseApplier:
         if not records and not results and position is None:
             return
         ob = self.outbox
+        rows: list[dict[str, Any]] = []
+        log: list[dict[str, Any]] = []
+        if results:
+            rows, log = ob.outcomes(
+                [(m, r) for m, r, _ in results], times=[t for _, _, t in results]
+            )
         with ob.transaction():
-            if records:
-                self._insert(records)
-            if results:
-                ob.complete([(m, r) for m, r, _ in results], times=[t for _, _, t in results])
+            # rows whose first result is in this round are written in their final state
+            # (no update of a row just inserted)
+            fresh = self._insert(records, rows) if records else set()
+            used: set[str] = set()
+            later = []
+            for row in rows:  # the first outcome of a fresh key went in with its row
+                key = row["idempotency_key"]
+                if key in fresh and key not in used:
+                    used.add(key)
+                else:
+                    later.append(row)
+            if later:
+                ob._update_rows(later)
+            if log:
+                ob._insert_attempts(log)
             if position is not None:
                 self.con.execute(
                     f"INSERT INTO {JOURNAL_TABLE} VALUES (?, ?, ?) ON CONFLICT (worker) DO "
@@ -262,12 +283,17 @@ class WarehouseApplier:
                     [self.worker, int(position), datetime.now(UTC)],
                 )
 
-    def _insert(self, records: Sequence[bytes]) -> None:
+    def _insert(self, records: Sequence[bytes], outcomes: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert the records' rows; returns the outbox keys written with an outcome."""
         con = self.con
         s = self.outbox.schema
         _ap_journal_bodies = pa.table(
             {"body": pa.array([r.decode("utf-8") for r in records], pa.string())}
         )
+        first: dict[str, dict[str, Any]] = {}
+        for row in outcomes:
+            first.setdefault(row["idempotency_key"], row)
+        _ap_journal_res = rows_table(list(first.values()), _OUTCOME_ARROW)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _ap_journal_rec AS SELECT "
             f"json_transform_strict(body, '{RECORD_STRUCTURE}') AS r FROM _ap_journal_bodies"
@@ -283,24 +309,29 @@ class WarehouseApplier:
             + ", ".join(f'd."{c}"' for c in DECISION_COLUMNS)
             + " FROM (SELECT unnest(r.decisions) AS d FROM _ap_journal_rec)"
         )
-        con.execute(
+        written = con.execute(
             f"INSERT INTO {s}.outbox (idempotency_key, decision_id, channel, address, payload, "
             "status, attempts, max_attempts, next_attempt_at, lease_owner, lease_until, "
             "last_error, not_after, created_at, updated_at, sent_at) "
             "SELECT m.idempotency_key, m.decision_id, m.channel, m.address, m.payload, "
-            "'sending', 0, coalesce(m.max_attempts, ?), r.now, r.worker, "
-            "r.now + to_microseconds(?), NULL, m.not_after, r.now, r.now, NULL "
+            "coalesce(o.status, 'sending'), coalesce(o.attempts, 0), "
+            "coalesce(m.max_attempts, ?), coalesce(o.next_attempt_at, r.now), "
+            "CASE WHEN o.status IS NULL THEN r.worker END, "
+            "CASE WHEN o.status IS NULL THEN r.now + to_microseconds(?) END, o.last_error, "
+            "m.not_after, r.now, coalesce(o.updated_at, r.now), o.sent_at "
             "FROM (SELECT r, unnest(r.messages) AS m FROM _ap_journal_rec) "
+            "LEFT JOIN _ap_journal_res o ON o.idempotency_key = m.idempotency_key "
             "QUALIFY row_number() OVER (PARTITION BY m.idempotency_key ORDER BY r.now) = 1 "
-            "ON CONFLICT DO NOTHING",
+            "ON CONFLICT DO NOTHING RETURNING idempotency_key, status",
             [self.outbox.policy.max_attempts, int(self.outbox.lease_s * 1e6)],
-        )
+        ).fetchall()
         con.execute(
             f"INSERT INTO {s}.event_dead_letters SELECT x.id, x.topic, x.reason, "
             "x.payload_bytes, x.payload, x.received_at "
             "FROM (SELECT unnest(r.dead) AS x FROM _ap_journal_rec) ON CONFLICT DO NOTHING"
         )
         con.execute("DROP TABLE _ap_journal_rec")
+        return {str(k) for k, status in written if status != "sending"}
 
     def replay(self, journal: Journal, *, chunk: int = 500) -> int:
         """Apply every batch and result record past the applied position; returns how many."""

@@ -374,6 +374,19 @@ class Outbox(SchemaStore):
         """
         if not results:
             return
+        rows, log = self.outcomes(results, now=now, times=times)
+        with self.transaction():
+            self._update_rows(rows)
+            self._insert_attempts(log)
+
+    def outcomes(
+        self,
+        results: Sequence[tuple[OutboxMessage, SendResult]],
+        *,
+        now: datetime | None = None,
+        times: Sequence[datetime] | None = None,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """What :meth:`complete` writes: the outbox row changes and the attempt log rows."""
         default = _utc(now) or _now()
         rows = []
         log: list[dict[str, Any]] = []
@@ -413,9 +426,7 @@ class Outbox(SchemaStore):
                     "attempted_at": now,
                 }
             )
-        with self.transaction():
-            self._update_rows(rows)
-            self._insert_attempts(log)
+        return rows, log
 
     def recover(self, owner: str, *, now: datetime | None = None) -> int:
         """Release every lease held by ``owner`` (a restarted worker reclaims its own rows)."""
