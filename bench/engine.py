@@ -67,7 +67,7 @@ import numpy as np
 import orjson
 
 from autopersona.delivery.mqtt import FastClient, make_client, publish_properties
-from autopersona.strategy.decision import Decision, idempotency_key
+from autopersona.strategy.decision import Decision, idempotency_key, new_decision_id
 
 PREFIX = "bench/v1"
 JOURNAL_LABEL = {
@@ -139,7 +139,7 @@ class MinimalEngine:
         person = f"P-{event['vin']}"
         key = idempotency_key("bench", person, event["event_id"])
         d = Decision(
-            uuid.uuid4().hex, key, person, event["vin"], "bench", "event", event["event_id"],
+            new_decision_id(), key, person, event["vin"], "bench", "event", event["event_id"],
             "head_unit", "send", None, "bench", "treatment", 1, 1.0, "Charging stops",
             "Two fast chargers on your route.", {"code": "TRIP10"}, datetime.now(UTC), None,
         )  # fmt: skip

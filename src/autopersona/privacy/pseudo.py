@@ -905,6 +905,7 @@ class VinPseudonyms:
         self.p = p
         self.max_size = max_size
         self._cache: OrderedDict[str, str] = OrderedDict()
+        self._topics: dict[str, str] = {}
 
     def __call__(self, vin: str) -> str:
         """The pseudonym of ``vin`` (cached)."""
@@ -920,9 +921,18 @@ class VinPseudonyms:
         return ps
 
     def topic(self, topic: str | None) -> str | None:
-        """``topic`` with its ``…/vehicles/{vin}/…`` segment pseudonymised."""
+        """``topic`` with its ``…/vehicles/{vin}/…`` segment pseudonymised (cached)."""
         if not topic:
             return topic
+        got = self._topics.get(topic)
+        if got is None:
+            got = self._topic(topic)
+            if len(self._topics) >= self.max_size:
+                self._topics.clear()
+            self._topics[topic] = got
+        return got
+
+    def _topic(self, topic: str) -> str:
         parts = topic.split("/")
         for i, part in enumerate(parts[:-1]):
             if part == "vehicles" and parts[i + 1]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "create_decision_table",
     "decisions_frame",
     "idempotency_key",
+    "new_decision_id",
     "read_decisions",
     "write_decisions",
 ]
@@ -171,6 +173,19 @@ def _arrow_schema() -> Any:
 
 
 _ARROW = _arrow_schema()
+
+
+def new_decision_id() -> str:
+    """A random decision id: a version-4 UUID as 32 hex digits (cheaper than ``uuid4().hex``).
+
+    >>> d = new_decision_id()
+    >>> len(d), d[12], d[16] in "89ab", d != new_decision_id()
+    (32, '4', True, True)
+    """
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return b.hex()
 
 
 def create_decision_table(con: Any) -> None:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 import string
 import time as _time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from autopersona.strategy.decision import (
     Decision,
     create_decision_table,
     idempotency_key,
+    new_decision_id,
     read_decisions,
     write_decisions,
 )
@@ -1101,7 +1101,7 @@ class StrategyEngine:
                 variant: Any = variant,
             ) -> Decision:
                 return Decision(
-                    decision_id=uuid.uuid4().hex,
+                    decision_id=new_decision_id(),
                     idempotency_key=key,
                     person_id=c.person_id,
                     vin=c.vin,
@@ -1251,7 +1251,7 @@ class StrategyEngine:
 
         return replace(
             d,
-            decision_id=uuid.uuid4().hex,
+            decision_id=new_decision_id(),
             status=status,
             guard=guard,
             reason=reason,

@@ -9,6 +9,7 @@ acknowledges it (PUBACK); a broker that is down or slow makes the attempt retrya
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -32,7 +33,12 @@ def headunit_topic(spec: MqttSpec, broker: MqttBroker, vin: str) -> str:
     >>> headunit_topic(MqttSpec(kind="mqtt"), MqttBroker(), "V1")
     'autopersona/v1/vehicles/V1/headunit'
     """
-    return spec.topic.format(prefix=broker.topic_prefix, vin=vin)
+    return _topic(spec.topic, broker.topic_prefix, vin)
+
+
+@functools.lru_cache(maxsize=65536)
+def _topic(template: str, prefix: str, vin: str) -> str:
+    return template.format(prefix=prefix, vin=vin)
 
 
 class HeadUnitChannel(Channel):
