@@ -192,7 +192,6 @@ def run_engine(port: int, folder: Path, kind: str, journal: str = "sync") -> Non
         engine,
         cfg,
         batch_max=1000,
-        batch_wait_s=0.001,
         batch_log=kind == "minimal",
         journal=journal != "off",
         journal_sync=journal == "sync",

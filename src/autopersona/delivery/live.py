@@ -272,7 +272,8 @@ class LiveEngine(MqttConsumer[LiveStats]):
         MQTT client id and lease owner (default: ``config.mqtt.client_id``); keep it stable
         across restarts so the broker resumes this worker's session.
     batch_max, batch_wait_s
-        Most events per transaction, and how long to wait for more once one has arrived.
+        Most events per batch, and how long to wait for more once one has arrived (default:
+        not at all with the journal, 2 ms without).
     poll_s
         How often the dispatcher looks for due retries.
     record_wait_s
@@ -322,7 +323,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
         outbox: Outbox | None = None,
         worker_id: str | None = None,
         batch_max: int = 500,
-        batch_wait_s: float = 0.002,
+        batch_wait_s: float | None = None,
         poll_s: float = 0.5,
         record_wait_s: float = 0.05,
         channels: dict[str, Channel] | None = None,
@@ -363,7 +364,8 @@ class LiveEngine(MqttConsumer[LiveStats]):
         self.recent_max = 200_000
         self._recent: set[str] = set()
         self._recent_order: deque[str] = deque()
-        self.batch_wait_s = batch_wait_s
+        # filled in once it is known whether there is a journal
+        self.batch_wait_s = 0.0 if batch_wait_s is None else batch_wait_s
         self.poll_s = poll_s
         self.contacts = contacts or WarehouseContacts(wh.con)
         self.channels = (
@@ -400,6 +402,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
                 raise TypeError("a journal needs an engine with on_event(log=False)")
             self.batch_log = True  # decisions are taken unlogged; the applier writes them
             self.journal = Journal(folder, sync=journal_sync)
+        if batch_wait_s is None and self.journal is None:
+            # a transaction per batch: linger a little so that batches (and commits) are
+            # fewer; with the journal the group commit gathers batches by itself
+            self.batch_wait_s = 0.002
             if self.resolver is not None:
                 self.resolver.audit_sink = self._audit
         self._init_consumer(self.worker_id, config.mqtt, config.mqtt.events_topic)
