@@ -402,12 +402,12 @@ class LiveEngine(MqttConsumer[LiveStats]):
                 raise TypeError("a journal needs an engine with on_event(log=False)")
             self.batch_log = True  # decisions are taken unlogged; the applier writes them
             self.journal = Journal(folder, sync=journal_sync)
+            if self.resolver is not None:
+                self.resolver.audit_sink = self._audit
         if batch_wait_s is None and self.journal is None:
             # a transaction per batch: linger a little so that batches (and commits) are
             # fewer; with the journal the group commit gathers batches by itself
             self.batch_wait_s = 0.002
-            if self.resolver is not None:
-                self.resolver.audit_sink = self._audit
         self._init_consumer(self.worker_id, config.mqtt, config.mqtt.events_topic)
 
     # ------------------------------------------------------------------ setup
