@@ -4,19 +4,19 @@
 numba): the engine streams the columns the stage needs as Arrow record batches (DuckDB: one
 stream per thread over row-id ranges; Spark: ``mapInArrow`` over its partitions), each
 vehicle named by the engine's 64-bit hash of its VIN, and the kernel returns per batch the
-partial sums, counts and maxima per (vehicle, UTC hour) and the harsh-event candidates
-(fixes beyond the lowest class threshold of a kind).  The pass is order-free: a
-(vehicle, hour) whose rows fall in several batches gives several partial rows, which add up
-like the hours of a period.  Hours nest in days, ISO weeks and months, so pandas rolls them
-up to the period (sums, counts and maxima add up; standard deviations come from sums of
-squares), and the same rows are the histogram of moving seconds per UTC hour from which
-local night hours come (each hour converted with its own UTC offset of the vehicle's time
-zone, exact across DST changes).  Harsh-event *edges* need time order only among the
-candidates, a few percent of the rows: per vehicle in time order, a run of fixes beyond
-the vehicle's class threshold with no gap over ``event_gap_s`` counts once, in the hour of
-its first fix.  Odometer distance and V2X context are Ibis aggregates per (vehicle, UTC day)
-run by the engine.  Keys go back to VINs
-through ``vehicles`` (vehicles missing there: one lookup in ``motion``).  Two VINs with one
+partial sums, counts and maxima per (vehicle, UTC hour) and the harsh intervals (chains of
+fixes beyond the vehicle's class threshold of a kind, no gap over ``event_gap_s``; the
+classes come from ``vehicles``, read first).  The pass is order-free: a (vehicle, hour)
+whose rows fall in several batches gives several partial rows, which add up like the hours
+of a period, and an event whose fixes fall in several batches or out of order gives
+several intervals, which join again when sorted by their first fix.  Hours nest in days,
+ISO weeks and months, so pandas rolls them up to the period (sums, counts and maxima add
+up; standard deviations come from sums of squares), and the same rows are the histogram of
+moving seconds per UTC hour from which local night hours come (each hour converted with
+its own UTC offset of the vehicle's time zone, exact across DST changes).  An event counts
+once, in the hour of its first fix.  Odometer distance and V2X context are Ibis
+aggregates per (vehicle, UTC day) run by the engine.  Keys go back to VINs through
+``vehicles`` (vehicles missing there: one lookup in ``motion``).  Two VINs with one
 64-bit key (odds about n²/2**65 for n VINs) stop the stage with an error when both are
 listed in ``vehicles`` or both missing there; a listed and an unlisted one would merge.  Buckets are integer
 divisions of epoch microseconds (truncating ``TIMESTAMPTZ`` values costs DuckDB a time-zone
@@ -183,63 +183,48 @@ def _vin_names(eng: Engine, motion: Any, veh: pd.DataFrame, keys: pd.Series) -> 
     return pd.Series(found["vin"].to_numpy(), index=found["vkey"].to_numpy())
 
 
-def _vehicle_time_order(key: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> Any:
-    """Positions that sort rows by vehicle (in first-seen order), then time.
+def _vehicle_limits(veh: pd.DataFrame, p: DrivingParams) -> tuple[Any, Any]:
+    """Sorted vehicle keys and their class thresholds (accel, brake, lateral) per row.
 
-    One stable sort of a combined int64 key (fast on the pass's output, which comes in runs
-    already in order); ``np.lexsort`` when the combination would not fit.
-
-    Examples
-    --------
-    >>> k, t = np.array([5, 2, 5, 2]), np.array([3, 1, 1, 2])
-    >>> _vehicle_time_order(k, t).tolist()
-    [2, 0, 1, 3]
+    A key listed twice takes its first row's class.
     """
-    if len(key) == 0:
-        return np.zeros(0, np.int64)
-    codes, uniques = pd.factorize(key)
-    lo, hi = int(ts.min()), int(ts.max())
-    span = hi - lo + 1
-    if len(uniques) * span >= 2**62:
-        return np.lexsort((ts, codes))
-    return np.argsort(codes.astype(np.int64) * span + (ts - lo), kind="stable")
+    first = veh.drop_duplicates("vkey")
+    keys = _as_int64(first["vkey"]).to_numpy(np.int64)
+    th = np.array(
+        [
+            (t.accel_mps2, t.brake_mps2, t.lateral_mps2)
+            for t in (p.thresholds_for(b) for b in first["body_type"])
+        ],
+        np.float64,
+    ).reshape(-1, 3)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], th[order]
 
 
-def _harsh_events(cand: pd.DataFrame, veh: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
-    """Harsh events per (vkey, UTC hour of the first fix, kind) from the pass's candidates.
+def _harsh_events(iv: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
+    """Harsh events per (vkey, UTC hour of the first fix, kind) from the pass's intervals.
 
     An event is a run of a vehicle's fixes beyond its class threshold of that kind, with no
-    gap longer than ``event_gap_s``; it counts in the hour of its first fix.
+    gap longer than ``event_gap_s``; it counts in the hour of its first fix (the first fix
+    of the interval that starts it, in (kind, vehicle, first fix) order).
     """
-    default = p.harsh_thresholds["default"]
-    classes = veh.drop_duplicates("vkey").set_index("vkey")["body_type"]
-    key = cand["vkey"].to_numpy(np.int64)
-    ts = cand["ts_us"].to_numpy(np.int64)
-    hour = cand["hour"].to_numpy(np.int64)
-    a = cand["acc"].to_numpy(np.float64)
-    y = np.abs(cand["lat"].to_numpy(np.float64))
-    order = _vehicle_time_order(key, ts)
-    key, ts, hour, a, y = key[order], ts[order], hour[order], a[order], y[order]
+    from autopersona.features.driving_pass import HARSH_KINDS, event_starts
 
-    def limit(attr: str) -> np.ndarray[Any, Any]:
-        """The class threshold of each candidate's vehicle (``default`` without a class)."""
-        per_vehicle = classes.map(lambda b: getattr(p.thresholds_for(b), attr), na_action=None)
-        vals = per_vehicle.reindex(key).to_numpy(np.float64)
-        return np.where(np.isnan(vals), getattr(default, attr), vals)
-
-    gap_us = round(p.event_gap_s * 1_000_000)
-    flags = {
-        "acc": a > limit("accel_mps2"),
-        "brk": a < -limit("brake_mps2"),
-        "cor": y > limit("lateral_mps2"),
-    }
-    parts = []
-    for kind, flag in flags.items():  # NaN compares False: no flag without a value
-        k, t, h = key[flag], ts[flag], hour[flag]
-        start = np.ones(len(k), np.bool_)
-        start[1:] = (k[1:] != k[:-1]) | (t[1:] - t[:-1] > gap_us)
-        parts.append(pd.DataFrame({"vkey": k[start], "hour": h[start], "kind": kind}))
-    ev = pd.concat(parts, ignore_index=True)
+    kind = iv["kind"].to_numpy(np.int64)
+    key = iv["vkey"].to_numpy(np.int64)
+    first = iv["ts_us"].to_numpy(np.int64)
+    order = np.lexsort((first, key, kind))
+    kind, key, first = kind[order], key[order], first[order]
+    last = iv["ts_end"].to_numpy(np.int64)[order]
+    start = event_starts(kind, key, first, last, p.event_gap_s)
+    names = np.asarray(HARSH_KINDS, dtype=object)
+    ev = pd.DataFrame(
+        {
+            "vkey": key[start],
+            "hour": iv["hour"].to_numpy(np.int64)[order][start],
+            "kind": names[kind[start]],
+        }
+    )
     return (
         ev.groupby(["vkey", "hour", "kind"], as_index=False, sort=False)
         .size()
@@ -348,29 +333,34 @@ def driving_features(
         raise ValueError(f"unknown period {period!r}: use day, week or month")
     p = params or load_params()
     raw = _since_filter(eng.table("motion"), "ts", since)
+    veh_t = eng.table("vehicles")
+    veh = eng.execute(veh_t.select("vin", "body_type", "timezone", vkey=_vin_key(eng, veh_t.vin)))
+    veh["vkey"] = _as_int64(veh["vkey"])
     # One pass over motion (the compiled kernel, on the engine's batches): partial aggregates
-    # per (vehicle, UTC hour) and the harsh-event candidates.
+    # per (vehicle, UTC hour) and the harsh intervals (each vehicle's class thresholds).
     motion = raw.select(*MOTION_COLUMNS[1:], vkey=_vin_key(eng, raw.vin))
-    rows = list(p.harsh_thresholds.values())
+    keys, th = _vehicle_limits(veh, p)
+    default = p.harsh_thresholds["default"]
     lim = PassLimits(
         moving_mps=p.moving_mps,
         highway_mps=p.highway_mps,
-        lo_accel_mps2=min(t.accel_mps2 for t in rows),
-        lo_brake_mps2=min(t.brake_mps2 for t in rows),
-        lo_lateral_mps2=min(t.lateral_mps2 for t in rows),
+        accel_mps2=default.accel_mps2,
+        brake_mps2=default.brake_mps2,
+        lateral_mps2=default.lateral_mps2,
+        event_gap_s=p.event_gap_s,
+        vehicle_keys=keys,
+        vehicle_thresholds=th,
     )
-    hr, cand = split_pass(
+    hr, intervals = split_pass(
         eng.map_batches(
             motion, functools.partial(motion_pass_batches, lim=lim), PASS_SCHEMA, split="motion"
         )
     )
     if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
         return _empty()
-    veh_t = eng.table("vehicles")
-    veh = eng.execute(veh_t.select("vin", "body_type", "timezone", vkey=_vin_key(eng, veh_t.vin)))
     names = _vin_names(eng, raw, veh, hr["vkey"])
     hr.insert(0, "vin", hr["vkey"].map(names))
-    events = _harsh_events(cand, veh, p)
+    events = _harsh_events(intervals, p)
     events.insert(0, "vin", events["vkey"].map(names))
 
     sig = _since_filter(eng.table("vehicle_signals"), "ts", since)
