@@ -201,12 +201,12 @@ def _vehicle_limits(veh: pd.DataFrame, p: DrivingParams) -> tuple[Any, Any]:
     return keys[order], th[order]
 
 
-def _harsh_events(iv: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
-    """Harsh events per (vkey, UTC hour of the first fix, kind) from the pass's intervals.
+def _harsh_events(iv: pd.DataFrame, p: DrivingParams, period: str) -> pd.DataFrame:
+    """Harsh events per (vkey as ``vin``, ``period_start``) and kind from the pass's intervals.
 
     An event is a run of a vehicle's fixes beyond its class threshold of that kind, with no
-    gap longer than ``event_gap_s``; it counts in the hour of its first fix (the first fix
-    of the interval that starts it, in (kind, vehicle, first fix) order).
+    gap longer than ``event_gap_s``; it counts in the period of its first fix (the first
+    fix of the interval that starts it, in (kind, vehicle, first fix) order).
     """
     from autopersona.features.driving_pass import HARSH_KINDS, event_starts
 
@@ -217,19 +217,14 @@ def _harsh_events(iv: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
     kind, key, first = kind[order], key[order], first[order]
     last = iv["ts_end"].to_numpy(np.int64)[order]
     start = event_starts(kind, key, first, last, p.event_gap_s)
-    names = np.asarray(HARSH_KINDS, dtype=object)
-    ev = pd.DataFrame(
-        {
-            "vkey": key[start],
-            "hour": iv["hour"].to_numpy(np.int64)[order][start],
-            "kind": names[kind[start]],
-        }
-    )
-    return (
-        ev.groupby(["vkey", "hour", "kind"], as_index=False, sort=False)
-        .size()
-        .rename(columns={"size": "n"})
-    )
+    hour = iv["hour"].to_numpy(np.int64)[order][start]
+    codes, hours = pd.factorize(hour)  # a period per distinct hour
+    starts = _bucket_period(pd.Series(hours), 3600, period).to_numpy()[codes]
+    ev = pd.DataFrame({"vin": key[start], "period_start": starts, "kind": kind[start]})
+    n = ev.groupby(["vin", "period_start", "kind"], sort=False).size().unstack("kind")
+    n = n.reindex(columns=range(len(HARSH_KINDS)))
+    n.columns = [_KINDS[k] for k in HARSH_KINDS]
+    return n.reset_index()
 
 
 def _bucket(eng: Engine, ts: Any, seconds: int) -> Any:
@@ -358,11 +353,7 @@ def driving_features(
     )
     if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
         return _empty()
-    names = _vin_names(eng, raw, veh, hr["vkey"])
-    hr.insert(0, "vin", hr["vkey"].map(names))
-    events = _harsh_events(intervals, p)
-    events.insert(0, "vin", events["vkey"].map(names))
-
+    # odometer and V2X aggregates per (vehicle, UTC day): run while pandas works on the pass
     sig = _since_filter(eng.table("vehicle_signals"), "ts", since)
     odo = sig.group_by(["vin", _bucket(eng, sig.ts, 86400).name("day")]).aggregate(
         odo_max=sig.odometer_km.max(), odo_min=sig.odometer_km.min()
@@ -374,28 +365,15 @@ def driving_features(
         congestion_sum=v2x.congestion_level.sum(),
         congestion_n=v2x.congestion_level.count(),
     )
+    odo_later, ctx_later = eng.execute_later(odo), eng.execute_later(ctx)
+    names = _vin_names(eng, raw, veh, hr["vkey"])
+    # per period on the vehicle keys (integers group faster than strings); VINs at the end
     no_speed = hr["speed_n"] == 0  # null sums and maximum, as SQL's sum() and max() give
     hr.loc[no_speed, ["speed_sum", "max_speed"]] = np.nan
+    hr = hr.rename(columns={"vkey": "vin"})
     hr["period_start"] = _bucket_period(hr["hour"], 3600, period)
     out = _roll_up(hr)
-    ev = events
-    ev["period_start"] = _bucket_period(ev["hour"], 3600, period)
-    ev = ev.pivot_table(index=_KEY, columns="kind", values="n", aggfunc="sum")
-    ev = ev.reindex(columns=list(_KINDS)).rename(columns=_KINDS).reset_index()
-    out = out.merge(ev, on=_KEY, how="left")
-    od = eng.execute(odo)
-    od["period_start"] = _bucket_period(od["day"], 86400, period)
-    od = od.groupby(_KEY, sort=False).agg(odo_max=("odo_max", "max"), odo_min=("odo_min", "min"))
-    od["odo_km"] = od["odo_max"] - od["odo_min"]
-    out = out.merge(od[["odo_km"]].reset_index(), on=_KEY, how="left")
-    cx = eng.execute(ctx)
-    cx["period_start"] = _bucket_period(cx["day"], 86400, period)
-    cols = ["highway_n", "road_n", "congestion_sum", "congestion_n"]
-    cx = cx.groupby(_KEY, sort=False)[cols].sum(min_count=1).reset_index()
-    n_cong = cx["congestion_n"].astype("float64")
-    # an exact integer sum (DuckDB returns it as a decimal), so the mean equals AVG's
-    cx["congestion_mean"] = cx["congestion_sum"].astype("float64") / n_cong.where(n_cong > 0)
-    out = out.merge(cx[[*_KEY, "highway_n", "road_n", "congestion_mean"]], on=_KEY, how="left")
+    out = out.merge(_harsh_events(intervals, p, period), on=_KEY, how="left")
     moving_hours = hr.loc[hr["moving_s"] > 0, ["vin", "period_start", "hour", "moving_s"]]
     hours = pd.DataFrame(
         {
@@ -405,7 +383,24 @@ def driving_features(
             "s": moving_hours["moving_s"],
         }
     )
-    out = _finish(out, hours, veh[["vin", "timezone"]], p)
+    tz = veh[["vkey", "timezone"]].rename(columns={"vkey": "vin"})
+    night = _night_share(hours, tz, p.night_hours)
+    night["vin"] = names.reindex(night["vin"].to_numpy()).to_numpy()
+    out["vin"] = names.reindex(out["vin"].to_numpy()).to_numpy()
+    od = odo_later()
+    od["period_start"] = _bucket_period(od["day"], 86400, period)
+    od = od.groupby(_KEY, sort=False).agg(odo_max=("odo_max", "max"), odo_min=("odo_min", "min"))
+    od["odo_km"] = od["odo_max"] - od["odo_min"]
+    out = out.merge(od[["odo_km"]].reset_index(), on=_KEY, how="left")
+    cx = ctx_later()
+    cx["period_start"] = _bucket_period(cx["day"], 86400, period)
+    cols = ["highway_n", "road_n", "congestion_sum", "congestion_n"]
+    cx = cx.groupby(_KEY, sort=False)[cols].sum(min_count=1).reset_index()
+    n_cong = cx["congestion_n"].astype("float64")
+    # an exact integer sum (DuckDB returns it as a decimal), so the mean equals AVG's
+    cx["congestion_mean"] = cx["congestion_sum"].astype("float64") / n_cong.where(n_cong > 0)
+    out = out.merge(cx[[*_KEY, "highway_n", "road_n", "congestion_mean"]], on=_KEY, how="left")
+    out = _finish_with(out, night, p)
     return out.sort_values(_KEY, kind="stable").reset_index(drop=True)
 
 
@@ -495,6 +490,12 @@ def _night_share(hours: pd.DataFrame, tz: pd.DataFrame, night: tuple[int, int]) 
 def _finish(
     df: pd.DataFrame, hours: pd.DataFrame, tz: pd.DataFrame, p: DrivingParams
 ) -> pd.DataFrame:
+    """The output columns from the per-period sums and the moving seconds per UTC hour."""
+    return _finish_with(df, _night_share(hours, tz, p.night_hours), p)
+
+
+def _finish_with(df: pd.DataFrame, night: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
+    """The output columns from the per-period sums and the night shares."""
     out = df.copy()
     for c in ("harsh_accel_events", "harsh_brake_events", "harsh_corner_events"):
         out[c] = out[c].fillna(0).astype("int64")
@@ -512,7 +513,7 @@ def _finish(
     dist = out["distance_km"].where(out["distance_km"] >= 1.0)
     for kind in ("accel", "brake", "corner"):
         out[f"harsh_{kind}_per_100km"] = out[f"harsh_{kind}_events"] / dist * 100.0
-    out = out.merge(_night_share(hours, tz, p.night_hours), on=["vin", "period_start"], how="left")
+    out = out.merge(night, on=["vin", "period_start"], how="left")
     s = p.aggressiveness_scales
     parts = [
         (out[name] / s[name]).clip(0, 1)

@@ -347,7 +347,7 @@ def _pass_py(
                 fd_n += 1.0
                 if has_spd and v > 5.0:
                     radar_n += 1.0
-                    if d / v < 1.0:  # headway under 1 s
+                    if d < v:  # headway d / v under 1 s (the same test for v > 0)
                         short_n += 1.0
             if no_lane_nulls or (lane_v[byte] & bit) != 0:
                 x = lane[i]
