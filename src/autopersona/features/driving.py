@@ -220,11 +220,13 @@ def _harsh_events(iv: pd.DataFrame, p: DrivingParams, period: str) -> pd.DataFra
     hour = iv["hour"].to_numpy(np.int64)[order][start]
     codes, hours = pd.factorize(hour)  # a period per distinct hour
     starts = _bucket_period(pd.Series(hours), 3600, period).to_numpy()[codes]
-    ev = pd.DataFrame({"vin": key[start], "period_start": starts, "kind": kind[start]})
-    n = ev.groupby(["vin", "period_start", "kind"], sort=False).size().unstack("kind")
-    n = n.reindex(columns=range(len(HARSH_KINDS)))
-    n.columns = [_KINDS[k] for k in HARSH_KINDS]
-    return n.reset_index()
+    ev = pd.DataFrame({"vin": key[start], "period_start": starts})
+    group, cols = _key_groups(ev)
+    k = len(HARSH_KINDS)
+    n = np.bincount(group * k + kind[start], minlength=len(cols["vin"]) * k)
+    for j, name in enumerate(HARSH_KINDS):
+        cols[_KINDS[name]] = n[j::k]
+    return pd.DataFrame(cols)
 
 
 def _bucket(eng: Engine, ts: Any, seconds: int) -> Any:
@@ -416,54 +418,81 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+_SUMS = [
+    "samples",
+    "moving_s",
+    "speed_sum",
+    "mv_sum",
+    "mv_sq",
+    "highway_s",
+    "acc_sum",
+    "acc_n",
+    "lat_sum",
+    "lat_n",
+    "fd_sum",
+    "fd_n",
+    "radar_n",
+    "short_headway_n",
+    "lane_sum",
+    "lane_sq",
+    "lane_n",
+    "lane_dep_n",
+]
+#: sums of 0/1 indicators: exact; all-null hours count 0
+_COUNTS = ["samples", "moving_s", "highway_s", "acc_n", "lat_n", "fd_n", "radar_n"]
+_COUNTS += ["short_headway_n", "lane_n", "lane_dep_n"]
+
+
+def _key_groups(df: pd.DataFrame) -> tuple[Any, dict[str, Any]]:
+    """Group of each row by (vin, period_start), in first-seen order, and the groups' keys."""
+    vin, vins = pd.factorize(df["vin"].to_numpy())
+    per, pers = pd.factorize(df["period_start"].to_numpy())
+    group, combos = pd.factorize(vin.astype(np.int64) * max(len(pers), 1) + per)
+    keys = {
+        "vin": np.asarray(vins)[combos // max(len(pers), 1)],
+        "period_start": np.asarray(pers)[combos % max(len(pers), 1)],
+    }
+    return group, keys
+
+
 def _roll_up(hr: pd.DataFrame) -> pd.DataFrame:
-    """Per-period values from the hourly partial aggregates."""
-    sums = [
-        "samples",
-        "moving_s",
-        "speed_sum",
-        "mv_sum",
-        "mv_sq",
-        "highway_s",
-        "acc_sum",
-        "acc_n",
-        "lat_sum",
-        "lat_n",
-        "fd_sum",
-        "fd_n",
-        "radar_n",
-        "short_headway_n",
-        "lane_sum",
-        "lane_sq",
-        "lane_n",
-        "lane_dep_n",
-    ]
-    g = hr.groupby(_KEY, sort=False)
-    out = g[sums].sum(min_count=1)
-    out["max_speed"] = g["max_speed"].max()
-    out = out.reset_index()
-    counts = ["samples", "moving_s", "highway_s", "acc_n", "lat_n", "fd_n", "radar_n"]
-    counts += ["short_headway_n", "lane_n", "lane_dep_n"]
-    for col in counts:  # sums of 0/1 indicators: exact; all-null hours count 0
-        out[col] = out[col].fillna(0).astype("int64")
+    """Per-period values from the hourly partial aggregates.
 
-    def pos(col: str) -> pd.Series:
-        n = out[col].astype("float64")
-        return n.where(n > 0)
+    Sums skip NaN and are NaN for a period without a value (SQL's ``sum``); the maximum
+    likewise.
+    """
+    group, cols = _key_groups(hr)
+    n = len(cols["vin"])
+    for c in _SUMS:
+        v = hr[c].to_numpy(np.float64)
+        nan = np.isnan(v)
+        total = np.bincount(group, np.where(nan, 0.0, v), minlength=n)
+        if nan.any():
+            total[np.bincount(group[~nan], minlength=n) == 0] = np.nan
+        cols[c] = np.nan_to_num(total).astype(np.int64) if c in _COUNTS else total
+    top = np.full(n, np.nan)
+    np.fmax.at(top, group, hr["max_speed"].to_numpy(np.float64))
+    cols["max_speed"] = top
 
-    def sd(total: str, squares: str, count: str) -> pd.Series:
-        n = out[count].astype("float64")
-        s, q = out[total].astype("float64"), out[squares].astype("float64")
-        var = ((q - s * s / n) / (n - 1)).where(n >= 2).clip(lower=0.0)
-        return var**0.5
+    def pos(col: str) -> Any:
+        k = cols[col].astype(np.float64)
+        return np.where(k > 0, k, np.nan)
 
-    out["mean_speed"] = out["mv_sum"] / pos("moving_s")
-    out["sd_speed"] = sd("mv_sum", "mv_sq", "moving_s")
-    out["accel_abs_mean"] = out["acc_sum"] / pos("acc_n")
-    out["lateral_abs_mean"] = out["lat_sum"] / pos("lat_n")
-    out["following_distance_mean_m"] = out["fd_sum"] / pos("fd_n")
-    out["lane_offset_sd_m"] = sd("lane_sum", "lane_sq", "lane_n")
-    return out
+    def sd(total: str, squares: str, count: str) -> Any:
+        k = pos(count)
+        s, q = cols[total], cols[squares]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = np.where(k >= 2, (q - s * s / k) / (k - 1), np.nan)
+        return np.sqrt(np.where(var < 0, 0.0, var))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["mean_speed"] = cols["mv_sum"] / pos("moving_s")
+        cols["sd_speed"] = sd("mv_sum", "mv_sq", "moving_s")
+        cols["accel_abs_mean"] = cols["acc_sum"] / pos("acc_n")
+        cols["lateral_abs_mean"] = cols["lat_sum"] / pos("lat_n")
+        cols["following_distance_mean_m"] = cols["fd_sum"] / pos("fd_n")
+        cols["lane_offset_sd_m"] = sd("lane_sum", "lane_sq", "lane_n")
+    return pd.DataFrame(cols)
 
 
 def _night_share(hours: pd.DataFrame, tz: pd.DataFrame, night: tuple[int, int]) -> pd.DataFrame:
