@@ -218,9 +218,7 @@ def _harsh_events(iv: pd.DataFrame, p: DrivingParams, period: str) -> pd.DataFra
     last = iv["ts_end"].to_numpy(np.int64)[order]
     start = event_starts(kind, key, first, last, p.event_gap_s)
     hour = iv["hour"].to_numpy(np.int64)[order][start]
-    codes, hours = pd.factorize(hour)  # a period per distinct hour
-    starts = _bucket_period(pd.Series(hours), 3600, period).to_numpy()[codes]
-    ev = pd.DataFrame({"vin": key[start], "period_start": starts})
+    ev = pd.DataFrame({"vin": key[start], "period_start": _periods(hour, 3600, period)})
     group, cols = _key_groups(ev)
     k = len(HARSH_KINDS)
     n = np.bincount(group * k + kind[start], minlength=len(cols["vin"]) * k)
@@ -232,6 +230,12 @@ def _harsh_events(iv: pd.DataFrame, p: DrivingParams, period: str) -> pd.DataFra
 def _bucket(eng: Engine, ts: Any, seconds: int) -> Any:
     """Index of the UTC bucket of ``seconds`` (3600: hour, 86400: day) holding ``ts``."""
     return _epoch_us(eng, ts) // (seconds * 1_000_000)
+
+
+def _periods(idx: Any, seconds: int, period: str) -> Any:
+    """:func:`_bucket_period` of an integer array, computed once per distinct bucket."""
+    codes, uniq = pd.factorize(np.asarray(idx, np.int64))
+    return _bucket_period(pd.Series(uniq), seconds, period).to_numpy()[codes]
 
 
 def _bucket_period(idx: pd.Series, seconds: int, period: str) -> pd.Series:
@@ -373,7 +377,7 @@ def driving_features(
     no_speed = hr["speed_n"] == 0  # null sums and maximum, as SQL's sum() and max() give
     hr.loc[no_speed, ["speed_sum", "max_speed"]] = np.nan
     hr = hr.rename(columns={"vkey": "vin"})
-    hr["period_start"] = _bucket_period(hr["hour"], 3600, period)
+    hr["period_start"] = _periods(hr["hour"].to_numpy(), 3600, period)
     out = _roll_up(hr)
     out = out.merge(_harsh_events(intervals, p, period), on=_KEY, how="left")
     moving_hours = hr.loc[hr["moving_s"] > 0, ["vin", "period_start", "hour", "moving_s"]]
@@ -500,20 +504,26 @@ def _night_share(hours: pd.DataFrame, tz: pd.DataFrame, night: tuple[int, int]) 
     if hours.empty:
         return pd.DataFrame(columns=["vin", "period_start", "night_share"])
     h = hours.merge(tz, on="vin", how="left")
-    h["timezone"] = h["timezone"].fillna("UTC")
-    local_hour = pd.Series(0, index=h.index, dtype="int64")
-    for zone, idx in h.groupby("timezone").groups.items():
-        local_hour.loc[idx] = h.loc[idx, "hour"].dt.tz_convert(str(zone)).dt.hour.to_numpy()
+    # the local hour of each distinct (zone, UTC hour), each zone converted once
+    zone, zones = pd.factorize(h["timezone"].fillna("UTC"))
+    hour, utc = pd.factorize(h["hour"])
+    pair, pairs = pd.factorize(zone.astype(np.int64) * len(utc) + hour)
+    local = np.zeros(len(pairs), np.int64)
+    for z, name in enumerate(zones):
+        sel = pairs // len(utc) == z
+        local[sel] = pd.DatetimeIndex(utc[pairs[sel] % len(utc)]).tz_convert(str(name)).hour
+    local_hour = local[pair]
     start, end = night
     is_night = (
         (local_hour >= start) | (local_hour < end)
         if start > end
         else ((local_hour >= start) & (local_hour < end))
     )
-    h["night_s"] = np.where(is_night, h["s"], 0)
-    g = h.groupby(["vin", "period_start"], as_index=False)[["night_s", "s"]].sum()
-    g["night_share"] = g["night_s"] / g["s"]
-    return g[["vin", "period_start", "night_share"]]
+    secs = h["s"].to_numpy(np.float64)
+    group, cols = _key_groups(h)
+    total = np.bincount(group, secs, minlength=len(cols["vin"]))
+    cols["night_share"] = np.bincount(group, np.where(is_night, secs, 0.0), len(total)) / total
+    return pd.DataFrame(cols)
 
 
 def _finish(
