@@ -252,17 +252,16 @@ def _bucket_period(idx: pd.Series, seconds: int, period: str) -> pd.Series:
     >>> _bucket_period(h, 3600, "month").dt.strftime("%Y-%m-%d").tolist()
     ['2026-05-01', '2026-05-01']
     """
-    start = pd.to_datetime(idx.astype("int64") * seconds, unit="s")
-    day = start.dt.floor("D")
+    days = (idx.to_numpy(np.int64) * seconds) // 86400  # days since 1970-01-01, a Thursday
     if period == "day":
-        out = day
+        out = days.astype("datetime64[D]")
     elif period == "week":
-        out = day - pd.to_timedelta(day.dt.day_of_week, unit="D")
+        out = (days - (days + 3) % 7).astype("datetime64[D]")  # back to Monday
     elif period == "month":
-        out = pd.Series(start.dt.to_period("M").dt.to_timestamp(), index=start.index)
+        out = days.astype("datetime64[D]").astype("datetime64[M]")
     else:
         raise ValueError(f"unknown period {period!r}: use day, week or month")
-    return out.astype("datetime64[us]")
+    return pd.Series(out.astype("datetime64[us]"), index=idx.index)
 
 
 _KEY = ["vin", "period_start"]

@@ -100,6 +100,7 @@ _IBIS_TYPES = {
 }
 
 
+@functools.cache
 def contract_schema(table: str) -> Any:
     """The Ibis schema of a canonical table, from its contract."""
     import ibis
