@@ -6,10 +6,11 @@ the temp dir; that preparation is not timed), compares in separate subprocesses 
 each peak RSS is its own):
 
 * ``stage``: :func:`autopersona.features.driving.driving_features` on a
-  :class:`~autopersona.features.engines.DuckDBEngine` (weekly periods, every period): one
-  compiled pass (:mod:`autopersona.features.driving_pass`, numba) over the motion columns
-  streamed from DuckDB as Arrow batches, one stream per DuckDB thread, then the odometer
-  and V2X aggregates in DuckDB and the pandas roll-up.  Nothing is cached between runs but
+  :class:`~autopersona.features.engines.DuckDBEngine` (weekly periods, every period): the
+  vehicles' classes, then one compiled pass (:mod:`autopersona.features.driving_pass`,
+  numba) over the motion columns streamed from DuckDB as Arrow batches, one stream per
+  DuckDB thread, then the odometer and V2X aggregates in DuckDB (on their own cursors,
+  while pandas and numpy roll the pass up to the periods).  Nothing is cached between runs but
   numba's compiled machine code (on disk, like an installed extension module), loaded
   when the module is imported;
 * ``pandas``: the same features written with pandas ``groupby`` — the motion columns the

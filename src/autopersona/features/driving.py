@@ -4,19 +4,19 @@
 numba): the engine streams the columns the stage needs as Arrow record batches (DuckDB: one
 stream per thread over row-id ranges; Spark: ``mapInArrow`` over its partitions), each
 vehicle named by the engine's 64-bit hash of its VIN, and the kernel returns per batch the
-partial sums, counts and maxima per (vehicle, UTC hour) and the harsh-event candidates
-(fixes beyond the lowest class threshold of a kind).  The pass is order-free: a
-(vehicle, hour) whose rows fall in several batches gives several partial rows, which add up
-like the hours of a period.  Hours nest in days, ISO weeks and months, so pandas rolls them
-up to the period (sums, counts and maxima add up; standard deviations come from sums of
-squares), and the same rows are the histogram of moving seconds per UTC hour from which
-local night hours come (each hour converted with its own UTC offset of the vehicle's time
-zone, exact across DST changes).  Harsh-event *edges* need time order only among the
-candidates, a few percent of the rows: per vehicle in time order, a run of fixes beyond
-the vehicle's class threshold with no gap over ``event_gap_s`` counts once, in the hour of
-its first fix.  Odometer distance and V2X context are Ibis aggregates per (vehicle, UTC day)
-run by the engine.  Keys go back to VINs
-through ``vehicles`` (vehicles missing there: one lookup in ``motion``).  Two VINs with one
+partial sums, counts and maxima per (vehicle, UTC hour) and the harsh intervals (chains of
+fixes beyond the vehicle's class threshold of a kind, no gap over ``event_gap_s``; the
+classes come from ``vehicles``, read first).  The pass is order-free: a (vehicle, hour)
+whose rows fall in several batches gives several partial rows, which add up like the hours
+of a period, and an event whose fixes fall in several batches or out of order gives
+several intervals, which join again when sorted by their first fix.  Hours nest in days,
+ISO weeks and months, so pandas rolls them up to the period (sums, counts and maxima add
+up; standard deviations come from sums of squares), and the same rows are the histogram of
+moving seconds per UTC hour from which local night hours come (each hour converted with
+its own UTC offset of the vehicle's time zone, exact across DST changes).  An event counts
+once, in the hour of its first fix.  Odometer distance and V2X context are Ibis
+aggregates per (vehicle, UTC day) run by the engine.  Keys go back to VINs through
+``vehicles`` (vehicles missing there: one lookup in ``motion``).  Two VINs with one
 64-bit key (odds about n²/2**65 for n VINs) stop the stage with an error when both are
 listed in ``vehicles`` or both missing there; a listed and an unlisted one would merge.  Buckets are integer
 divisions of epoch microseconds (truncating ``TIMESTAMPTZ`` values costs DuckDB a time-zone
@@ -183,73 +183,59 @@ def _vin_names(eng: Engine, motion: Any, veh: pd.DataFrame, keys: pd.Series) -> 
     return pd.Series(found["vin"].to_numpy(), index=found["vkey"].to_numpy())
 
 
-def _vehicle_time_order(key: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> Any:
-    """Positions that sort rows by vehicle (in first-seen order), then time.
+def _vehicle_limits(veh: pd.DataFrame, p: DrivingParams) -> tuple[Any, Any]:
+    """Sorted vehicle keys and their class thresholds (accel, brake, lateral) per row.
 
-    One stable sort of a combined int64 key (fast on the pass's output, which comes in runs
-    already in order); ``np.lexsort`` when the combination would not fit.
-
-    Examples
-    --------
-    >>> k, t = np.array([5, 2, 5, 2]), np.array([3, 1, 1, 2])
-    >>> _vehicle_time_order(k, t).tolist()
-    [2, 0, 1, 3]
+    A key listed twice takes its first row's class.
     """
-    if len(key) == 0:
-        return np.zeros(0, np.int64)
-    codes, uniques = pd.factorize(key)
-    lo, hi = int(ts.min()), int(ts.max())
-    span = hi - lo + 1
-    if len(uniques) * span >= 2**62:
-        return np.lexsort((ts, codes))
-    return np.argsort(codes.astype(np.int64) * span + (ts - lo), kind="stable")
+    first = veh.drop_duplicates("vkey")
+    keys = _as_int64(first["vkey"]).to_numpy(np.int64)
+    th = np.array(
+        [
+            (t.accel_mps2, t.brake_mps2, t.lateral_mps2)
+            for t in (p.thresholds_for(b) for b in first["body_type"])
+        ],
+        np.float64,
+    ).reshape(-1, 3)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], th[order]
 
 
-def _harsh_events(cand: pd.DataFrame, veh: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
-    """Harsh events per (vkey, UTC hour of the first fix, kind) from the pass's candidates.
+def _harsh_events(iv: pd.DataFrame, p: DrivingParams, period: str) -> pd.DataFrame:
+    """Harsh events per (vkey as ``vin``, ``period_start``) and kind from the pass's intervals.
 
     An event is a run of a vehicle's fixes beyond its class threshold of that kind, with no
-    gap longer than ``event_gap_s``; it counts in the hour of its first fix.
+    gap longer than ``event_gap_s``; it counts in the period of its first fix (the first
+    fix of the interval that starts it, in (kind, vehicle, first fix) order).
     """
-    default = p.harsh_thresholds["default"]
-    classes = veh.drop_duplicates("vkey").set_index("vkey")["body_type"]
-    key = cand["vkey"].to_numpy(np.int64)
-    ts = cand["ts_us"].to_numpy(np.int64)
-    hour = cand["hour"].to_numpy(np.int64)
-    a = cand["acc"].to_numpy(np.float64)
-    y = np.abs(cand["lat"].to_numpy(np.float64))
-    order = _vehicle_time_order(key, ts)
-    key, ts, hour, a, y = key[order], ts[order], hour[order], a[order], y[order]
+    from autopersona.features.driving_pass import HARSH_KINDS, event_starts
 
-    def limit(attr: str) -> np.ndarray[Any, Any]:
-        """The class threshold of each candidate's vehicle (``default`` without a class)."""
-        per_vehicle = classes.map(lambda b: getattr(p.thresholds_for(b), attr), na_action=None)
-        vals = per_vehicle.reindex(key).to_numpy(np.float64)
-        return np.where(np.isnan(vals), getattr(default, attr), vals)
-
-    gap_us = round(p.event_gap_s * 1_000_000)
-    flags = {
-        "acc": a > limit("accel_mps2"),
-        "brk": a < -limit("brake_mps2"),
-        "cor": y > limit("lateral_mps2"),
-    }
-    parts = []
-    for kind, flag in flags.items():  # NaN compares False: no flag without a value
-        k, t, h = key[flag], ts[flag], hour[flag]
-        start = np.ones(len(k), np.bool_)
-        start[1:] = (k[1:] != k[:-1]) | (t[1:] - t[:-1] > gap_us)
-        parts.append(pd.DataFrame({"vkey": k[start], "hour": h[start], "kind": kind}))
-    ev = pd.concat(parts, ignore_index=True)
-    return (
-        ev.groupby(["vkey", "hour", "kind"], as_index=False, sort=False)
-        .size()
-        .rename(columns={"size": "n"})
-    )
+    kind = iv["kind"].to_numpy(np.int64)
+    key = iv["vkey"].to_numpy(np.int64)
+    first = iv["ts_us"].to_numpy(np.int64)
+    order = np.lexsort((first, key, kind))
+    kind, key, first = kind[order], key[order], first[order]
+    last = iv["ts_end"].to_numpy(np.int64)[order]
+    start = event_starts(kind, key, first, last, p.event_gap_s)
+    hour = iv["hour"].to_numpy(np.int64)[order][start]
+    ev = pd.DataFrame({"vin": key[start], "period_start": _periods(hour, 3600, period)})
+    group, cols = _key_groups(ev)
+    k = len(HARSH_KINDS)
+    n = np.bincount(group * k + kind[start], minlength=len(cols["vin"]) * k)
+    for j, name in enumerate(HARSH_KINDS):
+        cols[_KINDS[name]] = n[j::k]
+    return pd.DataFrame(cols)
 
 
 def _bucket(eng: Engine, ts: Any, seconds: int) -> Any:
     """Index of the UTC bucket of ``seconds`` (3600: hour, 86400: day) holding ``ts``."""
     return _epoch_us(eng, ts) // (seconds * 1_000_000)
+
+
+def _periods(idx: Any, seconds: int, period: str) -> Any:
+    """:func:`_bucket_period` of an integer array, computed once per distinct bucket."""
+    codes, uniq = pd.factorize(np.asarray(idx, np.int64))
+    return _bucket_period(pd.Series(uniq), seconds, period).to_numpy()[codes]
 
 
 def _bucket_period(idx: pd.Series, seconds: int, period: str) -> pd.Series:
@@ -266,17 +252,16 @@ def _bucket_period(idx: pd.Series, seconds: int, period: str) -> pd.Series:
     >>> _bucket_period(h, 3600, "month").dt.strftime("%Y-%m-%d").tolist()
     ['2026-05-01', '2026-05-01']
     """
-    start = pd.to_datetime(idx.astype("int64") * seconds, unit="s")
-    day = start.dt.floor("D")
+    days = (idx.to_numpy(np.int64) * seconds) // 86400  # days since 1970-01-01, a Thursday
     if period == "day":
-        out = day
+        out = days.astype("datetime64[D]")
     elif period == "week":
-        out = day - pd.to_timedelta(day.dt.day_of_week, unit="D")
+        out = (days - (days + 3) % 7).astype("datetime64[D]")  # back to Monday
     elif period == "month":
-        out = pd.Series(start.dt.to_period("M").dt.to_timestamp(), index=start.index)
+        out = days.astype("datetime64[D]").astype("datetime64[M]")
     else:
         raise ValueError(f"unknown period {period!r}: use day, week or month")
-    return out.astype("datetime64[us]")
+    return pd.Series(out.astype("datetime64[us]"), index=idx.index)
 
 
 _KEY = ["vin", "period_start"]
@@ -348,31 +333,32 @@ def driving_features(
         raise ValueError(f"unknown period {period!r}: use day, week or month")
     p = params or load_params()
     raw = _since_filter(eng.table("motion"), "ts", since)
+    veh_t = eng.table("vehicles")
+    veh = eng.execute(veh_t.select("vin", "body_type", "timezone", vkey=_vin_key(eng, veh_t.vin)))
+    veh["vkey"] = _as_int64(veh["vkey"])
     # One pass over motion (the compiled kernel, on the engine's batches): partial aggregates
-    # per (vehicle, UTC hour) and the harsh-event candidates.
+    # per (vehicle, UTC hour) and the harsh intervals (each vehicle's class thresholds).
     motion = raw.select(*MOTION_COLUMNS[1:], vkey=_vin_key(eng, raw.vin))
-    rows = list(p.harsh_thresholds.values())
+    keys, th = _vehicle_limits(veh, p)
+    default = p.harsh_thresholds["default"]
     lim = PassLimits(
         moving_mps=p.moving_mps,
         highway_mps=p.highway_mps,
-        lo_accel_mps2=min(t.accel_mps2 for t in rows),
-        lo_brake_mps2=min(t.brake_mps2 for t in rows),
-        lo_lateral_mps2=min(t.lateral_mps2 for t in rows),
+        accel_mps2=default.accel_mps2,
+        brake_mps2=default.brake_mps2,
+        lateral_mps2=default.lateral_mps2,
+        event_gap_s=p.event_gap_s,
+        vehicle_keys=keys,
+        vehicle_thresholds=th,
     )
-    hr, cand = split_pass(
+    hr, intervals = split_pass(
         eng.map_batches(
             motion, functools.partial(motion_pass_batches, lim=lim), PASS_SCHEMA, split="motion"
         )
     )
     if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
         return _empty()
-    veh_t = eng.table("vehicles")
-    veh = eng.execute(veh_t.select("vin", "body_type", "timezone", vkey=_vin_key(eng, veh_t.vin)))
-    names = _vin_names(eng, raw, veh, hr["vkey"])
-    hr.insert(0, "vin", hr["vkey"].map(names))
-    events = _harsh_events(cand, veh, p)
-    events.insert(0, "vin", events["vkey"].map(names))
-
+    # odometer and V2X aggregates per (vehicle, UTC day): run while pandas works on the pass
     sig = _since_filter(eng.table("vehicle_signals"), "ts", since)
     odo = sig.group_by(["vin", _bucket(eng, sig.ts, 86400).name("day")]).aggregate(
         odo_max=sig.odometer_km.max(), odo_min=sig.odometer_km.min()
@@ -384,28 +370,15 @@ def driving_features(
         congestion_sum=v2x.congestion_level.sum(),
         congestion_n=v2x.congestion_level.count(),
     )
+    odo_later, ctx_later = eng.execute_later(odo), eng.execute_later(ctx)
+    names = _vin_names(eng, raw, veh, hr["vkey"])
+    # per period on the vehicle keys (integers group faster than strings); VINs at the end
     no_speed = hr["speed_n"] == 0  # null sums and maximum, as SQL's sum() and max() give
     hr.loc[no_speed, ["speed_sum", "max_speed"]] = np.nan
-    hr["period_start"] = _bucket_period(hr["hour"], 3600, period)
+    hr = hr.rename(columns={"vkey": "vin"})
+    hr["period_start"] = _periods(hr["hour"].to_numpy(), 3600, period)
     out = _roll_up(hr)
-    ev = events
-    ev["period_start"] = _bucket_period(ev["hour"], 3600, period)
-    ev = ev.pivot_table(index=_KEY, columns="kind", values="n", aggfunc="sum")
-    ev = ev.reindex(columns=list(_KINDS)).rename(columns=_KINDS).reset_index()
-    out = out.merge(ev, on=_KEY, how="left")
-    od = eng.execute(odo)
-    od["period_start"] = _bucket_period(od["day"], 86400, period)
-    od = od.groupby(_KEY, sort=False).agg(odo_max=("odo_max", "max"), odo_min=("odo_min", "min"))
-    od["odo_km"] = od["odo_max"] - od["odo_min"]
-    out = out.merge(od[["odo_km"]].reset_index(), on=_KEY, how="left")
-    cx = eng.execute(ctx)
-    cx["period_start"] = _bucket_period(cx["day"], 86400, period)
-    cols = ["highway_n", "road_n", "congestion_sum", "congestion_n"]
-    cx = cx.groupby(_KEY, sort=False)[cols].sum(min_count=1).reset_index()
-    n_cong = cx["congestion_n"].astype("float64")
-    # an exact integer sum (DuckDB returns it as a decimal), so the mean equals AVG's
-    cx["congestion_mean"] = cx["congestion_sum"].astype("float64") / n_cong.where(n_cong > 0)
-    out = out.merge(cx[[*_KEY, "highway_n", "road_n", "congestion_mean"]], on=_KEY, how="left")
+    out = out.merge(_harsh_events(intervals, p, period), on=_KEY, how="left")
     moving_hours = hr.loc[hr["moving_s"] > 0, ["vin", "period_start", "hour", "moving_s"]]
     hours = pd.DataFrame(
         {
@@ -415,7 +388,24 @@ def driving_features(
             "s": moving_hours["moving_s"],
         }
     )
-    out = _finish(out, hours, veh[["vin", "timezone"]], p)
+    tz = veh[["vkey", "timezone"]].rename(columns={"vkey": "vin"})
+    night = _night_share(hours, tz, p.night_hours)
+    night["vin"] = names.reindex(night["vin"].to_numpy()).to_numpy()
+    out["vin"] = names.reindex(out["vin"].to_numpy()).to_numpy()
+    od = odo_later()
+    od["period_start"] = _bucket_period(od["day"], 86400, period)
+    od = od.groupby(_KEY, sort=False).agg(odo_max=("odo_max", "max"), odo_min=("odo_min", "min"))
+    od["odo_km"] = od["odo_max"] - od["odo_min"]
+    out = out.merge(od[["odo_km"]].reset_index(), on=_KEY, how="left")
+    cx = ctx_later()
+    cx["period_start"] = _bucket_period(cx["day"], 86400, period)
+    cols = ["highway_n", "road_n", "congestion_sum", "congestion_n"]
+    cx = cx.groupby(_KEY, sort=False)[cols].sum(min_count=1).reset_index()
+    n_cong = cx["congestion_n"].astype("float64")
+    # an exact integer sum (DuckDB returns it as a decimal), so the mean equals AVG's
+    cx["congestion_mean"] = cx["congestion_sum"].astype("float64") / n_cong.where(n_cong > 0)
+    out = out.merge(cx[[*_KEY, "highway_n", "road_n", "congestion_mean"]], on=_KEY, how="left")
+    out = _finish_with(out, night, p)
     return out.sort_values(_KEY, kind="stable").reset_index(drop=True)
 
 
@@ -431,54 +421,81 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+_SUMS = [
+    "samples",
+    "moving_s",
+    "speed_sum",
+    "mv_sum",
+    "mv_sq",
+    "highway_s",
+    "acc_sum",
+    "acc_n",
+    "lat_sum",
+    "lat_n",
+    "fd_sum",
+    "fd_n",
+    "radar_n",
+    "short_headway_n",
+    "lane_sum",
+    "lane_sq",
+    "lane_n",
+    "lane_dep_n",
+]
+#: sums of 0/1 indicators: exact; all-null hours count 0
+_COUNTS = ["samples", "moving_s", "highway_s", "acc_n", "lat_n", "fd_n", "radar_n"]
+_COUNTS += ["short_headway_n", "lane_n", "lane_dep_n"]
+
+
+def _key_groups(df: pd.DataFrame) -> tuple[Any, dict[str, Any]]:
+    """Group of each row by (vin, period_start), in first-seen order, and the groups' keys."""
+    vin, vins = pd.factorize(df["vin"].to_numpy())
+    per, pers = pd.factorize(df["period_start"].to_numpy())
+    group, combos = pd.factorize(vin.astype(np.int64) * max(len(pers), 1) + per)
+    keys = {
+        "vin": np.asarray(vins)[combos // max(len(pers), 1)],
+        "period_start": np.asarray(pers)[combos % max(len(pers), 1)],
+    }
+    return group, keys
+
+
 def _roll_up(hr: pd.DataFrame) -> pd.DataFrame:
-    """Per-period values from the hourly partial aggregates."""
-    sums = [
-        "samples",
-        "moving_s",
-        "speed_sum",
-        "mv_sum",
-        "mv_sq",
-        "highway_s",
-        "acc_sum",
-        "acc_n",
-        "lat_sum",
-        "lat_n",
-        "fd_sum",
-        "fd_n",
-        "radar_n",
-        "short_headway_n",
-        "lane_sum",
-        "lane_sq",
-        "lane_n",
-        "lane_dep_n",
-    ]
-    g = hr.groupby(_KEY, sort=False)
-    out = g[sums].sum(min_count=1)
-    out["max_speed"] = g["max_speed"].max()
-    out = out.reset_index()
-    counts = ["samples", "moving_s", "highway_s", "acc_n", "lat_n", "fd_n", "radar_n"]
-    counts += ["short_headway_n", "lane_n", "lane_dep_n"]
-    for col in counts:  # sums of 0/1 indicators: exact; all-null hours count 0
-        out[col] = out[col].fillna(0).astype("int64")
+    """Per-period values from the hourly partial aggregates.
 
-    def pos(col: str) -> pd.Series:
-        n = out[col].astype("float64")
-        return n.where(n > 0)
+    Sums skip NaN and are NaN for a period without a value (SQL's ``sum``); the maximum
+    likewise.
+    """
+    group, cols = _key_groups(hr)
+    n = len(cols["vin"])
+    for c in _SUMS:
+        v = hr[c].to_numpy(np.float64)
+        nan = np.isnan(v)
+        total = np.bincount(group, np.where(nan, 0.0, v), minlength=n)
+        if nan.any():
+            total[np.bincount(group[~nan], minlength=n) == 0] = np.nan
+        cols[c] = np.nan_to_num(total).astype(np.int64) if c in _COUNTS else total
+    top = np.full(n, np.nan)
+    np.fmax.at(top, group, hr["max_speed"].to_numpy(np.float64))
+    cols["max_speed"] = top
 
-    def sd(total: str, squares: str, count: str) -> pd.Series:
-        n = out[count].astype("float64")
-        s, q = out[total].astype("float64"), out[squares].astype("float64")
-        var = ((q - s * s / n) / (n - 1)).where(n >= 2).clip(lower=0.0)
-        return var**0.5
+    def pos(col: str) -> Any:
+        k = cols[col].astype(np.float64)
+        return np.where(k > 0, k, np.nan)
 
-    out["mean_speed"] = out["mv_sum"] / pos("moving_s")
-    out["sd_speed"] = sd("mv_sum", "mv_sq", "moving_s")
-    out["accel_abs_mean"] = out["acc_sum"] / pos("acc_n")
-    out["lateral_abs_mean"] = out["lat_sum"] / pos("lat_n")
-    out["following_distance_mean_m"] = out["fd_sum"] / pos("fd_n")
-    out["lane_offset_sd_m"] = sd("lane_sum", "lane_sq", "lane_n")
-    return out
+    def sd(total: str, squares: str, count: str) -> Any:
+        k = pos(count)
+        s, q = cols[total], cols[squares]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = np.where(k >= 2, (q - s * s / k) / (k - 1), np.nan)
+        return np.sqrt(np.where(var < 0, 0.0, var))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["mean_speed"] = cols["mv_sum"] / pos("moving_s")
+        cols["sd_speed"] = sd("mv_sum", "mv_sq", "moving_s")
+        cols["accel_abs_mean"] = cols["acc_sum"] / pos("acc_n")
+        cols["lateral_abs_mean"] = cols["lat_sum"] / pos("lat_n")
+        cols["following_distance_mean_m"] = cols["fd_sum"] / pos("fd_n")
+        cols["lane_offset_sd_m"] = sd("lane_sum", "lane_sq", "lane_n")
+    return pd.DataFrame(cols)
 
 
 def _night_share(hours: pd.DataFrame, tz: pd.DataFrame, night: tuple[int, int]) -> pd.DataFrame:
@@ -486,25 +503,37 @@ def _night_share(hours: pd.DataFrame, tz: pd.DataFrame, night: tuple[int, int]) 
     if hours.empty:
         return pd.DataFrame(columns=["vin", "period_start", "night_share"])
     h = hours.merge(tz, on="vin", how="left")
-    h["timezone"] = h["timezone"].fillna("UTC")
-    local_hour = pd.Series(0, index=h.index, dtype="int64")
-    for zone, idx in h.groupby("timezone").groups.items():
-        local_hour.loc[idx] = h.loc[idx, "hour"].dt.tz_convert(str(zone)).dt.hour.to_numpy()
+    # the local hour of each distinct (zone, UTC hour), each zone converted once
+    zone, zones = pd.factorize(h["timezone"].fillna("UTC"))
+    hour, utc = pd.factorize(h["hour"])
+    pair, pairs = pd.factorize(zone.astype(np.int64) * len(utc) + hour)
+    local = np.zeros(len(pairs), np.int64)
+    for z, name in enumerate(zones):
+        sel = pairs // len(utc) == z
+        local[sel] = pd.DatetimeIndex(utc[pairs[sel] % len(utc)]).tz_convert(str(name)).hour
+    local_hour = local[pair]
     start, end = night
     is_night = (
         (local_hour >= start) | (local_hour < end)
         if start > end
         else ((local_hour >= start) & (local_hour < end))
     )
-    h["night_s"] = np.where(is_night, h["s"], 0)
-    g = h.groupby(["vin", "period_start"], as_index=False)[["night_s", "s"]].sum()
-    g["night_share"] = g["night_s"] / g["s"]
-    return g[["vin", "period_start", "night_share"]]
+    secs = h["s"].to_numpy(np.float64)
+    group, cols = _key_groups(h)
+    total = np.bincount(group, secs, minlength=len(cols["vin"]))
+    cols["night_share"] = np.bincount(group, np.where(is_night, secs, 0.0), len(total)) / total
+    return pd.DataFrame(cols)
 
 
 def _finish(
     df: pd.DataFrame, hours: pd.DataFrame, tz: pd.DataFrame, p: DrivingParams
 ) -> pd.DataFrame:
+    """The output columns from the per-period sums and the moving seconds per UTC hour."""
+    return _finish_with(df, _night_share(hours, tz, p.night_hours), p)
+
+
+def _finish_with(df: pd.DataFrame, night: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
+    """The output columns from the per-period sums and the night shares."""
     out = df.copy()
     for c in ("harsh_accel_events", "harsh_brake_events", "harsh_corner_events"):
         out[c] = out[c].fillna(0).astype("int64")
@@ -522,7 +551,7 @@ def _finish(
     dist = out["distance_km"].where(out["distance_km"] >= 1.0)
     for kind in ("accel", "brake", "corner"):
         out[f"harsh_{kind}_per_100km"] = out[f"harsh_{kind}_events"] / dist * 100.0
-    out = out.merge(_night_share(hours, tz, p.night_hours), on=["vin", "period_start"], how="left")
+    out = out.merge(night, on=["vin", "period_start"], how="left")
     s = p.aggressiveness_scales
     parts = [
         (out[name] / s[name]).clip(0, 1)

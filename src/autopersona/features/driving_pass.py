@@ -7,16 +7,21 @@
   maximum speed (:data:`PARTIAL_COLUMNS`), from which every driving feature but the
   harsh-event counts is rolled up; a (vehicle, hour) whose rows fall in several batches
   gives one row per batch, and the roll-up adds them up like the hours of a period;
-* **harsh-event candidates**: the few fixes beyond the *lowest* class threshold of a kind
-  (vehicle, time, longitudinal and lateral acceleration), whose edges need time order only
-  among themselves.
+* **harsh intervals**: pieces of harsh events.  A fix beyond its vehicle's threshold of a
+  kind (:class:`PassLimits`: per vehicle class) extends the open interval of that kind
+  when it comes next in the batch for the same vehicle, no earlier than the interval's
+  last fix and within the event gap; otherwise it opens a new interval.  Each interval
+  is a chain of fixes with no gap longer than the event gap, so an event is a maximal
+  union of overlapping-or-near intervals, whatever the batches and the row order
+  (:func:`event_starts`); on rows in time order a batch gives about one interval per
+  event.
 
 A vehicle is its ``vkey``, a 64-bit hash of the VIN computed by the engine (DuckDB
 ``hash``, Spark ``xxhash64``), so the kernel never touches strings.  The kernel is one loop
 over the rows: consecutive rows of one (vehicle, hour) add to local accumulators, which
 go to the group's row (found through a hash table) when the run ends; nulls come from Arrow's
 validity bitmaps without copying.  Both outputs share one Arrow schema
-(:data:`PASS_SCHEMA`: partial rows have a null ``ts_us``, candidates null aggregates), so
+(:data:`PASS_SCHEMA`: partial rows have a null ``ts_us``, intervals null aggregates), so
 the same function serves every engine: in process over DuckDB's streamed batches, and as
 Spark's ``mapInArrow`` over each partition (:func:`motion_pass_batches`).
 
@@ -26,18 +31,18 @@ Examples
 >>> t = pa.table({
 ...     "vkey": [7, 7, 9],
 ...     "ts": pa.array([0, 1_000_000, 3_600_000_000], pa.timestamp("us", "UTC")),
-...     "speed_mps": [10.0, None, 30.0], "accel_long_mps2": [3.0, 0.0, -0.5],
+...     "speed_mps": [10.0, None, 30.0], "accel_long_mps2": [3.0, 2.6, -0.5],
 ...     "accel_lat_mps2": [0.0, 0.0, 0.0], "following_distance_m": [None, None, 20.0],
 ...     "lane_offset_m": [0.1, None, 0.7]})
->>> out = motion_pass(t.to_batches()[0], PassLimits(0.5, 22.2, 2.2, 2.2, 3.4))
->>> part, cand = split_pass(pa.Table.from_batches([out]))
+>>> out = motion_pass(t.to_batches()[0], PassLimits(0.5, 22.2, 2.5, 2.5, 3.9, 1.5))
+>>> part, harsh = split_pass(pa.Table.from_batches([out]))
 >>> part[["vkey", "hour", "samples", "speed_n", "moving_s", "max_speed", "lane_dep_n"]]
    vkey  hour  samples  speed_n  moving_s  max_speed  lane_dep_n
 0     7     0        2        1        1       10.0           0
 1     9     1        1        1        1       30.0           1
->>> cand
-   vkey  ts_us  hour  acc  lat
-0     7      0     0  3.0  0.0
+>>> harsh
+   vkey  ts_us   ts_end  hour  kind
+0     7      0  1000000     0     0
 """
 
 from __future__ import annotations
@@ -53,10 +58,12 @@ from numba import jit
 
 __all__ = [
     "COUNT_COLUMNS",
+    "HARSH_KINDS",
     "MOTION_COLUMNS",
     "PARTIAL_COLUMNS",
     "PASS_SCHEMA",
     "PassLimits",
+    "event_starts",
     "motion_pass",
     "motion_pass_batches",
     "split_pass",
@@ -134,18 +141,21 @@ _NF = len(PARTIAL_COLUMNS)
 ) = range(_NF)
 _HOUR_US = 3_600_000_000
 #: one Arrow schema for both outputs of a batch (Spark's ``mapInArrow`` returns one schema):
-#: partial rows have ``ts_us``, ``acc`` and ``lat`` null and :data:`PARTIAL_COLUMNS` in
-#: ``agg``; candidate rows have ``agg`` null
+#: partial rows have ``ts_us``, ``ts_end`` and ``kind`` null and :data:`PARTIAL_COLUMNS` in
+#: ``agg``; harsh intervals have ``agg`` null, the times of their first and last fix
+#: (epoch microseconds), the hour of the first and their kind (:data:`HARSH_KINDS`)
 PASS_SCHEMA = pa.schema(
     [
         ("vkey", pa.int64()),
         ("hour", pa.int64()),
         ("ts_us", pa.int64()),
-        ("acc", pa.float64()),
-        ("lat", pa.float64()),
+        ("ts_end", pa.int64()),
+        ("kind", pa.int64()),
         ("agg", pa.list_(pa.float64())),
     ]
 )
+#: harsh-event kinds, by their code in ``kind``
+HARSH_KINDS = ("acc", "brk", "cor")
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -155,13 +165,21 @@ _T = TypeVar("_T", bound=np.generic)
 
 
 class PassLimits(NamedTuple):
-    """Thresholds the pass applies (m/s, m/s²); the harsh ones are the lowest of any class."""
+    """Thresholds the pass applies (m/s, m/s², s).
+
+    The harsh thresholds are those of vehicles without their own: ``vehicle_keys`` (sorted
+    ``vkey`` values) have theirs in the rows of ``vehicle_thresholds`` (accel, brake,
+    lateral).
+    """
 
     moving_mps: float
     highway_mps: float
-    lo_accel_mps2: float
-    lo_brake_mps2: float
-    lo_lateral_mps2: float
+    accel_mps2: float
+    brake_mps2: float
+    lateral_mps2: float
+    event_gap_s: float
+    vehicle_keys: IntArray = np.zeros(0, np.int64)
+    vehicle_thresholds: FloatArray = np.zeros((0, 3))
 
 
 # ----------------------------------------------------------------------------- kernel
@@ -239,18 +257,28 @@ def _pass_py(
     fd_v: ByteArray,
     lane: FloatArray,
     lane_v: ByteArray,
+    th_key: IntArray,
+    th_acc: FloatArray,
+    th_brk: FloatArray,
+    th_lat: FloatArray,
     moving: float,
     highway: float,
-    lo_acc: float,
-    lo_brk: float,
-    lo_lat: float,
-) -> tuple[IntArray, IntArray, FloatArray, IntArray, FloatArray, FloatArray]:
-    """One batch: partial aggregates per (vehicle key, hour) and the harsh candidates.
+    def_acc: float,
+    def_brk: float,
+    def_lat: float,
+    gap_us: int,
+) -> tuple[IntArray, IntArray, FloatArray, IntArray, IntArray, IntArray, IntArray]:
+    """One batch: partial aggregates per (vehicle key, hour) and the harsh intervals.
 
     Returns the groups' keys and hours, their accumulators (groups x fields), and the
-    candidates' rows and accelerations (NaN where null).  Rows are taken in runs of one (key, hour); a run adds up in local
-    variables, then to its group's row (a group may come back in a later run).  Validity
-    bitmaps start at bit 0 of the batch; an empty one means no nulls.
+    harsh intervals' keys, first and last fix times and kinds (0 accel, 1 brake, 2 corner).
+    Rows are taken in runs of one (key, hour); a run adds up in local variables, then to
+    its group's row (a group may come back in a later run).  A fix beyond its vehicle's
+    threshold of a kind (``th_*`` of ``th_key``, sorted; the ``def_*`` ones for a vehicle
+    not listed) extends the open interval of that kind when it follows it in the batch,
+    for the same vehicle, no earlier than its last fix and at most ``gap_us`` after it;
+    otherwise it opens a new one.  Validity bitmaps start at bit 0 of the batch; an empty
+    one means no nulls.
     """
     n = ts.shape[0]
     start, keys, hours = _runs(key, ts)
@@ -259,16 +287,28 @@ def _pass_py(
     out = np.zeros((n_g, _NF), np.float64)
     for q in range(n_g):
         out[q, _MAX_SPEED] = -np.inf
-    cand = np.empty(n, np.int64)
-    cand_a = np.empty(n, np.float64)
-    cand_y = np.empty(n, np.float64)
-    n_c = 0
+    ev_key = np.empty(3 * n, np.int64)
+    ev_first = np.empty(3 * n, np.int64)
+    ev_last = np.empty(3 * n, np.int64)
+    ev_kind = np.empty(3 * n, np.int64)
+    n_e = 0
+    o_open = np.zeros(3, np.bool_)
+    o_key = np.zeros(3, np.int64)
+    o_first = np.zeros(3, np.int64)
+    o_last = np.zeros(3, np.int64)
     no_spd_nulls = spd_v.shape[0] == 0
     no_acc_nulls = acc_v.shape[0] == 0
     no_lat_nulls = lat_v.shape[0] == 0
     no_fd_nulls = fd_v.shape[0] == 0
     no_lane_nulls = lane_v.shape[0] == 0
+    n_th = th_key.shape[0]
     for j in range(keys.shape[0]):
+        k = keys[j]
+        t = np.searchsorted(th_key, k)
+        if t < n_th and th_key[t] == k:
+            t_acc, t_brk, t_lat = th_acc[t], th_brk[t], th_lat[t]
+        else:
+            t_acc, t_brk, t_lat = def_acc, def_brk, def_lat
         speed_n = moving_s = speed_sum = mv_sum = mv_sq = highway_s = 0.0
         acc_sum = acc_n = lat_sum = lat_n = fd_sum = fd_n = radar_n = short_n = 0.0
         lane_sum = lane_sq = lane_n = lane_dep = 0.0
@@ -307,7 +347,7 @@ def _pass_py(
                 fd_n += 1.0
                 if has_spd and v > 5.0:
                     radar_n += 1.0
-                    if d / v < 1.0:  # headway under 1 s
+                    if d < v:  # headway d / v under 1 s (the same test for v > 0)
                         short_n += 1.0
             if no_lane_nulls or (lane_v[byte] & bit) != 0:
                 x = lane[i]
@@ -316,11 +356,32 @@ def _pass_py(
                 lane_n += 1.0
                 if abs(x) > 0.5:
                     lane_dep += 1.0
-            if (has_acc and (a > lo_acc or a < -lo_brk)) or (has_lat and abs(y) > lo_lat):
-                cand[n_c] = i
-                cand_a[n_c] = a if has_acc else np.nan
-                cand_y[n_c] = y if has_lat else np.nan
-                n_c += 1
+            f_acc = has_acc and a > t_acc  # NaN compares False
+            f_brk = has_acc and a < -t_brk
+            f_cor = has_lat and abs(y) > t_lat
+            if f_acc or f_brk or f_cor:
+                ti = ts[i]
+                for kind in range(3):
+                    if not (f_acc if kind == 0 else (f_brk if kind == 1 else f_cor)):
+                        continue
+                    if (
+                        o_open[kind]
+                        and o_key[kind] == k
+                        and o_last[kind] <= ti
+                        and ti - o_last[kind] <= gap_us
+                    ):
+                        o_last[kind] = ti
+                        continue
+                    if o_open[kind]:
+                        ev_key[n_e] = o_key[kind]
+                        ev_first[n_e] = o_first[kind]
+                        ev_last[n_e] = o_last[kind]
+                        ev_kind[n_e] = kind
+                        n_e += 1
+                    o_open[kind] = True
+                    o_key[kind] = k
+                    o_first[kind] = ti
+                    o_last[kind] = ti
         g = group[j]
         out[g, _SAMPLES] += start[j + 1] - start[j]
         out[g, _SPEED_N] += speed_n
@@ -342,7 +403,43 @@ def _pass_py(
         out[g, _LANE_SQ] += lane_sq
         out[g, _LANE_N] += lane_n
         out[g, _LANE_DEP] += lane_dep
-    return keys[first], hours[first], out, cand[:n_c], cand_a[:n_c], cand_y[:n_c]
+    for kind in range(3):
+        if o_open[kind]:
+            ev_key[n_e] = o_key[kind]
+            ev_first[n_e] = o_first[kind]
+            ev_last[n_e] = o_last[kind]
+            ev_kind[n_e] = kind
+            n_e += 1
+    return (
+        keys[first],
+        hours[first],
+        out,
+        ev_key[:n_e],
+        ev_first[:n_e],
+        ev_last[:n_e],
+        ev_kind[:n_e],
+    )
+
+
+def _event_starts_py(
+    kind: IntArray, key: IntArray, first: IntArray, last: IntArray, gap_us: int
+) -> BoolArray:
+    """Which harsh intervals start an event, given intervals sorted by (kind, key, first).
+
+    An interval starts one when it is the first of its (kind, key) or begins more than
+    ``gap_us`` after the latest fix of the intervals before it.
+    """
+    n = kind.shape[0]
+    out = np.empty(n, np.bool_)
+    reach = np.int64(0)
+    for i in range(n):
+        if i == 0 or kind[i] != kind[i - 1] or key[i] != key[i - 1] or first[i] - reach > gap_us:
+            out[i] = True
+            reach = last[i]
+        else:
+            out[i] = False
+            reach = max(reach, last[i])
+    return out
 
 
 _PassFn = Callable[
@@ -359,13 +456,18 @@ _PassFn = Callable[
         ByteArray,
         FloatArray,
         ByteArray,
+        IntArray,
+        FloatArray,
+        FloatArray,
+        FloatArray,
         float,
         float,
         float,
         float,
         float,
+        int,
     ],
-    tuple[IntArray, IntArray, FloatArray, IntArray, FloatArray, FloatArray],
+    tuple[IntArray, IntArray, FloatArray, IntArray, IntArray, IntArray, IntArray],
 ]
 
 _slot: Callable[[int, int, int], int] = jit(cache=True, nogil=True)(_slot_py)
@@ -378,19 +480,33 @@ _groups: Callable[[IntArray, IntArray], tuple[IntArray, IntArray]] = jit(cache=T
 
 
 def _signature() -> tuple[Any, ...]:
-    """Argument types of :func:`_pass`: read-only arrays (Arrow buffers), then floats."""
+    """Argument types of :func:`_pass`: read-only arrays, then the limits.
+
+    The arrays are the Arrow buffers of a batch and the vehicles' thresholds.
+    """
     from numba import types
 
     def ro(t: Any) -> Any:
         return types.Array(t, 1, "C", readonly=True)
 
     cols = (ro(types.float64), ro(types.uint8)) * 5
-    return (ro(types.int64), ro(types.int64), *cols, *(types.float64,) * 5)
+    th = (ro(types.int64), *(ro(types.float64),) * 3)
+    return (ro(types.int64), ro(types.int64), *cols, *th, *(types.float64,) * 5, types.int64)
+
+
+def _starts_signature() -> tuple[Any, ...]:
+    from numba import types
+
+    arr = types.Array(types.int64, 1, "C")
+    return (arr, arr, arr, arr, types.int64)
 
 
 # compiled (or loaded from numba's on-disk cache) when the module is imported, like an
 # extension module's code, for the one signature the Arrow glue passes
 _pass: _PassFn = jit(_signature(), cache=True, nogil=True)(_pass_py)
+_event_starts: Callable[[IntArray, IntArray, IntArray, IntArray, int], BoolArray] = jit(
+    _starts_signature(), cache=True, nogil=True
+)(_event_starts_py)
 
 
 # ----------------------------------------------------------------------------- Arrow glue
@@ -438,7 +554,7 @@ def _int64(arr: pa.Array, name: str) -> IntArray:
 
 
 def motion_pass(batch: pa.RecordBatch, lim: PassLimits) -> pa.RecordBatch:
-    """Partial aggregates per (vehicle, hour) and harsh candidates of one batch of motion.
+    """Partial aggregates per (vehicle, hour) and harsh intervals of one batch of motion.
 
     Parameters
     ----------
@@ -452,12 +568,13 @@ def motion_pass(batch: pa.RecordBatch, lim: PassLimits) -> pa.RecordBatch:
     -------
     pyarrow.RecordBatch
         :data:`PASS_SCHEMA`: one row per (vkey, hour) with :data:`PARTIAL_COLUMNS`, then
-        one row per candidate fix with ``ts_us`` (epoch microseconds), ``acc`` and ``lat``.
+        one row per harsh interval.
     """
     key = _int64(_column(batch, "vkey"), "vkey")
     ts = _int64(_column(batch, "ts"), "ts")
     cols = [_values(_column(batch, c)) for c in MOTION_COLUMNS[2:]]
-    g_key, g_hour, agg, cand, cand_a, cand_y = _pass(
+    th = np.asarray(lim.vehicle_thresholds, np.float64).reshape(-1, 3)
+    g_key, g_hour, agg, e_key, e_first, e_last, e_kind = _pass(
         _ro(key),
         _ro(ts),
         _ro(cols[0][0]),
@@ -470,22 +587,26 @@ def motion_pass(batch: pa.RecordBatch, lim: PassLimits) -> pa.RecordBatch:
         _ro(cols[3][1]),
         _ro(cols[4][0]),
         _ro(cols[4][1]),
+        _ro(np.asarray(lim.vehicle_keys, np.int64)),
+        _ro(th[:, 0]),
+        _ro(th[:, 1]),
+        _ro(th[:, 2]),
         float(lim.moving_mps),
         float(lim.highway_mps),
-        float(lim.lo_accel_mps2),
-        float(lim.lo_brake_mps2),
-        float(lim.lo_lateral_mps2),
+        float(lim.accel_mps2),
+        float(lim.brake_mps2),
+        float(lim.lateral_mps2),
+        round(lim.event_gap_s * 1_000_000),
     )
-    n, m = len(g_key), len(cand)
-    ct = ts[cand]
+    n, m = len(g_key), len(e_key)
     part_null = np.concatenate((np.ones(n, np.bool_), np.zeros(m, np.bool_)))
+    pad = np.zeros(n, np.int64)
     arrays: list[pa.Array] = [
-        pa.array(np.concatenate((g_key, key[cand]))),
-        pa.array(np.concatenate((g_hour, ct // _HOUR_US))),
-        pa.array(np.concatenate((np.zeros(n, np.int64), ct)), mask=part_null),
+        pa.array(np.concatenate((g_key, e_key))),
+        pa.array(np.concatenate((g_hour, e_first // _HOUR_US))),
     ]
-    for v in (cand_a, cand_y):  # NaN: null, on the partial rows too
-        arrays.append(pa.array(np.concatenate((np.full(n, np.nan), v)), from_pandas=True))
+    for v in (e_first, e_last, e_kind):  # null on the partial rows
+        arrays.append(pa.array(np.concatenate((pad, v)), mask=part_null))
     offsets = np.concatenate(
         (np.arange(n + 1, dtype=np.int32) * _NF, np.full(m, n * _NF, np.int32))
     )
@@ -513,8 +634,8 @@ def motion_pass_batches(
 def split_pass(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Partial rows and candidate rows of the pass's output, as frames.
 
-    Returns ``vkey``, ``hour`` and :data:`PARTIAL_COLUMNS` (counts as int64); and
-    ``vkey``, ``ts_us``, ``hour``, ``acc``, ``lat`` (NaN where null).
+    Returns ``vkey``, ``hour`` and :data:`PARTIAL_COLUMNS` (counts as int64); and the
+    harsh intervals' ``vkey``, ``ts_us``, ``ts_end``, ``hour`` and ``kind``.
     """
     parts: list[FloatArray] = []
     is_part: list[BoolArray] = []
@@ -530,16 +651,38 @@ def split_pass(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
     key, hour = _ints(table, "vkey"), _ints(table, "hour")
     p.insert(0, "hour", hour[part])
     p.insert(0, "vkey", key[part])
-    candidates = pd.DataFrame(
+    intervals = pd.DataFrame(
         {
             "vkey": key[cand],
             "ts_us": _ints(table, "ts_us")[cand],
+            "ts_end": _ints(table, "ts_end")[cand],
             "hour": hour[cand],
-            "acc": _floats(table, "acc")[cand],
-            "lat": _floats(table, "lat")[cand],
+            "kind": _ints(table, "kind")[cand],
         }
     )
-    return p, candidates
+    return p, intervals
+
+
+def event_starts(
+    kind: IntArray, key: IntArray, first: IntArray, last: IntArray, gap_s: float
+) -> BoolArray:
+    """Which harsh intervals start an event, for intervals sorted by (kind, key, first).
+
+    An event is a maximal chain of a vehicle's fixes of one kind with no gap longer than
+    ``gap_s``; the intervals of the pass are pieces of such chains (from any batches, in
+    any order), so an interval starts an event when it begins more than ``gap_s`` after
+    every fix of the intervals before it.
+
+    Examples
+    --------
+    >>> s = 1_000_000  # microseconds
+    >>> z = lambda *v: np.array(v, np.int64)
+    >>> first, last = z(0, 1 * s, 5 * s, 9 * s), z(2 * s, 3 * s, 5 * s, 9 * s)
+    >>> event_starts(z(0, 0, 0, 0), z(1, 1, 1, 2), first, last, 1.5).tolist()
+    [True, False, True, True]
+    """
+    k, v, f, e = (np.ascontiguousarray(a, np.int64) for a in (kind, key, first, last))
+    return _event_starts(k, v, f, e, round(gap_s * 1_000_000))
 
 
 def _validity(arr: pa.Array) -> BoolArray:
@@ -559,9 +702,3 @@ def _ints(table: pa.Table, name: str) -> IntArray:
         for c in table.column(name).chunks
     ]
     return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-
-def _floats(table: pa.Table, name: str) -> FloatArray:
-    """A float64 column's values, NaN where null."""
-    out = [c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks]
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

@@ -8,6 +8,7 @@ being computed — the shape a data lake would give it — and hands its (small)
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +45,14 @@ class Engine(ABC):
     @abstractmethod
     def execute(self, expr: Any) -> pd.DataFrame:
         """Run ``expr``; timestamps come back tz-aware UTC, dates as ``datetime64``."""
+
+    def execute_later(self, expr: Any) -> Callable[[], pd.DataFrame]:
+        """Start running ``expr``; the returned function waits for its :meth:`execute` frame.
+
+        Lets an engine run a query while the caller works on something else; by default it
+        runs when its result is asked for.
+        """
+        return functools.partial(self.execute, expr)
 
     @abstractmethod
     def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
@@ -91,6 +100,7 @@ _IBIS_TYPES = {
 }
 
 
+@functools.cache
 def contract_schema(table: str) -> Any:
     """The Ibis schema of a canonical table, from its contract."""
     import ibis
@@ -127,6 +137,26 @@ class DuckDBEngine(Engine):
 
         sql = ibis.to_sql(expr, dialect="duckdb")
         return self._normalise(self.con.sql(str(sql)).to_arrow_table().to_pandas())
+
+    def execute_later(self, expr: Any) -> Callable[[], pd.DataFrame]:
+        """Run ``expr`` in a thread of its own, on its own cursor (DuckDB releases the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import ibis
+
+        sql = str(ibis.to_sql(expr, dialect="duckdb"))
+        cur = self.con.cursor()
+
+        def run() -> pd.DataFrame:
+            try:
+                return self._normalise(cur.sql(sql).to_arrow_table().to_pandas())
+            finally:
+                cur.close()
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb-query")
+        future = pool.submit(run)
+        pool.shutdown(wait=False)
+        return future.result
 
     def map_batches(self, expr: Any, fn: BatchFn, schema: Any, *, split: str | None = None) -> Any:
         """``fn`` in this process over DuckDB's streams of record batches.
