@@ -18,6 +18,7 @@ from autopersona.delivery.hotpath import (
     WarehouseApplier,
     dead_row,
     encode_results,
+    replay_audits,
 )
 from autopersona.delivery.journal import Journal, JournalError
 from autopersona.delivery.outbox import DuckDBOutbox, OutboxMessage
@@ -224,3 +225,25 @@ def test_journal_files_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "j").stat().st_mode) == 0o700
     modes = {stat.S_IMODE(p.stat().st_mode) for p in _segments(tmp_path / "j")}
     assert modes == {0o600}
+
+
+def test_journaled_audits_reach_the_vault_once(tmp_path: Path) -> None:
+    """Audit records written ahead (the dispatcher's) are appended to the vault's audit table
+    on replay, with the vault's own position: a second replay adds nothing."""
+    import orjson
+
+    from autopersona.privacy.pseudo import AUDIT_TABLE, Vault
+
+    vault = Vault(tmp_path / "vault.duckdb")
+    j = Journal(tmp_path / "journal", sync=False)
+    row = (T0, "live:w1", "delivery:head_unit", "vin", "0123456789abcdef", True)
+    j.append(b"A", orjson.dumps([row, row]))
+    j.append(BATCH, _record(0).encode())  # the warehouse's record: not the vault's business
+    j.append(b"A", orjson.dumps([row]))
+    assert replay_audits(j, vault, "w1") == 3
+    assert replay_audits(j, vault, "w1") == 0
+    assert vault.journal_position("w1") == j.position
+    got = vault.con.execute(f"SELECT read_at, actor, purpose, kind, found FROM {AUDIT_TABLE}")
+    assert got.fetchall() == [(T0, "live:w1", "delivery:head_unit", "vin", True)] * 3
+    j.close()
+    vault.close()

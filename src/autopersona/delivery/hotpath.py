@@ -56,6 +56,7 @@ __all__ = [
     "dead_row",
     "decode_results",
     "encode_results",
+    "replay_audits",
 ]
 
 #: record kinds: a batch's rows, re-identification audits, send results
@@ -355,3 +356,21 @@ class WarehouseApplier:
         if todo or results or last != start:
             self.apply(todo, last, results)
         return n
+
+
+def replay_audits(journal: Journal, vault: Any, source: str) -> int:
+    """Append to ``vault`` the audit records past its position for ``source``; returns rows.
+
+    The rows and the new position are written in one vault transaction
+    (:meth:`autopersona.privacy.pseudo.Vault.append_audit`), so each lands once.
+    """
+    start = vault.journal_position(source)
+    rows: list[Any] = []
+    last = start
+    for pos, kind, body in journal.records(start):
+        last = pos
+        if kind == AUDIT:
+            rows.extend((datetime.fromisoformat(r[0]), *r[1:]) for r in orjson.loads(body))
+    if last != start:
+        vault.append_audit(rows, source=source, position=last)
+    return len(rows)

@@ -96,6 +96,7 @@ from autopersona.delivery.hotpath import (
     WarehouseApplier,
     dead_row,
     encode_results,
+    replay_audits,
 )
 from autopersona.delivery.journal import Journal
 from autopersona.delivery.mqtt import MqttConsumer
@@ -839,9 +840,8 @@ class LiveEngine(MqttConsumer[LiveStats]):
             self.stats.sent += rep.sent
             self.stats.retried += rep.retried
             self.stats.dead += rep.dead
-        if pos is not None:
-            low = applier.applied() if vault is None else pos
-            journal.release(low)
+        if pos is not None:  # both stores hold everything up to pos now
+            journal.release(pos)
 
     def _recover_journal(self) -> None:
         """Apply what the journal holds past each store's position; prime the duplicate filter."""
@@ -856,18 +856,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
             self.journal.continue_from(applied)
             n = applier.replay(self.journal)
             if self.resolver is not None:
-                vault = self.resolver.vault
-                start = vault.journal_position(self.worker_id)
-                rows: list[Any] = []
-                last = start
-                for pos, kind, body in self.journal.records(start):
-                    last = pos
-                    if kind == AUDIT:
-                        rows.extend(
-                            (datetime.fromisoformat(r[0]), *r[1:]) for r in orjson.loads(body)
-                        )
-                if last != start:
-                    vault.append_audit(rows, source=self.worker_id, position=last)
+                replay_audits(self.journal, self.resolver.vault, self.worker_id)
             if n:
                 log.info("applied %d journal records of a previous run of %s", n, self.worker_id)
             recent = outbox.con.execute(
