@@ -244,6 +244,25 @@ def _groups_py(keys: IntArray, hours: IntArray) -> tuple[IntArray, IntArray]:
     return group, first[:n_g]
 
 
+def _emit_py(
+    ev_key: IntArray,
+    ev_first: IntArray,
+    ev_last: IntArray,
+    ev_kind: IntArray,
+    n_e: int,
+    key: int,
+    first: int,
+    last: int,
+    kind: int,
+) -> int:
+    """Write a closed harsh-event interval at ``n_e``; returns the next free index."""
+    ev_key[n_e] = key
+    ev_first[n_e] = first
+    ev_last[n_e] = last
+    ev_kind[n_e] = kind
+    return n_e + 1
+
+
 def _pass_py(
     key: IntArray,
     ts: IntArray,
@@ -373,11 +392,10 @@ def _pass_py(
                         o_last[kind] = ti
                         continue
                     if o_open[kind]:
-                        ev_key[n_e] = o_key[kind]
-                        ev_first[n_e] = o_first[kind]
-                        ev_last[n_e] = o_last[kind]
-                        ev_kind[n_e] = kind
-                        n_e += 1
+                        n_e = _emit(
+                            ev_key, ev_first, ev_last, ev_kind, n_e,
+                            o_key[kind], o_first[kind], o_last[kind], kind,
+                        )  # fmt: skip
                     o_open[kind] = True
                     o_key[kind] = k
                     o_first[kind] = ti
@@ -405,11 +423,10 @@ def _pass_py(
         out[g, _LANE_DEP] += lane_dep
     for kind in range(3):
         if o_open[kind]:
-            ev_key[n_e] = o_key[kind]
-            ev_first[n_e] = o_first[kind]
-            ev_last[n_e] = o_last[kind]
-            ev_kind[n_e] = kind
-            n_e += 1
+            n_e = _emit(
+                ev_key, ev_first, ev_last, ev_kind, n_e,
+                o_key[kind], o_first[kind], o_last[kind], kind,
+            )  # fmt: skip
     return (
         keys[first],
         hours[first],
@@ -471,6 +488,7 @@ _PassFn = Callable[
 ]
 
 _slot: Callable[[int, int, int], int] = jit(cache=True, nogil=True)(_slot_py)
+_emit: Callable[..., int] = jit(cache=True, nogil=True)(_emit_py)
 _runs: Callable[[IntArray, IntArray], tuple[IntArray, IntArray, IntArray]] = jit(
     cache=True, nogil=True
 )(_runs_py)
