@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "dumps_bytes"]
+__all__ = ["dumps", "dumps_bytes", "json_default"]
 
 _OPTS = (
     orjson.OPT_SORT_KEYS
@@ -28,7 +28,8 @@ _OPTS = (
 )
 
 
-def _default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """Orjson's fallback: a float subclass as a float, anything else unknown as its ``str``."""
     if isinstance(obj, float):
         return float(obj)
     return str(obj)
@@ -37,7 +38,7 @@ def _default(obj: Any) -> Any:
 def dumps_bytes(obj: Any) -> bytes:
     """``obj`` as sorted, compact JSON (UTF-8 bytes)."""
     try:
-        return orjson.dumps(obj, default=_default, option=_OPTS)
+        return orjson.dumps(obj, default=json_default, option=_OPTS)
     except orjson.JSONEncodeError:
         text = json.dumps(obj, default=str, sort_keys=True, separators=(",", ":"))
         return text.encode("utf-8")

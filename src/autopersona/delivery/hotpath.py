@@ -27,7 +27,6 @@ with the vault's own applied position (``vault_journal`` in the vault).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +36,8 @@ import orjson
 import pyarrow as pa
 
 from autopersona.delivery._arrow import INT, STR, TS, rows_table
-from autopersona.delivery.outbox import OutboxMessage
+from autopersona.delivery._json import json_default
+from autopersona.delivery.outbox import OutboxMessage, dead_letter_fields
 from autopersona.strategy.decision import DECISION_COLUMNS, DECISIONS_TABLE, Decision
 
 if TYPE_CHECKING:
@@ -68,12 +68,6 @@ JOURNAL_TABLE = "live_journal"
 _ENCODE = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return float(obj)
-    return str(obj)
-
-
 @dataclass(frozen=True)
 class LedgerRow:
     """One processed event (a ``live_events`` row without worker and processing time)."""
@@ -99,9 +93,8 @@ class DeadRow:
 
 
 def dead_row(topic: str | None, reason: str, payload: bytes, received_at: datetime) -> DeadRow:
-    """A refused event's row (the first 4 KiB of its payload, decoded leniently)."""
-    text = payload[:4096].decode("utf-8", errors="replace")
-    return DeadRow(uuid.uuid4().hex, topic, reason, len(payload), text, received_at)
+    """A refused event's row (:func:`autopersona.delivery.outbox.dead_letter_fields`)."""
+    return DeadRow(*dead_letter_fields(topic, reason, payload, received_at))
 
 
 @dataclass
@@ -120,7 +113,7 @@ class BatchRecord:
 
     def encode(self) -> bytes:
         """The record as JSON (orjson writes the dataclasses itself; keys sorted)."""
-        return orjson.dumps(self, default=_default, option=_ENCODE)
+        return orjson.dumps(self, default=json_default, option=_ENCODE)
 
     @classmethod
     def decode(cls, raw: bytes) -> BatchRecord:

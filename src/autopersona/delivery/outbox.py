@@ -77,6 +77,7 @@ __all__ = [
     "OutboxMessage",
     "PostgresOutbox",
     "SendResult",
+    "dead_letter_fields",
     "open_outbox",
 ]
 
@@ -181,6 +182,21 @@ class SendResult:
     def too_late(cls, not_after: datetime) -> SendResult:
         """The message expired before it could be sent."""
         return cls(ok=False, error=f"expired: not sent by {not_after.isoformat()}", expired=True)
+
+
+def dead_letter_fields(
+    topic: str | None, reason: str, payload: bytes, received_at: datetime
+) -> tuple[str, str | None, str, int, str, datetime]:
+    """An ``event_dead_letters`` row for a refused inbound event.
+
+    A new id, the topic, the reason, the payload's size and its first 4 KiB (decoded
+    leniently), the arrival time.
+
+    >>> dead_letter_fields("t", "bad", b"{", datetime(2026, 1, 1, tzinfo=UTC))[2:5]
+    ('bad', 1, '{')
+    """
+    text = payload[:4096].decode("utf-8", errors="replace")
+    return (uuid.uuid4().hex, topic, reason, len(payload), text, received_at)
 
 
 class Outbox(SchemaStore):
@@ -461,13 +477,11 @@ class Outbox(SchemaStore):
         self, topic: str | None, reason: str, payload: bytes, *, received_at: datetime | None = None
     ) -> str:
         """Keep a refused inbound event (first 4 KiB, decoded leniently) with the reason."""
-        ident = uuid.uuid4().hex
-        text = payload[:4096].decode("utf-8", errors="replace")
+        row = dead_letter_fields(topic, reason, payload, _utc(received_at) or _now())
         self._execute(
-            self._sql("INSERT INTO {s}.event_dead_letters VALUES (?, ?, ?, ?, ?, ?)"),
-            [ident, topic, reason, len(payload), text, _utc(received_at) or _now()],
+            self._sql("INSERT INTO {s}.event_dead_letters VALUES (?, ?, ?, ?, ?, ?)"), list(row)
         )
-        return ident
+        return row[0]
 
     # ----------------------------------------------------------- reads
     def counts(self) -> dict[str, int]:
