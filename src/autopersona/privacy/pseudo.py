@@ -53,7 +53,7 @@ import contextlib
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -302,6 +302,11 @@ class Vault:
                 read_at TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL, purpose VARCHAR NOT NULL,
                 kind VARCHAR, pseudonym_fingerprint VARCHAR NOT NULL, found BOOLEAN NOT NULL)"""
         )
+        # journal positions whose audit rows are stored (the live engine's audit records)
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS vault_journal (source VARCHAR PRIMARY KEY, "
+            "position BIGINT NOT NULL)"
+        )
 
     def close(self) -> None:
         """Write what is pending and close the vault."""
@@ -383,34 +388,22 @@ class Vault:
         if not pseudonyms:
             return []
         self.flush()
-        distinct = list(dict.fromkeys(pseudonyms))
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            rows = con.execute(
-                f"SELECT pseudonym, kind, value FROM {MAP_TABLE} "
-                "WHERE pseudonym IN (SELECT unnest(?::VARCHAR[]))",
-                [distinct],
-            ).fetchall()
-            found = {str(ps): (kind, str(value)) for ps, kind, value in rows}
-            fingerprints = {ps: _fingerprint(ps) for ps in distinct}
-            kinds = [found[ps][0] if ps in found else None for ps in pseudonyms]
-            con.execute(
-                f"INSERT INTO {AUDIT_TABLE} SELECT ?::TIMESTAMPTZ, ?, ?, "
-                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BOOLEAN[])",
+        at = datetime.now(UTC)
+        with self._transaction():
+            found = self._lookup(pseudonyms)
+            self._insert_audit(
                 [
-                    datetime.now(UTC),
-                    actor,
-                    purpose,
-                    kinds,
-                    [fingerprints[ps] for ps in pseudonyms],
-                    [ps in found for ps in pseudonyms],
-                ],
+                    (
+                        at,
+                        actor,
+                        purpose,
+                        found[ps][0] if ps in found else None,
+                        _fingerprint(ps),
+                        ps in found,
+                    )
+                    for ps in pseudonyms
+                ]
             )
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
         return [found[ps][1] if ps in found else None for ps in pseudonyms]
 
     def lookup_many(self, pseudonyms: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -423,12 +416,7 @@ class Vault:
         if not pseudonyms:
             return {}
         self.flush()
-        rows = self.con.execute(
-            f"SELECT pseudonym, kind, value FROM {MAP_TABLE} "
-            "WHERE pseudonym IN (SELECT unnest(?::VARCHAR[]))",
-            [list(dict.fromkeys(pseudonyms))],
-        ).fetchall()
-        return {str(ps): (str(kind), str(value)) for ps, kind, value in rows}
+        return self._lookup(pseudonyms)
 
     def append_audit(
         self, rows: Sequence[AuditRow], *, source: str | None = None, position: int | None = None
@@ -438,46 +426,53 @@ class Vault:
         ``source`` names the journal (its worker); ``position`` is stored in
         ``vault_journal`` in the same transaction, so each journaled row lands once.
         """
-        con = self.con
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS vault_journal (source VARCHAR PRIMARY KEY, "
-            "position BIGINT NOT NULL)"
-        )
-        con.execute("BEGIN TRANSACTION")
-        try:
-            if rows:
-                import pyarrow as pa
-
-                cols = list(zip(*rows, strict=True))
-                types = [pa.timestamp("us", tz="UTC"), pa.string(), pa.string(), pa.string(),
-                         pa.string(), pa.bool_()]  # fmt: skip
-                _ap_vault_audit = pa.table(
-                    [pa.array(c, type=t) for c, t in zip(cols, types, strict=True)],
-                    names=["read_at", "actor", "purpose", "kind", "fp", "found"],
-                )
-                con.execute(f"INSERT INTO {AUDIT_TABLE} SELECT * FROM _ap_vault_audit")
+        with self._transaction():
+            self._insert_audit(rows)
             if source is not None and position is not None:
-                con.execute(
+                self.con.execute(
                     "INSERT INTO vault_journal VALUES (?, ?) ON CONFLICT (source) DO UPDATE "
                     "SET position = excluded.position",
                     [source, int(position)],
                 )
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
 
     def journal_position(self, source: str) -> int:
         """The journal position of ``source`` whose audit rows are stored (0: none)."""
-        con = self.con
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS vault_journal (source VARCHAR PRIMARY KEY, "
-            "position BIGINT NOT NULL)"
-        )
-        rows = con.execute(
+        rows = self.con.execute(
             "SELECT position FROM vault_journal WHERE source = ?", [source]
         ).fetchall()
         return int(rows[0][0]) if rows else 0
+
+    def _lookup(self, pseudonyms: Sequence[str]) -> dict[str, tuple[str, str]]:
+        rows = self.con.execute(
+            f"SELECT pseudonym, kind, value FROM {MAP_TABLE} "
+            "WHERE pseudonym IN (SELECT unnest(?::VARCHAR[]))",
+            [list(dict.fromkeys(pseudonyms))],
+        ).fetchall()
+        return {str(ps): (str(kind), str(value)) for ps, kind, value in rows}
+
+    def _insert_audit(self, rows: Sequence[AuditRow]) -> None:
+        if not rows:
+            return
+        import pyarrow as pa
+
+        cols = list(zip(*rows, strict=True))
+        types = [pa.timestamp("us", tz="UTC"), pa.string(), pa.string(), pa.string(),
+                 pa.string(), pa.bool_()]  # fmt: skip
+        _ap_vault_audit = pa.table(
+            [pa.array(c, type=t) for c, t in zip(cols, types, strict=True)],
+            names=["read_at", "actor", "purpose", "kind", "fp", "found"],
+        )
+        self.con.execute(f"INSERT INTO {AUDIT_TABLE} SELECT * FROM _ap_vault_audit")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
 
     def forget(self, identifiers: Sequence[str]) -> int:
         """Delete the mappings of these pseudonyms or clear values (erasure); returns how many."""
