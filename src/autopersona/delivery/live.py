@@ -665,10 +665,6 @@ class LiveEngine(MqttConsumer[LiveStats]):
         With a journal the warehouse trails the engine by up to ``apply_wait_s``; without
         one (or when the engine is not running) this returns at once.
         """
-        self._flush_applier(timeout)
-
-    def _flush_applier(self, timeout: float = 60.0) -> None:
-        """Wait until the applier has written everything queued so far to the warehouse."""
         if self.journal is None or not any(t.is_alive() for t in self._threads):
             return
         done = threading.Event()
@@ -687,13 +683,13 @@ class LiveEngine(MqttConsumer[LiveStats]):
             if len(fresh) == 1:
                 raise
         out: list[tuple[_Inbound, dict[str, Any], list[DecisionLike] | str]] = []
-        self._flush_applier()  # the engine reloads its state from a complete warehouse
+        self.flush()  # the engine reloads its state from a complete warehouse
         self._rolled_back()
         for b, e in fresh:
             try:
                 out.append((b, e, self._decide_all([e])[0]))
             except Exception as exc:
-                self._flush_applier()
+                self.flush()
                 self._rolled_back()
                 out.append((b, e, f"engine error: {type(exc).__name__}: {exc}"))
         return out
