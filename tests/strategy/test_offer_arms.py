@@ -1,4 +1,4 @@
-"""Offer arms chosen by Thompson sampling on the feedback, in the batch strategy run."""
+"""Offer arms chosen by Thompson sampling on the feedback, in batch and live decisions."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from typer.testing import CliRunner
 
 from autopersona.cli import app
 from autopersona.store.warehouse import Warehouse
-from autopersona.strategy import load_strategies
+from autopersona.strategy import StrategyEngine, load_strategies
 from autopersona.strategy.decision import (
     Decision,
     idempotency_key,
     read_decisions,
     write_decisions,
 )
-from autopersona.strategy.offers import arm_counts, assign_offer_arms
+from autopersona.strategy.offers import LiveOfferArms, arm_counts, assign_offer_arms
 from autopersona.strategy.spec import StrategySpec
 
-from .stratcheck import FIXTURES, fill
+from .stratcheck import FIXTURES, fill, route
 
 runner = CliRunner()
 T0 = datetime(2026, 2, 11, 9, tzinfo=UTC)
@@ -34,11 +34,13 @@ ARMS = [
 ]
 
 
-def _catalogue(tmp_path: Path, arms: list[dict[str, object]] | None = None) -> Path:
-    """The engine fixture strategies, with offer arms on ``weekly_all``."""
+def _catalogue(
+    tmp_path: Path, arms: list[dict[str, object]] | None = None, strategy: str = "weekly_all"
+) -> Path:
+    """The engine fixture strategies, with offer arms on ``strategy``."""
     data = yaml.safe_load((FIXTURES / "engine" / "strategies.yaml").read_text())
     for s in data["strategies"]:
-        if s["id"] == "weekly_all":
+        if s["id"] == strategy:
             s["offer"] = {"code": "W1", "discount_pct": 10}
             s["offer_arms"] = arms if arms is not None else ARMS
     folder = tmp_path / "cat"
@@ -173,3 +175,75 @@ def test_batch_run_cli_logs_the_chosen_arms(tmp_path: Path) -> None:
     for d in logged:
         if d not in sent:
             assert "offer_arm" not in d.offer
+
+
+def _feedback(wh: Warehouse, strategy: str, rates: dict[str, float], n: int = 200) -> None:
+    """``n`` sent messages per arm of ``strategy`` in the log, converting at ``rates``."""
+    decisions, rows = [], []
+    for j, (arm, rate) in enumerate(rates.items()):
+        for i in range(n):
+            d = dataclasses.replace(
+                _decision(j * n + i, arm, T0, {"code": "W1"}),
+                strategy_id=strategy,
+                decision_id=f"past-{arm}-{i}",
+                idempotency_key=f"past-{arm}-{i}",
+            )
+            decisions.append(d)
+            steps = ["sent"] + (["converted"] if i < round(rate * n) else [])
+            rows += [(f"{d.decision_id}-{s}", d.person_id, T0, strategy, d.decision_id, s)
+                     for s in steps]  # fmt: skip
+    write_decisions(wh.con, decisions)
+    wh.con.executemany(
+        "INSERT INTO marketing_feedback (event_id, person_id, ts, campaign_id, decision_id, "
+        "event_type) VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def test_live_arms_follow_the_feedback_refreshed_after_a_while(tmp_path: Path) -> None:
+    cat = load_strategies(_catalogue(tmp_path))
+    spec = cat.strategies["weekly_all"]
+    now = [0.0]
+    live = LiveOfferArms(cat, refresh_s=60.0, clock=lambda: now[0])
+    new = [_decision(1000 + i, None, T0, spec.offer) for i in range(300)]
+    with Warehouse(":memory:") as wh:
+        _feedback(wh, "weekly_all", {"five_off": 0.30, "twenty_off": 0.04})
+        first = live.assign(wh.con, new)
+        assert live.assign(wh.con, new) == first  # seeded by each message's key
+        # the evidence turns round; the cached posterior holds until refresh_s has passed
+        wh.con.execute("DELETE FROM marketing_feedback")
+        wh.con.execute("DELETE FROM strategy_decisions")
+        _feedback(wh, "weekly_all", {"five_off": 0.04, "twenty_off": 0.30})
+        now[0] = 59.0
+        assert live.assign(wh.con, new) == first
+        now[0] = 61.0
+        later = live.assign(wh.con, new)
+    share = [sum(d.offer["offer_arm"] == "twenty_off" for d in x) / 300 for x in (first, later)]
+    assert share[0] < 0.1 < 0.9 < share[1]
+    d = next(x for x in later if x.offer["offer_arm"] == "twenty_off")
+    assert d.offer["discount_pct"] == 20 and d.offer["code"] == "W1"
+    assert 0.9 < float(d.offer["offer_propensity"]) <= 1.0
+    # control-arm and suppressed messages keep the strategy's offer; an arm is never redrawn
+    held_out = dataclasses.replace(new[0], arm="control")
+    dropped = dataclasses.replace(new[1], status="suppressed")
+    assert live.assign(wh.con, [held_out, dropped, d]) == [held_out, dropped, d]
+
+
+def test_live_events_carry_the_arm_into_the_message_and_the_log(tmp_path: Path) -> None:
+    own = [
+        {**a, "title": "Save ${offer_discount_pct}%", "body": "Code ${offer_code}"} for a in ARMS
+    ]
+    cat = load_strategies(_catalogue(tmp_path, own, strategy="ev_route"))
+    with Warehouse(":memory:") as wh:
+        fill(wh)
+        _feedback(wh, "ev_route", {"five_off": 0.02, "twenty_off": 0.40})
+        eng = StrategyEngine(wh, cat, profile_ttl_s=0)
+        out = eng.on_event(route("V1", "2026-02-10T11:00:00Z"))
+        logged = {d.decision_id: d for d in read_decisions(wh.con)}
+    top = next(d for d in out if d.strategy_id == "ev_route")
+    assert top.status == "send"
+    pct = {"five_off": 5, "twenty_off": 20}[str(top.offer["offer_arm"])]
+    assert (top.title, top.body, top.offer["discount_pct"]) == (f"Save {pct}%", "Code W1", pct)
+    assert logged[top.decision_id].offer == top.offer  # the arm is in the decision log
+    low = next(d for d in out if d.strategy_id == "ev_route_low")
+    assert "offer_arm" not in low.offer  # a strategy without arms keeps its offer

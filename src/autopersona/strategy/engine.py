@@ -275,6 +275,9 @@ class StrategyEngine:
     profile_ttl_s
         How long the live engine keeps a loaded profile snapshot before reading it again
         (consents, caps and duplicates are always read fresh for each event).
+    offer_refresh_s
+        How long the live engine uses a strategy's offer-arm posterior before reading the
+        feedback again (:class:`autopersona.strategy.offers.LiveOfferArms`).
     """
 
     def __init__(
@@ -285,6 +288,7 @@ class StrategyEngine:
         profiles: ProfileStore | None = None,
         clock: Callable[[], datetime] | None = None,
         profile_ttl_s: float = 60.0,
+        offer_refresh_s: float = 60.0,
     ) -> None:
         from autopersona.store.profiles import open_store
 
@@ -307,6 +311,9 @@ class StrategyEngine:
         self._held: dict[str, dict[str, Decision | None]] | None = None
         self._fatigue_cache: tuple[float, FatigueGuard | None] | None = None
         self._dir: tuple[float, _Directory] | None = None
+        from autopersona.strategy.offers import LiveOfferArms
+
+        self.offers = LiveOfferArms(self.catalogue, refresh_s=offer_refresh_s)
         create_decision_table(wh.con)
 
     # ------------------------------------------------------------------ public API
@@ -330,6 +337,7 @@ class StrategyEngine:
         self._state = None
         self._held = None
         self._fatigue_cache = None
+        self.offers.invalidate()
 
     def run_batch(self, as_of: datetime, *, con: Any = None, log: bool = True) -> list[Decision]:
         """Evaluate schedule, calendar and metric-change triggers as of ``as_of``.
@@ -459,7 +467,7 @@ class StrategyEngine:
             if not cands:
                 continue
             run.at = at
-            ds = self._decide(cands, run, directory)
+            ds = self.offers.assign(c, self._decide(cands, run, directory))
             results[i] = ds
             out.extend(ds)
         self._remember(out)

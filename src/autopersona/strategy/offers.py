@@ -19,6 +19,14 @@ held gets one arm:
 Control-arm decisions (held out, never sent) keep the strategy's offer.  The draws are
 seeded by (seed, strategy, as-of time), so a rerun of the same batch picks the same arms.
 
+The live engine (:class:`LiveOfferArms`, used by
+:meth:`autopersona.strategy.engine.StrategyEngine.on_events`) applies the same rules to each
+message as it is decided: the posterior of a strategy is read from the feedback when first
+needed and again every ``refresh_s`` seconds (conversions arrive hours or days after a send,
+so a minute-old posterior loses nothing), the arm probabilities are estimated once per
+refresh, and each message gets one draw per arm, seeded by its idempotency key (the same
+message always gets the same arm).
+
 Examples
 --------
 >>> import pandas as pd
@@ -34,10 +42,13 @@ import dataclasses
 import hashlib
 import json
 import string
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from autopersona.evaluation.bandit import BetaThompson
@@ -46,7 +57,7 @@ if TYPE_CHECKING:
     from autopersona.strategy.decision import Decision
     from autopersona.strategy.spec import StrategyCatalogue, StrategySpec
 
-__all__ = ["arm_counts", "assign_offer_arms", "posterior"]
+__all__ = ["LiveOfferArms", "arm_counts", "assign_offer_arms", "posterior"]
 
 
 def arm_counts(con: Any, strategy_id: str) -> pd.DataFrame:
@@ -128,12 +139,8 @@ def assign_offer_arms(
     summary: dict[str, dict[str, Any]] = {}
     by_strategy: dict[str, list[int]] = {}
     for i, d in enumerate(out):
-        spec = catalogue.strategies.get(d.strategy_id)
-        if spec is None or not spec.offer_arms or d.status not in ("send", "held"):
-            continue
-        if d.arm == "control":
-            continue
-        by_strategy.setdefault(d.strategy_id, []).append(i)
+        if _eligible(catalogue, d) is not None:
+            by_strategy.setdefault(d.strategy_id, []).append(i)
     for sid, idx in by_strategy.items():
         spec = catalogue.strategies[sid]
         counts = arm_counts(con, sid)
@@ -149,3 +156,107 @@ def assign_offer_arms(
             "assigned": given,
         }
     return out, summary
+
+
+def _eligible(catalogue: StrategyCatalogue, d: Decision) -> StrategySpec | None:
+    """The strategy of ``d`` when the message gets an offer arm (sent or held, not control)."""
+    spec = catalogue.strategies.get(d.strategy_id)
+    if spec is None or not spec.offer_arms or d.status not in ("send", "held"):
+        return None
+    if d.arm == "control" or "offer_arm" in d.offer:
+        return None
+    return spec
+
+
+@dataclasses.dataclass
+class _LivePolicy:
+    read_at: float
+    arms: list[str]
+    alpha: npt.NDArray[np.float64]
+    beta: npt.NDArray[np.float64]
+    wins: npt.NDArray[np.float64]  # Monte Carlo wins of each arm under the posterior
+    n_mc: int
+
+
+class LiveOfferArms:
+    """Offer arms for messages decided one event at a time (the live engine).
+
+    Parameters
+    ----------
+    catalogue
+        The strategies (only those with ``offer_arms`` are touched).
+    refresh_s
+        How long a strategy's posterior is used before the feedback is read again.
+    seed
+        Mixed into each message's seed with its strategy and idempotency key.
+    n_mc
+        Draws for the arm probabilities (the logged ``offer_propensity``).
+    clock
+        Monotonic seconds (tests pass their own).
+
+    Examples
+    --------
+    >>> from autopersona.store.warehouse import Warehouse
+    >>> from autopersona.strategy import load_strategies
+    >>> with Warehouse(":memory:") as wh:
+    ...     live = LiveOfferArms(load_strategies())
+    ...     live.assign(wh.con, [])  # nothing decided: nothing read
+    []
+    """
+
+    def __init__(
+        self,
+        catalogue: StrategyCatalogue,
+        *,
+        refresh_s: float = 60.0,
+        seed: int = 0,
+        n_mc: int = 4000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalogue = catalogue
+        self.refresh_s = refresh_s
+        self.seed = seed
+        self.n_mc = n_mc
+        self.clock = clock
+        self._policies: dict[str, _LivePolicy] = {}
+
+    def invalidate(self) -> None:
+        """Read every posterior again at its next use."""
+        self._policies.clear()
+
+    def policy(self, con: Any, strategy_id: str) -> _LivePolicy:
+        """The strategy's posterior and arm probabilities (read again after ``refresh_s``)."""
+        now = self.clock()
+        got = self._policies.get(strategy_id)
+        if got is not None and now - got.read_at < self.refresh_s:
+            return got
+        spec = self.catalogue.strategies[strategy_id]
+        ts = posterior([a.id for a in spec.offer_arms], arm_counts(con, strategy_id), seed=None)
+        a = ts.alpha + ts.successes
+        b = ts.beta + ts.failures
+        rng = np.random.default_rng(_seed(self.seed, strategy_id, None))
+        draws = rng.beta(a, b, size=(self.n_mc, len(ts.arms)))
+        wins = np.bincount(np.argmax(draws, axis=1), minlength=len(ts.arms)).astype(np.float64)
+        got = _LivePolicy(now, list(ts.arms), a, b, wins, self.n_mc)
+        self._policies[strategy_id] = got
+        return got
+
+    def assign(self, con: Any, decisions: Sequence[Decision]) -> list[Decision]:
+        """``decisions`` with an offer arm on every message that gets one (module doc).
+
+        The posterior is read through ``con`` only for strategies that have such a message.
+        """
+        out = list(decisions)
+        for i, d in enumerate(out):
+            spec = _eligible(self.catalogue, d)
+            if spec is None:
+                continue
+            pol = self.policy(con, d.strategy_id)
+            rng = np.random.default_rng(
+                _seed(self.seed, f"{d.strategy_id}|{d.idempotency_key}", None)
+            )
+            chosen = int(np.argmax(rng.beta(pol.alpha, pol.beta)))
+            # the deciding draw counts with the estimate, as in the batch run
+            propensity = (pol.wins[chosen] + 1.0) / (pol.n_mc + 1)
+            out[i] = _apply(d, spec, pol.arms[chosen], float(propensity))
+        return out
