@@ -71,3 +71,15 @@ def test_run_refuses_a_bad_engine_spec(app, tmp_path: Path) -> None:  # type: ig
     bad.write_text("channels: {}\nretry: {seed: x}\n")
     r = CliRunner().invoke(app, ["run", "-c", str(bad)])
     assert r.exit_code == 1 and f"{bad}:2: retry -> seed:" in r.output
+
+
+def test_run_fails_when_the_feedback_listener_cannot_start(app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """No broker on the port: ``run`` gives up with the reason instead of waiting forever."""
+    from deliverykit import free_port
+
+    port = str(free_port())
+    args = ["run", "-w", str(tmp_path / "w.duckdb"), "--port", port, "--feedback-timeout", "0.5"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1, r.output
+    assert "error: the feedback listener did not connect and subscribe to" in r.output
+    assert f"127.0.0.1:{port} within 0.5 s" in r.output and "--no-feedback" in r.output

@@ -18,7 +18,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from deliverykit import (
@@ -385,6 +387,16 @@ def _engine_proc(
         )
 
 
+def _engine_subscribed(log: Path) -> bool:
+    """The engine took its (shared) event subscription; ``run``'s feedback listener
+    subscribes to ``{prefix}/feedback/+`` before the engine starts."""
+    return "subscribed to $share/" in log.read_text()
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+
+
 @pytest.mark.integration
 def test_killed_engine_restarts_without_losing_or_duplicating(
     private_broker: PrivateBroker, prefix: str, tmp_path: Path
@@ -410,7 +422,7 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
     try:
         # The engine subscribes once; its persistent session keeps events from then on.
         log1 = tmp_path / "run1.log"
-        assert wait_until(lambda: "subscribed to" in log1.read_text(), 30), log1.read_text()
+        assert wait_until(lambda: _engine_subscribed(log1), 30), log1.read_text()
 
         def publish() -> None:
             for i in range(n):
@@ -488,7 +500,7 @@ def test_run_command_with_the_strategy_engine_stops_cleanly(
         return bool(lines) and json.loads(lines[-1])["received"] == 2
 
     try:
-        assert wait_until(lambda: "subscribed to" in log.read_text(), 60), log.read_text()
+        assert wait_until(lambda: _engine_subscribed(log), 60), log.read_text()
         pub.event("V1", "e1", route_km=400.0, remaining_range_km=100.0)
         pub.raw("V1", b'{"event_id": "e2", "vin": "V1", "type": "route_planned", "payload": 1}')
         assert wait_until(done, 30), log.read_text()[-2000:]
@@ -507,3 +519,94 @@ def test_run_command_with_the_strategy_engine_stops_cleanly(
         assert wh.sql("SELECT reason FROM event_dead_letters") == [
             ("field 'payload': not an object",)
         ]
+
+
+@pytest.mark.integration
+def test_run_command_takes_feedback_on_the_decisions_it_sent(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    """``run`` listens for feedback by default: a channel's report on a message the engine
+    just sent joins its decision and lands in ``marketing_feedback``.  The journal would
+    write the decision only after ``--apply-every 600`` s: the listener makes it catch up."""
+    worker = f"run-fb-{uuid.uuid4().hex[:6]}"
+    cfg = channels_yaml(
+        tmp_path / "channels.yaml", port=shared_broker, prefix=prefix, webhook_port=1,
+        smtp_port=1, client_id=worker,
+    )  # fmt: skip
+    whp, log = tmp_path / "wh.duckdb", tmp_path / "run.log"
+    head_unit = HeadUnitListener(prefix, shared_broker)
+    pub = Publisher(prefix, shared_broker)
+    proc = _engine_proc(
+        cfg, whp, worker, log, extra=("--apply-every", "600", "--status-every", "0.1")
+    )
+
+    def feedback_handled() -> bool:
+        lines = _json_lines(log.read_text())
+        return bool(lines) and lines[-1]["feedback"]["loaded"] == 1
+
+    try:
+        assert wait_until(lambda: _engine_subscribed(log), 30), log.read_text()
+        assert f"subscribed to {prefix}/feedback/+" in log.read_text()
+        pub.event("V1", "e1").wait_for_publish(10)
+        assert wait_until(lambda: head_unit.received.unique == 1, 10)
+        (key,) = head_unit.received.bodies
+        report = {"idempotency_key": key, "event_type": "delivered",
+                  "ts": datetime.now(UTC).isoformat()}  # fmt: skip
+        info = pub.client.publish(f"{prefix}/feedback/head_unit", json.dumps(report), qos=1)
+        info.wait_for_publish(10)
+        assert wait_until(feedback_handled, 15), log.read_text()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        pub.close()
+        head_unit.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    (summary,) = _json_lines(out.decode())
+    assert (summary["processed"], summary["errors"]) == (1, [])
+    fb = summary["feedback"]
+    got = (fb["received"], fb["loaded"], fb["joined"], fb["quarantined"], fb["errors"])
+    assert got == (1, 1, 1, 0, []), fb
+    with Warehouse(whp, read_only=True) as wh:
+        (did, person) = wh.sql(
+            "SELECT decision_id, person_id FROM strategy_decisions WHERE idempotency_key = ?",
+            [key],
+        )[0]
+        assert wh.sql(
+            "SELECT event_id, decision_id, person_id, campaign_id, channel, event_type "
+            "FROM marketing_feedback"
+        ) == [(f"{did}-delivered", did, person, "fake_head_unit", "head_unit", "delivered")]
+
+
+@pytest.mark.integration
+def test_run_command_without_feedback_does_not_subscribe(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    worker = f"run-nofb-{uuid.uuid4().hex[:6]}"
+    cfg = channels_yaml(
+        tmp_path / "channels.yaml", port=shared_broker, prefix=prefix, webhook_port=1,
+        smtp_port=1, client_id=worker,
+    )  # fmt: skip
+    whp, log = tmp_path / "wh.duckdb", tmp_path / "run.log"
+    pub = Publisher(prefix, shared_broker)
+    proc = _engine_proc(cfg, whp, worker, log, extra=("--no-feedback",))
+    try:
+        assert wait_until(lambda: _engine_subscribed(log), 30), log.read_text()
+        report = {"decision_id": "d1", "event_type": "sent", "ts": datetime.now(UTC).isoformat()}
+        pub.client.publish(f"{prefix}/feedback/app", json.dumps(report), qos=1).wait_for_publish(10)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        pub.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    assert "/feedback/" not in log.read_text()
+    (summary,) = _json_lines(out.decode())
+    assert "feedback" not in summary and summary["errors"] == []
+    with Warehouse(whp, read_only=True) as wh:
+        assert wh.sql("SELECT count(*) FROM marketing_feedback") == [(0,)]

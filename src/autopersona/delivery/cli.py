@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from autopersona.delivery.feedback import FeedbackListener
 
 _WAREHOUSE_OPT = typer.Option(
     "--warehouse", "-w", help="Warehouse DuckDB file (default: the configured one)."
@@ -56,6 +61,49 @@ def _engine_factory(spec: str) -> Any:
     except (ImportError, AttributeError) as exc:
         typer.echo(f"error: cannot load engine {spec!r}: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _start_feedback(wh: Any, cfg: Any, timeout: float) -> FeedbackListener:
+    """Start the feedback listener of ``run`` on a cursor of ``wh``.
+
+    Its client id is ``{worker id}-feedback``; exit 1 unless it connects and subscribes within
+    ``timeout`` seconds.
+    """
+    from autopersona.delivery.feedback import FeedbackListener
+
+    cur = wh.cursor()  # the listener writes from its own thread: a connection of its own
+    try:
+        listener = FeedbackListener(
+            cur, cfg.mqtt, client_id=f"{cfg.mqtt.client_id}-feedback", max_bytes=cfg.event_max_bytes
+        )
+        listener.start()
+    except Exception as exc:
+        cur.close()
+        typer.echo(f"error: the feedback listener did not start: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not listener.wait_connected(timeout):
+        why = listener.watch.reason or "no answer"
+        listener.stop(timeout=5)
+        cur.close()
+        b = cfg.mqtt
+        typer.echo(
+            f"error: the feedback listener did not connect and subscribe to "
+            f"{listener.topic} on {b.host}:{b.port} within {timeout:g} s ({why}); "
+            "--no-feedback runs the engine without it",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return listener
+
+
+def _catch_up(live: Any) -> None:
+    """Feedback naming a decision not in the warehouse yet: let the engine's journal apply.
+
+    The journal writes decisions a moment after their messages go out; once the engine has
+    stopped there is nothing left to wait for.
+    """
+    with contextlib.suppress(RuntimeError):
+        live.flush(timeout=10)
 
 
 def register(app: typer.Typer) -> None:
@@ -121,11 +169,27 @@ def register(app: typer.Typer) -> None:
                 "add scheduling, not speed)."
             ),
         ] = 1,
+        feedback: Annotated[
+            bool,
+            typer.Option(
+                help="Also listen for channel feedback ({prefix}/feedback/+) into "
+                "marketing_feedback, as `feedback listen` does, in this process."
+            ),
+        ] = True,
+        feedback_timeout: Annotated[
+            float,
+            typer.Option(
+                help="Seconds the feedback listener may take to connect and subscribe "
+                "before the command gives up."
+            ),
+        ] = 30.0,
     ) -> None:
         """Run the live engine: MQTT vehicle events in, decisions, outbox, channels out.
 
-        Stops cleanly on SIGTERM or Ctrl-C (finishes the batch in flight, flushes sends,
-        disconnects) and prints its counters as JSON.
+        With ``--feedback`` (the default) the feedback listener runs alongside on the same
+        warehouse and broker, as client ``{worker id}-feedback``.  Stops cleanly on SIGTERM
+        or Ctrl-C (finishes the batch in flight, flushes sends, disconnects) and prints its
+        counters as JSON, the listener's under ``"feedback"``.
         """
         from autopersona.delivery.live import LiveEngine
         from autopersona.delivery.outbox import open_outbox
@@ -144,7 +208,13 @@ def register(app: typer.Typer) -> None:
         factory = _engine_factory(engine)
         wh = _warehouse(warehouse, threads=threads)
         ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
+        listener: FeedbackListener | None = (
+            None  # started first: a listener that cannot start leaves no engine behind
+        )
+        stopped = False
         try:
+            if feedback:
+                listener = _start_feedback(wh, cfg, feedback_timeout)
             live = LiveEngine(
                 wh,
                 factory(wh),
@@ -156,15 +226,37 @@ def register(app: typer.Typer) -> None:
                 journal_sync=journal_sync,
                 apply_wait_s=apply_every,
             )
+            if listener is not None:
+                listener.intake.catch_up = functools.partial(_catch_up, live)
 
             def status(stats: Any) -> None:
-                sys.stderr.write(json.dumps(stats.as_dict()) + "\n")
+                out = stats.as_dict()
+                if listener is not None:
+                    out["feedback"] = listener.stats.as_dict()
+                sys.stderr.write(json.dumps(out) + "\n")
 
-            stats = live.run_forever(status_every_s=status_every, on_status=status)
-            sys.stdout.write(json.dumps({**stats.as_dict(), "errors": stats.errors}) + "\n")
-            if stats.errors:
+            def listener_failed(_: Any) -> bool:  # a fatal listener error stops the engine
+                return listener is not None and bool(listener.stats.errors)
+
+            stats = live.run_forever(
+                until=listener_failed, status_every_s=status_every, on_status=status
+            )
+            summary: dict[str, Any] = {**stats.as_dict(), "errors": stats.errors}
+            failed = bool(stats.errors)
+            if listener is not None:
+                listener.stop()
+                stopped = True
+                fb = listener.stats
+                summary["feedback"] = {**fb.as_dict(), "errors": fb.errors}
+                failed = failed or bool(fb.errors)
+            sys.stdout.write(json.dumps(summary) + "\n")
+            if failed:
                 raise typer.Exit(1)
         finally:
+            if listener is not None:
+                if not stopped:
+                    listener.stop()
+                listener.wh.close()
             if getattr(ob, "con", None) is not wh.con:
                 ob.close()
             wh.close()

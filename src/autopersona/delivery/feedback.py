@@ -63,7 +63,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,11 +178,22 @@ class FeedbackIntake:
         Warehouse holding ``marketing_feedback`` and the decision log.
     max_bytes
         Largest payload accepted.
+    catch_up
+        Called when a batch names decisions the log does not hold (yet), before they are
+        looked up once more: ``autopersona run`` passes the live engine's ``flush``, since
+        its journal writes decisions to the warehouse a moment after their messages go out.
     """
 
-    def __init__(self, wh: Warehouse, *, max_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        wh: Warehouse,
+        *,
+        max_bytes: int = 65536,
+        catch_up: Callable[[], None] | None = None,
+    ) -> None:
         self.wh = wh
         self.max_bytes = max_bytes
+        self.catch_up = catch_up
         self.columns = [c.name for c in wh.contracts[FEEDBACK_TABLE].columns]
 
     # ------------------------------------------------------------------ decisions
@@ -268,6 +279,12 @@ class FeedbackIntake:
         ids = {str(e["decision_id"]) for _, e, _ in parsed if e and e.get("decision_id")}
         keys = {str(e["idempotency_key"]) for _, e, _ in parsed if e and e.get("idempotency_key")}
         decisions = self._decisions(ids, keys)
+        missing = any(f"decision_id:{i}" not in decisions for i in ids) or any(
+            f"idempotency_key:{k}" not in decisions for k in keys
+        )
+        if missing and self.catch_up is not None:
+            self.catch_up()
+            decisions = self._decisions(ids, keys)
         refused: list[tuple[Inbound, _Refused]] = []
         rows: list[tuple[Inbound, dict[str, Any]]] = []
         for item, ev, err in parsed:
@@ -391,6 +408,8 @@ class FeedbackListener(MqttConsumer[ListenerStats]):
         MQTT client id; keep it stable so the broker resumes the session (and its queue).
     batch_max, batch_wait_s
         Most payloads per ingestion, and how long to wait for more once one has arrived.
+    max_bytes, catch_up
+        Of the intake (:class:`FeedbackIntake`).
     """
 
     def __init__(
@@ -402,11 +421,12 @@ class FeedbackListener(MqttConsumer[ListenerStats]):
         batch_max: int = 500,
         batch_wait_s: float = 0.05,
         max_bytes: int = 65536,
+        catch_up: Callable[[], None] | None = None,
     ) -> None:
         self.wh = wh
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
-        self.intake = FeedbackIntake(wh, max_bytes=max_bytes)
+        self.intake = FeedbackIntake(wh, max_bytes=max_bytes, catch_up=catch_up)
         self.stats = ListenerStats()
         self._inbox: queue.Queue[_Msg] = queue.Queue()
         self._thread: threading.Thread | None = None

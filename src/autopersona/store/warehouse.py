@@ -125,6 +125,25 @@ class Warehouse:
         """Close the connection."""
         self.con.close()
 
+    def cursor(self) -> Warehouse:
+        """The same warehouse through a cursor of its own, for another thread.
+
+        A DuckDB file opens once per process; a cursor is a connection of its own to that
+        database (its own transactions and temporary tables).  Closing the returned
+        warehouse closes only the cursor.
+
+        >>> with Warehouse(":memory:") as wh:
+        ...     cur = wh.cursor()
+        ...     cur.con is not wh.con, cur.count("vehicles")
+        (True, 0)
+        """
+        other = object.__new__(Warehouse)
+        other.path = self.path
+        other.con = self.con.cursor()
+        other.con.execute("SET TimeZone = 'UTC'")
+        other.contracts = self.contracts
+        return other
+
     # ------------------------------------------------------------------ schema
     def create_tables(self) -> None:
         """Create every contract table, the system tables and the as-of alignment views."""
