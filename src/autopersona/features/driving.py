@@ -10,7 +10,7 @@ classes come from ``vehicles``, read first).  The pass is order-free: a (vehicle
 whose rows fall in several batches gives several partial rows, which add up like the hours
 of a period, and an event whose fixes fall in several batches or out of order gives
 several intervals, which join again when sorted by their first fix.  Hours nest in days,
-ISO weeks and months, so pandas rolls them up to the period (sums, counts and maxima add
+ISO weeks and months, so numpy rolls them up to the period (sums, counts and maxima add
 up; standard deviations come from sums of squares), and the same rows are the histogram of
 moving seconds per UTC hour from which local night hours come (each hour converted with
 its own UTC offset of the vehicle's time zone, exact across DST changes).  An event counts
@@ -34,7 +34,7 @@ from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autopersona.catalog import load_model
 from autopersona.features.engines import Engine
+
+if TYPE_CHECKING:
+    from autopersona.features.driving_pass import PassArrays
 
 __all__ = ["DrivingParams", "Thresholds", "driving_features", "load_params"]
 
@@ -201,8 +204,8 @@ def _vehicle_limits(veh: pd.DataFrame, p: DrivingParams) -> tuple[Any, Any]:
     return keys[order], th[order]
 
 
-def _harsh_events(iv: pd.DataFrame, p: DrivingParams, period: str) -> pd.DataFrame:
-    """Harsh events per (vkey as ``vin``, ``period_start``) and kind from the pass's intervals.
+def _harsh_counts(a: PassArrays, groups: _Groups, gap_s: float, period: str) -> Any:
+    """Harsh events per group (rows) and kind (columns, :data:`HARSH_KINDS` order).
 
     An event is a run of a vehicle's fixes beyond its class threshold of that kind, with no
     gap longer than ``event_gap_s``; it counts in the period of its first fix (the first
@@ -210,32 +213,19 @@ def _harsh_events(iv: pd.DataFrame, p: DrivingParams, period: str) -> pd.DataFra
     """
     from autopersona.features.driving_pass import HARSH_KINDS, event_starts
 
-    kind = iv["kind"].to_numpy(np.int64)
-    key = iv["vkey"].to_numpy(np.int64)
-    first = iv["ts_us"].to_numpy(np.int64)
-    order = np.lexsort((first, key, kind))
-    kind, key, first = kind[order], key[order], first[order]
-    last = iv["ts_end"].to_numpy(np.int64)[order]
-    start = event_starts(kind, key, first, last, p.event_gap_s)
-    hour = iv["hour"].to_numpy(np.int64)[order][start]
-    ev = pd.DataFrame({"vin": key[start], "period_start": _periods(hour, 3600, period)})
-    group, cols = _key_groups(ev)
     k = len(HARSH_KINDS)
-    n = np.bincount(group * k + kind[start], minlength=len(cols["vin"]) * k)
-    for j, name in enumerate(HARSH_KINDS):
-        cols[_KINDS[name]] = n[j::k]
-    return pd.DataFrame(cols)
+    order = np.lexsort((a.iv_first, a.iv_vkey, a.iv_kind))
+    kind, key, first = a.iv_kind[order], a.iv_vkey[order], a.iv_first[order]
+    start = event_starts(kind, key, first, a.iv_last[order], gap_s)
+    g = groups.find(key[start], _period_days(a.iv_hour[order][start] // 24, period))
+    ok = g >= 0  # every harsh fix is a motion row, so its group exists
+    n = np.bincount(g[ok] * k + kind[start][ok], minlength=groups.n * k)
+    return n.reshape(groups.n, k)
 
 
 def _bucket(eng: Engine, ts: Any, seconds: int) -> Any:
     """Index of the UTC bucket of ``seconds`` (3600: hour, 86400: day) holding ``ts``."""
     return _epoch_us(eng, ts) // (seconds * 1_000_000)
-
-
-def _periods(idx: Any, seconds: int, period: str) -> Any:
-    """:func:`_bucket_period` of an integer array, computed once per distinct bucket."""
-    codes, uniq = pd.factorize(np.asarray(idx, np.int64))
-    return _bucket_period(pd.Series(uniq), seconds, period).to_numpy()[codes]
 
 
 def _bucket_period(idx: pd.Series, seconds: int, period: str) -> pd.Series:
@@ -253,15 +243,60 @@ def _bucket_period(idx: pd.Series, seconds: int, period: str) -> pd.Series:
     ['2026-05-01', '2026-05-01']
     """
     days = (idx.to_numpy(np.int64) * seconds) // 86400  # days since 1970-01-01, a Thursday
-    if period == "day":
-        out = days.astype("datetime64[D]")
-    elif period == "week":
-        out = (days - (days + 3) % 7).astype("datetime64[D]")  # back to Monday
-    elif period == "month":
-        out = days.astype("datetime64[D]").astype("datetime64[M]")
-    else:
-        raise ValueError(f"unknown period {period!r}: use day, week or month")
+    out = _period_days(days, period).astype("datetime64[D]")
     return pd.Series(out.astype("datetime64[us]"), index=idx.index)
+
+
+def _period_days(days: Any, period: str) -> Any:
+    """First day of the period holding each day (days since 1970-01-01, int64).
+
+    >>> _period_days(np.array([20583, 20584]), "week").tolist()  # Sun 2026-05-10, Mon 05-11
+    [20577, 20584]
+    """
+    days = np.asarray(days, np.int64)
+    if period == "day":
+        return days
+    if period == "week":
+        return days - (days + 3) % 7  # 1970-01-01 was a Thursday: back to Monday
+    if period == "month":
+        uniq, inv = np.unique(days, return_inverse=True)
+        first = uniq.astype("datetime64[D]").astype("datetime64[M]").astype("datetime64[D]")
+        return first.astype(np.int64)[inv]
+    raise ValueError(f"unknown period {period!r}: use day, week or month")
+
+
+class _Groups:
+    """The (vehicle key, period) groups of the pass's partial rows, in key then period order."""
+
+    def __init__(self, key: Any, pday: Any) -> None:
+        self.keys, kc = np.unique(key, return_inverse=True)
+        self.days, pc = np.unique(pday, return_inverse=True)
+        gid = kc.astype(np.int64) * len(self.days) + pc
+        self.ids, self.of_rows = np.unique(gid, return_inverse=True)
+        self.n = len(self.ids)
+        self.key = self.keys[self.ids // len(self.days)]
+        self.day = self.days[self.ids % len(self.days)]
+
+    def find(self, key: Any, pday: Any) -> Any:
+        """Group of each (key, period start day); -1 where there is none."""
+        key, pday = np.asarray(key, np.int64), np.asarray(pday, np.int64)
+        if not len(key):
+            return np.zeros(0, np.int64)
+        k = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        d = np.minimum(np.searchsorted(self.days, pday), len(self.days) - 1)
+        gid = k * len(self.days) + d
+        i = np.minimum(np.searchsorted(self.ids, gid), self.n - 1)
+        ok = (self.keys[k] == key) & (self.days[d] == pday) & (self.ids[i] == gid)
+        return np.where(ok, i, -1)
+
+    def sum(self, rows: Any, values: Any) -> Any:
+        """Per group: the sum of its rows' non-NaN values; NaN when all of them are NaN (SQL)."""
+        v = np.asarray(values, np.float64)
+        nan = np.isnan(v)
+        total = np.bincount(rows, np.where(nan, 0.0, v), minlength=self.n)
+        if nan.any():
+            total[np.bincount(rows[~nan], minlength=self.n) == 0] = np.nan
+        return total
 
 
 _KEY = ["vin", "period_start"]
@@ -322,11 +357,12 @@ def driving_features(
         One row per vehicle and period with the columns of ``dictionary/driving.yaml``.
     """
     from autopersona.features.driving_pass import (
+        HARSH_KINDS,
         MOTION_COLUMNS,
         PASS_SCHEMA,
         PassLimits,
         motion_pass_batches,
-        split_pass,
+        pass_arrays,
     )
 
     if period not in PERIOD_UNITS:
@@ -351,14 +387,14 @@ def driving_features(
         vehicle_keys=keys,
         vehicle_thresholds=th,
     )
-    hr, intervals = split_pass(
+    a = pass_arrays(
         eng.map_batches(
             motion, functools.partial(motion_pass_batches, lim=lim), PASS_SCHEMA, split="motion"
         )
     )
-    if hr.empty:  # no motion since ``since``: no rows (typed like a full result)
+    if not len(a.vkey):  # no motion since ``since``: no rows (typed like a full result)
         return _empty()
-    # odometer and V2X aggregates per (vehicle, UTC day): run while pandas works on the pass
+    # odometer and V2X aggregates per (vehicle, UTC day): run while numpy works on the pass
     sig = _since_filter(eng.table("vehicle_signals"), "ts", since)
     odo = sig.group_by(["vin", _bucket(eng, sig.ts, 86400).name("day")]).aggregate(
         odo_max=sig.odometer_km.max(), odo_min=sig.odometer_km.min()
@@ -371,42 +407,61 @@ def driving_features(
         congestion_n=v2x.congestion_level.count(),
     )
     odo_later, ctx_later = eng.execute_later(odo), eng.execute_later(ctx)
-    names = _vin_names(eng, raw, veh, hr["vkey"])
-    # per period on the vehicle keys (integers group faster than strings); VINs at the end
-    no_speed = hr["speed_n"] == 0  # null sums and maximum, as SQL's sum() and max() give
-    hr.loc[no_speed, ["speed_sum", "max_speed"]] = np.nan
-    hr = hr.rename(columns={"vkey": "vin"})
-    hr["period_start"] = _periods(hr["hour"].to_numpy(), 3600, period)
-    out = _roll_up(hr)
-    out = out.merge(_harsh_events(intervals, p, period), on=_KEY, how="left")
-    moving_hours = hr.loc[hr["moving_s"] > 0, ["vin", "period_start", "hour", "moving_s"]]
-    hours = pd.DataFrame(
-        {
-            "vin": moving_hours["vin"],
-            "period_start": moving_hours["period_start"],
-            "hour": pd.to_datetime(moving_hours["hour"].astype("int64") * 3600, unit="s", utc=True),
-            "s": moving_hours["moving_s"],
-        }
-    )
-    tz = veh[["vkey", "timezone"]].rename(columns={"vkey": "vin"})
-    night = _night_share(hours, tz, p.night_hours)
-    night["vin"] = names.reindex(night["vin"].to_numpy()).to_numpy()
-    out["vin"] = names.reindex(out["vin"].to_numpy()).to_numpy()
+    # per (vehicle key, period): integers group faster than strings; VINs at the end
+    groups = _Groups(a.vkey, _period_days(a.hour // 24, period))
+    names = _vin_names(eng, raw, veh, pd.Series(groups.keys))
+    cols = _roll_up(a, groups)
+    harsh = _harsh_counts(a, groups, p.event_gap_s, period)
+    for j, kind in enumerate(HARSH_KINDS):
+        cols[_KINDS[kind]] = harsh[:, j]
+    cols["night_share"] = _night_of_groups(a, groups, veh, p.night_hours)
+    key_of_vin = pd.Index(names.to_numpy())
     od = odo_later()
-    od["period_start"] = _bucket_period(od["day"], 86400, period)
-    od = od.groupby(_KEY, sort=False).agg(odo_max=("odo_max", "max"), odo_min=("odo_min", "min"))
-    od["odo_km"] = od["odo_max"] - od["odo_min"]
-    out = out.merge(od[["odo_km"]].reset_index(), on=_KEY, how="left")
+    rows = _rows_of(groups, names, key_of_vin, od, period)
+    ok = rows >= 0
+    top, low = np.full(groups.n, np.nan), np.full(groups.n, np.nan)
+    np.fmax.at(top, rows[ok], od["odo_max"].to_numpy(np.float64, na_value=np.nan)[ok])
+    np.fmin.at(low, rows[ok], od["odo_min"].to_numpy(np.float64, na_value=np.nan)[ok])
+    cols["odo_km"] = top - low
     cx = ctx_later()
-    cx["period_start"] = _bucket_period(cx["day"], 86400, period)
-    cols = ["highway_n", "road_n", "congestion_sum", "congestion_n"]
-    cx = cx.groupby(_KEY, sort=False)[cols].sum(min_count=1).reset_index()
-    n_cong = cx["congestion_n"].astype("float64")
-    # an exact integer sum (DuckDB returns it as a decimal), so the mean equals AVG's
-    cx["congestion_mean"] = cx["congestion_sum"].astype("float64") / n_cong.where(n_cong > 0)
-    out = out.merge(cx[[*_KEY, "highway_n", "road_n", "congestion_mean"]], on=_KEY, how="left")
-    out = _finish_with(out, night, p)
-    return out.sort_values(_KEY, kind="stable").reset_index(drop=True)
+    rows = _rows_of(groups, names, key_of_vin, cx, period)
+    ok = rows >= 0
+    seen = np.bincount(rows[ok], minlength=groups.n) > 0
+    for c in ("highway_n", "road_n"):
+        cols[c] = np.where(seen, groups.sum(rows[ok], _floats(cx[c])[ok]), np.nan)
+    # exact integer sums (DuckDB returns them as decimals), so the mean equals AVG's
+    total = np.where(seen, groups.sum(rows[ok], _floats(cx["congestion_sum"])[ok]), np.nan)
+    n_cong = groups.sum(rows[ok], _floats(cx["congestion_n"])[ok])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["congestion_mean"] = np.where(n_cong > 0, total / n_cong, np.nan)
+    out = _derive(cols, p)
+    vin = names.reindex(groups.key).to_numpy()
+    order = np.lexsort((groups.day, np.unique(vin, return_inverse=True)[1]))
+    frame = {"vin": vin[order], "period_start": _day_stamps(groups.day[order])}
+    frame |= {c: out[c][order] for c in _COLUMNS[2:]}
+    return pd.DataFrame(frame)
+
+
+def _floats(s: pd.Series) -> Any:
+    """A column as float64, NaN for null (decimals and nullable integers included)."""
+    return s.to_numpy(np.float64, na_value=np.nan)
+
+
+def _day_stamps(days: Any) -> Any:
+    """Days since 1970-01-01 as naive ``datetime64[us]`` (midnight UTC)."""
+    return np.asarray(days, np.int64).astype("datetime64[D]").astype("datetime64[us]")
+
+
+def _rows_of(
+    groups: _Groups, names: pd.Series, key_of_vin: pd.Index, df: pd.DataFrame, period: str
+) -> Any:
+    """Group of each row of a per-(vin, UTC day) frame; -1 for vehicles or periods not there."""
+    if df.empty:
+        return np.zeros(0, np.int64)
+    pos = key_of_vin.get_indexer(pd.Index(df["vin"]))
+    keys = names.index.to_numpy(np.int64)[np.maximum(pos, 0)]
+    days = _period_days(df["day"].to_numpy(np.int64), period)
+    return np.where(pos >= 0, groups.find(keys, days), -1)
 
 
 def _empty() -> pd.DataFrame:
@@ -458,23 +513,24 @@ def _key_groups(df: pd.DataFrame) -> tuple[Any, dict[str, Any]]:
     return group, keys
 
 
-def _roll_up(hr: pd.DataFrame) -> pd.DataFrame:
-    """Per-period values from the hourly partial aggregates.
+def _roll_up(a: PassArrays, groups: _Groups) -> dict[str, Any]:
+    """Per-group sums, counts, maximum speed and the means and deviations they give.
 
     Sums skip NaN and are NaN for a period without a value (SQL's ``sum``); the maximum
-    likewise.
+    likewise.  An hour without a speed has no speed sum and no maximum.
     """
-    group, cols = _key_groups(hr)
-    n = len(cols["vin"])
+    from autopersona.features.driving_pass import PARTIAL_COLUMNS
+
+    at = {c: j for j, c in enumerate(PARTIAL_COLUMNS)}
+    no_speed = a.agg[:, at["speed_n"]] == 0
+    rows = groups.of_rows
+    cols: dict[str, Any] = {}
     for c in _SUMS:
-        v = hr[c].to_numpy(np.float64)
-        nan = np.isnan(v)
-        total = np.bincount(group, np.where(nan, 0.0, v), minlength=n)
-        if nan.any():
-            total[np.bincount(group[~nan], minlength=n) == 0] = np.nan
+        v = a.agg[:, at[c]]
+        total = groups.sum(rows, np.where(no_speed, np.nan, v) if c == "speed_sum" else v)
         cols[c] = np.nan_to_num(total).astype(np.int64) if c in _COUNTS else total
-    top = np.full(n, np.nan)
-    np.fmax.at(top, group, hr["max_speed"].to_numpy(np.float64))
+    top = np.full(groups.n, np.nan)
+    np.fmax.at(top, rows, np.where(no_speed, np.nan, a.agg[:, at["max_speed"]]))
     cols["max_speed"] = top
 
     def pos(col: str) -> Any:
@@ -495,7 +551,37 @@ def _roll_up(hr: pd.DataFrame) -> pd.DataFrame:
         cols["lateral_abs_mean"] = cols["lat_sum"] / pos("lat_n")
         cols["following_distance_mean_m"] = cols["fd_sum"] / pos("fd_n")
         cols["lane_offset_sd_m"] = sd("lane_sum", "lane_sq", "lane_n")
-    return pd.DataFrame(cols)
+    return cols
+
+
+def _night_of_groups(
+    a: PassArrays, groups: _Groups, veh: pd.DataFrame, night: tuple[int, int]
+) -> Any:
+    """Share of moving seconds in local night hours per group (NaN without any)."""
+    from autopersona.features.driving_pass import PARTIAL_COLUMNS
+
+    secs = a.agg[:, PARTIAL_COLUMNS.index("moving_s")]
+    mv = secs > 0
+    rows, hours, secs = groups.of_rows[mv], a.hour[mv], secs[mv]
+    first = veh.drop_duplicates("vkey")
+    zone = pd.Series(first["timezone"].to_numpy(), index=first["vkey"].to_numpy(np.int64))
+    names = zone.reindex(groups.keys).fillna("UTC").to_numpy(str)
+    zones, zone_of_key = np.unique(names, return_inverse=True)
+    z = zone_of_key[np.searchsorted(groups.keys, a.vkey[mv])]
+    local = np.zeros(len(hours), np.int64)
+    for j, name in enumerate(zones):  # each distinct UTC hour converted once per zone
+        sel = z == j
+        uniq, inv = np.unique(hours[sel], return_inverse=True)
+        stamps = pd.DatetimeIndex(uniq.astype("datetime64[h]").astype("datetime64[ns]"), tz="UTC")
+        local[sel] = stamps.tz_convert(str(name)).hour.to_numpy(np.int64)[inv]
+    start, end = night
+    is_night = (
+        (local >= start) | (local < end) if start > end else ((local >= start) & (local < end))
+    )
+    total = np.bincount(rows, secs, minlength=groups.n)
+    at_night = np.bincount(rows, np.where(is_night, secs, 0.0), minlength=groups.n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, at_night / total, np.nan)
 
 
 def _night_share(hours: pd.DataFrame, tz: pd.DataFrame, night: tuple[int, int]) -> pd.DataFrame:
@@ -534,37 +620,93 @@ def _finish(
 
 def _finish_with(df: pd.DataFrame, night: pd.DataFrame, p: DrivingParams) -> pd.DataFrame:
     """The output columns from the per-period sums and the night shares."""
-    out = df.copy()
-    for c in ("harsh_accel_events", "harsh_brake_events", "harsh_corner_events"):
-        out[c] = out[c].fillna(0).astype("int64")
-    out["distance_gps_km"] = out["speed_sum"].astype("float64") / 1000.0
-    odo = out["odo_km"].astype("float64")
-    out["distance_km"] = odo.where(odo.notna(), out["distance_gps_km"])
-    out["mean_speed_kmh"] = out["mean_speed"] * 3.6
-    out["max_speed_kmh"] = out["max_speed"] * 3.6
-    out["speed_volatility"] = out["sd_speed"] / out["mean_speed"]
-    moving = out["moving_s"].where(out["moving_s"] > 0)
-    out["highway_speed_share"] = out["highway_s"] / moving
-    out["highway_share"] = out["highway_n"] / out["road_n"].where(out["road_n"] > 0)
-    out["short_headway_share"] = out["short_headway_n"] / out["radar_n"].where(out["radar_n"] > 0)
-    out["lane_departure_share"] = out["lane_dep_n"] / out["lane_n"].where(out["lane_n"] > 0)
-    dist = out["distance_km"].where(out["distance_km"] >= 1.0)
-    for kind in ("accel", "brake", "corner"):
-        out[f"harsh_{kind}_per_100km"] = out[f"harsh_{kind}_events"] / dist * 100.0
-    out = out.merge(night, on=["vin", "period_start"], how="left")
-    s = p.aggressiveness_scales
-    parts = [
-        (out[name] / s[name]).clip(0, 1)
-        for name in (
-            "harsh_accel_per_100km",
-            "harsh_brake_per_100km",
-            "harsh_corner_per_100km",
-            "speed_volatility",
+    out = df.merge(night, on=["vin", "period_start"], how="left")
+    cols = {c: _floats(out[c]) for c in _INPUTS}
+    derived = _derive(cols, p)
+    frame = {"vin": out["vin"].to_numpy(), "period_start": out["period_start"].to_numpy()}
+    return pd.DataFrame(frame | {c: derived[c] for c in _COLUMNS[2:]})
+
+
+#: what :func:`_derive` reads
+_INPUTS = [
+    "samples",
+    "moving_s",
+    "speed_sum",
+    "mean_speed",
+    "sd_speed",
+    "max_speed",
+    "highway_s",
+    "highway_n",
+    "road_n",
+    "congestion_mean",
+    "night_share",
+    "harsh_accel_events",
+    "harsh_brake_events",
+    "harsh_corner_events",
+    "odo_km",
+    "accel_abs_mean",
+    "lateral_abs_mean",
+    "following_distance_mean_m",
+    "radar_n",
+    "short_headway_n",
+    "lane_offset_sd_m",
+    "lane_n",
+    "lane_dep_n",
+]
+
+
+def _derive(c: dict[str, Any], p: DrivingParams) -> dict[str, Any]:
+    """The output columns (but vin and period) from per-period sums, counts and means.
+
+    ``c`` holds :data:`_INPUTS` as arrays, NaN where unknown (no harsh event: NaN or 0).
+    """
+
+    def f(name: str) -> Any:
+        return np.asarray(c[name], np.float64)
+
+    def over(num: str, den: str) -> Any:
+        d = f(den)
+        return f(num) / np.where(d > 0, d, np.nan)
+
+    out: dict[str, Any] = {
+        "samples": np.asarray(c["samples"]).astype(np.int64),
+        "moving_s": np.asarray(c["moving_s"]).astype(np.int64),
+    }
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for kind in ("accel", "brake", "corner"):
+            out[f"harsh_{kind}_events"] = np.nan_to_num(f(f"harsh_{kind}_events")).astype(
+                np.int64
+            )
+        out["distance_gps_km"] = f("speed_sum") / 1000.0
+        odo = f("odo_km")
+        out["distance_km"] = np.where(np.isnan(odo), out["distance_gps_km"], odo)
+        out["mean_speed_kmh"] = f("mean_speed") * 3.6
+        out["max_speed_kmh"] = f("max_speed") * 3.6
+        out["speed_volatility"] = f("sd_speed") / f("mean_speed")
+        out["highway_speed_share"] = over("highway_s", "moving_s")
+        out["highway_share"] = over("highway_n", "road_n")
+        out["congestion_mean"] = f("congestion_mean")
+        out["night_share"] = f("night_share")
+        out["short_headway_share"] = over("short_headway_n", "radar_n")
+        out["lane_departure_share"] = over("lane_dep_n", "lane_n")
+        dist = np.where(out["distance_km"] >= 1.0, out["distance_km"], np.nan)
+        for kind in ("accel", "brake", "corner"):
+            out[f"harsh_{kind}_per_100km"] = out[f"harsh_{kind}_events"] / dist * 100.0
+        for name in ("accel_abs_mean", "lateral_abs_mean", "following_distance_mean_m"):
+            out[name] = f(name)
+        out["lane_offset_sd_m"] = f("lane_offset_sd_m")
+        s = p.aggressiveness_scales
+        a, b, cc, d = (
+            np.clip(out[name] / s[name], 0, 1)
+            for name in (
+                "harsh_accel_per_100km",
+                "harsh_brake_per_100km",
+                "harsh_corner_per_100km",
+                "speed_volatility",
+            )
         )
-    ]
-    base = pd.concat(parts, axis=1)
-    headway = (out["short_headway_share"] / s["short_headway_share"]).clip(0, 1)
-    total = base.sum(axis=1, min_count=4) + headway.fillna(0)
-    count = 4 + headway.notna().astype("int64")
-    out["aggressiveness_index"] = 100.0 * total / count
-    return out[_COLUMNS]
+        headway = np.clip(out["short_headway_share"] / s["short_headway_share"], 0, 1)
+        total = a + b + cc + d + np.where(np.isnan(headway), 0.0, headway)
+        count = 4 + (~np.isnan(headway)).astype(np.int64)
+        out["aggressiveness_index"] = 100.0 * total / count
+    return out

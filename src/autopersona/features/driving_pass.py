@@ -62,10 +62,12 @@ __all__ = [
     "MOTION_COLUMNS",
     "PARTIAL_COLUMNS",
     "PASS_SCHEMA",
+    "PassArrays",
     "PassLimits",
     "event_starts",
     "motion_pass",
     "motion_pass_batches",
+    "pass_arrays",
     "split_pass",
 ]
 
@@ -649,12 +651,21 @@ def motion_pass_batches(
             yield motion_pass(batch, lim)
 
 
-def split_pass(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Partial rows and candidate rows of the pass's output, as frames.
+class PassArrays(NamedTuple):
+    """The pass's output as arrays: partial rows, then harsh intervals (table order)."""
 
-    Returns ``vkey``, ``hour`` and :data:`PARTIAL_COLUMNS` (counts as int64); and the
-    harsh intervals' ``vkey``, ``ts_us``, ``ts_end``, ``hour`` and ``kind``.
-    """
+    vkey: IntArray  # partial rows: vehicle key, UTC hour, PARTIAL_COLUMNS
+    hour: IntArray
+    agg: FloatArray
+    iv_vkey: IntArray  # harsh intervals: vehicle key, first and last fix, hour, kind
+    iv_first: IntArray
+    iv_last: IntArray
+    iv_hour: IntArray
+    iv_kind: IntArray
+
+
+def pass_arrays(table: pa.Table) -> PassArrays:
+    """Split the pass's output (:data:`PASS_SCHEMA`) into partial rows and intervals."""
     parts: list[FloatArray] = []
     is_part: list[BoolArray] = []
     for chunk in table.column("agg").chunks:
@@ -663,19 +674,38 @@ def split_pass(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
     part = np.concatenate(is_part) if is_part else np.zeros(0, np.bool_)
     cand = ~part
     values = np.concatenate(parts).reshape(-1, _NF) if parts else np.zeros((0, _NF))
-    p = pd.DataFrame(values, columns=PARTIAL_COLUMNS)
+    key, hour = _ints(table, "vkey"), _ints(table, "hour")
+    return PassArrays(
+        key[part],
+        hour[part],
+        values,
+        key[cand],
+        _ints(table, "ts_us")[cand],
+        _ints(table, "ts_end")[cand],
+        hour[cand],
+        _ints(table, "kind")[cand],
+    )
+
+
+def split_pass(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Partial rows and harsh intervals of the pass's output, as frames.
+
+    Returns ``vkey``, ``hour`` and :data:`PARTIAL_COLUMNS` (counts as int64); and the
+    harsh intervals' ``vkey``, ``ts_us``, ``ts_end``, ``hour`` and ``kind``.
+    """
+    a = pass_arrays(table)
+    p = pd.DataFrame(a.agg, columns=PARTIAL_COLUMNS)
     for c in COUNT_COLUMNS:
         p[c] = p[c].astype("int64")
-    key, hour = _ints(table, "vkey"), _ints(table, "hour")
-    p.insert(0, "hour", hour[part])
-    p.insert(0, "vkey", key[part])
+    p.insert(0, "hour", a.hour)
+    p.insert(0, "vkey", a.vkey)
     intervals = pd.DataFrame(
         {
-            "vkey": key[cand],
-            "ts_us": _ints(table, "ts_us")[cand],
-            "ts_end": _ints(table, "ts_end")[cand],
-            "hour": hour[cand],
-            "kind": _ints(table, "kind")[cand],
+            "vkey": a.iv_vkey,
+            "ts_us": a.iv_first,
+            "ts_end": a.iv_last,
+            "hour": a.iv_hour,
+            "kind": a.iv_kind,
         }
     )
     return p, intervals
