@@ -674,9 +674,7 @@ def _derive(c: dict[str, Any], p: DrivingParams) -> dict[str, Any]:
     }
     with np.errstate(divide="ignore", invalid="ignore"):
         for kind in ("accel", "brake", "corner"):
-            out[f"harsh_{kind}_events"] = np.nan_to_num(f(f"harsh_{kind}_events")).astype(
-                np.int64
-            )
+            out[f"harsh_{kind}_events"] = np.nan_to_num(f(f"harsh_{kind}_events")).astype(np.int64)
         out["distance_gps_km"] = f("speed_sum") / 1000.0
         odo = f("odo_km")
         out["distance_km"] = np.where(np.isnan(odo), out["distance_gps_km"], odo)
