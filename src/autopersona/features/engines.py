@@ -120,7 +120,7 @@ class DuckDBEngine(Engine):
 
     name = "duckdb"
     #: rows per record batch of :meth:`map_batches`
-    batch_rows = 262_144
+    batch_rows = 65_536
 
     def __init__(self, wh: Warehouse) -> None:
         self.con = wh.con
