@@ -387,6 +387,19 @@ def _engine_proc(
         )
 
 
+def _sigterm(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """Stop the engine process with SIGTERM; its standard output."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=timeout)[0]
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the engine process if it still runs (an assertion failed before it stopped)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
 def _engine_subscribed(log: Path) -> bool:
     """The engine took its (shared) event subscription; ``run``'s feedback listener
     subscribes to ``{prefix}/feedback/+`` before the engine starts."""
@@ -446,8 +459,7 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
         proc = _engine_proc(cfg, whp, "killme-1", tmp_path / "run2.log")
         assert wait_until(lambda: listener.received.unique == n, 40), listener.received.unique
         assert wait_until(lambda: webhook.at("/push").unique == n, 20)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        out = _sigterm(proc, 30)
         assert proc.returncode == 0, (tmp_path / "run2.log").read_text()[-2000:]
         stats = json.loads(out.decode().strip().splitlines()[-1])
         assert stats["errors"] == []
@@ -466,9 +478,7 @@ def test_killed_engine_restarts_without_losing_or_duplicating(
             assert wh.sql("SELECT status, count(*) FROM outbox GROUP BY 1") == [("sent", 2 * n)]
         print(f"killed after {killed_at}/{n}; raw duplicates head unit {hu_dup}, push {push_dup}")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        _reap(proc)
         pub.close()
         listener.close()
         smtp.close()
@@ -504,13 +514,10 @@ def test_run_command_with_the_strategy_engine_stops_cleanly(
         pub.event("V1", "e1", route_km=400.0, remaining_range_km=100.0)
         pub.raw("V1", b'{"event_id": "e2", "vin": "V1", "type": "route_planned", "payload": 1}')
         assert wait_until(done, 30), log.read_text()[-2000:]
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        out = _sigterm(proc, 60)
     finally:
         pub.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        _reap(proc)
     assert proc.returncode == 0, log.read_text()[-2000:]
     stats = json.loads(out.decode().strip().splitlines()[-1])
     assert (stats["processed"], stats["rejected"], stats["errors"]) == (1, 1, [])
@@ -555,14 +562,11 @@ def test_run_command_takes_feedback_on_the_decisions_it_sent(
         info = pub.client.publish(f"{prefix}/feedback/head_unit", json.dumps(report), qos=1)
         info.wait_for_publish(10)
         assert wait_until(feedback_handled, 15), log.read_text()[-2000:]
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        out = _sigterm(proc, 30)
     finally:
         pub.close()
         head_unit.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        _reap(proc)
     assert proc.returncode == 0, log.read_text()[-2000:]
     (summary,) = _json_lines(out.decode())
     assert (summary["processed"], summary["errors"]) == (1, [])
@@ -597,13 +601,10 @@ def test_run_command_without_feedback_does_not_subscribe(
         report = {"decision_id": "d1", "event_type": "sent", "ts": datetime.now(UTC).isoformat()}
         pub.client.publish(f"{prefix}/feedback/app", json.dumps(report), qos=1).wait_for_publish(10)
         time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        out = _sigterm(proc, 30)
     finally:
         pub.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        _reap(proc)
     assert proc.returncode == 0, log.read_text()[-2000:]
     assert "/feedback/" not in log.read_text()
     (summary,) = _json_lines(out.decode())
