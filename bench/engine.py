@@ -12,7 +12,9 @@ subscribes to what comes back (QoS 1):
   decide -> one journal record per MQTT batch with the event ledger, decisions and outbox
   rows -> dispatcher: one ``fdatasync`` for every batch waiting, PUBACK of their events,
   head-unit publish QoS 1 -> results journaled; the journal is applied to a DuckDB warehouse
-  file in the temporary folder every 0.2 s in the background).  ``--journal off`` measures
+  file in the temporary folder every 0.2 s in the background, ``--apply-every`` to change
+  it: a value longer than the run leaves every warehouse write to shutdown, which
+  measures the hot path without them).  ``--journal off`` measures
   the engine with one DuckDB transaction per batch instead, ``--journal nosync`` without
   the ``fdatasync``.  The decision engine is a minimal one (one head-unit ``send``
   decision per event, logged in ``strategy_decisions``) so the figure is the delivery
@@ -40,7 +42,8 @@ one engine process can reach on a free core).  Target: >= 5,000 events/s with p9
 Runtime is bounded (default well under 2 minutes: the tail wait ends when everything arrived)::
 
     python bench/engine.py [--rates 1000 5000] [--seconds 3] [--warmup 1] [--drain 15]
-                           [--journal sync|nosync|off] [--no-pseudonymise] [--json]
+                           [--journal sync|nosync|off] [--apply-every 0.2]
+                           [--no-pseudonymise] [--json]
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ from autopersona.strategy.decision import Decision, idempotency_key, new_decisio
 
 PREFIX = "bench/v1"
 JOURNAL_LABEL = {
-    "sync": "journal, fdatasync per batch, applied to DuckDB every 0.2 s",
-    "nosync": "journal without fdatasync, applied to DuckDB every 0.2 s",
+    "sync": "journal, fdatasync per batch, applied to DuckDB every {every:g} s",
+    "nosync": "journal without fdatasync, applied to DuckDB every {every:g} s",
     "off": "one DuckDB transaction per batch",
 }
 
@@ -158,7 +161,9 @@ class MinimalEngine:
         return []
 
 
-def run_engine(port: int, folder: Path, kind: str, journal: str = "sync") -> None:
+def run_engine(
+    port: int, folder: Path, kind: str, journal: str = "sync", apply_every: float = 0.2
+) -> None:
     """Contender process: the live engine until SIGTERM."""
     from autopersona.delivery.config import load_channels_config
     from autopersona.delivery.live import LiveEngine
@@ -195,6 +200,7 @@ def run_engine(port: int, folder: Path, kind: str, journal: str = "sync") -> Non
         batch_log=kind == "minimal",
         journal=journal != "off",
         journal_sync=journal == "sync",
+        apply_wait_s=apply_every,
     )
     cpu0 = time.process_time()
     stats = live.run_forever()
@@ -333,10 +339,16 @@ def load(
 
 
 def contender(
-    role: str, port: int, folder: Path, kind: str, pseudonymise: bool = True, journal: str = "sync"
+    role: str,
+    port: int,
+    folder: Path,
+    kind: str,
+    pseudonymise: bool = True,
+    journal: str = "sync",
+    apply_every: float = 0.2,
 ) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, __file__, "--role", role, "--port", str(port), "--folder", str(folder),
-           "--engine", kind, "--journal", journal]  # fmt: skip
+           "--engine", kind, "--journal", journal, "--apply-every", str(apply_every)]  # fmt: skip
     env = {
         **os.environ,
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
@@ -409,13 +421,21 @@ def main() -> int:
         "journal without fdatasync (survives a killed process, not a power cut), or off "
         "(one DuckDB transaction per batch).",
     )
+    ap.add_argument(
+        "--apply-every",
+        type=float,
+        default=0.2,
+        help="How often the engine applies its journal to the warehouse (seconds; as "
+        "`autopersona run --apply-every`).  A value longer than the run defers every "
+        "warehouse write to shutdown, which measures the hot path without them.",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--role", choices=["engine", "echo"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role == "engine":
-        run_engine(a.port, a.folder, a.engine, a.journal)
+        run_engine(a.port, a.folder, a.engine, a.journal, a.apply_every)
         return 0
     if a.role == "echo":
         run_echo(a.port)
@@ -435,7 +455,10 @@ def main() -> int:
                 for f in ("bench.duckdb", "bench.duckdb.wal", "vault.duckdb", "vault.duckdb.wal"):
                     (folder / f).unlink(missing_ok=True)
                 shutil.rmtree(folder / "bench.duckdb.journal", ignore_errors=True)
-                eng = contender("engine", port, folder, a.engine, not a.no_pseudonymise, a.journal)
+                eng = contender(
+                    "engine", port, folder, a.engine, not a.no_pseudonymise, a.journal,
+                    a.apply_every,
+                )  # fmt: skip
                 g = load(port, rate, a.seconds, a.drain, a.warmup)
                 stats = stop(eng)
                 g["cpu_ms_per_event"] = round(1e3 * stats["cpu_s"] / max(1, stats["processed"]), 3)
@@ -450,7 +473,7 @@ def main() -> int:
     print(
         f"engine: {a.engine} decision engine; DuckDB warehouse file; Mosquitto on loopback; "
         f"pseudonymisation {'off' if a.no_pseudonymise else 'on (audited vault file)'}; "
-        f"hot path: {JOURNAL_LABEL[a.journal]}"
+        f"hot path: {JOURNAL_LABEL[a.journal].format(every=a.apply_every)}"
     )
     print(
         f"machine: {os.cpu_count()} CPUs, load average before/after "
