@@ -193,57 +193,24 @@ def _slot_py(key: int, hour: int, mask: int) -> int:
     return (key ^ (hour * 0x5BD1E995)) & mask
 
 
-def _runs_py(key: IntArray, ts: IntArray) -> tuple[IntArray, IntArray, IntArray]:
-    """Maximal runs of consecutive rows with one (key, hour): starts (and the end), keys, hours."""
-    n = ts.shape[0]
-    start = np.empty(n + 1, np.int64)
-    r = 0
-    cur_key = np.int64(0)
-    cur_hour = np.int64(0)
-    for i in range(n):
-        k = key[i]
-        h = ts[i] // _HOUR_US
-        if i == 0 or k != cur_key or h != cur_hour:
-            start[r] = i
-            r += 1
-            cur_key = k
-            cur_hour = h
-    start[r] = n
-    keys = np.empty(r, np.int64)
-    hours = np.empty(r, np.int64)
-    for j in range(r):
-        keys[j] = key[start[j]]
-        hours[j] = ts[start[j]] // _HOUR_US
-    return start[: r + 1], keys, hours
-
-
-def _groups_py(keys: IntArray, hours: IntArray) -> tuple[IntArray, IntArray]:
-    """Group of each run by (key, hour) through a hash table; and each group's first run."""
-    r = keys.shape[0]
-    size = 64
-    while size < 2 * r:
-        size *= 2
+def _grow_slots_py(slots: IntArray, g_key: IntArray, g_hour: IntArray, n_g: int) -> IntArray:
+    """The group hash table at twice the size, the first ``n_g`` groups placed again."""
+    size = slots.shape[0] * 2
     mask = size - 1
-    slots = np.zeros(size, np.int64)  # group + 1; 0 = empty
-    group = np.empty(r, np.int64)
-    first = np.empty(r, np.int64)
-    n_g = 0
-    for j in range(r):
-        k, h = keys[j], hours[j]
-        s = _slot(k, h, mask)
-        while True:
-            q = slots[s] - 1
-            if q < 0:
-                slots[s] = n_g + 1
-                first[n_g] = j
-                group[j] = n_g
-                n_g += 1
-                break
-            if keys[first[q]] == k and hours[first[q]] == h:
-                group[j] = q
-                break
+    out = np.zeros(size, np.int64)  # group + 1; 0 = empty
+    for q in range(n_g):
+        s = _slot(g_key[q], g_hour[q], mask)
+        while out[s] != 0:
             s = (s + 1) & mask
-    return group, first[:n_g]
+        out[s] = q + 1
+    return out
+
+
+def _grown_py(a: IntArray, cap: int) -> IntArray:
+    """``a`` copied into a longer array of ``cap`` elements."""
+    out = np.empty(cap, np.int64)
+    out[: a.shape[0]] = a
+    return out
 
 
 def _emit_py(
@@ -302,12 +269,12 @@ def _pass_py(
     one means no nulls.
     """
     n = ts.shape[0]
-    start, keys, hours = _runs(key, ts)
-    group, first = _groups(keys, hours)
-    n_g = first.shape[0]
-    out = np.zeros((n_g, _NF), np.float64)
-    for q in range(n_g):
-        out[q, _MAX_SPEED] = -np.inf
+    cap = 256  # groups: (key, hour) in first-seen order, found through a hash table
+    g_key = np.empty(cap, np.int64)
+    g_hour = np.empty(cap, np.int64)
+    out = np.empty((cap, _NF), np.float64)
+    slots = np.zeros(1024, np.int64)  # group + 1; 0 = empty
+    n_g = 0
     ev_key = np.empty(3 * n, np.int64)
     ev_first = np.empty(3 * n, np.int64)
     ev_last = np.empty(3 * n, np.int64)
@@ -323,18 +290,30 @@ def _pass_py(
     no_fd_nulls = fd_v.shape[0] == 0
     no_lane_nulls = lane_v.shape[0] == 0
     n_th = th_key.shape[0]
-    for j in range(keys.shape[0]):
-        k = keys[j]
-        t = np.searchsorted(th_key, k)
-        if t < n_th and th_key[t] == k:
-            t_acc, t_brk, t_lat = th_acc[t], th_brk[t], th_lat[t]
-        else:
-            t_acc, t_brk, t_lat = def_acc, def_brk, def_lat
+    t_acc, t_brk, t_lat = def_acc, def_brk, def_lat
+    prev_key = np.int64(0)
+    i = 0
+    while i < n:  # one run of consecutive rows of one (key, hour) per turn
+        k = key[i]
+        h = ts[i] // _HOUR_US
+        lo = h * _HOUR_US
+        hi = lo + _HOUR_US
+        if i == 0 or k != prev_key:
+            t = np.searchsorted(th_key, k)
+            if t < n_th and th_key[t] == k:
+                t_acc, t_brk, t_lat = th_acc[t], th_brk[t], th_lat[t]
+            else:
+                t_acc, t_brk, t_lat = def_acc, def_brk, def_lat
+            prev_key = k
+        i0 = i
         speed_n = moving_s = speed_sum = mv_sum = mv_sq = highway_s = 0.0
         acc_sum = acc_n = lat_sum = lat_n = fd_sum = fd_n = radar_n = short_n = 0.0
         lane_sum = lane_sq = lane_n = lane_dep = 0.0
         max_speed = -np.inf
-        for i in range(start[j], start[j + 1]):
+        while i < n:
+            ti = ts[i]
+            if key[i] != k or ti < lo or ti >= hi:
+                break
             bit = np.uint8(1) << np.uint8(i & 7)
             byte = i >> 3
             v = spd[i]
@@ -381,7 +360,6 @@ def _pass_py(
             f_brk = has_acc and a < -t_brk
             f_cor = has_lat and abs(y) > t_lat
             if f_acc or f_brk or f_cor:
-                ti = ts[i]
                 for kind in range(3):
                     if not (f_acc if kind == 0 else (f_brk if kind == 1 else f_cor)):
                         continue
@@ -402,8 +380,37 @@ def _pass_py(
                     o_key[kind] = k
                     o_first[kind] = ti
                     o_last[kind] = ti
-        g = group[j]
-        out[g, _SAMPLES] += start[j + 1] - start[j]
+            i += 1
+        mask = slots.shape[0] - 1
+        s = _slot(k, h, mask)
+        while True:
+            g = slots[s] - 1
+            if g < 0:  # a new group
+                if 2 * (n_g + 1) > slots.shape[0]:
+                    slots = _grow_slots(slots, g_key, g_hour, n_g)
+                    mask = slots.shape[0] - 1
+                    s = _slot(k, h, mask)
+                    while slots[s] != 0:
+                        s = (s + 1) & mask
+                if n_g == cap:
+                    cap *= 2
+                    g_key = _grown(g_key, cap)
+                    g_hour = _grown(g_hour, cap)
+                    wider = np.empty((cap, _NF), np.float64)
+                    wider[:n_g] = out[:n_g]
+                    out = wider
+                g = n_g
+                slots[s] = g + 1
+                g_key[g] = k
+                g_hour[g] = h
+                out[g, :] = 0.0
+                out[g, _MAX_SPEED] = -np.inf
+                n_g += 1
+                break
+            if g_key[g] == k and g_hour[g] == h:
+                break
+            s = (s + 1) & mask
+        out[g, _SAMPLES] += i - i0
         out[g, _SPEED_N] += speed_n
         out[g, _MOVING] += moving_s
         out[g, _SPEED_SUM] += speed_sum
@@ -430,9 +437,9 @@ def _pass_py(
                 o_key[kind], o_first[kind], o_last[kind], kind,
             )  # fmt: skip
     return (
-        keys[first],
-        hours[first],
-        out,
+        g_key[:n_g],
+        g_hour[:n_g],
+        out[:n_g],
         ev_key[:n_e],
         ev_first[:n_e],
         ev_last[:n_e],
@@ -491,12 +498,10 @@ _PassFn = Callable[
 
 _slot: Callable[[int, int, int], int] = jit(cache=True, nogil=True)(_slot_py)
 _emit: Callable[..., int] = jit(cache=True, nogil=True)(_emit_py)
-_runs: Callable[[IntArray, IntArray], tuple[IntArray, IntArray, IntArray]] = jit(
-    cache=True, nogil=True
-)(_runs_py)
-_groups: Callable[[IntArray, IntArray], tuple[IntArray, IntArray]] = jit(cache=True, nogil=True)(
-    _groups_py
+_grow_slots: Callable[[IntArray, IntArray, IntArray, int], IntArray] = jit(cache=True, nogil=True)(
+    _grow_slots_py
 )
+_grown: Callable[[IntArray, int], IntArray] = jit(cache=True, nogil=True)(_grown_py)
 
 
 def _signature() -> tuple[Any, ...]:
