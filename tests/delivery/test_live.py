@@ -387,6 +387,14 @@ def _engine_proc(
         )
 
 
+def _run_channels(tmp_path: Path, port: int, prefix: str, worker: str) -> Path:
+    """Channels file for a ``run`` subprocess: the test broker, no webhook or SMTP server."""
+    return channels_yaml(
+        tmp_path / "channels.yaml", port=port, prefix=prefix, webhook_port=1, smtp_port=1,
+        client_id=worker,
+    )  # fmt: skip
+
+
 def _sigterm(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     """Stop the engine process with SIGTERM; its standard output."""
     proc.send_signal(signal.SIGTERM)
@@ -490,14 +498,7 @@ def test_run_command_with_the_strategy_engine_stops_cleanly(
     shared_broker: int, prefix: str, tmp_path: Path
 ) -> None:
     """``run`` with its default engine (the strategy engine) on an empty warehouse."""
-    cfg = channels_yaml(
-        tmp_path / "channels.yaml",
-        port=shared_broker,
-        prefix=prefix,
-        webhook_port=1,
-        smtp_port=1,
-        client_id="run-default",
-    )
+    cfg = _run_channels(tmp_path, shared_broker, prefix, "run-default")
     log = tmp_path / "run.log"
     proc = _engine_proc(
         cfg, tmp_path / "wh.duckdb", f"run-{uuid.uuid4().hex[:6]}", log,
@@ -536,10 +537,7 @@ def test_run_command_takes_feedback_on_the_decisions_it_sent(
     just sent joins its decision and lands in ``marketing_feedback``.  The journal would
     write the decision only after ``--apply-every 600`` s: the listener makes it catch up."""
     worker = f"run-fb-{uuid.uuid4().hex[:6]}"
-    cfg = channels_yaml(
-        tmp_path / "channels.yaml", port=shared_broker, prefix=prefix, webhook_port=1,
-        smtp_port=1, client_id=worker,
-    )  # fmt: skip
+    cfg = _run_channels(tmp_path, shared_broker, prefix, worker)
     whp, log = tmp_path / "wh.duckdb", tmp_path / "run.log"
     head_unit = HeadUnitListener(prefix, shared_broker)
     pub = Publisher(prefix, shared_broker)
@@ -589,10 +587,7 @@ def test_run_command_without_feedback_does_not_subscribe(
     shared_broker: int, prefix: str, tmp_path: Path
 ) -> None:
     worker = f"run-nofb-{uuid.uuid4().hex[:6]}"
-    cfg = channels_yaml(
-        tmp_path / "channels.yaml", port=shared_broker, prefix=prefix, webhook_port=1,
-        smtp_port=1, client_id=worker,
-    )  # fmt: skip
+    cfg = _run_channels(tmp_path, shared_broker, prefix, worker)
     whp, log = tmp_path / "wh.duckdb", tmp_path / "run.log"
     pub = Publisher(prefix, shared_broker)
     proc = _engine_proc(cfg, whp, worker, log, extra=("--no-feedback",))

@@ -67,7 +67,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +108,7 @@ from autopersona.delivery.outbox import (
     SendResult,
     open_outbox,
 )
+from autopersona.store.sqlbase import transaction
 from autopersona.strategy.decision import DECISION_COLUMNS, Decision
 
 if TYPE_CHECKING:
@@ -242,17 +243,6 @@ class _Inbound:
     topic: str
     payload: bytes
     received_at: datetime
-
-
-@contextlib.contextmanager
-def _duck_tx(con: Any) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 class LiveEngine(MqttConsumer[LiveStats]):
@@ -462,7 +452,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
             stack.enter_context(self.outbox.transaction())
         else:
             # Exit order is last-in first-out: the outbox commits before the warehouse.
-            stack.enter_context(_duck_tx(self.wh.con))
+            stack.enter_context(transaction(self.wh.con))
             stack.enter_context(self.outbox.transaction())
         return stack
 

@@ -38,6 +38,7 @@ from autopersona.features.engines import Engine, make_engine
 from autopersona.features.service import LOOKBACK as SERVICE_LOOKBACK
 from autopersona.features.service import SOURCES as SERVICE_SOURCES
 from autopersona.features.service import service_features
+from autopersona.store.sqlbase import transaction
 from autopersona.store.warehouse import Warehouse
 
 __all__ = ["LOOKBACKS", "STEPS", "BuildReport", "build_features", "period_floor"]
@@ -114,19 +115,15 @@ def _store(
         if col not in have:
             con.execute(f'ALTER TABLE "{table}" ADD COLUMN "{col}" {typ}')
     try:
-        con.execute("BEGIN TRANSACTION")
-        if start is None:
-            con.execute(f'DELETE FROM "{table}" WHERE period = ?', [period])
-        else:
-            con.execute(
-                f'DELETE FROM "{table}" WHERE period = ? AND period_start >= ?',
-                [period, start.date()],
-            )
-        con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _ap_feat')
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            if start is None:
+                con.execute(f'DELETE FROM "{table}" WHERE period = ?', [period])
+            else:
+                con.execute(
+                    f'DELETE FROM "{table}" WHERE period = ? AND period_start >= ?',
+                    [period, start.date()],
+                )
+            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _ap_feat')
     finally:
         con.unregister("_ap_feat")
 

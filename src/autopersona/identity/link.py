@@ -56,6 +56,7 @@ import pyarrow as pa
 from autopersona.identity.cluster import GuardedUnionFind
 from autopersona.identity.prepare import prepare_accounts
 from autopersona.identity.probabilistic import SplinkSettings, predict_pairs
+from autopersona.store.sqlbase import transaction
 from autopersona.store.warehouse import Warehouse
 
 __all__ = [
@@ -508,21 +509,17 @@ def _write(
     con = wh.con
     con.register("_identity_links_new", pa.Table.from_pylist(links, schema=_LINKS_SCHEMA))
     con.register("_persons_new", pa.Table.from_pylist(persons, schema=_PERSONS_SCHEMA))
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DELETE FROM {LINKS_TABLE}")
-        con.execute(f"INSERT INTO {LINKS_TABLE} SELECT * FROM _identity_links_new")
-        con.execute(f"DELETE FROM {PERSONS_TABLE}")
-        con.execute(f"INSERT INTO {PERSONS_TABLE} SELECT * FROM _persons_new")
-        if merges:
-            con.executemany(
-                f"INSERT INTO {MERGES_TABLE} VALUES (?, ?, ?, ?)",
-                [(old, into, kind, now) for old, into, kind in merges],
-            )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            con.execute(f"DELETE FROM {LINKS_TABLE}")
+            con.execute(f"INSERT INTO {LINKS_TABLE} SELECT * FROM _identity_links_new")
+            con.execute(f"DELETE FROM {PERSONS_TABLE}")
+            con.execute(f"INSERT INTO {PERSONS_TABLE} SELECT * FROM _persons_new")
+            if merges:
+                con.executemany(
+                    f"INSERT INTO {MERGES_TABLE} VALUES (?, ?, ?, ?)",
+                    [(old, into, kind, now) for old, into, kind in merges],
+                )
     finally:
         con.unregister("_identity_links_new")
         con.unregister("_persons_new")

@@ -62,6 +62,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from autopersona.store.sqlbase import transaction
+
 if TYPE_CHECKING:
     from autopersona.store.profiles import ProfileStore
     from autopersona.store.warehouse import Warehouse
@@ -218,8 +220,7 @@ class BudgetLedger:
         """
         if not (epsilon > 0 and math.isfinite(epsilon)):
             raise ValueError(f"epsilon must be a positive number, got {epsilon}")
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self.con):
             budget, spent = self.budget(dataset), self.spent(dataset)
             if spent + epsilon > budget + _TOL:
                 n = int(
@@ -236,10 +237,6 @@ class BudgetLedger:
                 f"INSERT INTO {LEDGER_TABLE} VALUES (?, ?, ?, ?, ?)",
                 [dataset, report, float(epsilon), mechanism, datetime.now(UTC)],
             )
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
 
 
 # ============================================================================ releases

@@ -53,13 +53,15 @@ import contextlib
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
+
+from autopersona.store.sqlbase import transaction
 
 if TYPE_CHECKING:
     from autopersona.identity.keys import IdentifierKeys
@@ -389,7 +391,7 @@ class Vault:
             return []
         self.flush()
         at = datetime.now(UTC)
-        with self._transaction():
+        with transaction(self.con):
             found = self._lookup(pseudonyms)
             self._insert_audit(
                 [
@@ -426,7 +428,7 @@ class Vault:
         ``source`` names the journal (its worker); ``position`` is stored in
         ``vault_journal`` in the same transaction, so each journaled row lands once.
         """
-        with self._transaction():
+        with transaction(self.con):
             self._insert_audit(rows)
             if source is not None and position is not None:
                 self.con.execute(
@@ -463,16 +465,6 @@ class Vault:
             names=["read_at", "actor", "purpose", "kind", "fp", "found"],
         )
         self.con.execute(f"INSERT INTO {AUDIT_TABLE} SELECT * FROM _ap_vault_audit")
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
 
     def forget(self, identifiers: Sequence[str]) -> int:
         """Delete the mappings of these pseudonyms or clear values (erasure); returns how many."""

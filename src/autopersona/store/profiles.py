@@ -54,7 +54,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from autopersona.store.sqlbase import SchemaStore
+from autopersona.store.sqlbase import SchemaStore, transaction
 
 if TYPE_CHECKING:
     from autopersona.store.warehouse import Warehouse
@@ -526,13 +526,8 @@ class DuckDBProfileStore(ProfileStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self.con):
             yield
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
 
     def close(self) -> None:
         """Close the connection if the store opened it."""

@@ -16,12 +16,41 @@ ValueError: invalid schema name 'bad name'
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-__all__ = ["SchemaStore"]
+__all__ = ["SchemaStore", "transaction"]
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+@contextmanager
+def transaction(con: Any) -> Iterator[None]:
+    """One transaction on ``con``, any connection with ``execute``.
+
+    Commits at the end; on any exception (interrupts included) rolls back and re-raises.
+
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> _ = con.execute("CREATE TABLE t (x INTEGER)")
+    >>> try:
+    ...     with transaction(con):
+    ...         _ = con.execute("INSERT INTO t VALUES (1)")
+    ...         raise RuntimeError("stop")
+    ... except RuntimeError:
+    ...     pass
+    >>> con.execute("SELECT count(*) FROM t").fetchall()
+    [(0,)]
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 class SchemaStore:
