@@ -164,8 +164,18 @@ _register_delivery(app)
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    app()
+    """Entry point of the console script.
+
+    A warehouse held by another process ends the command with exit code 1 and one line
+    that says which file and which process, instead of a traceback.
+    """
+    from autopersona.store.warehouse import WarehouseBusy
+
+    try:
+        app()
+    except WarehouseBusy as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(1) from None
 
 
 __all__ = ["app", "main"]

@@ -11,6 +11,7 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +22,7 @@ import pandas as pd
 
 from autopersona.contracts import Contract, load_contracts
 
-__all__ = ["QUARANTINE_TABLE", "REPAIRS_TABLE", "RUNS_TABLE", "Warehouse"]
+__all__ = ["QUARANTINE_TABLE", "REPAIRS_TABLE", "RUNS_TABLE", "Warehouse", "WarehouseBusy"]
 
 QUARANTINE_TABLE = "_quarantine"
 RUNS_TABLE = "_ingest_runs"
@@ -64,6 +65,37 @@ _SYSTEM_DDL = [
 ]
 
 
+class WarehouseBusy(RuntimeError):
+    """The warehouse file is open in another process (DuckDB allows one writer at a time).
+
+    ``holder`` is what DuckDB says of the process that holds the file's lock (program and
+    PID), or ``None`` when it did not say.
+    """
+
+    def __init__(self, path: str, holder: str | None) -> None:
+        self.path, self.holder = path, holder
+        who = f"by {holder}" if holder else "by another process"
+        super().__init__(
+            f"warehouse {path} is in use {who}: DuckDB lets one process open a warehouse file "
+            "for writing, and no other process open it at all meanwhile. Stop that process "
+            "(a running `autopersona run` or `serve` keeps the file until it stops), wait for "
+            "it to finish, or point this command at another warehouse (--warehouse or "
+            "AUTOPERSONA_WAREHOUSE)."
+        )
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, with a lock held elsewhere reported as :class:`WarehouseBusy`."""
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as exc:
+        msg = str(exc)
+        if "Could not set lock" not in msg:
+            raise
+        m = re.search(r"Conflicting lock is held in (.+?)(?:\. See also|$)", msg)
+        raise WarehouseBusy(path, m.group(1).strip() if m else None) from exc
+
+
 class Warehouse:
     """A DuckDB warehouse holding the canonical tables of every contract.
 
@@ -90,7 +122,7 @@ class Warehouse:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(self.path, read_only=read_only)
+        self.con = _connect(self.path, read_only)
         self.con.execute("SET TimeZone = 'UTC'")
         # Order is imposed explicitly where it matters; not preserving it lets DuckDB stream.
         self.con.execute("SET preserve_insertion_order = false")
