@@ -26,6 +26,10 @@ SHARED_DATA = _shared_data()
 # import each as a module named "conftest", and two of them clash ("import file mismatch")
 collect_ignore_glob = ["conftest.py", "*/conftest.py"]
 
+# Command output is as wide as COLUMNS says, and pytest-xdist's workers run with COLUMNS=80:
+# tests see the width of a pipe (autopersona.console.PIPE_WIDTH) however they are run.
+os.environ.pop("COLUMNS", None)
+
 
 @pytest.fixture
 def shared_data() -> Path:

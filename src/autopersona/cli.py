@@ -10,10 +10,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from autopersona import __version__
+from autopersona.console import output_console
 
 app = typer.Typer(
     name="autopersona",
@@ -74,7 +74,7 @@ def schema_list(
             str(len(c.columns)),
             c.description,
         )
-    Console().print(t)
+    output_console().print(t)
 
 
 @schema_app.command("show")
@@ -93,7 +93,7 @@ def schema_show(
     if as_json:
         _print_json(c.model_dump())
         return
-    console = Console()
+    console = output_console()
     console.print(f"[bold]{c.table}[/] ({c.domain}) — {c.description}")
     console.print(
         f"key: {', '.join(c.primary_key)}   time: {c.time_column or '-'}   "
@@ -119,7 +119,7 @@ def schema_show(
             col.missing_rule,
             col.description,
         )
-    Console().print(t)
+    output_console().print(t)
     rules = c.cleaning.model_dump(exclude_defaults=True)
     if rules:
         console.print(f"cleaning: {json.dumps(rules)}")

@@ -49,9 +49,9 @@ def run_demo(
 
     The output folder is recreated, so a rerun with the same seed gives the same warehouse.
     """
-    from rich.console import Console
+    from autopersona.console import output_console
 
-    console = Console()
+    console = output_console()
     t0 = time.perf_counter()
     if out.exists():
         shutil.rmtree(out)

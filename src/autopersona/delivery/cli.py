@@ -302,10 +302,11 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(json.dumps({"counts": counts, key: rows}, default=str, indent=2))
             sys.stdout.write("\n")
             return
-        from rich.console import Console
         from rich.table import Table
 
-        console = Console()
+        from autopersona.console import output_console
+
+        console = output_console()
         console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "empty"))
         if events:
             t = Table(title="Refused inbound events")

@@ -140,8 +140,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, indent=2, allow_nan=False))
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         credit = report["credit"]
         methods = list(next(iter(credit.values())))
@@ -158,4 +159,4 @@ def register(app: typer.Typer) -> None:
                 *[f"{row[m]:.2f}" for m in methods],
                 f"{report['removal_effect'][ch]:.3f}",
             )
-        Console().print(t)
+        output_console().print(t)

@@ -191,8 +191,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _emit(report)
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         t = Table(
             title=f"{policy} policy on {report['n']:,} logged rows "
@@ -210,7 +211,7 @@ def register(app: typer.Typer) -> None:
                 f"{e['se']:.4f}",
                 f"[{e['ci_low']:.4f}, {e['ci_high']:.4f}]",
             )
-        Console().print(t)
+        output_console().print(t)
 
     @bandit_app.command("simulate")
     def bandit_simulate(

@@ -35,10 +35,11 @@ def _emit(obj: Any) -> None:
 
 
 def _print_analysis(res: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from autopersona.console import output_console
+
+    console = output_console()
     srm = res["srm"]
     sizes = ", ".join(f"{a['arm']} {a['n']:,}" for a in res["arms"])
     flag = "[red]MISMATCH[/]" if srm["mismatch"] else "ok"

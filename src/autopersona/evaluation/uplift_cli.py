@@ -215,8 +215,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _emit(report)
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         t = Table(
             title=f"{report['learner']}: {outcome} by {treatment} vs {report['control']} "
@@ -237,7 +238,7 @@ def register(app: typer.Typer) -> None:
                 fmt(s["qini_coefficient"]),
                 fmt(s["auuc"]),
             )
-        console = Console()
+        console = output_console()
         console.print(t)
         tgt = report["targeting"]
         v = tgt["targeted_mean_outcome"]

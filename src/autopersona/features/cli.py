@@ -38,9 +38,9 @@ def register(app: typer.Typer) -> None:
         from dataclasses import asdict
         from datetime import date
 
-        from rich.console import Console
         from rich.table import Table
 
+        from autopersona.console import output_console
         from autopersona.features.build import build_features
         from autopersona.settings import get_settings
         from autopersona.store.warehouse import Warehouse
@@ -71,8 +71,8 @@ def register(app: typer.Typer) -> None:
             t.add_column(c)
         for k, n in rep.rows.items():
             t.add_row(k, f"{n:,}", str(rep.periods[k]))
-        Console().print(t)
-        Console().print(f"{rep.seconds:.1f} s")
+        output_console().print(t)
+        output_console().print(f"{rep.seconds:.1f} s")
 
     @features_app.command("list")
     def list_cmd(
@@ -82,9 +82,9 @@ def register(app: typer.Typer) -> None:
         """The feature dictionary: name, domain, unit, definition, source tables."""
         import json
 
-        from rich.console import Console
         from rich.table import Table
 
+        from autopersona.console import output_console
         from autopersona.features.dictionary import feature_dictionary
 
         feats = [f for f in feature_dictionary().values() if domain in (None, f.domain)]
@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
             t.add_column(c)
         for f in feats:
             t.add_row(f.name, f.domain, f.unit, ", ".join(f.sources), f.definition)
-        Console().print(t)
+        output_console().print(t)
 
     @features_app.command("staypoints")
     def staypoints_cmd(

@@ -146,9 +146,9 @@ def register(app: typer.Typer) -> None:
         import json
         from dataclasses import asdict
 
-        from rich.console import Console
         from rich.table import Table
 
+        from autopersona.console import output_console
         from autopersona.identity.link import link_identities
         from autopersona.settings import get_settings
         from autopersona.store.warehouse import Warehouse
@@ -167,8 +167,8 @@ def register(app: typer.Typer) -> None:
         for k, v in asdict(rep).items():
             if isinstance(v, int) and not isinstance(v, bool):
                 t.add_row(k.replace("_", " "), f"{v:,}")
-        Console().print(t)
-        Console().print(f"{rep.seconds:.1f} s")
+        output_console().print(t)
+        output_console().print(f"{rep.seconds:.1f} s")
 
     @identity_app.command("show")
     def show_cmd(
@@ -181,9 +181,9 @@ def register(app: typer.Typer) -> None:
         """Show the person behind an account id or a VIN, with all its accounts."""
         import json
 
-        from rich.console import Console
         from rich.table import Table
 
+        from autopersona.console import output_console
         from autopersona.settings import get_settings
         from autopersona.store.warehouse import Warehouse
 
@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(people, indent=2, default=str))
             return
-        console = Console()
+        console = output_console()
         for p in people:
             console.print(
                 f"[bold]{p['person_id']}[/]  vins: {', '.join(p['vins']) or '-'}  "

@@ -53,10 +53,10 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Validate, clean and load files into the warehouse; nothing read is lost."""
-        from rich.console import Console
         from rich.table import Table
 
         from autopersona.catalog import CatalogError
+        from autopersona.console import output_console
         from autopersona.ingest.engine import ingest, report_json
         from autopersona.ingest.errors import IngestError
         from autopersona.ingest.mapping import resolve_mapping
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             sys.stdout.write(report_json(rep) + "\n")
         else:
-            con = Console()
+            con = output_console()
             t = Table(title=f"ingest run {rep.run_id}")
             for col in (
                 "table",
@@ -141,9 +141,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Show quarantined rows: file, row, field, reason."""
-        from rich.console import Console
         from rich.table import Table
 
+        from autopersona.console import output_console
         from autopersona.settings import get_settings
         from autopersona.store.warehouse import QUARANTINE_TABLE, Warehouse
 
@@ -170,4 +170,4 @@ def register(app: typer.Typer) -> None:
             t.add_column(c)
         for r in rows:
             t.add_row(*(str(x) for x in r))
-        Console().print(t)
+        output_console().print(t)

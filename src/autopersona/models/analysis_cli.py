@@ -31,10 +31,11 @@ def _emit(obj: Any) -> None:
 
 
 def _print_drivers(rep: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    from autopersona.console import output_console
+
+    con = output_console()
     con.print(
         f"[bold]{rep.target}[/] = {rep.positive}: {rep.positive_rate:.1%} of {rep.rows:,} rows · "
         f"depth {rep.max_depth} · held-out accuracy {rep.accuracy:.3f} "

@@ -208,9 +208,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _emit(report)
             return
-        from rich.console import Console
+        from autopersona.console import output_console
 
-        con = Console()
+        con = output_console()
         con.print(
             f"{transactions}: {report['customers']:,} customers "
             f"({report['repeat_customers']:,} with repeat purchases), until {report['until']}, "
@@ -324,10 +324,11 @@ def register(app: typer.Typer) -> None:
                 }
             )
             return
-        from rich.console import Console
         from rich.table import Table
 
-        con = Console()
+        from autopersona.console import output_console
+
+        con = output_console()
         con.print(
             f"{baskets}: {fi.attrs['n_baskets']:,} baskets; {len(fi):,} frequent itemsets "
             f"(by size {sizes}); {len(rules):,} rules; {secs:.3f} s"
@@ -434,10 +435,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _emit(report)
             return
-        from rich.console import Console
         from rich.table import Table
 
-        con = Console()
+        from autopersona.console import output_console
+
+        con = output_console()
         con.print(
             f"{transactions}: {report['rows']:,} rows, {report['customers']:,} customers, "
             f"{report['invoices']:,} invoices, revenue {report['revenue']:,.2f}; "

@@ -83,8 +83,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _out({**rel.to_dict(), "remaining_epsilon": left})
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         t = Table(
             title=f"{tag}: DP counts (epsilon {rel.epsilon:g}, noise sd {rel.std:.2f}); "
@@ -94,7 +95,7 @@ def register(app: typer.Typer) -> None:
         t.add_column("noisy count", justify="right")
         for k, v in rel.counts.items():
             t.add_row(k, str(v))
-        Console().print(t)
+        output_console().print(t)
 
     @privacy_app.command("budget")
     def budget_cmd(
@@ -132,15 +133,16 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _out(rows)
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         t = Table(title="Privacy budgets (epsilon, sequential composition)")
         for h in ("dataset", "budget", "spent", "remaining", "releases"):
             t.add_column(h)
         for r in rows:
             t.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in r.values()))
-        Console().print(t)
+        output_console().print(t)
 
     @privacy_app.command("pseudonymise")
     def pseudonymise_cmd(

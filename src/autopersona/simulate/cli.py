@@ -53,9 +53,9 @@ def register(app: typer.Typer) -> None:
         """
         import time
 
-        from rich.console import Console
         from rich.table import Table
 
+        from autopersona.console import output_console
         from autopersona.simulate import MessConfig, simulate
         from autopersona.simulate.config import DEFAULT_START
 
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         secs = time.perf_counter() - t0
         if quiet:
             return
-        console = Console()
+        console = output_console()
         t = Table(
             title=f"Simulated {vehicles} vehicles x {days} days (seed {seed}) in {secs:.1f} s"
         )

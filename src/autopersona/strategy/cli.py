@@ -83,8 +83,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _dump(rows)
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         t = Table(title=f"Strategies (catalogue {cat.version})")
         for h in ("id", "cell", "trigger", "channels", "priority", "control / baseline"):
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
                 str(r["priority"]),
                 f"{r['control_share']:.0%} / {r['baseline_share']:.0%}",
             )
-        Console().print(t)
+        output_console().print(t)
 
     @st.command("validate")
     def validate_cmd(
@@ -138,8 +139,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _dump({"as_of": when.isoformat(), "strategies": rows})
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         t = Table(title=f"Plan as of {when.isoformat()} (nothing sent)")
         for h in ("strategy", "trigger", "audience", "persons", "triggered now", "no consent"):
@@ -155,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 str(r["no_consent"]),
                 ", ".join(f"{k} {v}" for k, v in r["by_channel"].items()),
             )
-        Console().print(t)
+        output_console().print(t)
 
     @st.command("run")
     def run_cmd(
@@ -204,9 +206,9 @@ def register(app: typer.Typer) -> None:
                 }
             )
             return
-        from rich.console import Console
+        from autopersona.console import output_console
 
-        console = Console()
+        console = output_console()
         print_summary(console, rows, f"Batch run as of {when.isoformat()}")
         for sid, o in offers.items():
             means = ", ".join(f"{a} {m:.1%}" for a, m in o["posterior_mean"].items())

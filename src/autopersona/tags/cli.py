@@ -75,8 +75,9 @@ def register(app: typer.Typer) -> None:
                 + "\n"
             )
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         table = Table(title=f"Tag catalogue {cat.version} ({len(rows)} tags)")
         for h in ("id", "tier", "category", "entity", "method", "cadence", "values"):
@@ -91,7 +92,7 @@ def register(app: typer.Typer) -> None:
                 t.cadence,
                 " / ".join(t.values) if t.values else "(open)",
             )
-        Console(width=160).print(table)
+        output_console().print(table)
 
     @tags_app.command("show")
     def show_cmd(
@@ -179,8 +180,9 @@ def register(app: typer.Typer) -> None:
         if df.empty:
             typer.echo(f"no tags for {entity}" + (f" as of {as_of}" if as_of else ""))
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         table = Table(title=f"{entity}" + (f" as of {as_of}" if as_of else ""))
         for h in ("tag", "value", "score", "valid from", "valid to", "as of"):
@@ -195,7 +197,7 @@ def register(app: typer.Typer) -> None:
                 "" if pd.isna(valid_to) else str(valid_to),
                 str(rec["as_of"]),
             )
-        Console(width=160).print(table)
+        output_console().print(table)
 
     @profile_app.command("refresh")
     def profile_refresh_cmd(
@@ -282,8 +284,9 @@ def register(app: typer.Typer) -> None:
         if not recs:
             typer.echo("no stored models")
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from autopersona.console import output_console
 
         table = Table("tag", "version", "method", "algorithm", "as of", "metrics")
         for rec in recs:
@@ -305,4 +308,4 @@ def register(app: typer.Typer) -> None:
             table.add_row(
                 rec["tag_id"], rec["version"], rec["method"], rec["algorithm"], rec["as_of"], shown
             )
-        Console(width=160).print(table)
+        output_console().print(table)
