@@ -369,6 +369,15 @@ class FakeEngine:
         return []
 
 
+class SlowStartEngine(FakeEngine):
+    """:class:`FakeEngine` that takes two seconds to build, like a strategy engine loading
+    its catalogue and models: ``run``'s feedback listener is connected meanwhile."""
+
+    def __init__(self, wh: Any, *args: Any, **kwargs: Any) -> None:
+        time.sleep(2.0)
+        super().__init__(wh, *args, **kwargs)
+
+
 class FakeContacts:
     def phone(self, person_id: str) -> str | None:
         return "+4915100000000"

@@ -1,8 +1,14 @@
-"""``autopersona outbox``: counts, dead letters with reasons, refused events, requeue."""
+"""``autopersona outbox``: counts, dead letters with reasons, refused events, requeue;
+``autopersona run``: argument errors, a listener that cannot start, its stop signals and
+its feedback catch-up."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -83,3 +89,42 @@ def test_run_fails_when_the_feedback_listener_cannot_start(app, tmp_path: Path) 
     assert r.exit_code == 1, r.output
     assert "error: the feedback listener did not connect and subscribe to" in r.output
     assert f"127.0.0.1:{port} within 0.5 s" in r.output and "--no-feedback" in r.output
+
+
+def test_run_feedback_catch_up_waits_for_the_engine_within_bounds() -> None:
+    """The catch-up of ``run``'s listener waits for the engine to recover its journal, but
+    never longer than its bound; a command that stops before the engine was ready defers
+    the batch (for the next session) at once."""
+    from autopersona.delivery.cli import _EngineGate
+    from autopersona.delivery.feedback import FeedbackDeferred
+
+    gate = _EngineGate(wait_s=0.3)  # no engine ever comes: the caller quarantines
+    t0 = time.monotonic()
+    gate()
+    assert 0.3 <= time.monotonic() - t0 < 2
+    gate = _EngineGate(wait_s=60)
+    threading.Timer(0.2, gate.close).start()
+    t0 = time.monotonic()
+    with pytest.raises(FeedbackDeferred, match="stopped before it recovered its journal"):
+        gate()
+    assert 0.2 <= time.monotonic() - t0 < 2
+    t0 = time.monotonic()
+    with pytest.raises(FeedbackDeferred):
+        gate()  # closed: at once
+    assert time.monotonic() - t0 < 0.1
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signal handlers are set in the main thread only",
+)
+def test_run_stop_signals_request_a_stop_and_restore_the_handlers() -> None:
+    from autopersona.delivery.cli import _StopSignals
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with _StopSignals() as signals:
+        assert not signals.requested.is_set() and signals.name == ""
+        os.kill(os.getpid(), signal.SIGTERM)  # would end this process without the handler
+        assert signals.requested.wait(2)
+        assert signals.name == "SIGTERM"
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -8,10 +8,12 @@ delivered (counted by idempotency key at the receivers) with no decision made tw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from deliverykit import (
     FakeContacts,
@@ -36,6 +39,7 @@ from deliverykit import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from autopersona.delivery.config import load_channels_config
 from autopersona.delivery.live import EventRejected, LiveEngine, parse_event
@@ -606,3 +610,177 @@ def test_run_command_without_feedback_does_not_subscribe(
     assert "feedback" not in summary and summary["errors"] == []
     with Warehouse(whp, read_only=True) as wh:
         assert wh.sql("SELECT count(*) FROM marketing_feedback") == [(0,)]
+
+
+class _SilentServer:
+    """A TCP port that accepts connections and never answers (an MQTT CONNECT hangs)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.accepted:
+            c.close()
+
+
+@pytest.mark.integration
+def test_run_command_stops_cleanly_on_sigterm_while_the_listener_connects(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    """SIGTERM while the feedback listener waits for its CONNACK (up to 60 s here): ``run``
+    stops it, disconnects and exits 0 with its summary, as a SIGTERM of a running engine."""
+    silent = _SilentServer()
+    worker = f"run-early-{uuid.uuid4().hex[:6]}"
+    cfg = _run_channels(tmp_path, shared_broker, prefix, worker)
+    log = tmp_path / "run.log"
+    extra = ("--port", str(silent.port), "--feedback-timeout", "60")
+    proc = _engine_proc(cfg, tmp_path / "wh.duckdb", worker, log, extra=extra)
+    try:
+        assert wait_until(lambda: len(silent.accepted) >= 1, 15), log.read_text()
+        time.sleep(0.2)  # the listener has sent its CONNECT and waits for the answer
+        t0 = time.monotonic()
+        out = _sigterm(proc, 10)
+        took = time.monotonic() - t0
+    finally:
+        _reap(proc)
+        silent.close()
+    text = log.read_text()
+    assert proc.returncode == 0, text[-2000:]
+    assert took < 5, took
+    assert "stopping on SIGTERM before the engine started" in text, text[-2000:]
+    assert "stopped cleanly on SIGTERM" in text
+    (summary,) = _json_lines(out.decode())
+    assert (summary["received"], summary["processed"], summary["errors"]) == (0, 0, [])
+    assert summary["feedback"]["errors"] == [] and summary["feedback"]["received"] == 0
+
+
+@pytest.mark.integration
+def test_run_command_stops_cleanly_on_sigterm_while_the_engine_is_built(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    """SIGTERM after the feedback listener subscribed, while the engine is being built (two
+    seconds): the engine never takes events, the listener disconnects, exit 0.  Feedback the
+    listener holds for a decision it cannot find is not quarantined (the engine's journal,
+    never applied, might hold it) but left unacknowledged: the session delivers it again."""
+    worker = f"run-build-{uuid.uuid4().hex[:6]}"
+    cfg = _run_channels(tmp_path, shared_broker, prefix, worker)
+    whp, log = tmp_path / "wh.duckdb", tmp_path / "run.log"
+    pub = Publisher(prefix, shared_broker)
+    proc = _engine_proc(cfg, whp, worker, log, engine="deliverykit:SlowStartEngine")
+    report = {"decision_id": "d-later", "event_type": "sent", "ts": datetime.now(UTC).isoformat()}
+    try:
+        assert wait_until(lambda: f"subscribed to {prefix}/feedback/+" in log.read_text(), 30)
+        topic = f"{prefix}/feedback/app"
+        pub.client.publish(topic, json.dumps(report), qos=1).wait_for_publish(10)
+        time.sleep(0.5)  # the listener holds it, waiting for the engine
+        out = _sigterm(proc, 15)
+    finally:
+        pub.close()
+        _reap(proc)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-2000:]
+    assert "stopping on SIGTERM before the engine started" in text, text[-2000:]
+    assert "stopped cleanly on SIGTERM" in text and not _engine_subscribed(log)
+    (summary,) = _json_lines(out.decode())
+    assert summary["errors"] == [] and summary["feedback"]["errors"] == []
+    fb = summary["feedback"]
+    assert (fb["received"], fb["deferred"], fb["quarantined"]) == (1, 1, 0), fb
+    with Warehouse(whp, read_only=True) as wh:
+        assert wh.sql("SELECT count(*) FROM _quarantine") == [(0,)]
+    # the listener's next session gets it again
+    again: list[bytes] = []
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{worker}-feedback", protocol=mqtt.MQTTv5
+    )
+    client.on_message = lambda c, u, m: again.append(bytes(m.payload))
+    client.connect("127.0.0.1", shared_broker, clean_start=False)
+    client.loop_start()
+    try:
+        assert wait_until(lambda: len(again) == 1, 5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert json.loads(again[0]) == report
+
+
+@pytest.mark.integration
+def test_run_command_joins_early_feedback_to_decisions_of_the_journal(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    """Feedback on a decision that a killed run left in its journal only, waiting at the
+    broker when ``run`` starts again: the listener gets it before the engine (slow to
+    build) has applied that journal, and waits for it instead of quarantining the feedback
+    as naming an unknown decision.  A decision that does not exist is still quarantined,
+    once the journal is applied; after that at once."""
+    worker = f"run-jfb-{uuid.uuid4().hex[:6]}"
+    cfg = _run_channels(tmp_path, shared_broker, prefix, worker)
+    whp = tmp_path / "wh.duckdb"
+    head_unit = HeadUnitListener(prefix, shared_broker)
+    pub = Publisher(prefix, shared_broker)
+    log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
+    proc = _engine_proc(cfg, whp, worker, log1, extra=("--apply-every", "600"))
+    try:
+        assert wait_until(lambda: _engine_subscribed(log1), 30), log1.read_text()
+        pub.event("V1", "e1").wait_for_publish(10)
+        assert wait_until(lambda: head_unit.received.unique == 1, 10)
+        proc.send_signal(signal.SIGKILL)  # the decision is in the journal only
+        proc.communicate(timeout=10)
+        (key,) = head_unit.received.bodies
+        with Warehouse(whp, read_only=True) as wh:
+            assert wh.sql("SELECT count(*) FROM strategy_decisions") == [(0,)]
+        # the listener's persistent session keeps these until it connects again
+        now = datetime.now(UTC).isoformat()
+        for report in (
+            {"idempotency_key": key, "event_type": "delivered", "ts": now},
+            {"decision_id": "no-such-decision", "event_type": "clicked", "ts": now},
+        ):
+            topic = f"{prefix}/feedback/head_unit"
+            pub.client.publish(topic, json.dumps(report), qos=1).wait_for_publish(10)
+        proc = _engine_proc(
+            cfg, whp, worker, log2, engine="deliverykit:SlowStartEngine",
+            extra=("--status-every", "0.1"),
+        )  # fmt: skip
+
+        def feedback(n: int) -> bool:
+            lines = _json_lines(log2.read_text())
+            fb = lines[-1]["feedback"] if lines else {}
+            return fb.get("loaded", 0) + fb.get("quarantined", 0) >= n
+
+        assert wait_until(lambda: feedback(2), 20), log2.read_text()[-2000:]
+        report = {"decision_id": "made-up", "event_type": "clicked", "ts": now}
+        t0 = time.monotonic()
+        pub.client.publish(f"{prefix}/feedback/app", json.dumps(report), qos=1)
+        assert wait_until(lambda: feedback(3), 5), log2.read_text()[-2000:]
+        assert time.monotonic() - t0 < 2
+        out = _sigterm(proc, 30)
+    finally:
+        pub.close()
+        head_unit.close()
+        _reap(proc)
+    assert proc.returncode == 0, log2.read_text()[-2000:]
+    fb = _json_lines(out.decode())[0]["feedback"]
+    got = (fb["received"], fb["loaded"], fb["joined"], fb["quarantined"], fb["errors"])
+    assert got == (3, 1, 1, 2, []), fb
+    with Warehouse(whp, read_only=True) as wh:
+        (did,) = wh.sql(
+            "SELECT decision_id FROM strategy_decisions WHERE idempotency_key = ?", [key]
+        )[0]
+        assert wh.sql("SELECT event_id, decision_id, event_type FROM marketing_feedback") == [
+            (f"{did}-delivered", did, "delivered")
+        ]
+        assert sorted(
+            wh.sql("SELECT reason FROM _quarantine WHERE target_table = 'marketing_feedback'")
+        ) == [
+            ("unknown decision: decision_id 'made-up'",),
+            ("unknown decision: decision_id 'no-such-decision'",),
+        ]

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import json
 import logging
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from autopersona.delivery.feedback import FeedbackListener
+    from autopersona.delivery.live import LiveEngine
+
+log = logging.getLogger(__name__)
+
+#: Longest a feedback batch naming unknown decisions waits for the engine to recover its
+#: journal (``run``); then the decisions still unknown are quarantined.
+ENGINE_START_WAIT_S = 60.0
 
 _WAREHOUSE_OPT = typer.Option(
     "--warehouse", "-w", help="Warehouse DuckDB file (default: the configured one)."
@@ -63,25 +73,121 @@ def _engine_factory(spec: str) -> Any:
         raise typer.Exit(2) from None
 
 
-def _start_feedback(wh: Any, cfg: Any, timeout: float) -> FeedbackListener:
+class _StopSignals:
+    """SIGTERM and SIGINT for the whole of ``run``: a request to stop, never an abrupt exit.
+
+    Installed before anything starts, so a signal that arrives while the feedback listener
+    connects or the engine is built stops the command as cleanly as one that arrives while
+    the engine runs; the previous handlers come back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        self.requested.set()
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, old in self._previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+    @property
+    def name(self) -> str:
+        """The signal received (``SIGTERM``, ``SIGINT``), empty when none was."""
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
+class _EngineGate:
+    """The catch-up hook of ``run``'s feedback listener (the intake's ``catch_up``).
+
+    Feedback may name a decision the warehouse does not hold yet: one the engine has just
+    sent (its journal writes decisions a moment after their messages go out), or one of a
+    previous run still in the journal, which the engine applies when it starts.  The
+    listener starts before the engine, so until the engine has recovered its journal
+    (:attr:`LiveEngine.ready`) the catch-up waits for it, at most ``wait_s`` (the batch stays
+    unacknowledged meanwhile), then lets the journal apply what is pending.  When the
+    command stops (:meth:`close`) before the engine was ready, the batch is deferred
+    (:class:`~autopersona.delivery.feedback.FeedbackDeferred`): left unacknowledged for the
+    listener's next session rather than quarantined.
+    """
+
+    def __init__(self, wait_s: float = ENGINE_START_WAIT_S) -> None:
+        self.live: LiveEngine | None = None
+        self.wait_s = wait_s
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        """The command is stopping: wake and release any waiting catch-up."""
+        self.closed.set()
+
+    def __call__(self) -> None:
+        from autopersona.delivery.feedback import FeedbackDeferred
+
+        end = time.monotonic() + self.wait_s
+        while True:
+            live = self.live
+            if live is not None and live.ready.is_set():
+                _catch_up(live)
+                return
+            if self.closed.is_set():
+                raise FeedbackDeferred("the engine stopped before it recovered its journal")
+            if time.monotonic() >= end:
+                log.warning(
+                    "feedback names decisions unknown to the warehouse and the engine has not "
+                    "recovered its journal within %g s: they are quarantined",
+                    self.wait_s,
+                )
+                return
+            self.closed.wait(0.02)
+
+
+def _start_feedback(
+    wh: Any,
+    cfg: Any,
+    timeout: float,
+    *,
+    catch_up: Any = None,
+    cancel: threading.Event | None = None,
+) -> FeedbackListener:
     """Start the feedback listener of ``run`` on a cursor of ``wh``.
 
     Its client id is ``{worker id}-feedback``; exit 1 unless it connects and subscribes within
-    ``timeout`` seconds.
+    ``timeout`` seconds.  When ``cancel`` is set meanwhile (a stop signal), the listener is
+    returned as it is, for the caller to stop.
     """
     from autopersona.delivery.feedback import FeedbackListener
 
     cur = wh.cursor()  # the listener writes from its own thread: a connection of its own
     try:
         listener = FeedbackListener(
-            cur, cfg.mqtt, client_id=f"{cfg.mqtt.client_id}-feedback", max_bytes=cfg.event_max_bytes
+            cur,
+            cfg.mqtt,
+            client_id=f"{cfg.mqtt.client_id}-feedback",
+            max_bytes=cfg.event_max_bytes,
+            catch_up=catch_up,
         )
         listener.start()
     except Exception as exc:
         cur.close()
         typer.echo(f"error: the feedback listener did not start: {exc}", err=True)
         raise typer.Exit(1) from None
-    if not listener.wait_connected(timeout):
+    if not listener.wait_connected(timeout, cancel=cancel):
+        if cancel is not None and cancel.is_set():
+            return listener
         why = listener.watch.reason or "no answer"
         listener.stop(timeout=5)
         cur.close()
@@ -188,78 +294,100 @@ def register(app: typer.Typer) -> None:
 
         With ``--feedback`` (the default) the feedback listener runs alongside on the same
         warehouse and broker, as client ``{worker id}-feedback``.  Stops cleanly on SIGTERM
-        or Ctrl-C (finishes the batch in flight, flushes sends, disconnects) and prints its
-        counters as JSON, the listener's under ``"feedback"``.
+        or Ctrl-C at any point, even while connecting or recovering the journal (finishes
+        the batch in flight, flushes sends, disconnects) and prints its counters as JSON,
+        the listener's under ``"feedback"``.
         """
-        from autopersona.delivery.live import LiveEngine
+        from autopersona.delivery.live import LiveEngine, LiveStats
         from autopersona.delivery.outbox import open_outbox
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        cfg = _config(channels)
-        over = {
-            k: v
-            for k, v in {"host": host, "port": port, "topic_prefix": topic_prefix}.items()
-            if v is not None
-        }
-        if worker_id:
-            over["client_id"] = worker_id
-        if over:
-            cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update=over)})
-        factory = _engine_factory(engine)
-        wh = _warehouse(warehouse, threads=threads)
-        ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
-        listener: FeedbackListener | None = (
-            None  # started first: a listener that cannot start leaves no engine behind
-        )
-        stopped = False
-        try:
-            if feedback:
-                listener = _start_feedback(wh, cfg, feedback_timeout)
-            live = LiveEngine(
-                wh,
-                factory(wh),
-                cfg,
-                outbox=ob,
-                batch_max=batch_max,
-                batch_log=batch_log,
-                journal=None if journal else False,
-                journal_sync=journal_sync,
-                apply_wait_s=apply_every,
+        with _StopSignals() as signals:  # from the start: no signal ends ``run`` abruptly
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+            cfg = _config(channels)
+            over = {
+                k: v
+                for k, v in {"host": host, "port": port, "topic_prefix": topic_prefix}.items()
+                if v is not None
+            }
+            if worker_id:
+                over["client_id"] = worker_id
+            if over:
+                cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update=over)})
+            factory = _engine_factory(engine)
+            wh = _warehouse(warehouse, threads=threads)
+            ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
+            listener: FeedbackListener | None = (
+                None  # started first: a listener that cannot start leaves no engine behind
             )
-            if listener is not None:
-                listener.intake.catch_up = functools.partial(_catch_up, live)
+            gate = _EngineGate()
+            stopping = signals.requested
+            stopped = False
+            try:
+                if feedback:
+                    listener = _start_feedback(
+                        wh, cfg, feedback_timeout, catch_up=gate, cancel=stopping
+                    )
+                live: LiveEngine | None = None
+                if not stopping.is_set():
+                    live = LiveEngine(
+                        wh,
+                        factory(wh),
+                        cfg,
+                        outbox=ob,
+                        batch_max=batch_max,
+                        batch_log=batch_log,
+                        journal=None if journal else False,
+                        journal_sync=journal_sync,
+                        apply_wait_s=apply_every,
+                    )
+                    gate.live = live
 
-            def status(stats: Any) -> None:
-                out = stats.as_dict()
+                def status(stats: Any) -> None:
+                    out = stats.as_dict()
+                    if listener is not None:
+                        out["feedback"] = listener.stats.as_dict()
+                    sys.stderr.write(json.dumps(out) + "\n")
+
+                def until(_: Any) -> bool:  # a signal, or a fatal listener error
+                    return stopping.is_set() or (
+                        listener is not None and bool(listener.stats.errors)
+                    )
+
+                if live is not None and not stopping.is_set():
+                    stats = live.run_forever(
+                        install_signals=False,
+                        until=until,
+                        status_every_s=status_every,
+                        on_status=status,
+                    )
+                else:  # stopped before the engine started: release what was set up
+                    if live is not None:
+                        live.stop()
+                    stats = live.stats if live is not None else LiveStats()
+                    log.info("stopping on %s before the engine started", signals.name)
+                gate.close()
+                summary: dict[str, Any] = {**stats.as_dict(), "errors": stats.errors}
+                failed = bool(stats.errors)
                 if listener is not None:
-                    out["feedback"] = listener.stats.as_dict()
-                sys.stderr.write(json.dumps(out) + "\n")
-
-            def listener_failed(_: Any) -> bool:  # a fatal listener error stops the engine
-                return listener is not None and bool(listener.stats.errors)
-
-            stats = live.run_forever(
-                until=listener_failed, status_every_s=status_every, on_status=status
-            )
-            summary: dict[str, Any] = {**stats.as_dict(), "errors": stats.errors}
-            failed = bool(stats.errors)
-            if listener is not None:
-                listener.stop()
-                stopped = True
-                fb = listener.stats
-                summary["feedback"] = {**fb.as_dict(), "errors": fb.errors}
-                failed = failed or bool(fb.errors)
-            sys.stdout.write(json.dumps(summary) + "\n")
-            if failed:
-                raise typer.Exit(1)
-        finally:
-            if listener is not None:
-                if not stopped:
                     listener.stop()
-                listener.wh.close()
-            if getattr(ob, "con", None) is not wh.con:
-                ob.close()
-            wh.close()
+                    stopped = True
+                    fb = listener.stats
+                    summary["feedback"] = {**fb.as_dict(), "errors": fb.errors}
+                    failed = failed or bool(fb.errors)
+                if signals.name:
+                    log.info("stopped cleanly on %s", signals.name)
+                sys.stdout.write(json.dumps(summary) + "\n")
+                if failed:
+                    raise typer.Exit(1)
+            finally:
+                gate.close()
+                if listener is not None:
+                    if not stopped:
+                        listener.stop()
+                    listener.wh.close()
+                if getattr(ob, "con", None) is not wh.con:
+                    ob.close()
+                wh.close()
 
     @app.command("outbox")
     def outbox_cmd(

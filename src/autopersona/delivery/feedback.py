@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FEEDBACK_TABLE",
     "ONCE_PER_MESSAGE",
+    "FeedbackDeferred",
     "FeedbackIntake",
     "FeedbackListener",
     "Inbound",
@@ -141,6 +142,17 @@ def _text(payload: bytes | str | dict[str, Any]) -> str:
     return payload
 
 
+class FeedbackDeferred(Exception):
+    """Raised by a ``catch_up`` hook: the decisions of this batch cannot be known now.
+
+    Said when the process stops before the warehouse could catch up (``autopersona run``
+    stopped before its engine recovered the journal that may hold them).  The listener
+    neither ingests nor acknowledges the batch, and takes no more messages: the broker
+    delivers them again to the next session, instead of their being quarantined as naming
+    unknown decisions.
+    """
+
+
 class _Refused(ValueError):
     def __init__(self, reason: str, field_name: str | None = None) -> None:
         super().__init__(reason)
@@ -182,6 +194,7 @@ class FeedbackIntake:
         Called when a batch names decisions the log does not hold (yet), before they are
         looked up once more: ``autopersona run`` passes the live engine's ``flush``, since
         its journal writes decisions to the warehouse a moment after their messages go out.
+        It may raise :class:`FeedbackDeferred`, which :meth:`ingest` lets through.
     """
 
     def __init__(
@@ -377,6 +390,7 @@ class ListenerStats:
     duplicates: int = 0
     quarantined: int = 0
     joined: int = 0
+    deferred: int = 0  # left unacknowledged for the next session (FeedbackDeferred)
     batches: int = 0
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
@@ -466,7 +480,14 @@ class FeedbackListener(MqttConsumer[ListenerStats]):
                         batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
                     except queue.Empty:
                         break
-                self.process(batch)
+                try:
+                    self.process(batch)
+                except FeedbackDeferred as exc:
+                    self._accepting.clear()
+                    held = len(batch) + self._inbox.qsize()
+                    self.stats.deferred += held
+                    log.info("%d feedback messages left to the next session: %s", held, exc)
+                    return
                 for m in batch:  # only now: the batch is in the warehouse
                     self.client.ack(m.mid, m.qos)
         except Exception as exc:  # pragma: no cover - reported, then the listener stops

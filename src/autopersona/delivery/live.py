@@ -377,6 +377,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
         self._dispatcher_done = threading.Event()
         self._processor_done = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: Set once :meth:`start` has applied what the journal held of previous runs and
+        #: started the workers: from then on the warehouse holds every decision of earlier
+        #: runs, and :meth:`flush` waits for this run's.
+        self.ready = threading.Event()
         self._shared_tx = isinstance(self.outbox, DuckDBOutbox) and self.outbox.con is wh.con
         self.apply_wait_s = apply_wait_s
         self.switch_interval_s = switch_interval_s
@@ -1111,6 +1115,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
             t = threading.Thread(target=target, name=f"{self.worker_id}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
+        self.ready.set()
 
     def _stop_workers(self, timeout: float) -> None:
         for t in self._threads:

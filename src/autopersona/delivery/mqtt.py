@@ -811,9 +811,22 @@ class MqttConsumer(Generic[StatsT]):
         )
         self.client.loop_start()
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until connected and subscribed (True) or the timeout passes (False)."""
-        return self.watch.connected.wait(timeout) and self.subscribed.wait(timeout)
+    def wait_connected(
+        self, timeout: float = 10.0, *, cancel: threading.Event | None = None
+    ) -> bool:
+        """Block until connected and subscribed (True) or the timeout passes (False).
+
+        With ``cancel``, give up (False) as soon as that event is set, e.g. by a signal
+        handler: a plain wait would not return before the timeout.
+        """
+        if cancel is None:
+            return self.watch.connected.wait(timeout) and self.subscribed.wait(timeout)
+        for ev in (self.watch.connected, self.subscribed):
+            end = time.monotonic() + timeout
+            while not ev.wait(min(0.05, max(0.0, end - time.monotonic()))):
+                if cancel.is_set() or time.monotonic() >= end:
+                    return False
+        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, let the workers finish what they hold, disconnect."""
