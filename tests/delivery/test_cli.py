@@ -79,6 +79,15 @@ def test_run_refuses_a_bad_engine_spec(app, tmp_path: Path) -> None:  # type: ig
     assert r.exit_code == 1 and f"{bad}:2: retry -> seed:" in r.output
 
 
+@pytest.mark.parametrize("spec", ["2/2", "1", "a/b", "-1/2", "0/0"])
+def test_run_refuses_a_partition_that_is_not_k_of_n(app, tmp_path: Path, spec: str) -> None:  # type: ignore[no-untyped-def]
+    w = tmp_path / "w.duckdb"
+    r = CliRunner().invoke(app, ["run", "-w", str(w), "--partition", spec])
+    assert r.exit_code == 2, r.output
+    assert f"--partition {spec!r}: expected K/N with 0 <= K < N" in r.output
+    assert not w.exists()  # refused before anything was opened
+
+
 def test_run_fails_when_the_feedback_listener_cannot_start(app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """No broker on the port: ``run`` gives up with the reason instead of waiting forever."""
     from deliverykit import free_port

@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from autopersona.delivery.config import load_channels_config
-from autopersona.delivery.live import EventRejected, LiveEngine, parse_event
+from autopersona.delivery.live import EventRejected, LiveEngine, parse_event, partition_of
 from autopersona.privacy.pseudo import live_pseudonyms
 from autopersona.store.warehouse import Warehouse
 
@@ -106,12 +106,14 @@ class Rig:
         self.config = load_channels_config(self.cfg_path)
         self.engines: list[tuple[LiveEngine, Warehouse]] = []
 
-    def engine(self, worker_id: str | None = None, **kw: object) -> LiveEngine:
+    def engine(
+        self, worker_id: str | None = None, *, make: Any = FakeEngine, **kw: object
+    ) -> LiveEngine:
         wid = worker_id or f"{self.config.mqtt.client_id}-{len(self.engines)}"
         wh = Warehouse(self.tmp / f"{wid}.duckdb")
         live = LiveEngine(
             wh,
-            FakeEngine(wh),
+            make(wh),
             self.config,
             worker_id=wid,
             contacts=FakeContacts(),
@@ -279,6 +281,47 @@ def test_shared_subscription_splits_events_between_workers(rig: Rig) -> None:
     assert whb.sql("SELECT count(*) FROM strategy_decisions") == [(b.stats.processed,)]
 
 
+@pytest.mark.integration
+def test_partitioned_workers_each_take_whole_persons(rig: Rig) -> None:
+    # 12 persons with two vehicles each; the engine names the person of a (pseudonymous) VIN
+    ps = live_pseudonyms()
+    assert ps is not None
+    person = {ps(f"V{p}{s}"): f"P{p}" for p in range(12) for s in "ab"}
+
+    class TwoVehicleOwners(FakeEngine):
+        def person_of(self, vin: str) -> str | None:
+            return person.get(vin)
+
+    a = rig.engine(make=TwoVehicleOwners, partition=(0, 2))
+    b = rig.engine(make=TwoVehicleOwners, partition=(1, 2))
+    n = 0
+    for i in range(3):
+        for p in range(12):
+            for s in "ab":
+                rig.publisher.event(f"V{p}{s}", f"e{p}{s}{i}", channels=["head_unit"])
+                n += 1
+    rig.publisher.raw("VBAD", b"{not json")  # refused: dead-lettered by one worker only
+    assert wait_until(lambda: rig.listener.received.unique == n, 20)
+    assert wait_until(lambda: a.stats.rejected + b.stats.rejected == 1, 10)
+    assert a.stats.processed + b.stats.processed == n
+    # each worker sees every event and leaves the other's alone
+    assert wait_until(lambda: a.stats.others + b.stats.others == n + 1, 10)
+    assert rig.listener.received.duplicates == 0
+    owners: dict[str, set[int]] = {}
+    for w, (live, wh) in enumerate(rig.engines):
+        live.flush()
+        for (vin,) in wh.sql("SELECT DISTINCT vin FROM strategy_decisions"):
+            owners.setdefault(person[vin], set()).add(w)
+    # every person's events (both vehicles) met one worker: the one its hash names
+    assert owners == {f"P{p}": {partition_of(f"P{p}", 2)} for p in range(12)}
+    assert {w for ws in owners.values() for w in ws} == {0, 1}
+
+
+def test_partition_must_name_one_of_n(tmp_path: Path) -> None:
+    with Warehouse(":memory:") as wh, pytest.raises(ValueError, match="partition 2/2"):
+        LiveEngine(wh, FakeEngine(wh), load_channels_config(), partition=(2, 2))
+
+
 def test_batch_log_needs_an_engine_that_can_log(tmp_path: Path) -> None:
     class NoLog:
         def on_event(self, event: dict[str, object]) -> list[object]:
@@ -358,12 +401,14 @@ def _engine_proc(
     log: Path,
     engine: str = "deliverykit:FakeEngine",
     extra: tuple[str, ...] = (),
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     code = (
         "import typer; from autopersona.delivery.cli import register; "
         "app = typer.Typer(); register(app); app()"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO / "src")])}
+    env |= env_extra or {}
     with log.open("wb") as err:
         return subprocess.Popen(
             [
@@ -531,6 +576,48 @@ def test_run_command_with_the_strategy_engine_stops_cleanly(
         assert wh.sql("SELECT reason FROM event_dead_letters") == [
             ("field 'payload': not an object",)
         ]
+
+
+@pytest.mark.integration
+def test_run_command_partitions_split_the_events_between_workers(
+    shared_broker: int, prefix: str, tmp_path: Path
+) -> None:
+    """Two ``run --partition K/2`` workers, each with its warehouse (and its pseudonym vault:
+    a DuckDB file too, one process at a time): every event once."""
+    cfg = _run_channels(tmp_path, shared_broker, prefix, "run-part")
+    procs = []
+    for k in range(2):
+        wid = f"part{k}-{uuid.uuid4().hex[:6]}"
+        vault = {"AUTOPERSONA_VAULT": str(tmp_path / f"vault{k}.duckdb")}
+        opts = ("--partition", f"{k}/2", "--no-feedback")
+        w, log = tmp_path / f"w{k}.duckdb", tmp_path / f"{k}.log"
+        procs.append(_engine_proc(cfg, w, wid, log, extra=opts, env_extra=vault))
+    listener = HeadUnitListener(prefix, shared_broker)
+    pub = Publisher(prefix, shared_broker)
+    topic = f"subscribed to {prefix}/vehicles/+/events"
+    try:
+        for k in range(2):
+            log = tmp_path / f"{k}.log"
+            assert wait_until(lambda log=log: topic in log.read_text(), 60), log.read_text()
+        for i in range(40):
+            pub.event(f"V{i % 10}", f"e{i}", channels=["head_unit"])
+        assert wait_until(lambda: listener.received.unique == 40, 30)
+        outs = [_sigterm(p, 60) for p in procs]
+    finally:
+        pub.close()
+        listener.close()
+        for p in procs:
+            _reap(p)
+    stats = [json.loads(o.decode().strip().splitlines()[-1]) for o in outs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert [s["received"] for s in stats] == [40, 40]  # every worker sees every event
+    assert sum(s["processed"] for s in stats) == 40 and all(s["processed"] for s in stats)
+    assert [s["processed"] + s["others"] for s in stats] == [40, 40]
+    assert listener.received.duplicates == 0
+    for k in range(2):  # each vehicle's events with the worker its hash names
+        with Warehouse(tmp_path / f"w{k}.duckdb", read_only=True) as wh:
+            vins = {str(v) for (v,) in wh.sql("SELECT DISTINCT vin FROM live_events")}
+        assert vins and all(partition_of(v, 2) == k for v in vins)
 
 
 @pytest.mark.integration

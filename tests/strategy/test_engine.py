@@ -307,3 +307,13 @@ def test_fatigue_rests_people_who_never_respond(small_wh: Warehouse, response: s
     )
     d = engine(small_wh).on_event(route("V1", (t + timedelta(days=2)).isoformat()))[0]
     assert d.status == "send"  # only 3 unanswered since the click or spoken reply
+
+
+def test_person_of_a_vehicle_follows_the_persons_table(small_wh: Warehouse) -> None:
+    # what the live engine partitions its workers by: both vehicles of a person name it
+    eng = engine(small_wh)
+    assert eng.person_of("V1") == "V1"  # no persons yet: the VIN stands for its owner
+    small_wh.con.execute("CREATE TABLE persons (person_id VARCHAR, vins VARCHAR[])")
+    small_wh.con.execute("INSERT INTO persons VALUES ('P-7', ['V1', 'V2'])")
+    eng.invalidate()  # the directory is cached for profile_ttl_s
+    assert [eng.person_of(v) for v in ("V1", "V2", "V3")] == ["P-7", "P-7", "V3"]

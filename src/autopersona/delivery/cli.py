@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -71,6 +72,17 @@ def _engine_factory(spec: str) -> Any:
     except (ImportError, AttributeError) as exc:
         typer.echo(f"error: cannot load engine {spec!r}: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _partition(spec: str | None) -> tuple[int, int] | None:
+    """``K/N`` as ``(K, N)``; exit 2 with the reason when it is not ``0 <= K < N``."""
+    if spec is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if m is None or not 0 <= int(m.group(1)) < int(m.group(2)):
+        typer.echo(f"error: --partition {spec!r}: expected K/N with 0 <= K < N, e.g. 0/2", err=True)
+        raise typer.Exit(2)
+    return int(m.group(1)), int(m.group(2))
 
 
 class _StopSignals:
@@ -224,6 +236,16 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="MQTT client id and lease owner; keep it stable across restarts."),
         ] = None,
+        partition: Annotated[
+            str | None,
+            typer.Option(
+                metavar="K/N",
+                help="Be worker K of N (0 <= K < N): take only the events of the persons this "
+                "worker owns (a hash of the person), so caps, de-duplication and held messages "
+                "stay exact across workers; every worker receives every event (no shared "
+                "subscription) and acknowledges the others' at once.",
+            ),
+        ] = None,
         host: Annotated[str | None, typer.Option(help="Broker host (overrides the file).")] = None,
         port: Annotated[int | None, typer.Option(help="Broker port (overrides the file).")] = None,
         topic_prefix: Annotated[
@@ -313,6 +335,7 @@ def register(app: typer.Typer) -> None:
                 over["client_id"] = worker_id
             if over:
                 cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update=over)})
+            part = _partition(partition)
             factory = _engine_factory(engine)
             wh = _warehouse(warehouse, threads=threads)
             ob = open_outbox(outbox, warehouse=wh, policy=cfg.retry, lease_s=cfg.lease_s)
@@ -339,6 +362,7 @@ def register(app: typer.Typer) -> None:
                         journal=None if journal else False,
                         journal_sync=journal_sync,
                         apply_wait_s=apply_every,
+                        partition=part,
                     )
                     gate.live = live
 

@@ -28,8 +28,9 @@ writes the send results.
 
 MQTT: protocol 5, QoS 1, a persistent session (``clean_start=False`` + session expiry), and
 the shared subscription ``$share/{group}/{prefix}/vehicles/+/events`` so that several workers
-with different client ids split the events.  paho's automatic acknowledgement is off
-(``manual_ack=True``): a message is acknowledged only after its decisions and outbox rows are
+with different client ids split the events (or, with ``partition=(k, n)``, every worker
+reads every event and keeps those of the persons it owns: see :class:`LiveEngine`).
+paho's automatic acknowledgement is off (``manual_ack=True``): a message is acknowledged only after its decisions and outbox rows are
 committed, so a worker killed at any point leaves unacknowledged messages that the broker
 delivers again when the session resumes; ``live_events`` makes that redelivery harmless.
 Keep worker ids stable: the broker keeps handing a share of the events to a persistent
@@ -60,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import json
 import logging
 import queue
@@ -121,6 +123,7 @@ __all__ = [
     "LiveEngine",
     "LiveStats",
     "parse_event",
+    "partition_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,6 +134,21 @@ _REQUIRED = ("event_id", "vin", "type")
 
 class EventRejected(ValueError):
     """An inbound event that cannot be processed; the message says why."""
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition (``0 … partitions - 1``) that owns ``key``: the same in every process.
+
+    A BLAKE2b hash, not Python's ``hash()`` (salted per process), so that workers agree on
+    who owns a person without talking to each other.
+
+    >>> partition_of("P-0001", 1)
+    0
+    >>> [partition_of(k, 2) for k in ("P-0001", "P-0002", "P-0003")]
+    [0, 0, 1]
+    """
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
 
 
 class EngineLike(Protocol):
@@ -227,6 +245,7 @@ class LiveStats:
     dispatch_s: float = 0.0
     record_s: float = 0.0
     dispatch_errors: int = 0
+    others: int = 0  # events of persons another partition owns (acknowledged, not processed)
     thread_cpu_s: dict[str, float] = field(default_factory=dict)
     last_dispatch_error: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -303,6 +322,15 @@ class LiveEngine(MqttConsumer[LiveStats]):
         The interpreter's thread switch interval while the engine runs (restored on stop;
         ``None``: left alone).  Short, so the thread holding the next batch or send does not
         wait 5 ms for the GIL behind a busy one.
+    partition
+        ``(k, n)``: this worker is partition ``k`` of ``n`` and processes only the events
+        of the persons it owns (:func:`partition_of` of the person the engine's
+        ``person_of(vin)`` names, or of the VIN when it names none; a refused event by its
+        topic).  It subscribes to every event without a shared subscription and
+        acknowledges the others' at once (counted in ``stats.others``).  Each person's
+        events then meet one worker's caps, de-duplication and held messages, which a
+        shared subscription, splitting events at random, cannot promise.  ``None`` (the
+        default): the shared subscription of ``config.mqtt``.
     """
 
     def __init__(
@@ -326,6 +354,7 @@ class LiveEngine(MqttConsumer[LiveStats]):
         journal_sync: bool = True,
         apply_wait_s: float = 0.2,
         switch_interval_s: float | None = 0.001,
+        partition: tuple[int, int] | None = None,
     ) -> None:
         from autopersona.privacy.pseudo import AddressResolver, Vault, live_pseudonyms
         from autopersona.settings import get_settings
@@ -345,6 +374,15 @@ class LiveEngine(MqttConsumer[LiveStats]):
         self.batch_log = batch_log
         self.wh = wh
         self.engine = engine
+        if partition is not None:
+            k, n = partition
+            if not 0 <= k < n:
+                raise ValueError(f"partition {k}/{n}: need 0 <= k < n")
+            # every worker sees every event and keeps its own persons'
+            config = config.model_copy(
+                update={"mqtt": config.mqtt.model_copy(update={"share_group": None})}
+            )
+        self.partition = partition
         self.config = config
         self.worker_id = worker_id or config.mqtt.client_id
         self.outbox = outbox or open_outbox(
@@ -876,6 +914,12 @@ class LiveEngine(MqttConsumer[LiveStats]):
                 items.append((b, ev, None))
             except EventRejected as exc:
                 items.append((b, None, str(exc)))
+        if self.partition is not None:
+            mine = [it for it in items if self._owns(it[0], it[1])]
+            self.stats.others += len(items) - len(mine)
+            items = mine
+            if not items:
+                return []
         if self.journal is not None:
             return self._process_journaled(items)
         try:
@@ -895,6 +939,18 @@ class LiveEngine(MqttConsumer[LiveStats]):
         for one in items:
             out.extend(self.process([one[0]]))
         return out
+
+    def _owns(self, inbound: _Inbound, event: dict[str, Any] | None) -> bool:
+        """Whether this worker's partition owns the event (always, without partitions)."""
+        if self.partition is None:
+            return True
+        k, n = self.partition
+        if event is None:  # refused: whoever owns its topic dead-letters it
+            return partition_of(inbound.topic, n) == k
+        vin = str(event["vin"])
+        person_of = getattr(self.engine, "person_of", None)
+        person = person_of(vin) if callable(person_of) else None
+        return partition_of(str(person) if person else vin, n) == k
 
     def _next_batch(self) -> list[_Inbound]:
         """Up to ``batch_max`` queued events (waiting 0.1 s for the first one).

@@ -339,6 +339,14 @@ class StrategyEngine:
         self._fatigue_cache = None
         self.offers.invalidate()
 
+    def person_of(self, vin: str) -> str:
+        """The person a vehicle belongs to (its identity links; the VIN itself if none).
+
+        Read from the same person directory the decisions use (refreshed every
+        ``profile_ttl_s``); the live engine partitions its workers by it.
+        """
+        return self._directory(self.wh.con).person_of("vin", vin)
+
     def run_batch(self, as_of: datetime, *, con: Any = None, log: bool = True) -> list[Decision]:
         """Evaluate schedule, calendar and metric-change triggers as of ``as_of``.
 
