@@ -317,9 +317,17 @@ def test_partitioned_workers_each_take_whole_persons(rig: Rig) -> None:
     assert {w for ws in owners.values() for w in ws} == {0, 1}
 
 
-def test_partition_must_name_one_of_n(tmp_path: Path) -> None:
+def test_partition_must_name_one_of_n_and_reaches_the_strategy_engine(tmp_path: Path) -> None:
+    from autopersona.strategy import StrategyEngine
+
     with Warehouse(":memory:") as wh, pytest.raises(ValueError, match="partition 2/2"):
         LiveEngine(wh, FakeEngine(wh), load_channels_config(), partition=(2, 2))
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        eng = StrategyEngine(wh)
+        live = LiveEngine(wh, eng, load_channels_config(), partition=(1, 3), journal=False)
+        # its daily totals become its share of the caps; the subscription is not shared
+        assert eng.partition == (1, 3)
+        assert not live.config.mqtt.events_topic.startswith("$share/")
 
 
 def test_batch_log_needs_an_engine_that_can_log(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from autopersona.strategy.guards import (
     QuietHoursGuard,
     local_date,
     local_day_bounds,
+    share_of,
 )
 
 ZONES = [
@@ -125,6 +126,34 @@ def test_person_day_cap_never_exceeded_and_only_refuses_when_full(
         else:
             assert sent.get(day, 0) == cap  # refused only when the local day is full
         assert sent.get(day, 0) <= cap
+
+
+@given(cap=st.integers(min_value=0, max_value=500), n=st.integers(min_value=1, max_value=16))
+def test_cap_shares_add_up_to_the_cap_and_differ_by_at_most_one(cap: int, n: int) -> None:
+    parts = [share_of(cap, (k, n)) for k in range(n)]
+    assert sum(parts) == cap and max(parts) - min(parts) <= 1
+    assert share_of(cap, None) == cap
+
+
+def test_partitioned_workers_never_exceed_the_global_and_strategy_caps_together() -> None:
+    # three workers, each owning its persons, each sending as much as its guard allows
+    t = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    sent = 0
+    by_strategy = 0
+    for k in range(3):
+        ledger = Ledger()
+        guard = CapGuard(ledger, person_day=5, global_day=10, share=(k, 3))
+        for i in range(50):
+            at = t + timedelta(minutes=i)
+            why = guard.strategy("s", f"P{k}-{i}", at, None, 7) or guard.global_cap(at)
+            if why is None:
+                ledger.add(LedgerEntry(f"{k}-{i}", f"P{k}-{i}", "s", "sms", at))
+                sent += 1
+                by_strategy += 1
+        assert why is not None and f"worker {k}'s share of 7" in why
+    assert sent == by_strategy == 7  # the strategy's 7 a day, split 3 + 2 + 2
+    g = CapGuard(Ledger(), person_day=1, global_day=10, share=(0, 3))
+    assert g.global_day_cap == 4
 
 
 @pytest.mark.parametrize(

@@ -329,7 +329,9 @@ class LiveEngine(MqttConsumer[LiveStats]):
         topic).  It subscribes to every event without a shared subscription and
         acknowledges the others' at once (counted in ``stats.others``).  Each person's
         events then meet one worker's caps, de-duplication and held messages, which a
-        shared subscription, splitting events at random, cannot promise.  ``None`` (the
+        shared subscription, splitting events at random, cannot promise.  An engine with
+        ``take_partition(k, n)`` is told, so that its daily totals (global, per strategy)
+        are its share of the caps.  ``None`` (the
         default): the shared subscription of ``config.mqtt``.
     """
 
@@ -382,6 +384,9 @@ class LiveEngine(MqttConsumer[LiveStats]):
             config = config.model_copy(
                 update={"mqtt": config.mqtt.model_copy(update={"share_group": None})}
             )
+            take = getattr(engine, "take_partition", None)
+            if callable(take):  # daily totals: each worker its share of the caps
+                take(k, n)
         self.partition = partition
         self.config = config
         self.worker_id = worker_id or config.mqtt.client_id

@@ -314,6 +314,9 @@ class StrategyEngine:
         from autopersona.strategy.offers import LiveOfferArms
 
         self.offers = LiveOfferArms(self.catalogue, refresh_s=offer_refresh_s)
+        #: ``(k, n)`` when this engine serves live worker ``k`` of ``n`` partitions
+        #: (:meth:`take_partition`): its daily totals are its share of the caps.
+        self.partition: tuple[int, int] | None = None
         create_decision_table(wh.con)
 
     # ------------------------------------------------------------------ public API
@@ -338,6 +341,17 @@ class StrategyEngine:
         self._held = None
         self._fatigue_cache = None
         self.offers.invalidate()
+
+    def take_partition(self, k: int, n: int) -> None:
+        """Serve live worker ``k`` of ``n`` partitions, each owning whole persons.
+
+        The live engine's ``partition`` calls it: the global and per-strategy caps per UTC
+        day become this worker's share of them
+        (:func:`~autopersona.strategy.guards.share_of`); the per-person caps stay whole.
+        """
+        if not 0 <= k < n:
+            raise ValueError(f"partition {k}/{n}: need 0 <= k < n")
+        self.partition = (k, n)
 
     def person_of(self, vin: str) -> str:
         """The person a vehicle belongs to (its identity links; the VIN itself if none).
@@ -714,7 +728,10 @@ class StrategyEngine:
             dedup=keys,
             consent=_load_consents(con, accounts),
             caps=CapGuard(
-                ledger, person_day=policy.cap_person_day, global_day=policy.cap_global_day
+                ledger,
+                person_day=policy.cap_person_day,
+                global_day=policy.cap_global_day,
+                share=self.partition,
             ),
             arbitration=ArbitrationGuard(ledger, policy.arbitration_window_hours),
             fatigue=self._live_fatigue(con, at),
@@ -1037,7 +1054,10 @@ class StrategyEngine:
             dedup=DedupGuard(seen),
             consent=_load_consents(con, accounts),
             caps=CapGuard(
-                ledger, person_day=policy.cap_person_day, global_day=policy.cap_global_day
+                ledger,
+                person_day=policy.cap_person_day,
+                global_day=policy.cap_global_day,
+                share=self.partition,
             ),
             arbitration=ArbitrationGuard(ledger, policy.arbitration_window_hours),
             fatigue=self._fatigue(con, at, persons),

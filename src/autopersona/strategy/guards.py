@@ -43,6 +43,7 @@ __all__ = [
     "QuietHoursGuard",
     "local_date",
     "local_day_bounds",
+    "share_of",
     "zone",
 ]
 
@@ -257,11 +258,27 @@ class Ledger:
         ]
 
 
+def share_of(cap: int, share: tuple[int, int] | None) -> int:
+    """Part ``k`` of ``n`` of a count cap: the ``n`` parts add up to ``cap`` exactly.
+
+    >>> [share_of(10, (k, 4)) for k in range(4)], share_of(10, None)
+    ([3, 3, 2, 2], 10)
+    """
+    if share is None:
+        return cap
+    k, n = share
+    return cap // n + (1 if k < cap % n else 0)
+
+
 class CapGuard:
     """Frequency caps per person, strategy and overall.
 
     Per person per local day (all channels, and per channel), per strategy (per person over
-    N days, and total per UTC day) and global per UTC day.
+    N days, and total per UTC day) and global per UTC day.  With ``share=(k, n)`` (live
+    worker ``k`` of ``n`` partitions, each owning whole persons) the totals per UTC day,
+    global and per strategy, are this worker's part of them (:func:`share_of`), so that the
+    workers together never exceed them; the per-person caps are whole, since a person's
+    messages all come from one worker.
 
     >>> led = Ledger()
     >>> t = datetime(2026, 3, 28, 22, 30, tzinfo=UTC)  # 23:30 in Berlin (CET)
@@ -272,10 +289,19 @@ class CapGuard:
     'person already got 1 message(s) on 2026-03-28 (Europe/Berlin), cap 1'
     """
 
-    def __init__(self, ledger: Ledger, *, person_day: int, global_day: int) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        person_day: int,
+        global_day: int,
+        share: tuple[int, int] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.person_day_cap = person_day
-        self.global_day_cap = global_day
+        self.share = share
+        self.global_day_cap = share_of(global_day, share)
+        self._of = f" (worker {share[0]}'s share of {global_day})" if share else ""
 
     def person_day(self, person_id: str, tz: str | None, at: datetime) -> str | None:
         """Reason if the person's local-day cap is reached, else None."""
@@ -322,15 +348,23 @@ class CapGuard:
             )
             if n >= count:
                 return f"{n} send(s) of {strategy_id} in the last {days:g} days, cap {count}"
-        if per_day is not None and self.ledger.strategy_day[(strategy_id, at.date())] >= per_day:
-            return f"{strategy_id} reached its {per_day} sends on {at.date().isoformat()} (UTC)"
+        if per_day is not None:
+            mine = share_of(per_day, self.share)
+            if self.ledger.strategy_day[(strategy_id, at.date())] >= mine:
+                of = f" (worker {self.share[0]}'s share of {per_day})" if self.share else ""
+                return (
+                    f"{strategy_id} reached its {mine} sends{of} on {at.date().isoformat()} (UTC)"
+                )
         return None
 
     def global_cap(self, at: datetime) -> str | None:
         """Reason if the global daily cap is reached, else None."""
         d = _utc(at).date()
         if self.ledger.global_day[d] >= self.global_day_cap:
-            return f"global cap of {self.global_day_cap} sends on {d.isoformat()} (UTC) reached"
+            return (
+                f"global cap of {self.global_day_cap} sends{self._of} on {d.isoformat()} (UTC) "
+                "reached"
+            )
         return None
 
 
