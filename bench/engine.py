@@ -43,7 +43,7 @@ Runtime is bounded (default well under 2 minutes: the tail wait ends when everyt
 
     python bench/engine.py [--rates 1000 5000] [--seconds 3] [--warmup 1] [--drain 15]
                            [--journal sync|nosync|off] [--apply-every 0.2]
-                           [--no-pseudonymise] [--json]
+                           [--workers 1] [--no-pseudonymise] [--json]
 """
 
 from __future__ import annotations
@@ -162,9 +162,15 @@ class MinimalEngine:
 
 
 def run_engine(
-    port: int, folder: Path, kind: str, journal: str = "sync", apply_every: float = 0.2
+    port: int,
+    folder: Path,
+    kind: str,
+    journal: str = "sync",
+    apply_every: float = 0.2,
+    worker: int = 0,
+    workers: int = 1,
 ) -> None:
-    """Contender process: the live engine until SIGTERM."""
+    """Contender process: the live engine (worker ``worker`` of ``workers``) until SIGTERM."""
     from autopersona.delivery.config import load_channels_config
     from autopersona.delivery.live import LiveEngine
     from autopersona.store.warehouse import Warehouse
@@ -182,7 +188,7 @@ def run_engine(
         }
     )  # fmt: skip
     # As `autopersona run` opens it: one DuckDB thread (small statements).
-    wh = Warehouse(folder / "bench.duckdb", memory_limit="1GB", threads=1)
+    wh = Warehouse(folder / f"bench{worker}.duckdb", memory_limit="1GB", threads=1)
     if kind == "strategy":
         from autopersona.strategy import StrategyEngine
 
@@ -201,6 +207,7 @@ def run_engine(
         journal=journal != "off",
         journal_sync=journal == "sync",
         apply_wait_s=apply_every,
+        partition=(worker, workers) if workers > 1 else None,
     )
     cpu0 = time.process_time()
     stats = live.run_forever()
@@ -346,16 +353,21 @@ def contender(
     pseudonymise: bool = True,
     journal: str = "sync",
     apply_every: float = 0.2,
+    worker: int = 0,
+    workers: int = 1,
+    key: str | None = None,
 ) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, __file__, "--role", role, "--port", str(port), "--folder", str(folder),
-           "--engine", kind, "--journal", journal, "--apply-every", str(apply_every)]  # fmt: skip
+           "--engine", kind, "--journal", journal, "--apply-every", str(apply_every),
+           "--worker", str(worker), "--workers", str(workers)]  # fmt: skip
     env = {
         **os.environ,
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
-        # As deployed: a secret key of this run and the vault in the temporary folder.
+        # As deployed: a secret key of this run (the same for every worker, so that they
+        # agree on pseudonyms and partitions) and a vault per worker in the temporary folder.
         "AUTOPERSONA_PSEUDONYMISE": "1" if pseudonymise else "0",
-        "AUTOPERSONA_PSEUDONYM_KEY": secrets.token_hex(24),
-        "AUTOPERSONA_VAULT": str(folder / "vault.duckdb"),
+        "AUTOPERSONA_PSEUDONYM_KEY": key or secrets.token_hex(24),
+        "AUTOPERSONA_VAULT": str(folder / f"vault{worker}.duckdb"),
     }
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     lines: queue.Queue[str] = queue.Queue()
@@ -395,6 +407,22 @@ def stop(p: subprocess.Popen[bytes]) -> dict[str, Any]:
     return r
 
 
+def _merged(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counters of several engine processes as one (sums; CPU by thread summed)."""
+    out: dict[str, Any] = {}
+    for st in stats:
+        for k, v in st.items():
+            if k == "thread_cpu_s":
+                acc = out.setdefault(k, {})
+                for t, c in v.items():
+                    acc[t] = acc.get(t, 0.0) + c
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+            else:
+                out.setdefault(k, v)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[1000.0, 5000.0])
@@ -429,13 +457,21 @@ def main() -> int:
         "`autopersona run --apply-every`).  A value longer than the run defers every "
         "warehouse write to shutdown, which measures the hot path without them.",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Engine processes, as `autopersona run --partition K/N` (each its own "
+        "warehouse and vault; every one reads every event and processes its persons').",
+    )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--role", choices=["engine", "echo"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role == "engine":
-        run_engine(a.port, a.folder, a.engine, a.journal, a.apply_every)
+        run_engine(a.port, a.folder, a.engine, a.journal, a.apply_every, a.worker, a.workers)
         return 0
     if a.role == "echo":
         run_echo(a.port)
@@ -452,15 +488,19 @@ def main() -> int:
                 e["cpu_ms_per_event"] = round(
                     1e3 * stop(echo)["cpu_s"] / max(1, e["received"] + e["warmup_events"]), 3
                 )
-                for f in ("bench.duckdb", "bench.duckdb.wal", "vault.duckdb", "vault.duckdb.wal"):
-                    (folder / f).unlink(missing_ok=True)
-                shutil.rmtree(folder / "bench.duckdb.journal", ignore_errors=True)
-                eng = contender(
-                    "engine", port, folder, a.engine, not a.no_pseudonymise, a.journal,
-                    a.apply_every,
-                )  # fmt: skip
+                for f in [*folder.glob("bench*.duckdb*"), *folder.glob("vault*.duckdb*")]:
+                    if f.is_dir():
+                        shutil.rmtree(f, ignore_errors=True)
+                    else:
+                        f.unlink(missing_ok=True)
+                key = secrets.token_hex(24)
+                pseudo = not a.no_pseudonymise
+                engines = []
+                for k in range(a.workers):
+                    opts = (a.journal, a.apply_every, k, a.workers, key)
+                    engines.append(contender("engine", port, folder, a.engine, pseudo, *opts))
                 g = load(port, rate, a.seconds, a.drain, a.warmup)
-                stats = stop(eng)
+                stats = _merged([stop(eng) for eng in engines])
                 g["cpu_ms_per_event"] = round(1e3 * stats["cpu_s"] / max(1, stats["processed"]), 3)
                 rows.append({"rate": rate, "echo": e, "engine": g, "engine_stats": stats})
         finally:
@@ -471,7 +511,9 @@ def main() -> int:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return 0
     print(
-        f"engine: {a.engine} decision engine; DuckDB warehouse file; Mosquitto on loopback; "
+        f"engine: {a.engine} decision engine"
+        f"{f', {a.workers} partitioned processes' if a.workers > 1 else ''}; "
+        "DuckDB warehouse file; Mosquitto on loopback; "
         f"pseudonymisation {'off' if a.no_pseudonymise else 'on (audited vault file)'}; "
         f"hot path: {JOURNAL_LABEL[a.journal].format(every=a.apply_every)}"
     )
