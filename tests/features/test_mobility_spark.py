@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autopersona.features.engines import stop_spark
 from autopersona.features.mobility import vehicle_mobility
 from autopersona.features.runner import SPARK_SCHEMAS, spark_mobility_fn
 
@@ -61,7 +62,7 @@ def spark() -> Iterator[Any]:
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
-    session.stop()
+    stop_spark()
 
 
 def test_grouped_map_equals_pandas(spark: Any, tmp_path: Path) -> None:
@@ -99,3 +100,16 @@ def test_grouped_map_equals_pandas(spark: Any, tmp_path: Path) -> None:
     # the ignition-off sample 5 minutes into A's first commute splits it in the cogroup
     assert len(cotrips[cotrips["vin"] == "A"]) == len(trips[trips["vin"] == "A"]) + 1
     assert len(cotrips[cotrips["vin"] == "B"]) == len(trips[trips["vin"] == "B"]) == 10
+
+
+def test_stop_spark_ends_the_jvm_and_closes_its_pipe(spark: Any) -> None:
+    from pyspark import SparkContext
+
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if proc is None:
+        pytest.skip("pyspark attached to a JVM it did not start (PYSPARK_GATEWAY_PORT)")
+    assert proc.poll() is None and not proc.stdin.closed
+    assert stop_spark()
+    assert proc.returncode is not None and proc.stdin.closed
+    assert SparkContext._gateway is None and SparkContext._active_spark_context is None
+    assert not stop_spark()  # nothing left to stop

@@ -21,6 +21,7 @@ import pytest
 
 from autopersona.features.build import STEPS, build_features
 from autopersona.features.dictionary import domains
+from autopersona.features.engines import stop_spark
 from autopersona.ingest.engine import ingest
 from autopersona.simulate import simulate
 from autopersona.store.warehouse import Warehouse
@@ -77,15 +78,8 @@ def spark() -> Iterator[Any]:
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
-    session.stop()
-    # shut the JVM down too (frees its memory for later tests) and collect its sockets now
-    from pyspark import SparkContext
-
-    gateway = SparkContext._gateway
-    if gateway is not None:
-        gateway.shutdown()
-        SparkContext._gateway = None
-        SparkContext._jvm = None
+    # end the JVM too (frees its memory for later tests) and collect its sockets now
+    stop_spark()
     gc.collect()
 
 

@@ -9,6 +9,7 @@ being computed — the shape a data lake would give it — and hands its (small)
 from __future__ import annotations
 
 import functools
+import subprocess
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "SparkEngine",
     "contract_schema",
     "make_engine",
+    "stop_spark",
 ]
 
 #: a function over Arrow record batches, yielding record batches of a declared schema
@@ -327,8 +329,46 @@ class SparkEngine(Engine):
         return df.mapInArrow(fn, from_arrow_schema(schema)).toArrow().cast(schema)
 
     def close(self) -> None:
-        """Remove the Parquet export (the Spark session stays up for reuse)."""
+        """Remove the Parquet export (the Spark session stays up: :func:`stop_spark`)."""
         self._tmp.cleanup()
+
+
+def stop_spark(timeout: float = 60.0) -> bool:
+    """Stop this process's Spark session and end its JVM; whether a JVM was running.
+
+    ``SparkSession.stop`` (and :meth:`SparkEngine.close`) leave the JVM up for the next
+    session.  pyspark starts it with a pipe to its standard input and keeps that pipe open
+    for as long as this process runs (the JVM exits at the end of its input).  A process
+    that is done with Spark ends the JVM here: the session stops, the Py4J gateway shuts
+    down, the pipe is closed and the JVM is waited for (killed after ``timeout`` seconds),
+    so neither the process nor its pipe outlives the work.  A later session starts afresh.
+    """
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    session = SparkSession._instantiatedSession
+    if session is not None:
+        session.stop()
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return False
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    gateway.shutdown()
+    # None when pyspark attached to a JVM it did not start (PYSPARK_GATEWAY_PORT)
+    proc: subprocess.Popen[bytes] | None = getattr(gateway, "proc", None)
+    if proc is None:
+        return False
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return True
 
 
 def make_engine(
