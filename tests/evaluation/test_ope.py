@@ -285,3 +285,14 @@ def test_open_bandit_dataset_bts_value_from_random_logs():
         # measured: IPS 0.0061 [0.0025, 0.0096], SNIPS 0.0063 [0.0026, 0.0099]
         assert est.ci_low <= on_policy <= est.ci_high, est
         assert est.value > uni.value * 0.9
+
+
+def test_snips_with_subnormal_target_probabilities_stays_a_weighted_mean() -> None:
+    # found by the property test above: weights of a few subnormal ulps rounded w * r past
+    # the largest reward, and their mean underflowed to zero
+    r = np.array([0.0, 1.6875])
+    mu = np.array([1.0, 1.0])
+    pi = np.array([0.0, 5e-324])
+    s = snips(r, mu, pi)
+    assert s.value == 1.6875
+    assert snips(r, mu, np.array([5e-324, 5e-324])).value == pytest.approx(0.84375)

@@ -235,6 +235,10 @@ def snips(
     if w.sum() == 0:
         nan = math.nan
         return Estimate("snips", nan, nan, nan, nan, len(r), level, ci)
+    # The estimate does not change with the weights' scale; scaled to a largest weight of 1
+    # it stays a convex combination of the rewards even when a target probability is
+    # subnormal (w * r and w.mean() would round or underflow there).
+    w = w / w.max()
     value = float((w * r).sum() / w.sum())
     terms = value + w * (r - value) / w.mean()
 
