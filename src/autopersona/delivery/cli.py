@@ -174,6 +174,7 @@ def _start_feedback(
     *,
     catch_up: Any = None,
     cancel: threading.Event | None = None,
+    partition: tuple[int, int] | None = None,
 ) -> FeedbackListener:
     """Start the feedback listener of ``run`` on a cursor of ``wh``.
 
@@ -191,6 +192,7 @@ def _start_feedback(
             client_id=f"{cfg.mqtt.client_id}-feedback",
             max_bytes=cfg.event_max_bytes,
             catch_up=catch_up,
+            partition=partition,
         )
         listener.start()
     except Exception as exc:
@@ -243,7 +245,8 @@ def register(app: typer.Typer) -> None:
                 help="Be worker K of N (0 <= K < N): take only the events of the persons this "
                 "worker owns (a hash of the person), so caps, de-duplication and held messages "
                 "stay exact across workers; every worker receives every event (no shared "
-                "subscription) and acknowledges the others' at once.",
+                "subscription) and acknowledges the others' at once; its feedback listener "
+                "likewise keeps the feedback of its own persons and decisions.",
             ),
         ] = None,
         host: Annotated[str | None, typer.Option(help="Broker host (overrides the file).")] = None,
@@ -348,7 +351,7 @@ def register(app: typer.Typer) -> None:
             try:
                 if feedback:
                     listener = _start_feedback(
-                        wh, cfg, feedback_timeout, catch_up=gate, cancel=stopping
+                        wh, cfg, feedback_timeout, catch_up=gate, cancel=stopping, partition=part
                     )
                 live: LiveEngine | None = None
                 if not stopping.is_set():

@@ -119,13 +119,17 @@ class Inbound:
 
 @dataclass
 class IntakeReport:
-    """What one batch did: ``received = loaded + duplicates + quarantined``."""
+    """What one batch did: ``received = loaded + duplicates + quarantined + others``.
+
+    ``others`` counts the payloads another partition owns (a partitioned intake only).
+    """
 
     run_id: str
     received: int = 0
     loaded: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    others: int = 0
     joined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -195,6 +199,16 @@ class FeedbackIntake:
         looked up once more: ``autopersona run`` passes the live engine's ``flush``, since
         its journal writes decisions to the warehouse a moment after their messages go out.
         It may raise :class:`FeedbackDeferred`, which :meth:`ingest` lets through.
+    partition
+        ``(k, n)``: the intake of live worker ``k`` of ``n`` (``autopersona run
+        --partition``), whose warehouse holds only its own persons' decisions; every
+        worker's listener receives every payload, and each takes those it owns, so that a
+        payload is loaded or quarantined by exactly one worker: by its ``person_id``
+        (:func:`~autopersona.strategy.decision.partition_of`, as the live engine
+        partitions persons), else its ``decision_id`` (a partitioned worker draws its
+        decision ids in its own partition), else — ``idempotency_key`` only — by whichever
+        worker holds the decision (an unknown one is quarantined by the owner of the key's
+        hash), else by the hash of the payload.  The others are counted, not written.
     """
 
     def __init__(
@@ -203,10 +217,14 @@ class FeedbackIntake:
         *,
         max_bytes: int = 65536,
         catch_up: Callable[[], None] | None = None,
+        partition: tuple[int, int] | None = None,
     ) -> None:
+        if partition is not None and not 0 <= partition[0] < partition[1]:
+            raise ValueError(f"partition {partition[0]}/{partition[1]}: need 0 <= k < n")
         self.wh = wh
         self.max_bytes = max_bytes
         self.catch_up = catch_up
+        self.partition = partition
         self.columns = [c.name for c in wh.contracts[FEEDBACK_TABLE].columns]
 
     # ------------------------------------------------------------------ decisions
@@ -251,7 +269,17 @@ class FeedbackIntake:
         if key not in (None, ""):
             by_key = decisions.get(f"idempotency_key:{key}")
             if by_key is None:
-                raise _Refused(f"unknown decision: idempotency_key {key!r}", "idempotency_key")
+                where = ""
+                if self.partition is not None and d is None:
+                    k, n = self.partition
+                    where = (
+                        f" (here, worker {k} of {n}; another worker may hold it: a payload "
+                        "with only an idempotency key cannot be routed, send its person_id "
+                        "or decision_id too)"
+                    )
+                raise _Refused(
+                    f"unknown decision: idempotency_key {key!r}{where}", "idempotency_key"
+                )
             if d is not None and by_key["decision_id"] != d["decision_id"]:
                 raise _Refused(
                     f"decision mismatch: idempotency_key {key!r} belongs to decision "
@@ -277,6 +305,45 @@ class FeedbackIntake:
             ev["channel"] = CHANNEL_ALIASES.get(str(d["channel"]), d["channel"])
         return True
 
+    # ------------------------------------------------------------------ partitions
+    def _owner(self, item: Inbound, ev: dict[str, Any] | None) -> int | None:
+        """The partition owning a payload; None when only its decision can tell."""
+        from autopersona.strategy.decision import partition_of
+
+        assert self.partition is not None
+        n = self.partition[1]
+        if ev is not None:
+            for col in ("person_id", "decision_id"):
+                if ev.get(col) not in (None, ""):
+                    return partition_of(str(ev[col]), n)
+            if ev.get("idempotency_key") not in (None, ""):
+                return None
+        raw = _text(item.payload).encode("utf-8", errors="replace")
+        return partition_of("payload:" + hashlib.sha256(raw).hexdigest(), n)
+
+    def _mine(
+        self,
+        parsed: list[tuple[Inbound, dict[str, Any] | None, _Refused | None]],
+        decisions: dict[str, dict[str, Any]],
+    ) -> list[tuple[Inbound, dict[str, Any] | None, _Refused | None]]:
+        """The payloads of this partition (all of them without partitions)."""
+        if self.partition is None:
+            return parsed
+        from autopersona.strategy.decision import partition_of
+
+        k, n = self.partition
+        out = []
+        for item, ev, err in parsed:
+            owner = self._owner(item, ev)
+            if owner is None:  # a key alone: whoever holds the decision, else the key's hash
+                assert ev is not None
+                key = str(ev["idempotency_key"])
+                held = f"idempotency_key:{key}" in decisions
+                owner = k if held else partition_of(key, n)
+            if owner == k:
+                out.append((item, ev, err))
+        return out
+
     # ------------------------------------------------------------------ batch
     def ingest(self, batch: Sequence[Inbound]) -> IntakeReport:
         """Parse, join and ingest ``batch``; every payload is loaded, duplicate or quarantined."""
@@ -289,6 +356,19 @@ class FeedbackIntake:
                 parsed.append((item, _parse(item.payload, self.max_bytes), None))
             except _Refused as exc:
                 parsed.append((item, None, exc))
+        if self.partition is not None:  # the payloads only a decision lookup can place
+            alone = {
+                str(e["idempotency_key"])
+                for i, e, _ in parsed
+                if e is not None and self._owner(i, e) is None
+            }
+            known = self._decisions(set(), alone)
+            if len(known) < len(alone) and self.catch_up is not None:
+                self.catch_up()
+                known = self._decisions(set(), alone)
+            mine = self._mine(parsed, known)
+            rep.others = len(parsed) - len(mine)
+            parsed = mine
         ids = {str(e["decision_id"]) for _, e, _ in parsed if e and e.get("decision_id")}
         keys = {str(e["idempotency_key"]) for _, e, _ in parsed if e and e.get("idempotency_key")}
         decisions = self._decisions(ids, keys)
@@ -391,6 +471,7 @@ class ListenerStats:
     quarantined: int = 0
     joined: int = 0
     deferred: int = 0  # left unacknowledged for the next session (FeedbackDeferred)
+    others: int = 0  # owned by another partition (acknowledged, not written)
     batches: int = 0
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
@@ -422,7 +503,7 @@ class FeedbackListener(MqttConsumer[ListenerStats]):
         MQTT client id; keep it stable so the broker resumes the session (and its queue).
     batch_max, batch_wait_s
         Most payloads per ingestion, and how long to wait for more once one has arrived.
-    max_bytes, catch_up
+    max_bytes, catch_up, partition
         Of the intake (:class:`FeedbackIntake`).
     """
 
@@ -436,11 +517,14 @@ class FeedbackListener(MqttConsumer[ListenerStats]):
         batch_wait_s: float = 0.05,
         max_bytes: int = 65536,
         catch_up: Callable[[], None] | None = None,
+        partition: tuple[int, int] | None = None,
     ) -> None:
         self.wh = wh
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
-        self.intake = FeedbackIntake(wh, max_bytes=max_bytes, catch_up=catch_up)
+        self.intake = FeedbackIntake(
+            wh, max_bytes=max_bytes, catch_up=catch_up, partition=partition
+        )
         self.stats = ListenerStats()
         self._inbox: queue.Queue[_Msg] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -462,6 +546,7 @@ class FeedbackListener(MqttConsumer[ListenerStats]):
         s.loaded += rep.loaded
         s.duplicates += rep.duplicates
         s.quarantined += rep.quarantined
+        s.others += rep.others
         s.joined += rep.joined
         s.batches += 1
         return rep

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import logging
 import queue
@@ -111,7 +110,7 @@ from autopersona.delivery.outbox import (
     open_outbox,
 )
 from autopersona.store.sqlbase import transaction
-from autopersona.strategy.decision import DECISION_COLUMNS, Decision
+from autopersona.strategy.decision import DECISION_COLUMNS, Decision, partition_of
 
 if TYPE_CHECKING:
     from autopersona.privacy.pseudo import AddressResolver, AuditRow, VinPseudonyms
@@ -134,21 +133,6 @@ _REQUIRED = ("event_id", "vin", "type")
 
 class EventRejected(ValueError):
     """An inbound event that cannot be processed; the message says why."""
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition (``0 … partitions - 1``) that owns ``key``: the same in every process.
-
-    A BLAKE2b hash, not Python's ``hash()`` (salted per process), so that workers agree on
-    who owns a person without talking to each other.
-
-    >>> partition_of("P-0001", 1)
-    0
-    >>> [partition_of(k, 2) for k in ("P-0001", "P-0002", "P-0003")]
-    [0, 0, 1]
-    """
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % partitions
 
 
 class EngineLike(Protocol):

@@ -36,6 +36,7 @@ __all__ = [
     "decisions_frame",
     "idempotency_key",
     "new_decision_id",
+    "partition_of",
     "read_decisions",
     "write_decisions",
 ]
@@ -175,17 +176,41 @@ def _arrow_schema() -> Any:
 _ARROW = _arrow_schema()
 
 
-def new_decision_id() -> str:
+def partition_of(key: str, partitions: int) -> int:
+    """The partition (``0 … partitions - 1``) that owns ``key``: the same in every process.
+
+    A BLAKE2b hash, not Python's ``hash()`` (salted per process), so that live workers
+    agree on who owns a person, and on who made a decision, without talking to each other.
+
+    >>> partition_of("P-0001", 1)
+    0
+    >>> [partition_of(k, 2) for k in ("P-0001", "P-0002", "P-0003")]
+    [0, 0, 1]
+    """
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def new_decision_id(share: tuple[int, int] | None = None) -> str:
     """A random decision id: a version-4 UUID as 32 hex digits (cheaper than ``uuid4().hex``).
+
+    With ``share=(k, n)`` (live worker ``k`` of ``n`` partitions) the id is drawn until
+    :func:`partition_of` names partition ``k`` (``n`` draws on average), so that feedback
+    naming only the decision finds the worker that holds it.
 
     >>> d = new_decision_id()
     >>> len(d), d[12], d[16] in "89ab", d != new_decision_id()
     (32, '4', True, True)
+    >>> partition_of(new_decision_id((2, 3)), 3)
+    2
     """
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    return b.hex()
+    while True:
+        b = bytearray(os.urandom(16))
+        b[6] = (b[6] & 0x0F) | 0x40
+        b[8] = (b[8] & 0x3F) | 0x80
+        d = b.hex()
+        if share is None or partition_of(d, share[1]) == share[0]:
+            return d
 
 
 def create_decision_table(con: Any) -> None:

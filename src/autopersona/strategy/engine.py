@@ -1137,7 +1137,7 @@ class StrategyEngine:
                 variant: Any = variant,
             ) -> Decision:
                 return Decision(
-                    decision_id=new_decision_id(),
+                    decision_id=new_decision_id(self.partition),
                     idempotency_key=key,
                     person_id=c.person_id,
                     vin=c.vin,
@@ -1281,13 +1281,14 @@ class StrategyEngine:
             for d in self._open_holds(con, "l.not_after < ?", [at])
         ]
 
-    @staticmethod
-    def _follow(d: Decision, at: datetime, status: str, guard: str | None, reason: str) -> Decision:
+    def _follow(
+        self, d: Decision, at: datetime, status: str, guard: str | None, reason: str
+    ) -> Decision:
         from dataclasses import replace
 
         return replace(
             d,
-            decision_id=new_decision_id(),
+            decision_id=new_decision_id(self.partition),
             status=status,
             guard=guard,
             reason=reason,
