@@ -315,6 +315,33 @@ FakeDecision = Decision
 key_of = idempotency_key
 
 
+def make_decision(**fields: Any) -> Decision:
+    """A ``send`` decision on the app channel with test values; ``fields`` override them."""
+    person = str(fields.get("person_id", "P1"))
+    trigger_key = str(fields.get("trigger_key", "e1"))
+    strategy = str(fields.get("strategy_id", "s_test"))
+    base: dict[str, Any] = {
+        "decision_id": uuid.uuid4().hex,
+        "idempotency_key": key_of(strategy, person, trigger_key),
+        "person_id": person,
+        "vin": f"V-{person}",
+        "strategy_id": strategy,
+        "trigger": "event",
+        "trigger_key": trigger_key,
+        "channel": "app_push",
+        "status": "send",
+        "guard": None,
+        "reason": "test",
+        "arm": "treatment",
+        "priority": 1,
+        "expected_value": 1.0,
+        "title": "t",
+        "body": "b",
+        "created_at": datetime.now(UTC),
+    }
+    return Decision(**(base | fields))
+
+
 class FakeEngine:
     """The strategy engine's interface with trivial decisions, for delivery tests: one
     ``send`` decision per channel listed in ``payload.channels`` (default head unit), logged
@@ -334,26 +361,15 @@ class FakeEngine:
             sid = f"fake_{ch}"
             person = f"P-{event['vin']}"
             out.append(
-                FakeDecision(
-                    decision_id=uuid.uuid4().hex,
-                    idempotency_key=key_of(sid, person, event["event_id"]),
+                make_decision(
                     person_id=person,
                     vin=event["vin"],
                     strategy_id=sid,
-                    trigger="event",
                     trigger_key=event["event_id"],
                     channel=ch,
-                    status="send",
-                    guard=None,
-                    reason="test",
-                    arm="treatment",
-                    priority=1,
-                    expected_value=1.0,
                     title=f"Offer for {event['vin']}",
                     body="Charging stops along your route.",
                     offer={"code": "TRIP10"},
-                    created_at=datetime.now(UTC),
-                    not_after=None,
                 )
             )
         if log:

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deliverykit import make_decision
 
 from autopersona.delivery.feedback import FeedbackIntake, Inbound
 from autopersona.store.warehouse import QUARANTINE_TABLE, Warehouse
 from autopersona.strategy.decision import (
     Decision,
-    idempotency_key,
     new_decision_id,
     partition_of,
     write_decisions,
@@ -31,24 +31,13 @@ PERSONS = {
 }
 
 
-def _decision(person: int | str, k: int, trigger: str) -> Decision:
-    return Decision(
+def _decision(person: str, k: int, trigger: str) -> Decision:
+    return make_decision(
         decision_id=new_decision_id((k, 2)),
-        idempotency_key=idempotency_key("s_live", str(person), trigger),
-        person_id=str(person),
-        vin=f"V-{person}",
+        person_id=person,
         strategy_id="s_live",
-        trigger="event",
         trigger_key=trigger,
-        channel="app_push",
-        status="send",
-        guard=None,
-        reason="test",
-        arm="treatment",
         priority=50,
-        expected_value=1.0,
-        title="t",
-        body="b",
         created_at=T0,
     )
 
