@@ -37,6 +37,7 @@ from autopersona.strategy.decision import (
     Decision,
     create_decision_table,
     idempotency_key,
+    new_decision_id,
     write_decisions,
 )
 
@@ -350,7 +351,16 @@ class FakeEngine:
 
     def __init__(self, wh: Any, catalogue: Any = None, *, profiles: Any = None, clock: Any = None):
         self.wh = wh
+        self.partition: tuple[int, int] | None = None
         create_decision_table(wh.con)
+
+    def take_partition(self, k: int, n: int) -> None:
+        """As the strategy engine: decision ids drawn in the worker's partition."""
+        self.partition = (k, n)
+
+    def person_of(self, vin: str) -> str:
+        """The person the decisions name (``P-{vin}``), which workers partition by."""
+        return f"P-{vin}"
 
     def on_event(self, event: dict[str, Any], *, log: bool = True) -> list[FakeDecision]:
         if event["type"] == "boom":
@@ -359,9 +369,10 @@ class FakeEngine:
         out = []
         for ch in payload.get("channels", ["head_unit"]):
             sid = f"fake_{ch}"
-            person = f"P-{event['vin']}"
+            person = self.person_of(event["vin"])
             out.append(
                 make_decision(
+                    decision_id=new_decision_id(self.partition),
                     person_id=person,
                     vin=event["vin"],
                     strategy_id=sid,

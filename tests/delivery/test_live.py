@@ -591,13 +591,14 @@ def test_run_command_partitions_split_the_events_between_workers(
     shared_broker: int, prefix: str, tmp_path: Path
 ) -> None:
     """Two ``run --partition K/2`` workers, each with its warehouse (and its pseudonym vault:
-    a DuckDB file too, one process at a time): every event once."""
+    a DuckDB file too, one process at a time): every event once, and the channels'
+    feedback on each message written by the worker that sent it."""
     cfg = _run_channels(tmp_path, shared_broker, prefix, "run-part")
     procs = []
     for k in range(2):
         wid = f"part{k}-{uuid.uuid4().hex[:6]}"
         vault = {"AUTOPERSONA_VAULT": str(tmp_path / f"vault{k}.duckdb")}
-        opts = ("--partition", f"{k}/2", "--no-feedback")
+        opts = ("--partition", f"{k}/2", "--status-every", "0.1")
         w, log = tmp_path / f"w{k}.duckdb", tmp_path / f"{k}.log"
         procs.append(_engine_proc(cfg, w, wid, log, extra=opts, env_extra=vault))
     listener = HeadUnitListener(prefix, shared_broker)
@@ -610,6 +611,22 @@ def test_run_command_partitions_split_the_events_between_workers(
         for i in range(40):
             pub.event(f"V{i % 10}", f"e{i}", channels=["head_unit"])
         assert wait_until(lambda: listener.received.unique == 40, 30)
+        # the head units report back: with the person and decision the message carried,
+        # or with the decision alone
+        now = datetime.now(UTC).isoformat()
+        for i, body in enumerate(listener.received.bodies.values()):
+            report = {"decision_id": body["decision_id"], "event_type": "exposed", "ts": now}
+            if i % 2:
+                report["person_id"] = body["person_id"]
+            info = pub.client.publish(f"{prefix}/feedback/head_unit", json.dumps(report), qos=1)
+            info.wait_for_publish(10)
+
+        def feedback_done(k: int) -> bool:
+            lines = _json_lines((tmp_path / f"{k}.log").read_text())
+            fb = lines[-1]["feedback"] if lines else {}
+            return fb.get("loaded", 0) + fb.get("others", 0) + fb.get("quarantined", 0) == 40
+
+        assert wait_until(lambda: feedback_done(0) and feedback_done(1), 30)
         outs = [_sigterm(p, 60) for p in procs]
     finally:
         pub.close()
@@ -622,10 +639,23 @@ def test_run_command_partitions_split_the_events_between_workers(
     assert sum(s["processed"] for s in stats) == 40 and all(s["processed"] for s in stats)
     assert [s["processed"] + s["others"] for s in stats] == [40, 40]
     assert listener.received.duplicates == 0
-    for k in range(2):  # each vehicle's events with the worker its hash names
+    fb = [s["feedback"] for s in stats]
+    assert [(f["quarantined"], f["errors"]) for f in fb] == [(0, []), (0, [])]
+    assert sum(f["loaded"] for f in fb) == 40 and [f["loaded"] + f["others"] for f in fb] == [
+        40,
+        40,
+    ]
+    for k in range(2):  # each person's events with the worker its hash names
         with Warehouse(tmp_path / f"w{k}.duckdb", read_only=True) as wh:
             vins = {str(v) for (v,) in wh.sql("SELECT DISTINCT vin FROM live_events")}
-        assert vins and all(partition_of(v, 2) == k for v in vins)
+            # and the feedback on its messages with it, joined to its decisions
+            unjoined = wh.sql(
+                "SELECT count(*) FROM marketing_feedback f ANTI JOIN strategy_decisions d "
+                "USING (decision_id)"
+            )
+            assert unjoined == [(0,)]
+            assert wh.sql("SELECT count(*) FROM marketing_feedback") == [(fb[k]["loaded"],)]
+        assert vins and all(partition_of(f"P-{v}", 2) == k for v in vins)  # its persons
 
 
 @pytest.mark.integration
