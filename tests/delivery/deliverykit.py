@@ -252,6 +252,7 @@ class HeadUnitListener:
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(1, 2)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 600
@@ -264,6 +265,9 @@ class HeadUnitListener:
         c.subscribe(self.topic, qos=1)
         time.sleep(0.05)
         self.connected.set()
+
+    def _on_disconnect(self, c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+        self.connected.clear()  # set again once reconnected and subscribed
 
     def _on_message(self, c: Any, u: Any, msg: Any) -> None:
         body = json.loads(msg.payload)
