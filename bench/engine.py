@@ -49,6 +49,7 @@ Runtime is bounded (default well under 2 minutes: the tail wait ends when everyt
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import queue
@@ -161,6 +162,31 @@ class MinimalEngine:
         return []
 
 
+class _GcPauses:
+    """Python's garbage collections in the engine process: how many, and how long each took.
+
+    A full collection holds the GIL for as long as it walks every tracked object, and every
+    thread of the engine waits for it: a latency spike that no thread's own timing shows.
+    """
+
+    def __init__(self) -> None:
+        self._t0 = 0.0
+        self.ms: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.ms[info["generation"]].append(1e3 * (time.perf_counter() - self._t0))
+
+    def summary(self) -> dict[str, list[float]]:
+        """Per generation: [collections, total ms, longest ms]."""
+        return {
+            str(g): [len(v), round(sum(v), 2), round(max(v, default=0.0), 2)]
+            for g, v in self.ms.items()
+        }
+
+
 def run_engine(
     port: int,
     folder: Path,
@@ -209,10 +235,14 @@ def run_engine(
         apply_wait_s=apply_every,
         partition=(worker, workers) if workers > 1 else None,
     )
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
     cpu0 = time.process_time()
     stats = live.run_forever()
     cpu = time.process_time() - cpu0
-    sys.stdout.write(json.dumps({**stats.as_dict(), "cpu_s": cpu}) + "\n")
+    gc.callbacks.remove(pauses)
+    out = {**stats.as_dict(), "cpu_s": cpu, "gc": pauses.summary()}
+    sys.stdout.write(json.dumps(out) + "\n")
     wh.close()
 
 
@@ -254,12 +284,19 @@ def run_echo(port: int) -> None:
 
 # --------------------------------------------------------------------------- load
 def load(
-    port: int, rate: float, seconds: float, drain_s: float, warmup_s: float = 0.0
+    port: int,
+    rate: float,
+    seconds: float,
+    drain_s: float,
+    warmup_s: float = 0.0,
+    trace: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """Publish ``rate`` events/s for ``seconds`` and time each one's head-unit message.
 
     The first ``warmup_s`` seconds of the same open-loop stream go before the measured ones
     and are left out of the figures (first-use costs: connections, caches, allocations).
+    ``trace``, when given, receives (seconds since the first measured publish, latency ms) of
+    every measured event, in publishing order (missing ones with latency NaN).
     """
     n_warm = int(rate * warmup_s)
     n = n_warm + int(rate * seconds)
@@ -330,6 +367,11 @@ def load(
         lat = np.array([(got[k] - sent[k]) / 1e6 for k in got if k in sent and k in measured])
         last = max((got[k] for k in got if k in measured), default=0)
     first = min((sent[k] for k in measured if k in sent), default=0)
+    if trace is not None:
+        with lock:
+            for eid, _, _ in events[n_warm:]:
+                lat_ms = (got[eid] - sent[eid]) / 1e6 if eid in got else float("nan")
+                trace.append(((sent[eid] - first) / 1e9, lat_ms))
     span = (last - first) / 1e9 if lat.size else float("nan")
     return {
         "rate": rate,
@@ -416,6 +458,11 @@ def _merged(stats: list[dict[str, Any]]) -> dict[str, Any]:
                 acc = out.setdefault(k, {})
                 for t, c in v.items():
                     acc[t] = acc.get(t, 0.0) + c
+            elif k == "gc":
+                acc = out.setdefault(k, {})
+                for g, (n, total, longest) in v.items():
+                    n0, t0, l0 = acc.get(g, (0, 0.0, 0.0))
+                    acc[g] = [n0 + n, round(t0 + total, 2), max(l0, longest)]
             elif isinstance(v, int | float) and not isinstance(v, bool):
                 out[k] = out.get(k, 0) + v
             else:
@@ -465,6 +512,13 @@ def main() -> int:
         "warehouse and vault; every one reads every event and processes its persons').",
     )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--trace",
+        type=Path,
+        help="Write every measured event's publish time and latency to this CSV "
+        "(rate, path, seconds since the first measured publish, latency ms) to see when "
+        "the slow ones happened.",
+    )
     ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--role", choices=["engine", "echo"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -477,6 +531,7 @@ def main() -> int:
         run_echo(a.port)
         return 0
     rows = []
+    traces: list[tuple[float, str, float, float]] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ap-bench-engine-") as tmp:
         folder = Path(tmp)
@@ -484,7 +539,8 @@ def main() -> int:
         try:
             for rate in a.rates:
                 echo = contender("echo", port, folder, a.engine)
-                e = load(port, rate, a.seconds, a.drain, a.warmup)
+                tr_echo: list[tuple[float, float]] = []
+                e = load(port, rate, a.seconds, a.drain, a.warmup, tr_echo)
                 e["cpu_ms_per_event"] = round(
                     1e3 * stop(echo)["cpu_s"] / max(1, e["received"] + e["warmup_events"]), 3
                 )
@@ -499,13 +555,20 @@ def main() -> int:
                 for k in range(a.workers):
                     opts = (a.journal, a.apply_every, k, a.workers, key)
                     engines.append(contender("engine", port, folder, a.engine, pseudo, *opts))
-                g = load(port, rate, a.seconds, a.drain, a.warmup)
+                tr_engine: list[tuple[float, float]] = []
+                g = load(port, rate, a.seconds, a.drain, a.warmup, tr_engine)
+                traces += [(rate, "echo", *x) for x in tr_echo]
+                traces += [(rate, "engine", *x) for x in tr_engine]
                 stats = _merged([stop(eng) for eng in engines])
                 g["cpu_ms_per_event"] = round(1e3 * stats["cpu_s"] / max(1, stats["processed"]), 3)
                 rows.append({"rate": rate, "echo": e, "engine": g, "engine_stats": stats})
         finally:
             broker.terminate()
             broker.wait(10)
+    if a.trace is not None:
+        with a.trace.open("w") as fh:
+            fh.write("rate,path,at_s,latency_ms\n")
+            fh.writelines(f"{r:g},{p},{t:.6f},{x:.3f}\n" for r, p, t, x in traces)
     if a.json:
         out = {"load_average": [load_before[0], os.getloadavg()[0]], "runs": rows}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
@@ -556,6 +619,12 @@ def main() -> int:
                 f"{'':>10}  engine CPU ms per event by thread: {parts}, "
                 f"other (paho network loops, DuckDB workers, main) {1e3 * rest / n:.3f}"
             )
+        if st.get("gc"):
+            parts = ", ".join(
+                f"gen {g}: {n} ({total:.0f} ms, longest {longest:.1f} ms)"
+                for g, (n, total, longest) in sorted(st["gc"].items())
+            )
+            print(f"{'':>10}  engine garbage collections: {parts}")
         ce, cg = r["echo"]["cpu_ms_per_event"], r["engine"]["cpu_ms_per_event"]
         le, lg = r["echo"]["load_cpu_ms_per_event"], r["engine"]["load_cpu_ms_per_event"]
         print(
