@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -247,3 +250,88 @@ def test_journaled_audits_reach_the_vault_once(tmp_path: Path) -> None:
     assert got.fetchall() == [(T0, "live:w1", "delivery:head_unit", "vin", True)] * 3
     j.close()
     vault.close()
+
+
+def _slow_fdatasync(
+    monkeypatch: pytest.MonkeyPatch, delay: float
+) -> tuple[list[tuple[str, float]], threading.Event]:
+    """Replace the journal's fdatasync by a slow one that logs when each call starts and ends."""
+    real = os.fdatasync
+    calls: list[tuple[str, float]] = []
+    started = threading.Event()
+
+    def slow(fd: int) -> None:
+        calls.append(("start", time.monotonic()))
+        started.set()
+        time.sleep(delay)
+        real(fd)
+        calls.append(("end", time.monotonic()))
+
+    monkeypatch.setattr(os, "fdatasync", slow)  # the journal calls os.fdatasync
+    return calls, started
+
+
+def test_sync_returns_only_once_an_fdatasync_begun_after_the_records_has_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two threads sync the same records (the applier and the dispatcher do): the second
+    # must not return while the first one's fdatasync, which covers its records, is still
+    # running: it would acknowledge messages that a power cut could still lose.
+    calls, started = _slow_fdatasync(monkeypatch, 0.2)
+    with Journal(tmp_path / "j") as j:
+        j.append(b"E", b"one")
+        j.append(b"E", b"two")
+        first = threading.Thread(target=j.sync)
+        first.start()
+        assert started.wait(5)
+        j.sync()
+        returned = time.monotonic()
+        ends = [t for kind, t in calls if kind == "end"]
+        assert ends and min(ends) <= returned, calls
+        first.join()
+        assert sum(kind == "start" for kind, _ in calls) == 1  # one fdatasync served both
+
+
+def test_sync_after_a_new_record_waits_for_its_own_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls, started = _slow_fdatasync(monkeypatch, 0.2)
+    with Journal(tmp_path / "j") as j:
+        j.append(b"E", b"one")
+        first = threading.Thread(target=j.sync)
+        first.start()
+        assert started.wait(5)
+        j.append(b"E", b"two")  # written while the first fdatasync runs: not covered by it
+        t_append = time.monotonic()
+        j.sync()
+        returned = time.monotonic()
+        first.join()
+        starts = [t for kind, t in calls if kind == "start"]
+        ends = [t for kind, t in calls if kind == "end"]
+        # calls never overlap (one at a time), so starts and ends pair up in order
+        assert len(starts) == len(ends) == 2, calls
+        assert any(s >= t_append and e <= returned for s, e in zip(starts, ends, strict=True))
+
+
+def test_sync_while_the_segment_rolls_syncs_the_file_it_wrote(tmp_path: Path) -> None:
+    # A tiny segment size: nearly every append starts a new segment while other threads
+    # sync; no sync may fail on a descriptor the roll closed.
+    with Journal(tmp_path / "j", segment_bytes=64) as j:
+        errors: list[BaseException] = []
+
+        def syncer() -> None:
+            try:
+                for _ in range(300):
+                    j.sync()
+            except BaseException as exc:  # pragma: no cover - the failure being tested
+                errors.append(exc)
+
+        threads = [threading.Thread(target=syncer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for i in range(300):
+            j.append(b"E", b"x" * (i % 50))
+        for t in threads:
+            t.join()
+        assert not errors
+        assert [b for _, _, b in j.records(0)] == [b"x" * (i % 50) for i in range(300)]

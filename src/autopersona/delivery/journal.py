@@ -84,6 +84,8 @@ class Journal:
         self.sync_enabled = sync
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
+        #: one fdatasync at a time: a caller that waited finds its records durable already
+        self._sync_lock = threading.Lock()
         self._fd: int | None = None
         self.torn_bytes = 0  # cut off the tail on open
         bases = self._bases()
@@ -102,7 +104,8 @@ class Journal:
                 os.fsync(fh.fileno())
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._size = valid
-        self._dirty = False
+        #: every record ending at or before this global position is durable
+        self._synced = self._base + valid
 
     # ------------------------------------------------------------------ layout
     def _bases(self) -> list[int]:
@@ -163,24 +166,43 @@ class Journal:
             while written < len(frame):  # pragma: no cover - short writes on full disks
                 written += os.write(self._fd, frame[written:])
             self._size += len(frame)
-            self._dirty = True
             pos = self._base + self._size
         if sync:
             self.sync()
         return pos
 
     def sync(self) -> None:
-        """Make every record written so far durable (``fdatasync``; no-op without sync)."""
+        """Make every record written so far durable (``fdatasync``; no-op without sync).
+
+        Returns only once an ``fdatasync`` that began after those records were written has
+        ended: a thread whose records another thread is syncing waits for that call (one
+        ``fdatasync`` serves every record written before it began) instead of returning
+        early.  Appends go on meanwhile; the call works on its own duplicate of the
+        segment's descriptor, so a segment rolled over meanwhile is still synced.
+        """
+        if not self.sync_enabled:
+            return
         with self._lock:
-            fd, dirty = self._fd, self._dirty
-            self._dirty = False
-        if fd is not None and dirty and self.sync_enabled:
-            os.fdatasync(fd)  # outside the lock: appends go on meanwhile
+            if self._fd is None:
+                return
+            target = self._base + self._size
+            if self._synced >= target:
+                return
+            fd = os.dup(self._fd)
+        try:
+            with self._sync_lock:
+                if self._synced >= target:  # the call this one waited for covered it
+                    return
+                os.fdatasync(fd)
+                self._synced = max(self._synced, target)
+        finally:
+            os.close(fd)
 
     def _roll(self) -> None:
         assert self._fd is not None
         if self.sync_enabled:
             os.fdatasync(self._fd)
+            self._synced = self._base + self._size  # (records before it are older segments)
         os.close(self._fd)
         self._base += self._size
         path = self.folder / _segment_name(self._base)
