@@ -44,6 +44,7 @@ Runtime is bounded (default well under 2 minutes: the tail wait ends when everyt
     python bench/engine.py [--rates 1000 5000] [--seconds 3] [--warmup 1] [--drain 15]
                            [--journal sync|nosync|off] [--apply-every 0.2]
                            [--workers 1] [--no-pseudonymise] [--json]
+                           [--trace FILE.csv] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -470,6 +471,39 @@ def _merged(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def plot_traces(traces: list[tuple[float, str, float, float]], out: Path) -> None:
+    """Latency against publish time, echo and engine, one panel per rate, p99 dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = sorted({r for r, *_ in traces})
+    fig, axes = plt.subplots(
+        len(rates), 1, figsize=(10, 3.2 * max(1, len(rates))), squeeze=False, sharex=True
+    )
+    for ax, rate in zip(axes[:, 0], rates, strict=True):
+        for path, colour in (("echo", "tab:gray"), ("engine", "tab:blue")):
+            at = np.array([t for r, p, t, _ in traces if r == rate and p == path])
+            lat = np.array([x for r, p, _, x in traces if r == rate and p == path])
+            ok = np.isfinite(lat)
+            if not ok.any():
+                continue
+            p99 = float(np.percentile(lat[ok], 99))
+            ax.scatter(at[ok], lat[ok], s=2, color=colour, alpha=0.5, label=f"{path}")
+            ax.axhline(p99, color=colour, linestyle="--", linewidth=1,
+                       label=f"{path} p99 {p99:.2f} ms")  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_ylabel("latency ms")
+        ax.set_title(f"{rate:,.0f} events/s offered", fontsize=10)
+        ax.legend(loc="upper right", fontsize=8, markerscale=4)
+    axes[-1, 0].set_xlabel("seconds since the first measured publish")
+    fig.suptitle("MQTT publish -> head-unit message received")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[1000.0, 5000.0])
@@ -512,6 +546,12 @@ def main() -> int:
         "warehouse and vault; every one reads every event and processes its persons').",
     )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--plot",
+        type=Path,
+        help="Draw every measured event's latency against its publish time, echo and "
+        "engine, one panel per rate (PNG), with each one's p99.",
+    )
     ap.add_argument(
         "--trace",
         type=Path,
@@ -569,6 +609,8 @@ def main() -> int:
         with a.trace.open("w") as fh:
             fh.write("rate,path,at_s,latency_ms\n")
             fh.writelines(f"{r:g},{p},{t:.6f},{x:.3f}\n" for r, p, t, x in traces)
+    if a.plot is not None:
+        plot_traces(traces, a.plot)
     if a.json:
         out = {"load_average": [load_before[0], os.getloadavg()[0]], "runs": rows}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")

@@ -43,10 +43,21 @@ def _run(args: list[str], tmp_path: Path, timeout: float) -> subprocess.Complete
 def test_engine_bench_answers_every_event(tmp_path: Path, extra: list[str]) -> None:
     if shutil.which("mosquitto") is None:
         pytest.skip("the mosquitto binary is not installed (the bench starts its own broker)")
-    trace = tmp_path / "trace.csv"
+    trace, plot = tmp_path / "trace.csv", tmp_path / "latency.png"
     args = ["--rates", "300", "--seconds", "0.5", "--warmup", "0.2", "--drain", "10"]
     r = _run(
-        [str(BENCH / "engine.py"), *args, *extra, "--json", "--trace", str(trace)], tmp_path, 180
+        [
+            str(BENCH / "engine.py"),
+            *args,
+            *extra,
+            "--json",
+            "--trace",
+            str(trace),
+            "--plot",
+            str(plot),
+        ],
+        tmp_path,
+        180,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = json.loads(r.stdout)["runs"]
@@ -66,6 +77,7 @@ def test_engine_bench_answers_every_event(tmp_path: Path, extra: list[str]) -> N
     assert len(rows) == 300
     engine = [float(r["latency_ms"]) for r in rows if r["path"] == "engine"]
     assert all(x > 0 for x in engine)  # none missing (NaN compares False)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
