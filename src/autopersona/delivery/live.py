@@ -696,13 +696,16 @@ class LiveEngine(MqttConsumer[LiveStats]):
     def _decide_guarded(
         self, fresh: list[tuple[_Inbound, dict[str, Any]]]
     ) -> list[tuple[_Inbound, dict[str, Any], list[DecisionLike] | str]]:
-        """Each event's decisions, or the engine error that makes it a dead letter."""
+        """Each event's decisions, or the engine error that makes it a dead letter.
+
+        When the batch fails, each event is decided again on its own (a lone event too: it
+        is dead-lettered, not raised, which would stop the engine on every redelivery).
+        """
         try:
             got_all = self._decide_all([e for _, e in fresh])
             return [(b, e, g) for (b, e), g in zip(fresh, got_all, strict=True)]
         except Exception:
-            if len(fresh) == 1:
-                raise
+            pass
         out: list[tuple[_Inbound, dict[str, Any], list[DecisionLike] | str]] = []
         self.flush()  # the engine reloads its state from a complete warehouse
         self._rolled_back()
