@@ -366,6 +366,33 @@ def test_journaled_engine_dead_letters_an_engine_error_alone_in_its_batch(tmp_pa
             live.stop()
 
 
+def test_a_fatal_dispatcher_error_stops_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher failing outside a send round (here the journal's fdatasync: a disk
+    error) stops the engine with the error, as the processor and the applier do; its thread
+    used to end silently and leave an engine that took events nobody acknowledged."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        live = LiveEngine(
+            wh, FakeEngine(wh), load_channels_config(), contacts=FakeContacts(),
+            journal=tmp_path / "journal", switch_interval_s=None,
+        )  # fmt: skip
+        assert live.journal is not None
+
+        def broken_sync() -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(live.journal, "sync", broken_sync)
+        try:
+            live._start_workers()
+            live._handoff.put(([], [(1, 1)]))  # a batch's acknowledgement: sync first
+            assert wait_until(live._stop.is_set, 3), "the engine goes on without a dispatcher"
+            assert any(e.startswith("dispatcher: OSError") for e in live.stats.errors)
+        finally:
+            monkeypatch.undo()  # stop() syncs the journal
+            live.stop()
+
+
 @pytest.mark.integration
 def test_postgresql_outbox(rig: Rig) -> None:
     """Outbox in PostgreSQL, decisions and ledger in the DuckDB warehouse."""

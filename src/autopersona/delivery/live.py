@@ -1077,6 +1077,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
                     deliver(done)
                 elif done:
                     self._results.put(done)
+        except Exception as exc:  # outside a send round (the journal's sync, acks): fatal
+            log.exception("dispatcher failed")
+            self.stats.errors.append(f"dispatcher: {type(exc).__name__}: {exc}")
+            self._stop.set()
         finally:
             self.stats.thread_cpu_s["dispatcher"] = time.thread_time()
             self._dispatcher_done.set()
