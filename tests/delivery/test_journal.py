@@ -113,6 +113,38 @@ def test_a_cleared_journal_continues_after_the_applied_position(tmp_path: Path) 
             j.continue_from(9999)  # records between were lost: refuse to go on
 
 
+def test_new_and_renamed_segment_names_are_synced_with_their_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fdatasync makes a segment's records durable, not its name: without an fsync of its
+    # folder a power cut can lose a new journal's first segment (with records already
+    # acknowledged) or undo continue_from's rename (its records back at position 0).
+    synced: list[tuple[int, int]] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            synced.append((st.st_dev, st.st_ino))
+        real(fd)
+
+    def key(p: Path) -> tuple[int, int]:
+        st = p.stat()
+        return (st.st_dev, st.st_ino)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    folder = tmp_path / "wh.journal" / "w1"
+    with Journal(folder) as j:
+        assert {key(folder), key(folder.parent), key(tmp_path)} <= set(synced)
+        synced.clear()
+        j.continue_from(500)
+        assert key(folder) in synced
+    synced.clear()
+    Journal(folder, sync=False).close()  # without sync: no fsync at all
+    Journal(tmp_path / "nosync", sync=False).close()
+    assert synced == []
+
+
 # --------------------------------------------------------------------------- application
 def _decision(i: int, status: str = "send") -> Decision:
     return Decision(

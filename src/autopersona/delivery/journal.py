@@ -60,6 +60,15 @@ def _segment_name(base: int) -> str:
     return f"{base:020d}{_SUFFIX}"
 
 
+def _sync_dir(folder: Path) -> None:
+    """``fsync`` a folder: the names created or renamed in it survive a power cut."""
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class Journal:
     """Append-only, checksummed records in segment files (see the module docstring).
 
@@ -80,6 +89,11 @@ class Journal:
         self, folder: str | Path, *, sync: bool = True, segment_bytes: int = 64 << 20
     ) -> None:
         self.folder = Path(folder)
+        created = []  # folders made here: their names must survive a power cut too
+        p = self.folder
+        while not p.exists():
+            created.append(p)
+            p = p.parent
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.sync_enabled = sync
         self.segment_bytes = segment_bytes
@@ -92,6 +106,9 @@ class Journal:
         if not bases:
             bases = [0]
             os.close(os.open(self.folder / _segment_name(0), os.O_WRONLY | os.O_CREAT, 0o600))
+            if sync:  # fdatasync keeps a file's records, not its name (nor its folder's)
+                for d in [self.folder, *(c.parent for c in created)]:
+                    _sync_dir(d)
         self._base = bases[-1]
         path = self.folder / _segment_name(self._base)
         valid = self._valid_length(path)
@@ -209,11 +226,7 @@ class Journal:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = 0
         if self.sync_enabled:  # the new file's name must survive too
-            dfd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            _sync_dir(self.folder)
 
     def continue_from(self, applied: int) -> None:
         """Make sure positions go on after ``applied`` (what a store has applied already).
@@ -232,6 +245,8 @@ class Journal:
                 self._base = applied
                 new = self.folder / _segment_name(self._base)
                 old.rename(new)
+                if self.sync_enabled:  # or a power cut puts its records back at position 0
+                    _sync_dir(self.folder)
                 self._fd = os.open(new, os.O_WRONLY | os.O_APPEND)
                 return
         raise JournalError(
