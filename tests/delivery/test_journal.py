@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -343,6 +344,37 @@ def test_sync_after_a_new_record_waits_for_its_own_fdatasync(
         # calls never overlap (one at a time), so starts and ends pair up in order
         assert len(starts) == len(ends) == 2, calls
         assert any(s >= t_append and e <= returned for s, e in zip(starts, ends, strict=True))
+
+
+def test_after_a_failed_fdatasync_no_sync_reports_records_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux reports a write-back error once per open file and marks the lost pages clean:
+    # the next fdatasync succeeds though records are gone.  A thread syncing after another
+    # one's failure (the dispatcher after the applier) must not be told they are durable,
+    # or it acknowledges events a power cut loses.
+    real = os.fdatasync
+    calls: list[int] = []
+
+    def once_broken(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", once_broken)
+    j = Journal(tmp_path / "j", segment_bytes=64)
+    j.append(b"E", b"one")
+    with pytest.raises(OSError, match="Input/output"):
+        j.sync()
+    with pytest.raises(JournalError, match="fdatasync failed"):
+        j.sync()
+    j.append(b"E", b"x" * 100)  # written (never reported durable): the segment is full
+    with pytest.raises(JournalError, match="fdatasync failed"):
+        j.append(b"E", b"y")  # rolling the segment over syncs it
+    with pytest.raises(JournalError, match="fdatasync failed"):
+        j.close()
+    assert j._fd is None  # closed all the same
 
 
 def test_sync_while_the_segment_rolls_syncs_the_file_it_wrote(tmp_path: Path) -> None:

@@ -371,7 +371,8 @@ def test_a_fatal_dispatcher_error_stops_the_engine(
 ) -> None:
     """The dispatcher failing outside a send round (here the journal's fdatasync: a disk
     error) stops the engine with the error, as the processor and the applier do; its thread
-    used to end silently and leave an engine that took events nobody acknowledged."""
+    used to end silently and leave an engine that took events nobody acknowledged.  Stopping
+    reports the journal that cannot be synced and closes the rest."""
     with Warehouse(tmp_path / "w.duckdb") as wh:
         live = LiveEngine(
             wh, FakeEngine(wh), load_channels_config(), contacts=FakeContacts(),
@@ -379,18 +380,19 @@ def test_a_fatal_dispatcher_error_stops_the_engine(
         )  # fmt: skip
         assert live.journal is not None
 
-        def broken_sync() -> None:
+        def broken(fd: int) -> None:
             raise OSError(5, "Input/output error")
 
-        monkeypatch.setattr(live.journal, "sync", broken_sync)
+        monkeypatch.setattr(os, "fdatasync", broken)
         try:
             live._start_workers()
+            live.journal.append(b"X", b"a record to sync")  # (a kind replay skips)
             live._handoff.put(([], [(1, 1)]))  # a batch's acknowledgement: sync first
             assert wait_until(live._stop.is_set, 3), "the engine goes on without a dispatcher"
             assert any(e.startswith("dispatcher: OSError") for e in live.stats.errors)
         finally:
-            monkeypatch.undo()  # stop() syncs the journal
             live.stop()
+        assert any(e.startswith("journal: JournalError") for e in live.stats.errors)
 
 
 @pytest.mark.integration

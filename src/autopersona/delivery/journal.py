@@ -100,6 +100,9 @@ class Journal:
         self._lock = threading.Lock()
         #: one fdatasync at a time: a caller that waited finds its records durable already
         self._sync_lock = threading.Lock()
+        #: the first failed fdatasync: the kernel reports a write-back error once and marks
+        #: the lost pages clean, so no later call may be taken to prove records durable
+        self._sync_error: OSError | None = None
         self._fd: int | None = None
         self.torn_bytes = 0  # cut off the tail on open
         bases = self._bases()
@@ -210,15 +213,27 @@ class Journal:
             with self._sync_lock:
                 if self._synced >= target:  # the call this one waited for covered it
                     return
-                os.fdatasync(fd)
+                self._fdatasync(fd)
                 self._synced = max(self._synced, target)
         finally:
             os.close(fd)
 
+    def _fdatasync(self, fd: int) -> None:
+        if self._sync_error is not None:
+            raise JournalError(
+                f"journal {self.folder}: an fdatasync failed earlier ({self._sync_error}); "
+                "records written since may be lost: restart to replay what is on disk"
+            ) from self._sync_error
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._sync_error = exc
+            raise
+
     def _roll(self) -> None:
         assert self._fd is not None
         if self.sync_enabled:
-            os.fdatasync(self._fd)
+            self._fdatasync(self._fd)
             self._synced = self._base + self._size  # (records before it are older segments)
         os.close(self._fd)
         self._base += self._size
@@ -288,12 +303,14 @@ class Journal:
             return gone
 
     def close(self) -> None:
-        """Sync and close."""
-        self.sync()
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        """Sync and close (closed even when the sync fails)."""
+        try:
+            self.sync()
+        finally:
+            with self._lock:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
     def __enter__(self) -> Journal:
         return self

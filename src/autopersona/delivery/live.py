@@ -99,7 +99,7 @@ from autopersona.delivery.hotpath import (
     encode_results,
     replay_audits,
 )
-from autopersona.delivery.journal import Journal
+from autopersona.delivery.journal import Journal, JournalError
 from autopersona.delivery.mqtt import MqttConsumer
 from autopersona.delivery.mqtt import vin_from_topic as _vin_from_topic
 from autopersona.delivery.outbox import (
@@ -1179,7 +1179,11 @@ class LiveEngine(MqttConsumer[LiveStats]):
         for ch in self.channels.values():
             ch.close()
         if self.journal is not None:
-            self.journal.close()
+            try:
+                self.journal.close()
+            except (OSError, JournalError) as exc:  # reported; the rest is closed all the same
+                log.error("closing the journal failed: %s", exc)
+                self.stats.errors.append(f"journal: {type(exc).__name__}: {exc}")
         if self._old_switch is not None:
             sys.setswitchinterval(self._old_switch)
             self._old_switch = None
