@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -111,6 +112,38 @@ def test_a_cleared_journal_continues_after_the_applied_position(tmp_path: Path) 
         assert [p for p, _, _ in j.records(500)] == [j.position]
         with pytest.raises(JournalError, match=r"ends at position .* but 9999 was applied"):
             j.continue_from(9999)  # records between were lost: refuse to go on
+
+
+def test_new_and_renamed_segment_names_are_synced_with_their_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fdatasync makes a segment's records durable, not its name: without an fsync of its
+    # folder a power cut can lose a new journal's first segment (with records already
+    # acknowledged) or undo continue_from's rename (its records back at position 0).
+    synced: list[tuple[int, int]] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            synced.append((st.st_dev, st.st_ino))
+        real(fd)
+
+    def key(p: Path) -> tuple[int, int]:
+        st = p.stat()
+        return (st.st_dev, st.st_ino)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    folder = tmp_path / "wh.journal" / "w1"
+    with Journal(folder) as j:
+        assert {key(folder), key(folder.parent), key(tmp_path)} <= set(synced)
+        synced.clear()
+        j.continue_from(500)
+        assert key(folder) in synced
+    synced.clear()
+    Journal(folder, sync=False).close()  # without sync: no fsync at all
+    Journal(tmp_path / "nosync", sync=False).close()
+    assert synced == []
 
 
 # --------------------------------------------------------------------------- application
@@ -311,6 +344,37 @@ def test_sync_after_a_new_record_waits_for_its_own_fdatasync(
         # calls never overlap (one at a time), so starts and ends pair up in order
         assert len(starts) == len(ends) == 2, calls
         assert any(s >= t_append and e <= returned for s, e in zip(starts, ends, strict=True))
+
+
+def test_after_a_failed_fdatasync_no_sync_reports_records_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux reports a write-back error once per open file and marks the lost pages clean:
+    # the next fdatasync succeeds though records are gone.  A thread syncing after another
+    # one's failure (the dispatcher after the applier) must not be told they are durable,
+    # or it acknowledges events a power cut loses.
+    real = os.fdatasync
+    calls: list[int] = []
+
+    def once_broken(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", once_broken)
+    j = Journal(tmp_path / "j", segment_bytes=64)
+    j.append(b"E", b"one")
+    with pytest.raises(OSError, match="Input/output"):
+        j.sync()
+    with pytest.raises(JournalError, match="fdatasync failed"):
+        j.sync()
+    j.append(b"E", b"x" * 100)  # written (never reported durable): the segment is full
+    with pytest.raises(JournalError, match="fdatasync failed"):
+        j.append(b"E", b"y")  # rolling the segment over syncs it
+    with pytest.raises(JournalError, match="fdatasync failed"):
+        j.close()
+    assert j._fd is None  # closed all the same
 
 
 def test_sync_while_the_segment_rolls_syncs_the_file_it_wrote(tmp_path: Path) -> None:

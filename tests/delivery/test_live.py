@@ -339,6 +339,62 @@ def test_batch_log_needs_an_engine_that_can_log(tmp_path: Path) -> None:
         LiveEngine(wh, NoLog(), load_channels_config(), batch_log=True)  # type: ignore[arg-type]
 
 
+def test_journaled_engine_dead_letters_an_engine_error_alone_in_its_batch(tmp_path: Path) -> None:
+    """An event the engine fails on is a dead letter also when it is its batch's only new
+    event (the processor used to re-raise the error and stop the engine; the event, never
+    acknowledged, stopped it again on every start)."""
+    from autopersona.delivery.hotpath import BATCH, BatchRecord
+    from autopersona.delivery.live import _Inbound
+
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        live = LiveEngine(
+            wh, FakeEngine(wh), load_channels_config(), contacts=FakeContacts(),
+            journal=tmp_path / "journal",
+        )  # fmt: skip
+        try:
+            assert live.journal is not None
+            payload = b'{"event_id": "e1", "vin": "V1", "type": "boom"}'
+            boom = _Inbound(1, 1, "p/vehicles/V1/events", payload, datetime.now(UTC))
+            assert live.process([boom]) == []
+            assert (live.stats.rejected, live.stats.processed) == (1, 0)
+            (rec,) = [BatchRecord.decode(b) for _, k, b in live.journal.records() if k == BATCH]
+            assert rec.ledger == [] and rec.decisions == []
+            assert [d.reason for d in rec.dead] == [
+                "engine error: ValueError: engine exploded on purpose"
+            ]
+        finally:
+            live.stop()
+
+
+def test_a_fatal_dispatcher_error_stops_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher failing outside a send round (here the journal's fdatasync: a disk
+    error) stops the engine with the error, as the processor and the applier do; its thread
+    used to end silently and leave an engine that took events nobody acknowledged.  Stopping
+    reports the journal that cannot be synced and closes the rest."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        live = LiveEngine(
+            wh, FakeEngine(wh), load_channels_config(), contacts=FakeContacts(),
+            journal=tmp_path / "journal", switch_interval_s=None,
+        )  # fmt: skip
+        assert live.journal is not None
+
+        def broken(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", broken)
+        try:
+            live._start_workers()
+            live.journal.append(b"X", b"a record to sync")  # (a kind replay skips)
+            live._handoff.put(([], [(1, 1)]))  # a batch's acknowledgement: sync first
+            assert wait_until(live._stop.is_set, 3), "the engine goes on without a dispatcher"
+            assert any(e.startswith("dispatcher: OSError") for e in live.stats.errors)
+        finally:
+            live.stop()
+        assert any(e.startswith("journal: JournalError") for e in live.stats.errors)
+
+
 @pytest.mark.integration
 def test_postgresql_outbox(rig: Rig) -> None:
     """Outbox in PostgreSQL, decisions and ledger in the DuckDB warehouse."""

@@ -266,6 +266,36 @@ def test_publish_batch_async_calls_back_and_expires(private_broker: PrivateBroke
         _close(pub)
 
 
+def test_publish_batch_async_is_pending_until_its_callback_returns(shared_broker: int) -> None:
+    """A batch whose last PUBACK is in counts as pending until its callback has returned:
+    the live engine's dispatcher waits for ``async_pending`` before it ends, and a callback
+    still running (journaling the send results) was missed by the applier."""
+    entered, release = threading.Event(), threading.Event()
+    got: list[list[int | None]] = []
+
+    def slow(codes: list[int | None]) -> None:
+        entered.set()
+        release.wait(5)
+        got.append(codes)
+
+    pub = make_client(f"async-{uuid.uuid4().hex[:6]}")
+    pub.connect("127.0.0.1", shared_broker)
+    pub.loop_start()
+    try:
+        assert wait_until(lambda: pub.is_connected(), 10)
+        assert pub.publish_batch_async(
+            [(f"async-{uuid.uuid4().hex[:6]}", b"{}", b"\x00")], 10, slow
+        )
+        assert entered.wait(10)
+        assert pub.async_pending == 1  # its callback is running
+        release.set()
+        assert wait_until(lambda: pub.async_pending == 0, 5)
+        assert got == [[0x10]]
+    finally:
+        release.set()
+        _close(pub)
+
+
 def test_publish_batch_async_times_out_without_pubacks(private_broker: PrivateBroker) -> None:
     """A batch whose PUBACKs do not come (the broker is frozen) is finished by expire_async
     after its timeout, each message None (retryable)."""

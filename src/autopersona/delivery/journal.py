@@ -60,6 +60,15 @@ def _segment_name(base: int) -> str:
     return f"{base:020d}{_SUFFIX}"
 
 
+def _sync_dir(folder: Path) -> None:
+    """``fsync`` a folder: the names created or renamed in it survive a power cut."""
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class Journal:
     """Append-only, checksummed records in segment files (see the module docstring).
 
@@ -80,18 +89,29 @@ class Journal:
         self, folder: str | Path, *, sync: bool = True, segment_bytes: int = 64 << 20
     ) -> None:
         self.folder = Path(folder)
+        created = []  # folders made here: their names must survive a power cut too
+        p = self.folder
+        while not p.exists():
+            created.append(p)
+            p = p.parent
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.sync_enabled = sync
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
         #: one fdatasync at a time: a caller that waited finds its records durable already
         self._sync_lock = threading.Lock()
+        #: the first failed fdatasync: the kernel reports a write-back error once and marks
+        #: the lost pages clean, so no later call may be taken to prove records durable
+        self._sync_error: OSError | None = None
         self._fd: int | None = None
         self.torn_bytes = 0  # cut off the tail on open
         bases = self._bases()
         if not bases:
             bases = [0]
             os.close(os.open(self.folder / _segment_name(0), os.O_WRONLY | os.O_CREAT, 0o600))
+            if sync:  # fdatasync keeps a file's records, not its name (nor its folder's)
+                for d in [self.folder, *(c.parent for c in created)]:
+                    _sync_dir(d)
         self._base = bases[-1]
         path = self.folder / _segment_name(self._base)
         valid = self._valid_length(path)
@@ -193,15 +213,27 @@ class Journal:
             with self._sync_lock:
                 if self._synced >= target:  # the call this one waited for covered it
                     return
-                os.fdatasync(fd)
+                self._fdatasync(fd)
                 self._synced = max(self._synced, target)
         finally:
             os.close(fd)
 
+    def _fdatasync(self, fd: int) -> None:
+        if self._sync_error is not None:
+            raise JournalError(
+                f"journal {self.folder}: an fdatasync failed earlier ({self._sync_error}); "
+                "records written since may be lost: restart to replay what is on disk"
+            ) from self._sync_error
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._sync_error = exc
+            raise
+
     def _roll(self) -> None:
         assert self._fd is not None
         if self.sync_enabled:
-            os.fdatasync(self._fd)
+            self._fdatasync(self._fd)
             self._synced = self._base + self._size  # (records before it are older segments)
         os.close(self._fd)
         self._base += self._size
@@ -209,11 +241,7 @@ class Journal:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = 0
         if self.sync_enabled:  # the new file's name must survive too
-            dfd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            _sync_dir(self.folder)
 
     def continue_from(self, applied: int) -> None:
         """Make sure positions go on after ``applied`` (what a store has applied already).
@@ -232,6 +260,8 @@ class Journal:
                 self._base = applied
                 new = self.folder / _segment_name(self._base)
                 old.rename(new)
+                if self.sync_enabled:  # or a power cut puts its records back at position 0
+                    _sync_dir(self.folder)
                 self._fd = os.open(new, os.O_WRONLY | os.O_APPEND)
                 return
         raise JournalError(
@@ -273,12 +303,14 @@ class Journal:
             return gone
 
     def close(self) -> None:
-        """Sync and close."""
-        self.sync()
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        """Sync and close (closed even when the sync fails)."""
+        try:
+            self.sync()
+        finally:
+            with self._lock:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
     def __enter__(self) -> Journal:
         return self

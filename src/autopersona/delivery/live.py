@@ -99,7 +99,7 @@ from autopersona.delivery.hotpath import (
     encode_results,
     replay_audits,
 )
-from autopersona.delivery.journal import Journal
+from autopersona.delivery.journal import Journal, JournalError
 from autopersona.delivery.mqtt import MqttConsumer
 from autopersona.delivery.mqtt import vin_from_topic as _vin_from_topic
 from autopersona.delivery.outbox import (
@@ -696,13 +696,16 @@ class LiveEngine(MqttConsumer[LiveStats]):
     def _decide_guarded(
         self, fresh: list[tuple[_Inbound, dict[str, Any]]]
     ) -> list[tuple[_Inbound, dict[str, Any], list[DecisionLike] | str]]:
-        """Each event's decisions, or the engine error that makes it a dead letter."""
+        """Each event's decisions, or the engine error that makes it a dead letter.
+
+        When the batch fails, each event is decided again on its own (a lone event too: it
+        is dead-lettered, not raised, which would stop the engine on every redelivery).
+        """
         try:
             got_all = self._decide_all([e for _, e in fresh])
             return [(b, e, g) for (b, e), g in zip(fresh, got_all, strict=True)]
         except Exception:
-            if len(fresh) == 1:
-                raise
+            pass
         out: list[tuple[_Inbound, dict[str, Any], list[DecisionLike] | str]] = []
         self.flush()  # the engine reloads its state from a complete warehouse
         self._rolled_back()
@@ -1074,6 +1077,10 @@ class LiveEngine(MqttConsumer[LiveStats]):
                     deliver(done)
                 elif done:
                     self._results.put(done)
+        except Exception as exc:  # outside a send round (the journal's sync, acks): fatal
+            log.exception("dispatcher failed")
+            self.stats.errors.append(f"dispatcher: {type(exc).__name__}: {exc}")
+            self._stop.set()
         finally:
             self.stats.thread_cpu_s["dispatcher"] = time.thread_time()
             self._dispatcher_done.set()
@@ -1172,7 +1179,11 @@ class LiveEngine(MqttConsumer[LiveStats]):
         for ch in self.channels.values():
             ch.close()
         if self.journal is not None:
-            self.journal.close()
+            try:
+                self.journal.close()
+            except (OSError, JournalError) as exc:  # reported; the rest is closed all the same
+                log.error("closing the journal failed: %s", exc)
+                self.stats.errors.append(f"journal: {type(exc).__name__}: {exc}")
         if self._old_switch is not None:
             sys.setswitchinterval(self._old_switch)
             self._old_switch = None

@@ -108,6 +108,8 @@ class FastClient(mqtt.Client):
         self._batch_lock = threading.Lock()
         #: batches of :meth:`publish_batch_async` still waiting for PUBACKs
         self._async_out: set[_Batch] = set()
+        #: batches taken out of ``_async_out`` whose callback has not returned yet
+        self._finishing = 0
 
     # ------------------------------------------------------------------ connecting
     def _create_socket_connection(self) -> socket.socket:
@@ -283,11 +285,12 @@ class FastClient(mqtt.Client):
                     if batch.callback is not None:
                         if batch.left == 0:
                             self._async_out.discard(batch)
+                            self._finishing += 1
                             finished = batch
                     elif batch.left <= batch.wake_at:
                         batch.event.set()
             if finished is not None:
-                self._finish(finished)
+                self._finish_counted([finished])
             if entry is not None:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
         if reason >= 0x80:
@@ -530,14 +533,23 @@ class FastClient(mqtt.Client):
                         if entry is not None and entry[0] is batch:
                             del self._batch_out[mid]
                     gone.append(batch)
-        for batch in gone:
-            self._finish(batch)
+            self._finishing += len(gone)
+        self._finish_counted(gone)
         return len(gone)
 
     @property
     def async_pending(self) -> int:
-        """Asynchronous batches still waiting for PUBACKs."""
-        return len(self._async_out)
+        """Asynchronous batches still waiting for PUBACKs or for their callback to return."""
+        return len(self._async_out) + self._finishing
+
+    def _finish_counted(self, batches: list[_Batch]) -> None:
+        """Call back for batches counted in ``_finishing``, then uncount them."""
+        try:
+            for batch in batches:
+                self._finish(batch)
+        finally:
+            with self._batch_lock:
+                self._finishing -= len(batches)
 
     @staticmethod
     def _finish(batch: _Batch) -> None:
