@@ -350,7 +350,8 @@ def make_decision(**fields: Any) -> Decision:
 class FakeEngine:
     """The strategy engine's interface with trivial decisions, for delivery tests: one
     ``send`` decision per channel listed in ``payload.channels`` (default head unit), logged
-    in ``strategy_decisions`` through the warehouse connection (the caller's transaction);
+    in ``strategy_decisions`` through the warehouse connection (the caller's transaction),
+    triggered by the event (or by ``payload.trigger_key``, which several events may share);
     event type ``boom`` raises, like an engine bug."""
 
     def __init__(self, wh: Any, catalogue: Any = None, *, profiles: Any = None, clock: Any = None):
@@ -380,7 +381,7 @@ class FakeEngine:
                     person_id=person,
                     vin=event["vin"],
                     strategy_id=sid,
-                    trigger_key=event["event_id"],
+                    trigger_key=payload.get("trigger_key", event["event_id"]),
                     channel=ch,
                     title=f"Offer for {event['vin']}",
                     body="Charging stops along your route.",

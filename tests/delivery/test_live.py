@@ -395,6 +395,47 @@ def test_a_fatal_dispatcher_error_stops_the_engine(
         assert any(e.startswith("journal: JournalError") for e in live.stats.errors)
 
 
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])
+def test_one_message_per_idempotency_key_within_a_batch(tmp_path: Path, journal: bool) -> None:
+    """Two events of one batch that the engine answers with the same message (same
+    strategy, person and trigger: the same idempotency key) give one message, not two: the
+    key de-duplicates within a batch as it does across batches."""
+    from autopersona.delivery.live import _Inbound
+
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        live = LiveEngine(
+            wh, FakeEngine(wh), load_channels_config(), contacts=FakeContacts(),
+            journal=(tmp_path / "journal") if journal else False,
+        )  # fmt: skip
+        try:
+            now = datetime.now(UTC)
+            batch = [
+                _Inbound(i, 1, "p/vehicles/V1/events", json.dumps(
+                    {"event_id": f"e{i}", "vin": "V1", "type": "route_planned",
+                     "payload": {"trigger_key": "trip-42"}}).encode(), now)
+                for i in (1, 2)
+            ]  # fmt: skip
+            out = live.process(batch)
+            assert len(out) == 1, [m.idempotency_key for m in out]
+            assert live.stats.processed == 2
+            assert live.stats.enqueued == 1
+            # the next batch with the same trigger adds nothing either
+            again = _Inbound(3, 1, "p/vehicles/V1/events", json.dumps(
+                {"event_id": "e3", "vin": "V1", "type": "route_planned",
+                 "payload": {"trigger_key": "trip-42"}}).encode(), now)  # fmt: skip
+            assert live.process([again]) == []
+            if live.journal is not None:  # (the applier is not running: what it would write)
+                from autopersona.delivery.hotpath import BATCH, BatchRecord
+
+                recs = [BatchRecord.decode(b) for _, k, b in live.journal.records() if k == BATCH]
+                assert [len(r.messages) for r in recs] == [1, 0]
+                assert [len(r.decisions) for r in recs] == [2, 1]  # every decision is logged
+            else:
+                assert wh.sql("SELECT count(*) FROM outbox") == [(1,)]
+        finally:
+            live.stop()
+
+
 @pytest.mark.integration
 def test_postgresql_outbox(rig: Rig) -> None:
     """Outbox in PostgreSQL, decisions and ledger in the DuckDB warehouse."""

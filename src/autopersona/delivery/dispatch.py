@@ -189,11 +189,17 @@ def message_for(
 def messages_for(
     decisions: Iterable[DecisionLike], config: ChannelsConfig, contacts: Contacts | None = None
 ) -> list[OutboxMessage]:
-    """Outbox messages of every ``send`` decision."""
+    """Outbox messages of every ``send`` decision, one per idempotency key.
+
+    Decisions with the same key (same strategy, person and trigger, e.g. two events of one
+    batch that trigger the same message) are one message: the first decision's.
+    """
     out = []
+    keys: set[str] = set()
     for d in decisions:
         m = message_for(d, config, contacts)
-        if m is not None:
+        if m is not None and m.idempotency_key not in keys:
+            keys.add(m.idempotency_key)
             out.append(m)
     return out
 
