@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from deliverykit import Publisher, wait_until
 
 from autopersona.delivery.config import MqttBroker
@@ -259,3 +260,26 @@ def test_intake_reports_add_up_without_a_broker(tmp_path: Path) -> None:
         assert rep.reasons.get("empty payload") == 1
         again = intake.ingest(batch[:1])
         assert (again.loaded, again.duplicates) == (0, 1)
+
+
+@pytest.mark.parametrize("pseudonymise", ["1", "0"])
+def test_a_lone_surrogate_is_quarantined_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pseudonymise: str
+) -> None:
+    """A ``\\ud800`` escape is valid JSON syntax but no UTF-8 text: that payload is refused,
+    the rest of its batch loads (it used to fail the whole batch, and kill the listener)."""
+    monkeypatch.setenv("AUTOPERSONA_PSEUDONYMISE", pseudonymise)
+    bad_id = b'{"decision_id": "d1", "event_type": "clicked", "event_id": "x\\ud800"}'
+    bad_person = b'{"person_id": "P\\udc00", "event_type": "clicked", "event_id": "e9"}'
+    bad_dict = {"decision_id": "d1", "event_type": "exposed", "event_id": "y\ud800"}
+    bad_str = '{"decision_id": "d1", "event_type": "sent", "event_id": "z\ud800"}'
+    good = {"decision_id": "d2", "event_type": "exposed", "ts": _ts(1)}
+    for partition in (None, (0, 1)):
+        with _wh(tmp_path / f"w{partition is None}.duckdb") as wh:
+            intake = FeedbackIntake(wh, partition=partition)
+            batch = [Inbound(p) for p in (bad_id, bad_person, bad_dict, bad_str, good)]
+            rep = intake.ingest(batch)
+            assert (rep.received, rep.loaded, rep.quarantined) == (5, 1, 4)
+            assert wh.sql("SELECT event_id FROM marketing_feedback") == [("d2-exposed",)]
+            reasons = [r[0] for r in wh.sql(f"SELECT reason FROM {QUARANTINE_TABLE}")]
+            assert len(reasons) == 4 and all("surrogate" in r for r in reasons), reasons

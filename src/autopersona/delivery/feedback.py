@@ -164,10 +164,29 @@ class _Refused(ValueError):
         self.field = field_name
 
 
+def _storable(obj: dict[str, Any]) -> dict[str, Any]:
+    r"""``obj``, refused if a string in it holds a lone UTF-16 surrogate.
+
+    A ``\ud800`` escape is valid JSON, but no UTF-8 text can hold it: the batch's file
+    could not be written.
+    """
+    try:
+        json.dumps(obj, default=str, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Refused("invalid text: a lone UTF-16 surrogate (no UTF-8 character)") from None
+    return obj
+
+
 def _parse(payload: bytes | str | dict[str, Any], max_bytes: int) -> dict[str, Any]:
     if isinstance(payload, dict):
-        return dict(payload)
-    raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+        return _storable(dict(payload))
+    if isinstance(payload, str):
+        try:
+            raw = payload.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Refused("invalid text: a lone UTF-16 surrogate (no UTF-8 character)") from None
+    else:
+        raw = payload
     if not raw.strip():
         raise _Refused("empty payload")
     if len(raw) > max_bytes:
@@ -182,7 +201,7 @@ def _parse(payload: bytes | str | dict[str, Any], max_bytes: int) -> dict[str, A
         raise _Refused(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(obj, dict):
         raise _Refused(f"expected a JSON object, found {type(obj).__name__}")
-    return obj
+    return _storable(obj) if "\\u" in text else obj  # surrogates come only from escapes
 
 
 class FeedbackIntake:
@@ -441,6 +460,8 @@ class FeedbackIntake:
             raw = _text(item.payload)
             if ps is not None:
                 raw = ps.raw(raw.encode("utf-8", errors="replace")).decode("utf-8")
+            else:  # a lone surrogate (refused payload) cannot be stored as it is
+                raw = raw.encode("utf-8", errors="replace").decode("utf-8")
             sha = hashlib.sha256(raw.encode("utf-8", errors="replace")).hexdigest()
             rows.append(
                 [

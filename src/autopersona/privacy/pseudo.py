@@ -562,6 +562,11 @@ def _pseudonymise_json(text: str, p: Pseudonymiser) -> str:
         rec = json.loads(text)
     except ValueError:
         rec = None
+    if isinstance(rec, dict) and "\\u" in text:
+        try:
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape (\\ud800): no UTF-8 holds it
+            rec = json.loads(json.dumps(rec, ensure_ascii=False).encode("utf-8", "replace"))
     if isinstance(rec, dict):
         for k, v in rec.items():
             kind = _kind_of(str(k))
