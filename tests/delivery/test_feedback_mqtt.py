@@ -283,3 +283,35 @@ def test_a_lone_surrogate_is_quarantined_not_fatal(
             assert wh.sql("SELECT event_id FROM marketing_feedback") == [("d2-exposed",)]
             reasons = [r[0] for r in wh.sql(f"SELECT reason FROM {QUARANTINE_TABLE}")]
             assert len(reasons) == 4 and all("surrogate" in r for r in reasons), reasons
+
+
+def test_feedback_naming_a_decision_and_its_key_is_joined_when_the_key_recurs(
+    tmp_path: Path,
+) -> None:
+    """Two decisions with one idempotency key (same strategy, person and trigger): the
+    outbox sends one message, the first decision's; feedback naming that decision and the
+    key is consistent and loads (it was refused as a mismatch with the later decision)."""
+    later = Decision(
+        **{**_decision(1).__dict__, "decision_id": "d1-again", "created_at": T0.replace(minute=5)}
+    )
+    with _wh(tmp_path / "w.duckdb") as wh:
+        write_decisions(wh.con, [later])
+        rep = FeedbackIntake(wh).ingest(
+            [
+                Inbound(
+                    {
+                        "decision_id": "d1",
+                        "idempotency_key": DECISIONS[0].idempotency_key,
+                        "event_type": "clicked",
+                        "ts": _ts(6),
+                    }
+                )
+            ]
+        )
+        assert (rep.loaded, rep.quarantined, rep.joined) == (1, 0, 1), rep.reasons
+        assert wh.sql("SELECT decision_id, event_id FROM marketing_feedback") == [
+            ("d1", "d1-clicked")
+        ]
+        wrong = {"decision_id": "d2", "idempotency_key": DECISIONS[0].idempotency_key}
+        rep = FeedbackIntake(wh).ingest([Inbound({**wrong, "event_type": "clicked"})])
+        assert (rep.quarantined, rep.reasons) == (1, {"decision mismatch": 1})

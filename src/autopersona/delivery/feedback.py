@@ -285,7 +285,16 @@ class FeedbackIntake:
             d = decisions.get(f"decision_id:{did}")
             if d is None:
                 raise _Refused(f"unknown decision: decision_id {did!r}", "decision_id")
-        if key not in (None, ""):
+        if key not in (None, "") and d is not None:
+            # several decisions may share a key (same strategy, person and trigger): the
+            # one named by id must carry it, not be the key's latest
+            if str(d["idempotency_key"]) != str(key):
+                raise _Refused(
+                    f"decision mismatch: idempotency_key {key!r} is not the key "
+                    f"{d['idempotency_key']!r} of decision {did!r}",
+                    "idempotency_key",
+                )
+        elif key not in (None, ""):
             by_key = decisions.get(f"idempotency_key:{key}")
             if by_key is None:
                 where = ""
@@ -298,12 +307,6 @@ class FeedbackIntake:
                     )
                 raise _Refused(
                     f"unknown decision: idempotency_key {key!r}{where}", "idempotency_key"
-                )
-            if d is not None and by_key["decision_id"] != d["decision_id"]:
-                raise _Refused(
-                    f"decision mismatch: idempotency_key {key!r} belongs to decision "
-                    f"{by_key['decision_id']!r}, not {did!r}",
-                    "idempotency_key",
                 )
             d = by_key
         assert d is not None
