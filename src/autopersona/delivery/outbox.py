@@ -755,8 +755,25 @@ class PostgresOutbox(Outbox):
         self.lease_s = lease_s
         self.url = urlunsplit(parts._replace(query=urlencode(query)))
         self.con = psycopg.connect(self.url, autocommit=True)
-        self.con.execute("SET TIME ZONE 'UTC'")
-        self.create_tables()
+        try:
+            self.con.execute("SET TIME ZONE 'UTC'")
+            self.create_tables()
+        except BaseException:
+            self.con.close()
+            raise
+
+    def create_tables(self) -> None:
+        """:meth:`Outbox.create_tables`, one worker at a time.
+
+        ``CREATE … IF NOT EXISTS`` is not safe against itself in PostgreSQL: workers starting
+        together on a fresh schema fail on the catalog's unique indexes.  A transaction-level
+        advisory lock on the schema makes them take turns.
+        """
+        with self.con.transaction():
+            self._execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"autopersona.outbox.{self.schema}"]
+            )
+            super().create_tables()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.con.cursor() as cur:
