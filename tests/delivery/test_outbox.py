@@ -148,6 +148,17 @@ def test_event_dead_letters(outbox: Outbox) -> None:
     assert len(big["payload"]) == 4096
 
 
+def test_an_event_with_nul_bytes_is_dead_lettered(outbox: Outbox) -> None:
+    """A malformed event may hold NUL bytes, which PostgreSQL text cannot store: there they
+    become U+FFFD (the dead-letter insert failed, so the event could not be kept at all)."""
+    raw = b'{"vin": "V1\x00", "type": "\x00"}'
+    outbox.dead_letter_event("a/vehicles/V1/events", "malformed JSON: \x00 at 10", raw)
+    (row,) = outbox.event_dead_letters()
+    assert row["payload_bytes"] == len(raw)
+    assert row["payload"].replace("\ufffd", "\x00") == raw.decode()
+    assert row["reason"].replace("\ufffd", "\x00") == "malformed JSON: \x00 at 10"
+
+
 def test_unknown_status_is_an_error(outbox: Outbox) -> None:
     with pytest.raises(ValueError, match="unknown status 'lost'"):
         outbox.rows("lost")

@@ -479,9 +479,14 @@ class Outbox(SchemaStore):
         """Keep a refused inbound event (first 4 KiB, decoded leniently) with the reason."""
         row = dead_letter_fields(topic, reason, payload, _utc(received_at) or _now())
         self._execute(
-            self._sql("INSERT INTO {s}.event_dead_letters VALUES (?, ?, ?, ?, ?, ?)"), list(row)
+            self._sql("INSERT INTO {s}.event_dead_letters VALUES (?, ?, ?, ?, ?, ?)"),
+            [self._storable_text(v) if isinstance(v, str) else v for v in row],
         )
         return row[0]
+
+    def _storable_text(self, text: str) -> str:
+        """``text`` as the backend can store it (DuckDB: as it is)."""
+        return text
 
     # ----------------------------------------------------------- reads
     def counts(self) -> dict[str, int]:
@@ -779,6 +784,10 @@ class PostgresOutbox(Outbox):
         with self.con.cursor() as cur:
             cur.execute(sql, list(params))
             return list(cur.fetchall()) if cur.description else []
+
+    def _storable_text(self, text: str) -> str:
+        """PostgreSQL text holds no NUL character (a malformed event may): U+FFFD instead."""
+        return text.replace("\x00", "\ufffd")
 
     def _claim_sql(self) -> str:
         return (
