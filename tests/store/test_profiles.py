@@ -592,3 +592,42 @@ tags:
         assert "l2_driving_style" in week.refreshed
         assert "l4_aftermarket_propensity" in week.skipped
         assert (list_models(w)["method"] == "model").sum() == (models["method"] == "model").sum()
+
+
+def test_processes_opening_a_fresh_postgres_store_together_all_start() -> None:
+    """API workers (or batch jobs) opening one fresh PostgreSQL profile store at the same
+    moment all start: ``CREATE … IF NOT EXISTS`` racing in the catalog used to fail all but
+    one of them with a unique violation."""
+    import os
+    import threading
+    import uuid
+
+    reason = pg_unavailable()
+    if reason:
+        pytest.skip(f"PostgreSQL not available: {reason}")
+    for _ in range(3):
+        schema = f"ap_ps_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        errors: list[str] = []
+        start = threading.Barrier(6)
+
+        def open_one(
+            schema: str = schema, errors: list[str] = errors, start: threading.Barrier = start
+        ) -> None:
+            start.wait(10)
+            try:
+                PostgresProfileStore(PG_URL, schema=schema).close()
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        store = PostgresProfileStore(PG_URL, schema=schema)
+        try:
+            assert errors == []
+            assert store.count() == 0 and store.last_runs() == {}
+        finally:
+            store.drop_schema()
+            store.close()

@@ -559,8 +559,27 @@ class PostgresProfileStore(ProfileStore):
         super().__init__(schema)
         self.url = urlunsplit(parts._replace(query=urlencode(query)))
         self.con = psycopg.connect(self.url, autocommit=True)
-        self.con.execute("SET TIME ZONE 'UTC'")
-        self.create_tables()
+        try:
+            self.con.execute("SET TIME ZONE 'UTC'")
+            self.create_tables()
+        except BaseException:
+            self.con.close()
+            raise
+
+    def create_tables(self) -> None:
+        """:meth:`ProfileStore.create_tables`, one process at a time.
+
+        ``CREATE … IF NOT EXISTS`` is not safe against itself in PostgreSQL: processes
+        opening a fresh schema together (API workers, batch jobs) fail on the catalog's
+        unique indexes.  A transaction-level advisory lock on the schema makes them take
+        turns.
+        """
+        with self.con.transaction():
+            self._execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                [f"autopersona.profiles.{self.schema}"],
+            )
+            super().create_tables()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.con.execute(sql, list(params))
