@@ -222,10 +222,8 @@ def test_decision_and_outbox_share_the_warehouse_transaction() -> None:
 def test_workers_starting_together_create_the_postgres_tables_once() -> None:
     """Several workers opening one fresh PostgreSQL outbox at the same moment all start
     (``CREATE … IF NOT EXISTS`` racing in the catalog failed all but one of them)."""
-    import os
-    import uuid
-
     from deliverykit import PG_URL, pg_unavailable
+    from pgcheck import open_together
 
     from autopersona.delivery.outbox import PostgresOutbox
 
@@ -233,24 +231,9 @@ def test_workers_starting_together_create_the_postgres_tables_once() -> None:
     if reason:
         pytest.skip(f"PostgreSQL not available: {reason}")
     for _ in range(3):
-        schema = f"ap_ob_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-        errors: list[str] = []
-        start = threading.Barrier(6)
-
-        def open_one(
-            schema: str = schema, errors: list[str] = errors, start: threading.Barrier = start
-        ) -> None:
-            start.wait(10)
-            try:
-                PostgresOutbox(PG_URL, schema=schema).close()
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-
-        threads = [threading.Thread(target=open_one) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        schema, errors = open_together(
+            lambda sc: PostgresOutbox(PG_URL, schema=sc).close(), "ap_ob"
+        )
         ob = PostgresOutbox(PG_URL, schema=schema)
         try:
             assert errors == [] and ob.counts() == {}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,33 @@ def _try_connect() -> str | None:
         return None
     except psycopg.Error as exc:
         return f"cannot connect to {PG_URL}: {str(exc).strip().splitlines()[0]}"
+
+
+def open_together(
+    open_one: Callable[[str], object], prefix: str, n: int = 6
+) -> tuple[str, list[str]]:
+    """``open_one(schema)`` from ``n`` threads released at one moment on a fresh schema.
+
+    For stores that create their tables on open (they must all start).  Returns the schema
+    and the errors of the threads that failed.
+    """
+    schema = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    errors: list[str] = []
+    start = threading.Barrier(n)
+
+    def one() -> None:
+        start.wait(10)
+        try:
+            open_one(schema)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return schema, errors
 
 
 def pg_unavailable() -> str | None:

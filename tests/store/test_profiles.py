@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pgcheck import PG_URL, pg_unavailable
+from pgcheck import PG_URL, open_together, pg_unavailable
 from typer.testing import CliRunner
 
 from autopersona.cli import app
@@ -598,32 +598,13 @@ def test_processes_opening_a_fresh_postgres_store_together_all_start() -> None:
     """API workers (or batch jobs) opening one fresh PostgreSQL profile store at the same
     moment all start: ``CREATE … IF NOT EXISTS`` racing in the catalog used to fail all but
     one of them with a unique violation."""
-    import os
-    import threading
-    import uuid
-
     reason = pg_unavailable()
     if reason:
         pytest.skip(f"PostgreSQL not available: {reason}")
     for _ in range(3):
-        schema = f"ap_ps_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-        errors: list[str] = []
-        start = threading.Barrier(6)
-
-        def open_one(
-            schema: str = schema, errors: list[str] = errors, start: threading.Barrier = start
-        ) -> None:
-            start.wait(10)
-            try:
-                PostgresProfileStore(PG_URL, schema=schema).close()
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-
-        threads = [threading.Thread(target=open_one) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        schema, errors = open_together(
+            lambda sc: PostgresProfileStore(PG_URL, schema=sc).close(), "ap_ps"
+        )
         store = PostgresProfileStore(PG_URL, schema=schema)
         try:
             assert errors == []

@@ -58,6 +58,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from autopersona.store.sqlbase import pg_turns
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -157,8 +159,7 @@ def install(con: psycopg.Connection[Any], schema: str) -> None:
     """
     s = f'"{schema}"'
     lit = schema.replace("'", "''")
-    with con.transaction():
-        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{CHANNEL}:{schema}"])
+    with pg_turns(con, f"{CHANNEL}:{schema}"):
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {s}.profile_generation ("
             "id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL, xact XID8)"

@@ -65,7 +65,7 @@ import pandas as pd
 from autopersona.delivery._arrow import INT, STR, TS, columns_table, rows_table
 from autopersona.delivery._json import dumps
 from autopersona.delivery.config import RetryPolicy
-from autopersona.store.sqlbase import SchemaStore
+from autopersona.store.sqlbase import SchemaStore, closed_on_error, connect_postgres, pg_turns
 
 if TYPE_CHECKING:
     from autopersona.store.warehouse import Warehouse
@@ -750,7 +750,6 @@ class PostgresOutbox(Outbox):
         *,
         lease_s: float = 30.0,
     ) -> None:
-        import psycopg
 
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
@@ -759,25 +758,13 @@ class PostgresOutbox(Outbox):
         super().__init__(schema, policy)
         self.lease_s = lease_s
         self.url = urlunsplit(parts._replace(query=urlencode(query)))
-        self.con = psycopg.connect(self.url, autocommit=True)
-        try:
-            self.con.execute("SET TIME ZONE 'UTC'")
+        self.con = connect_postgres(self.url)
+        with closed_on_error(self.con):
             self.create_tables()
-        except BaseException:
-            self.con.close()
-            raise
 
     def create_tables(self) -> None:
-        """:meth:`Outbox.create_tables`, one worker at a time.
-
-        ``CREATE … IF NOT EXISTS`` is not safe against itself in PostgreSQL: workers starting
-        together on a fresh schema fail on the catalog's unique indexes.  A transaction-level
-        advisory lock on the schema makes them take turns.
-        """
-        with self.con.transaction():
-            self._execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"autopersona.outbox.{self.schema}"]
-            )
+        """:meth:`Outbox.create_tables`, one worker at a time (:func:`pg_turns`)."""
+        with pg_turns(self.con, f"autopersona.outbox.{self.schema}"):
             super().create_tables()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -54,7 +54,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from autopersona.store.sqlbase import SchemaStore, transaction
+from autopersona.store.sqlbase import (
+    SchemaStore,
+    closed_on_error,
+    connect_postgres,
+    pg_turns,
+    transaction,
+)
 
 if TYPE_CHECKING:
     from autopersona.store.warehouse import Warehouse
@@ -550,7 +556,6 @@ class PostgresProfileStore(ProfileStore):
     placeholder = "%s"
 
     def __init__(self, url: str, schema: str | None = None) -> None:
-        import psycopg
 
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
@@ -558,27 +563,16 @@ class PostgresProfileStore(ProfileStore):
         query.pop("schema", None)
         super().__init__(schema)
         self.url = urlunsplit(parts._replace(query=urlencode(query)))
-        self.con = psycopg.connect(self.url, autocommit=True)
-        try:
-            self.con.execute("SET TIME ZONE 'UTC'")
+        self.con = connect_postgres(self.url)
+        with closed_on_error(self.con):
             self.create_tables()
-        except BaseException:
-            self.con.close()
-            raise
 
     def create_tables(self) -> None:
-        """:meth:`ProfileStore.create_tables`, one process at a time.
+        """:meth:`ProfileStore.create_tables`, one process at a time (:func:`pg_turns`).
 
-        ``CREATE … IF NOT EXISTS`` is not safe against itself in PostgreSQL: processes
-        opening a fresh schema together (API workers, batch jobs) fail on the catalog's
-        unique indexes.  A transaction-level advisory lock on the schema makes them take
-        turns.
+        API workers and batch jobs may open a fresh schema together.
         """
-        with self.con.transaction():
-            self._execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                [f"autopersona.profiles.{self.schema}"],
-            )
+        with pg_turns(self.con, f"autopersona.profiles.{self.schema}"):
             super().create_tables()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:

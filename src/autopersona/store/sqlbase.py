@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["SchemaStore", "transaction"]
+__all__ = ["SchemaStore", "closed_on_error", "connect_postgres", "pg_turns", "transaction"]
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -51,6 +51,39 @@ def transaction(con: Any) -> Iterator[None]:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def connect_postgres(url: str) -> Any:
+    """An autocommit psycopg connection to ``url`` whose session time zone is UTC."""
+    import psycopg
+
+    con = psycopg.connect(url, autocommit=True)
+    with closed_on_error(con):
+        con.execute("SET TIME ZONE 'UTC'")
+    return con
+
+
+@contextmanager
+def closed_on_error(con: Any) -> Iterator[None]:
+    """Close ``con`` if the block fails (a store that cannot start leaves nothing open)."""
+    try:
+        yield
+    except BaseException:
+        con.close()
+        raise
+
+
+@contextmanager
+def pg_turns(con: Any, key: str) -> Iterator[None]:
+    """One PostgreSQL transaction holding a transaction-level advisory lock on ``key``.
+
+    ``CREATE … IF NOT EXISTS`` is not safe against itself in PostgreSQL: processes creating
+    the same schema objects at the same moment fail on the catalog's unique indexes.  Inside
+    this block they take turns.  ``con`` is an autocommit psycopg connection.
+    """
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
+        yield
 
 
 class SchemaStore:
