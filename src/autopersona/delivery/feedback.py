@@ -164,6 +164,10 @@ class _Refused(ValueError):
         self.field = field_name
 
 
+#: why a payload whose text no UTF-8 can hold is quarantined
+_SURROGATE = "invalid text: a lone UTF-16 surrogate (no UTF-8 character)"
+
+
 def _storable(obj: dict[str, Any]) -> dict[str, Any]:
     r"""``obj``, refused if a string in it holds a lone UTF-16 surrogate.
 
@@ -173,7 +177,7 @@ def _storable(obj: dict[str, Any]) -> dict[str, Any]:
     try:
         json.dumps(obj, default=str, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise _Refused("invalid text: a lone UTF-16 surrogate (no UTF-8 character)") from None
+        raise _Refused(_SURROGATE) from None
     return obj
 
 
@@ -184,7 +188,7 @@ def _parse(payload: bytes | str | dict[str, Any], max_bytes: int) -> dict[str, A
         try:
             raw = payload.encode("utf-8")
         except UnicodeEncodeError:
-            raise _Refused("invalid text: a lone UTF-16 surrogate (no UTF-8 character)") from None
+            raise _Refused(_SURROGATE) from None
     else:
         raw = payload
     if not raw.strip():
